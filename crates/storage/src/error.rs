@@ -1,0 +1,99 @@
+//! The storage crate's error type.
+
+use std::path::PathBuf;
+
+use strom_types::batch::BatchError;
+
+/// Why a log operation failed. Each variant names what the broker maps to a Kafka error code.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// A file operation failed.
+    #[error("I/O error on {path}")]
+    Io {
+        /// The file or directory involved.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A produced batch failed validation (Kafka: CORRUPT_MESSAGE or INVALID_RECORD).
+    #[error("invalid record batch at index {index} of the request")]
+    InvalidBatch {
+        /// Which batch of the appended buffer, from 0.
+        index: usize,
+        /// Why.
+        #[source]
+        source: BatchError,
+    },
+    /// A batch larger than max.message.bytes (Kafka: MESSAGE_TOO_LARGE).
+    #[error("record batch of {size} bytes exceeds max.message.bytes {limit}")]
+    BatchTooLarge {
+        /// Batch size.
+        size: usize,
+        /// The topic's max.message.bytes.
+        limit: usize,
+    },
+    /// A policy refused a batch (Kafka: INVALID_RECORD), e.g. a null key on a compacted topic
+    /// or a control batch from a client.
+    #[error("record batch refused: {0}")]
+    PolicyViolation(&'static str),
+    /// A record timestamp outside message.timestamp.before/after.max.ms (Kafka: INVALID_TIMESTAMP).
+    #[error("record timestamp {timestamp} is outside the accepted range around now ({now})")]
+    InvalidTimestamp {
+        /// The offending timestamp.
+        timestamp: i64,
+        /// The broker's clock.
+        now: i64,
+    },
+    /// Offsets of a replicated batch do not follow the log (replication bug or divergence).
+    #[error("batch offset {offset} is below the log end offset {log_end}")]
+    NonMonotonicOffset {
+        /// First offset of the batch.
+        offset: i64,
+        /// The log end offset.
+        log_end: i64,
+    },
+    /// A read or truncation outside the log's offsets (Kafka: OFFSET_OUT_OF_RANGE).
+    #[error("offset {offset} is outside the log's range [{log_start}, {log_end}]")]
+    OffsetOutOfRange {
+        /// The requested offset.
+        offset: i64,
+        /// Log start offset.
+        log_start: i64,
+        /// Log end offset.
+        log_end: i64,
+    },
+    /// A config value that does not parse or is out of range (Kafka: INVALID_CONFIG).
+    #[error("invalid value '{value}' for config {key}: {reason}")]
+    InvalidConfig {
+        /// The config name.
+        key: String,
+        /// The value given.
+        value: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The log was closed or deleted.
+    #[error("log {0} is closed")]
+    Closed(String),
+    /// A log directory or partition already exists or does not.
+    #[error("{0}")]
+    State(String),
+}
+
+/// Result alias for this crate.
+pub type Result<T, E = StorageError> = std::result::Result<T, E>;
+
+/// Attaches the path to an `io::Error`.
+pub(crate) trait IoContext<T> {
+    fn at(self, path: impl Into<PathBuf>) -> Result<T>;
+}
+
+impl<T> IoContext<T> for std::io::Result<T> {
+    fn at(self, path: impl Into<PathBuf>) -> Result<T> {
+        self.map_err(|source| StorageError::Io {
+            path: path.into(),
+            source,
+        })
+    }
+}

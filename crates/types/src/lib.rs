@@ -1,0 +1,18 @@
+//! Strom's shared vocabulary, with no I/O.
+//!
+//! - [`Offset`], [`LeaderEpoch`], [`NodeId`], [`TopicPartition`]: newtypes so that an offset is
+//!   never confused with a position, a count or an epoch.
+//! - [`batch`]: Kafka's v2 record batch header: parse, validate (lengths, CRC32C), and the few
+//!   in-place rewrites a broker makes (base offset, leader epoch, LogAppendTime).
+//! - [`record`]: the records inside a batch: a zero-copy iterator and a batch builder.
+//! - [`compression`]: the four codecs Kafka batches use (gzip, snappy, lz4, zstd).
+//! - [`varint`]: Kafka's zig-zag varints.
+
+pub mod batch;
+pub mod compression;
+pub mod record;
+pub mod varint;
+
+mod ids;
+
+pub use ids::{LeaderEpoch, NodeId, Offset, TopicPartition};
