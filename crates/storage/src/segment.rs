@@ -661,7 +661,8 @@ impl Segment {
         let path = self.path(LOG_SUFFIX);
         let file = self.file()?;
         let file_len = file.metadata().at(&path)?.len();
-        let mut reader = BufReader::with_capacity(1 << 20, &*file);
+        let mut reader =
+            BufReader::with_capacity(1 << 20, PositionalReader::new(&file, 0, file_len));
         let mut ix = Indexes::new(self.max_index_entries);
         let mut pos: u64 = 0;
         let mut next_offset = self.base_offset;
@@ -786,7 +787,7 @@ impl Segment {
         let path = self.path(LOG_SUFFIX);
         let size = self.size();
         let file = self.file()?;
-        let mut reader = BufReader::with_capacity(1 << 20, (&*file).take(size));
+        let mut reader = BufReader::with_capacity(1 << 20, PositionalReader::new(&file, 0, size));
         let mut buf = Vec::new();
         let mut pos = 0u64;
         while pos < size {
@@ -903,4 +904,31 @@ fn first_record_at_or_after(batch: &[u8], timestamp: i64, min_offset: i64) -> Op
         }
     }
     None
+}
+
+/// Reads `[pos, end)` of a shared file with `pread`, leaving the fd's cursor alone (other
+/// users of the same fd read and write by position too).
+struct PositionalReader<'a> {
+    file: &'a File,
+    pos: u64,
+    end: u64,
+}
+
+impl<'a> PositionalReader<'a> {
+    fn new(file: &'a File, pos: u64, end: u64) -> Self {
+        PositionalReader { file, pos, end }
+    }
+}
+
+impl Read for PositionalReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let left = self.end.saturating_sub(self.pos);
+        let n = (buf.len() as u64).min(left) as usize;
+        if n == 0 {
+            return Ok(0);
+        }
+        let read = self.file.read_at(&mut buf[..n], self.pos)?;
+        self.pos += read as u64;
+        Ok(read)
+    }
 }

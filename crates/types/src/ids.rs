@@ -8,7 +8,7 @@ pub struct Offset(pub i64);
 
 impl Offset {
     /// The offset `n` records after this one.
-    pub fn add(self, n: i64) -> Offset {
+    pub fn plus(self, n: i64) -> Offset {
         Offset(self.0 + n)
     }
     /// The raw value.
