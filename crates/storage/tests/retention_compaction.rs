@@ -26,6 +26,8 @@ fn retention_ms_deletes_whole_segments_by_their_newest_record() {
             .unwrap();
     }
     assert_eq!(log.segment_base_offsets(), vec![0, 2, 4]);
+    // A reader holding a region of the oldest segment keeps it through deletion.
+    let held = log.read(0, 1 << 20, None, true).unwrap().region.unwrap();
     // At NOW the first segment's newest record (NOW-2h) is past retention; the second's
     // (NOW) is not.
     assert_eq!(log.delete_old_segments(NOW).unwrap(), 1);
@@ -37,6 +39,8 @@ fn retention_ms_deletes_whole_segments_by_their_newest_record() {
     ));
     // Deleted files are renamed first and removed later, by the deleter.
     assert!(dir.path().join("00000000000000000000.log.deleted").exists());
+    std::fs::remove_file(dir.path().join("00000000000000000000.log.deleted")).unwrap();
+    assert_eq!(records_of(&held.read_to_vec().unwrap()).len(), 2);
     // Much later everything is expired: the active segment is rolled, so the log keeps
     // an empty active segment at the end offset.
     assert_eq!(log.delete_old_segments(NOW + 10 * HOUR).unwrap(), 2);
