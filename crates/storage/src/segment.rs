@@ -140,6 +140,8 @@ pub struct Segment {
     extra_suffix: RwLock<Option<&'static str>>,
     /// Renamed for deletion: keep the fd open so readers holding the segment still work.
     deleted: AtomicBool,
+    /// Bytes were written since the last fsync.
+    unflushed: AtomicBool,
 }
 
 const UNKNOWN_TIMESTAMP: i64 = i64::MIN;
@@ -170,6 +172,7 @@ impl Segment {
             indexes: RwLock::new(None),
             extra_suffix: RwLock::new(None),
             deleted: AtomicBool::new(false),
+            unflushed: AtomicBool::new(false),
             handles,
         }
     }
@@ -429,6 +432,7 @@ impl Segment {
     pub(crate) fn append(self: &Arc<Self>, data: &[u8], metas: &[BatchMeta]) -> Result<()> {
         let position = self.size.load(Ordering::Relaxed);
         let file = self.file()?;
+        self.unflushed.store(true, Ordering::Release);
         file.write_all_at(data, position)
             .at(self.path(LOG_SUFFIX))?;
         let mut guard = self.indexes.write();
@@ -595,6 +599,7 @@ impl Segment {
         };
         let file = self.file()?;
         file.set_len(pos).at(self.path(LOG_SUFFIX))?;
+        self.unflushed.store(true, Ordering::Release);
         // Truncation is rare (replica divergence, tests): rebuild the indexes from what is left.
         let ix = self.rebuild_indexes(&file, pos)?;
         self.max_timestamp
@@ -648,9 +653,15 @@ impl Segment {
 
     /// fsyncs the `.log` and writes the indexes.
     pub(crate) fn flush(self: &Arc<Self>) -> Result<()> {
-        let file = self.file.lock().clone();
-        if let Some(f) = file {
-            f.sync_data().at(self.path(LOG_SUFFIX))?;
+        if self.unflushed.swap(false, Ordering::AcqRel) {
+            // Reopened if the budget closed the fd: fsync covers the inode, whatever the fd.
+            let synced = self
+                .file()
+                .and_then(|f| f.sync_data().at(self.path(LOG_SUFFIX)));
+            if let Err(e) = synced {
+                self.unflushed.store(true, Ordering::Release);
+                return Err(e);
+            }
         }
         self.flush_indexes()
     }
@@ -732,6 +743,9 @@ impl Segment {
             batches += 1;
         }
         let truncated = file_len - pos;
+        // Recovered data may have been only in the page cache: it must be fsynced before the
+        // recovery point moves past it.
+        self.unflushed.store(true, Ordering::Release);
         if truncated > 0 {
             file.set_len(pos).at(&path)?;
             tracing::warn!(
