@@ -11,8 +11,9 @@
 //!   independent blocks, no content size, no checksums). Java's reader rejects linked blocks.
 //! - **zstd**: standard zstd frames.
 //!
-//! Decompression never trusts a size claimed by the input: output is produced in bounded steps
-//! and stops with [`CompressionError::TooLarge`] as soon as it passes the caller's limit.
+//! Decompression never allocates for a size the input claims beyond the caller's limit: output
+//! is produced in bounded steps and stops with [`CompressionError::TooLarge`] as soon as it
+//! passes the limit.
 
 use std::fmt;
 use std::io::{self, Read, Write};
@@ -127,52 +128,38 @@ pub enum CompressionError {
 /// Decompresses the records section of a batch compressed with `codec`.
 ///
 /// Output longer than `limit` bytes is [`CompressionError::TooLarge`]; it is detected while
-/// decoding, so hostile input cannot make this allocate much more than `limit` (plus a codec's
-/// fixed working memory). Empty input is corrupt for every codec but [`Compression::None`].
+/// decoding, so hostile input cannot make this allocate much more than `limit`, plus a codec's
+/// working memory (an LZ4 frame's block buffers, at most 12 MiB; a zstd window, reserved up to
+/// 128 MiB as Kafka's own decoder allows, but touched only as output is written). Empty input
+/// is corrupt for every codec but [`Compression::None`].
 pub fn decompress(
     codec: Compression,
     input: &[u8],
     limit: usize,
 ) -> Result<Vec<u8>, CompressionError> {
-    let wrap = |source: io::Error| CompressionError::Corrupt { codec, source };
     match codec {
         Compression::None if input.len() > limit => {
-            return Err(CompressionError::TooLarge { codec, limit })
+            Err(CompressionError::TooLarge { codec, limit })
         }
-        Compression::None => return Ok(input.to_vec()),
-        _ if input.is_empty() => return Err(corrupt(codec, "empty input")),
-        Compression::Snappy => return snappy_decompress(input, limit),
-        _ => {}
-    }
-    // A guess from the real input length, never from a size written in the input.
-    let mut out = Vec::with_capacity(input.len().saturating_mul(2).min(limit));
-    match codec {
+        Compression::None => Ok(input.to_vec()),
+        _ if input.is_empty() => Err(corrupt(codec, "empty input")),
         Compression::Gzip => {
+            let mut out = output_buffer(input, limit);
             let decoder = flate2::bufread::MultiGzDecoder::new(input);
             read_limited(codec, decoder, &mut out, limit)?;
+            Ok(out)
         }
-        Compression::Lz4 => {
-            // lz4_flex's decoder stops after one frame; read each in turn.
-            let mut rest = input;
-            while !rest.is_empty() {
-                let length = lz4_frame_len(rest).map_err(|message| corrupt(codec, message))?;
-                let (frame, tail) = rest.split_at(length);
-                read_limited(
-                    codec,
-                    lz4_flex::frame::FrameDecoder::new(frame),
-                    &mut out,
-                    limit,
-                )?;
-                rest = tail;
-            }
-        }
-        _ => {
+        Compression::Snappy => snappy_decompress(input, limit),
+        Compression::Lz4 => lz4_decompress(input, limit),
+        Compression::Zstd => {
+            let wrap = |source| CompressionError::Corrupt { codec, source };
+            let mut out = output_buffer(input, limit);
             let mut decoder = zstd::stream::read::Decoder::with_buffer(input).map_err(wrap)?;
             decoder.window_log_max(ZSTD_WINDOW_LOG_MAX).map_err(wrap)?;
             read_limited(codec, decoder, &mut out, limit)?;
+            Ok(out)
         }
     }
-    Ok(out)
 }
 
 /// Compresses `input` as Kafka's Java producer does, so that every Kafka client can read it.
@@ -224,6 +211,11 @@ fn corrupt(codec: Compression, message: &'static str) -> CompressionError {
         codec,
         source: io::Error::new(io::ErrorKind::InvalidData, message),
     }
+}
+
+/// An empty output buffer sized from the real input length, never from a size the input claims.
+fn output_buffer(input: &[u8], limit: usize) -> Vec<u8> {
+    Vec::with_capacity(input.len().saturating_mul(2).min(limit))
 }
 
 /// Appends a streaming decoder's output to `out`, stopping one byte past `limit` in all.
@@ -348,13 +340,34 @@ const LZ4_FLG_BLOCK_CHECKSUM: u8 = 0x10;
 /// Block length bit marking a block stored uncompressed.
 const LZ4_BLOCK_UNCOMPRESSED: u32 = 0x8000_0000;
 
-/// The length of the LZ4 frame at the start of `input`, found by walking its framing.
+/// Reads one or more LZ4 frames that must cover `input` exactly.
+fn lz4_decompress(input: &[u8], limit: usize) -> Result<Vec<u8>, CompressionError> {
+    let codec = Compression::Lz4;
+    let mut out = output_buffer(input, limit);
+    let mut rest = input;
+    while !rest.is_empty() {
+        let tail = skip_lz4_frame(rest).map_err(|message| corrupt(codec, message))?;
+        let frame = &rest[..rest.len() - tail.len()];
+        // One decoder per frame: lz4_flex's decoder stops at each frame's end, and when reused
+        // for a frame with a smaller block size it trips its own debug assertions.
+        read_limited(
+            codec,
+            lz4_flex::frame::FrameDecoder::new(frame),
+            &mut out,
+            limit,
+        )?;
+        rest = tail;
+    }
+    Ok(out)
+}
+
+/// Skips the LZ4 frame at the start of `input` by walking its framing; returns what follows.
 ///
 /// lz4_flex's decoder treats input that ends between blocks as a clean end, so a frame cut
 /// short (no end mark) would silently decode to a prefix; Kafka's reader rejects it. Only the
 /// structure is checked here: the decoder then checks the header checksum, flags, block sizes
 /// and checksums.
-fn lz4_frame_len(input: &[u8]) -> Result<usize, &'static str> {
+fn skip_lz4_frame(input: &[u8]) -> Result<&[u8], &'static str> {
     let (magic, tail) = input
         .split_first_chunk::<4>()
         .ok_or("truncated LZ4 magic")?;
@@ -398,7 +411,7 @@ fn lz4_frame_len(input: &[u8]) -> Result<usize, &'static str> {
     if flg & LZ4_FLG_CONTENT_CHECKSUM != 0 {
         rest = rest.get(4..).ok_or("truncated LZ4 content checksum")?;
     }
-    Ok(input.len() - rest.len())
+    Ok(rest)
 }
 
 #[cfg(test)]
@@ -660,6 +673,21 @@ mod tests {
             decompress(Compression::Lz4, cut, 1 << 20),
             Compression::Lz4
         ));
+    }
+
+    #[test]
+    fn lz4_reads_many_frames_with_mixed_block_sizes() {
+        use lz4_flex::frame::{BlockSize, FrameEncoder, FrameInfo};
+        let info = FrameInfo::new().block_size(BlockSize::Max4MB);
+        let empty = FrameEncoder::with_frame_info(info, Vec::new())
+            .finish()
+            .expect("finish");
+        let mut input = empty.repeat(20_000);
+        input.extend(compress(Compression::Lz4, b"last").expect("compress"));
+        assert_eq!(
+            decompress(Compression::Lz4, &input, 4).expect("decompress"),
+            b"last"
+        );
     }
 
     #[test]
