@@ -771,6 +771,13 @@ impl Log {
         seg.truncate_to(offset)?;
         seg.reactivate()?;
         let new_end = seg.scan_next_offset()?.unwrap_or(seg.base_offset());
+        if new_end < self.log_start_offset() {
+            // The batch holding `offset` began below the log start: nothing readable is left.
+            let start = self.log_start_offset();
+            drop(state);
+            self.truncate_fully_and_start_at(start)?;
+            return Ok(start);
+        }
         state.active = seg;
         state.next_offset = new_end;
         self.log_end.store(new_end, Ordering::Release);

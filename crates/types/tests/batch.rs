@@ -8,7 +8,12 @@ use strom_types::record::{validate_producer_batch, BatchBuilder, RecordError};
 
 fn sample(c: Compression) -> Vec<u8> {
     let mut b = BatchBuilder::new(c).producer(7, 1, 100);
-    b.append(1000, Some(b"k1"), Some(b"v1"), &[(b"h", Some(b"x")), (b"h", None)]);
+    b.append(
+        1000,
+        Some(b"k1"),
+        Some(b"v1"),
+        &[(b"h", Some(b"x")), (b"h", None)],
+    );
     b.append(1005, None, None, &[]);
     b.append(990, Some(b"k3"), Some(&[0u8; 300]), &[]);
     b.build(42).unwrap()
@@ -23,19 +28,31 @@ fn header_fields_decode_from_kafka_layout() {
     assert_eq!(h.magic, 2);
     assert_eq!((h.last_offset_delta, h.records_count), (2, 3));
     assert_eq!((h.base_timestamp, h.max_timestamp), (1000, 1005));
-    assert_eq!((h.producer_id, h.producer_epoch, h.base_sequence), (7, 1, 100));
+    assert_eq!(
+        (h.producer_id, h.producer_epoch, h.base_sequence),
+        (7, 1, 100)
+    );
     assert_eq!(h.last_offset(), 44);
     assert_eq!(h.timestamp_type(), TimestampType::CreateTime);
     assert!(!h.is_control() && !h.is_transactional() && !h.has_delete_horizon());
     // The CRC is Kafka's: CRC-32C over attributes..end, stored at byte 17.
     let stored = u32::from_be_bytes(bytes[17..21].try_into().unwrap());
     assert_eq!(stored, crc32c::crc32c(&bytes[21..]));
-    RecordBatch::parse_prefix(&bytes).unwrap().validate_crc().unwrap();
+    RecordBatch::parse_prefix(&bytes)
+        .unwrap()
+        .validate_crc()
+        .unwrap();
 }
 
 #[test]
 fn records_iterate_with_keys_values_and_duplicate_headers() {
-    for c in [Compression::None, Compression::Gzip, Compression::Snappy, Compression::Lz4, Compression::Zstd] {
+    for c in [
+        Compression::None,
+        Compression::Gzip,
+        Compression::Snappy,
+        Compression::Lz4,
+        Compression::Zstd,
+    ] {
         let bytes = sample(c);
         let b = RecordBatch::parse_prefix(&bytes).unwrap();
         b.validate_crc().unwrap();
@@ -44,7 +61,10 @@ fn records_iterate_with_keys_values_and_duplicate_headers() {
         assert_eq!(all.len(), 3, "{c}");
         assert_eq!(all[0].key, Some(&b"k1"[..]));
         let headers: Vec<_> = all[0].headers().collect();
-        assert_eq!(headers, vec![(&b"h"[..], Some(&b"x"[..])), (&b"h"[..], None)]);
+        assert_eq!(
+            headers,
+            vec![(&b"h"[..], Some(&b"x"[..])), (&b"h"[..], None)]
+        );
         assert_eq!((all[1].key, all[1].value), (None, None));
         assert_eq!(all[2].timestamp_delta, -10);
         assert_eq!(all[2].value.map(<[u8]>::len), Some(300));
@@ -60,12 +80,18 @@ fn in_place_rewrites_keep_the_crc_valid() {
     let mut bytes = sample(Compression::None);
     batch::set_base_offset(&mut bytes, 1 << 40);
     batch::set_partition_leader_epoch(&mut bytes, 9);
-    RecordBatch::parse_prefix(&bytes).unwrap().validate_crc().unwrap();
+    RecordBatch::parse_prefix(&bytes)
+        .unwrap()
+        .validate_crc()
+        .unwrap();
     batch::set_max_timestamp(&mut bytes, TimestampType::LogAppendTime, 77);
     let b = RecordBatch::parse_prefix(&bytes).unwrap();
     b.validate_crc().unwrap();
     let h = b.header();
-    assert_eq!((h.base_offset, h.partition_leader_epoch, h.max_timestamp), (1 << 40, 9, 77));
+    assert_eq!(
+        (h.base_offset, h.partition_leader_epoch, h.max_timestamp),
+        (1 << 40, 9, 77)
+    );
     assert_eq!(h.timestamp_type(), TimestampType::LogAppendTime);
 }
 
@@ -82,8 +108,14 @@ fn malformed_batches_name_their_fault() {
         }
         validate_producer_batch(&b, 1 << 20).unwrap_err()
     };
-    assert!(matches!(err(&good[..60]), BatchError::Truncated { needed: 61, .. }));
-    assert!(matches!(err(&good[..good.len() - 1]), BatchError::Truncated { .. }));
+    assert!(matches!(
+        err(&good[..60]),
+        BatchError::Truncated { needed: 61, .. }
+    ));
+    assert!(matches!(
+        err(&good[..good.len() - 1]),
+        BatchError::Truncated { .. }
+    ));
     let mut m = good.clone();
     m[16] = 1;
     assert!(matches!(err(&m), BatchError::UnsupportedMagic(1)));
@@ -102,23 +134,41 @@ fn malformed_batches_name_their_fault() {
     };
     let mut m = good.clone();
     m[57..61].copy_from_slice(&2i32.to_be_bytes());
-    assert!(matches!(err(&fix(m)), BatchError::Record(RecordError::OffsetRangeMismatch { .. })));
+    assert!(matches!(
+        err(&fix(m)),
+        BatchError::Record(RecordError::OffsetRangeMismatch { .. })
+    ));
     let mut m = good.clone();
     m[57..61].copy_from_slice(&4i32.to_be_bytes());
     m[23..27].copy_from_slice(&3i32.to_be_bytes());
-    assert!(matches!(err(&fix(m)), BatchError::Record(RecordError::CountMismatch { declared: 4, actual: 3 })));
+    assert!(matches!(
+        err(&fix(m)),
+        BatchError::Record(RecordError::CountMismatch {
+            declared: 4,
+            actual: 3
+        })
+    ));
     let mut m = good.clone();
     m[61] = 0x7f; // first record claims a huge length
-    assert!(matches!(err(&fix(m)), BatchError::Record(RecordError::Malformed { index: 0, .. })));
+    assert!(matches!(
+        err(&fix(m)),
+        BatchError::Record(RecordError::Malformed { index: 0, .. })
+    ));
     let mut m = good;
     m[57..61].copy_from_slice(&2i32.to_be_bytes());
     m[23..27].copy_from_slice(&1i32.to_be_bytes());
-    assert!(matches!(err(&fix(m)), BatchError::Record(RecordError::TrailingBytes(_))));
+    assert!(matches!(
+        err(&fix(m)),
+        BatchError::Record(RecordError::TrailingBytes(_))
+    ));
 
     let mut m = sample(Compression::Gzip);
     let n = m.len();
     m[n - 12] ^= 0xff;
-    assert!(matches!(err(&fix(m)), BatchError::Compression(_) | BatchError::Record(_)));
+    assert!(matches!(
+        err(&fix(m)),
+        BatchError::Compression(_) | BatchError::Record(_)
+    ));
     let mut m = sample(Compression::None);
     m[21..23].copy_from_slice(&7i16.to_be_bytes());
     assert!(matches!(err(&fix(m)), BatchError::Compression(_)));
