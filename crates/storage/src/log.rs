@@ -102,6 +102,8 @@ pub struct Log {
     end_watch: tokio::sync::watch::Sender<i64>,
     epochs: Mutex<LeaderEpochCache>,
     closed: AtomicBool,
+    /// Files were created or renamed since the directory was last fsynced.
+    dir_dirty: AtomicBool,
     /// Serializes compaction passes of this log.
     pub(crate) cleaning: Mutex<()>,
 }
@@ -320,6 +322,7 @@ impl Log {
             end_watch,
             epochs: Mutex::new(epochs),
             closed: AtomicBool::new(false),
+            dir_dirty: AtomicBool::new(true),
             cleaning: Mutex::new(()),
         };
         Ok((Arc::new(log), report))
@@ -626,6 +629,7 @@ impl Log {
             config.max_index_entries(),
         )?;
         state.active.become_inactive()?;
+        self.dir_dirty.store(true, Ordering::Release);
         self.segments.write().insert(base_offset, seg.clone());
         tracing::debug!(partition = %self.tp, base_offset, "rolled a new segment");
         state.active = seg;
@@ -806,6 +810,7 @@ impl Log {
             config.max_index_entries(),
         )?;
         self.segments.write().insert(offset, seg.clone());
+        self.dir_dirty.store(true, Ordering::Release);
         state.active = seg;
         state.next_offset = offset;
         self.log_start.store(offset, Ordering::Release);
@@ -1008,8 +1013,14 @@ impl Log {
         for seg in segs {
             seg.flush()?;
         }
-        // New segment files must be durable in the directory, too.
-        crate::checkpoint::sync_dir(&self.dir())?;
+        // New segment files must be durable in the directory, too (only after a change:
+        // with flush.messages=1 every append flushes, and one fsync is enough then).
+        if self.dir_dirty.swap(false, Ordering::AcqRel) {
+            if let Err(e) = crate::checkpoint::sync_dir(&self.dir()) {
+                self.dir_dirty.store(true, Ordering::Release);
+                return Err(e);
+            }
+        }
         self.recovery_point.fetch_max(end, Ordering::AcqRel);
         let mut state = self.append.lock();
         state.unflushed_records = 0;

@@ -362,8 +362,9 @@ impl Segment {
     fn rebuild_indexes(&self, file: &File, size: u64) -> Result<Indexes> {
         let mut ix = Indexes::new(self.max_index_entries);
         let mut pos = 0;
+        let mut headers = HeaderCursor::new(file, size);
         while pos < size {
-            let Some(h) = read_header(file, pos, size).at(self.path(LOG_SUFFIX))? else {
+            let Some(h) = headers.at(pos).at(self.path(LOG_SUFFIX))? else {
                 break;
             };
             ix.add_batch(
@@ -485,8 +486,9 @@ impl Segment {
         let start = self.with_indexes(|ix| ix.offset.lookup(rel).position)?;
         let file = self.file()?;
         let mut pos = u64::from(start);
+        let mut headers = HeaderCursor::new(&file, limit);
         while pos < limit {
-            let Some(h) = read_header(&file, pos, limit).at(self.path(LOG_SUFFIX))? else {
+            let Some(h) = headers.at(pos).at(self.path(LOG_SUFFIX))? else {
                 return Ok(None);
             };
             if h.last_offset() >= offset {
@@ -533,8 +535,9 @@ impl Segment {
                 )
             })?;
             let mut pos = hint.max(start);
+            let mut headers = HeaderCursor::new(&file, end_limit);
             while pos < end_limit {
-                let Some(h) = read_header(&file, pos, end_limit).at(self.path(LOG_SUFFIX))? else {
+                let Some(h) = headers.at(pos).at(self.path(LOG_SUFFIX))? else {
                     break;
                 };
                 if pos + h.size() as u64 > target {
@@ -575,8 +578,9 @@ impl Segment {
         let file = self.file()?;
         let path = self.path(LOG_SUFFIX);
         let mut pos = start;
+        let mut headers = HeaderCursor::new(&file, size);
         while pos < size {
-            let Some(h) = read_header(&file, pos, size).at(&path)? else {
+            let Some(h) = headers.at(pos).at(&path)? else {
                 break;
             };
             if h.max_timestamp >= timestamp && h.last_offset() >= min_offset {
@@ -783,8 +787,9 @@ impl Segment {
         let file = self.file()?;
         let mut pos = u64::from(start);
         let mut next = None;
+        let mut headers = HeaderCursor::new(&file, size);
         while pos < size {
-            let Some(h) = read_header(&file, pos, size).at(self.path(LOG_SUFFIX))? else {
+            let Some(h) = headers.at(pos).at(self.path(LOG_SUFFIX))? else {
                 break;
             };
             next = Some(h.next_offset());
@@ -944,5 +949,44 @@ impl Read for PositionalReader<'_> {
         let read = self.file.read_at(&mut buf[..n], self.pos)?;
         self.pos += read as u64;
         Ok(read)
+    }
+}
+
+/// Reads batch headers through one small buffer: a scan from an index entry to the wanted
+/// batch costs one or two `pread`s instead of one per batch.
+struct HeaderCursor<'a> {
+    file: &'a File,
+    limit: u64,
+    buf: Vec<u8>,
+    buf_start: u64,
+}
+
+impl<'a> HeaderCursor<'a> {
+    /// Enough for the batches between two index entries at the default interval.
+    const CHUNK: u64 = 8 * 1024;
+
+    fn new(file: &'a File, limit: u64) -> Self {
+        HeaderCursor {
+            file,
+            limit,
+            buf: Vec::new(),
+            buf_start: 0,
+        }
+    }
+
+    /// The header of the batch at `pos`, like [`read_header`].
+    fn at(&mut self, pos: u64) -> std::io::Result<Option<BatchHeader>> {
+        if self.limit.saturating_sub(pos) < HEADER_LEN as u64 {
+            return Ok(None);
+        }
+        let buffered_end = self.buf_start + self.buf.len() as u64;
+        if pos < self.buf_start || pos + HEADER_LEN as u64 > buffered_end {
+            let len = Self::CHUNK.min(self.limit - pos) as usize;
+            self.buf.resize(len, 0);
+            self.file.read_exact_at(&mut self.buf, pos)?;
+            self.buf_start = pos;
+        }
+        let at = (pos - self.buf_start) as usize;
+        Ok(BatchHeader::parse(&self.buf[at..at + HEADER_LEN]).ok())
     }
 }
