@@ -482,12 +482,21 @@ impl Segment {
         offset: i64,
         limit: u64,
     ) -> Result<Option<(u64, BatchHeader)>> {
+        let file = self.file()?;
+        let mut headers = HeaderCursor::new(&file, limit);
+        self.find_batch_with(&mut headers, offset)
+    }
+
+    /// [`Segment::find_batch`] through a caller's header cursor (so later scans reuse it).
+    fn find_batch_with(
+        self: &Arc<Self>,
+        headers: &mut HeaderCursor<'_>,
+        offset: i64,
+    ) -> Result<Option<(u64, BatchHeader)>> {
         let rel = (offset - self.base_offset).clamp(0, u32::MAX as i64) as u32;
         let start = self.with_indexes(|ix| ix.offset.lookup(rel).position)?;
-        let file = self.file()?;
         let mut pos = u64::from(start);
-        let mut headers = HeaderCursor::new(&file, limit);
-        while pos < limit {
+        while pos < headers.limit {
             let Some(h) = headers.at(pos).at(self.path(LOG_SUFFIX))? else {
                 return Ok(None);
             };
@@ -510,7 +519,9 @@ impl Segment {
         min_one_batch: bool,
     ) -> Result<Option<(FileRegion, BatchHeader)>> {
         let size = self.size();
-        let Some((start, first)) = self.find_batch(offset, size)? else {
+        let file = self.file()?;
+        let mut headers = HeaderCursor::new(&file, size);
+        let Some((start, first)) = self.find_batch_with(&mut headers, offset)? else {
             return Ok(None);
         };
         let mut end_limit = size;
@@ -518,13 +529,19 @@ impl Segment {
             if first.last_offset() >= bound {
                 return Ok(None);
             }
-            if let Some((pos, _)) = self.find_batch(bound, size)? {
+            if let Some((pos, _)) = self.find_batch_with(&mut headers, bound)? {
                 end_limit = pos;
             }
         }
-        let file = self.file()?;
         let end = if end_limit - start <= max_bytes {
             end_limit
+        } else if first.size() as u64 > max_bytes {
+            // Not even the first batch fits: it alone, or nothing.
+            if min_one_batch {
+                start + first.size() as u64
+            } else {
+                start
+            }
         } else {
             let target = start + max_bytes;
             let hint = self.with_indexes(|ix| {
@@ -535,7 +552,6 @@ impl Segment {
                 )
             })?;
             let mut pos = hint.max(start);
-            let mut headers = HeaderCursor::new(&file, end_limit);
             while pos < end_limit {
                 let Some(h) = headers.at(pos).at(self.path(LOG_SUFFIX))? else {
                     break;
@@ -545,11 +561,7 @@ impl Segment {
                 }
                 pos += h.size() as u64;
             }
-            if pos == start && min_one_batch {
-                start + first.size() as u64
-            } else {
-                pos
-            }
+            pos
         };
         Ok(Some((
             FileRegion::new(file, start, end - start, first.base_offset),
