@@ -33,7 +33,7 @@ pub mod manager;
 pub mod region;
 pub mod segment;
 
-pub use config::{CleanupPolicy, LogConfig};
+pub use config::{CleanupPolicy, LogConfig, LOG_CONFIG_NAMES};
 pub use error::{Result, StorageError};
 pub use handles::FileHandles;
 pub use log::{now_ms, AppendInfo, AppendOrigin, LoadReport, Log, OpenOptions, ReadInfo};

@@ -136,6 +136,11 @@ impl LogManager {
                     continue;
                 }
                 let name = entry.file_name().to_string_lossy().into_owned();
+                if name.starts_with("__cluster_metadata") {
+                    // The metadata log lives beside the partitions (KRaft's layout) but is
+                    // owned by the metadata quorum, not by this manager.
+                    continue;
+                }
                 if name.ends_with("-delete") {
                     deleter.schedule(0, [path]);
                     continue;

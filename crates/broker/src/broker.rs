@@ -1,0 +1,287 @@
+//! [`Broker`]: the state one node serves from: its config, the partition logs, and the
+//! metadata log whose image says which topics and partitions exist.
+
+use std::sync::Arc;
+
+use kafka_protocol::ResponseError;
+use parking_lot::Mutex;
+use strom_metadata::{LocalMetadataLog, MetadataImage, MetadataLog, MetadataRecord, TopicImage};
+use strom_storage::{LogConfig, LogManager, LogManagerConfig, LOG_CONFIG_NAMES};
+use strom_types::TopicPartition;
+
+use crate::config::BrokerConfig;
+
+/// Names only the broker itself may create (Kafka's internal topics).
+pub const RESERVED_TOPICS: &[&str] = &["__consumer_offsets", "__transaction_state"];
+
+/// Topic configs that are not log configs but that topics accept.
+const OTHER_TOPIC_CONFIGS: &[&str] = &["min.insync.replicas", "unclean.leader.election.enable"];
+
+/// A topic operation refused with a Kafka error code and message.
+#[derive(Debug, Clone)]
+pub struct Refusal {
+    /// Kafka error code.
+    pub code: i16,
+    /// Human-readable reason.
+    pub message: String,
+}
+
+impl Refusal {
+    fn new(e: ResponseError, message: impl Into<String>) -> Self {
+        Refusal {
+            code: e.code(),
+            message: message.into(),
+        }
+    }
+}
+
+/// One node's state.
+pub struct Broker {
+    /// The configuration it started with.
+    pub config: BrokerConfig,
+    /// Every partition log.
+    pub logs: Arc<LogManager>,
+    /// The metadata quorum (one voter).
+    pub metadata: Arc<LocalMetadataLog>,
+    advertised: Mutex<(String, u16)>,
+    topic_changes: Mutex<()>,
+}
+
+impl std::fmt::Debug for Broker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Broker")
+            .field("node_id", &self.config.node_id)
+            .finish()
+    }
+}
+
+impl Broker {
+    /// Opens the metadata log and every partition log, creating logs the metadata names but
+    /// the disk lacks.
+    pub fn open(config: BrokerConfig) -> anyhow::Result<Arc<Broker>> {
+        let first_dir = config
+            .log_dirs
+            .first()
+            .ok_or_else(|| anyhow::anyhow!("log.dirs is empty"))?
+            .clone();
+        std::fs::create_dir_all(&first_dir)?;
+        let metadata = Arc::new(LocalMetadataLog::open(&first_dir)?);
+        let image = metadata.image();
+        let mut manager_config = LogManagerConfig::new(config.log_dirs.clone());
+        manager_config.default_config = config.log_defaults.clone();
+        manager_config.retention_check_interval_ms = config.log_retention_check_interval_ms;
+        let defaults = config.log_defaults.clone();
+        let logs = LogManager::open_with(manager_config, &|tp: &TopicPartition| {
+            topic_log_config(&defaults, &image, &tp.topic)
+        })?;
+        let advertised = config
+            .advertised_listeners
+            .first()
+            .map(|l| (l.host.clone(), l.port))
+            .unwrap_or_else(|| ("127.0.0.1".into(), 9092));
+        let broker = Arc::new(Broker {
+            config,
+            logs,
+            metadata,
+            advertised: Mutex::new(advertised),
+            topic_changes: Mutex::new(()),
+        });
+        for topic in image.topics.values() {
+            for p in topic.partitions.keys() {
+                broker.logs.get_or_create(
+                    &TopicPartition::new(topic.name.clone(), *p),
+                    broker.log_config(&image, &topic.name),
+                )?;
+            }
+        }
+        broker.logs.start_background();
+        Ok(broker)
+    }
+
+    /// The host and port clients are told to use.
+    pub fn advertised(&self) -> (String, u16) {
+        self.advertised.lock().clone()
+    }
+
+    /// Sets the advertised port once the listener is bound (port 0 in tests).
+    pub fn set_advertised_port(&self, port: u16) {
+        self.advertised.lock().1 = port;
+    }
+
+    /// The current metadata image.
+    pub fn image(&self) -> Arc<MetadataImage> {
+        self.metadata.image()
+    }
+
+    /// The log config of a topic: broker defaults overlaid with the topic's overrides.
+    pub fn log_config(&self, image: &MetadataImage, topic: &str) -> LogConfig {
+        topic_log_config(&self.config.log_defaults, image, topic)
+    }
+
+    /// Creates a topic (or only validates, with `validate_only`), recording it in the
+    /// metadata log, then creating its partition logs.
+    pub fn create_topic(
+        &self,
+        name: &str,
+        num_partitions: i32,
+        replication_factor: i16,
+        configs: &[(String, Option<String>)],
+        validate_only: bool,
+    ) -> Result<TopicImage, Refusal> {
+        validate_topic_name(name)?;
+        if RESERVED_TOPICS.contains(&name) {
+            return Err(Refusal::new(
+                ResponseError::InvalidTopicException,
+                format!("{name} is reserved for the broker's internal use"),
+            ));
+        }
+        let partitions = if num_partitions == -1 {
+            self.config.num_partitions
+        } else {
+            num_partitions
+        };
+        if partitions < 1 {
+            return Err(Refusal::new(
+                ResponseError::InvalidPartitions,
+                format!("number of partitions must be at least 1, got {num_partitions}"),
+            ));
+        }
+        let rf = if replication_factor == -1 {
+            self.config.default_replication_factor
+        } else {
+            replication_factor
+        };
+        if rf != 1 {
+            return Err(Refusal::new(
+                ResponseError::InvalidReplicationFactor,
+                format!("replication factor {rf} is larger than the 1 available broker"),
+            ));
+        }
+        let mut log_config = self.config.log_defaults.clone();
+        let mut records_configs = Vec::new();
+        for (key, value) in configs {
+            let Some(value) = value else { continue };
+            validate_topic_config(&mut log_config, key, value)?;
+            records_configs.push((key.clone(), value.clone()));
+        }
+        let _one_at_a_time = self.topic_changes.lock();
+        if self.image().topics.contains_key(name) {
+            return Err(Refusal::new(
+                ResponseError::TopicAlreadyExists,
+                format!("topic '{name}' already exists"),
+            ));
+        }
+        let topic_id = uuid::Uuid::new_v4();
+        let node = self.config.node_id;
+        if validate_only {
+            return Ok(TopicImage {
+                name: name.to_string(),
+                topic_id,
+                partitions: Default::default(),
+                configs: records_configs.into_iter().collect(),
+            });
+        }
+        let mut records = vec![MetadataRecord::Topic {
+            name: name.to_string(),
+            topic_id,
+        }];
+        records.extend(
+            records_configs
+                .iter()
+                .map(|(k, v)| MetadataRecord::TopicConfig {
+                    topic: name.to_string(),
+                    name: k.clone(),
+                    value: Some(v.clone()),
+                }),
+        );
+        records.extend((0..partitions).map(|p| MetadataRecord::Partition {
+            topic_id,
+            partition: p,
+            replicas: vec![node],
+            isr: vec![node],
+            leader: node,
+            leader_epoch: 0,
+        }));
+        let image = self.metadata.append(&records).map_err(|e| {
+            Refusal::new(
+                ResponseError::UnknownServerError,
+                format!("metadata log: {e}"),
+            )
+        })?;
+        let config = self.log_config(&image, name);
+        for p in 0..partitions {
+            self.logs
+                .get_or_create(&TopicPartition::new(name, p), config.clone())
+                .map_err(|e| Refusal::new(ResponseError::KafkaStorageError, e.to_string()))?;
+        }
+        tracing::info!(topic = name, partitions, "created topic");
+        image
+            .topics
+            .get(name)
+            .cloned()
+            .ok_or_else(|| Refusal::new(ResponseError::UnknownServerError, "topic vanished"))
+    }
+
+    /// Closes every log and writes the clean-shutdown marker.
+    pub fn shutdown(&self) -> anyhow::Result<()> {
+        self.logs.shutdown()?;
+        self.metadata.close()?;
+        Ok(())
+    }
+}
+
+fn topic_log_config(defaults: &LogConfig, image: &MetadataImage, topic: &str) -> LogConfig {
+    let mut config = defaults.clone();
+    if let Some(t) = image.topics.get(topic) {
+        for (k, v) in &t.configs {
+            if let Err(e) = config.set(k, v) {
+                tracing::warn!(topic, key = %k, error = %e, "ignoring an invalid stored topic config");
+            }
+        }
+    }
+    config
+}
+
+/// Kafka's topic name rules: 1..=249 characters of `[a-zA-Z0-9._-]`, not `.` or `..`.
+pub fn validate_topic_name(name: &str) -> Result<(), Refusal> {
+    let invalid = |why: &str| {
+        Err(Refusal::new(
+            ResponseError::InvalidTopicException,
+            format!("topic name '{name}' is illegal: {why}"),
+        ))
+    };
+    if name.is_empty() {
+        return invalid("it is empty");
+    }
+    if name == "." || name == ".." {
+        return invalid("'.' and '..' are not allowed");
+    }
+    if name.len() > 249 {
+        return invalid("it is longer than 249 characters");
+    }
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '_' || c == '-')
+    {
+        return invalid("only ASCII letters, digits, '.', '_' and '-' are allowed");
+    }
+    Ok(())
+}
+
+fn validate_topic_config(config: &mut LogConfig, key: &str, value: &str) -> Result<(), Refusal> {
+    let invalid = |msg: String| Err(Refusal::new(ResponseError::InvalidConfig, msg));
+    if OTHER_TOPIC_CONFIGS.contains(&key) {
+        return match value.parse::<i64>() {
+            Ok(v) if key != "min.insync.replicas" || v >= 1 => Ok(()),
+            _ if key == "unclean.leader.election.enable" && value.parse::<bool>().is_ok() => Ok(()),
+            _ => invalid(format!("invalid value '{value}' for config {key}")),
+        };
+    }
+    if !LOG_CONFIG_NAMES.contains(&key) {
+        return invalid(format!("unknown topic config {key}"));
+    }
+    match config.set(key, value) {
+        Ok(_) => Ok(()),
+        Err(e) => invalid(e.to_string()),
+    }
+}

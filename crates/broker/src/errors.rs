@@ -1,0 +1,33 @@
+//! Maps Strom's internal errors to Kafka error codes, in one place.
+
+use kafka_protocol::ResponseError;
+use strom_storage::StorageError;
+use strom_types::batch::BatchError;
+
+/// The Kafka error code a storage error becomes in a partition-level response.
+pub fn storage_error_code(e: &StorageError) -> i16 {
+    match e {
+        StorageError::InvalidBatch { source, .. } => match source {
+            BatchError::CrcMismatch { .. }
+            | BatchError::Truncated { .. }
+            | BatchError::InvalidLength(_)
+            | BatchError::Compression(_) => ResponseError::CorruptMessage.code(),
+            BatchError::UnsupportedMagic(_) => ResponseError::UnsupportedForMessageFormat.code(),
+            BatchError::Record(_) => ResponseError::InvalidRecord.code(),
+        },
+        StorageError::BatchTooLarge { .. } => ResponseError::MessageTooLarge.code(),
+        StorageError::PolicyViolation(_) => ResponseError::InvalidRecord.code(),
+        StorageError::InvalidTimestamp { .. } => ResponseError::InvalidTimestamp.code(),
+        StorageError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange.code(),
+        StorageError::InvalidConfig { .. } => ResponseError::InvalidConfig.code(),
+        StorageError::Closed(_) => ResponseError::NotLeaderOrFollower.code(),
+        StorageError::NonMonotonicOffset { .. } => ResponseError::InvalidRecord.code(),
+        StorageError::Io { .. } => ResponseError::KafkaStorageError.code(),
+        StorageError::State(_) => ResponseError::UnknownServerError.code(),
+    }
+}
+
+/// Shorthand for a protocol error's code.
+pub fn code(e: ResponseError) -> i16 {
+    e.code()
+}

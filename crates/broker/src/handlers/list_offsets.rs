@@ -1,0 +1,79 @@
+//! ListOffsets: earliest (-2), latest (-1), max timestamp (-3), or by timestamp through the
+//! time index.
+
+use std::sync::Arc;
+
+use kafka_protocol::messages::list_offsets_response::{
+    ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
+};
+use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
+use kafka_protocol::ResponseError;
+use strom_types::TopicPartition;
+
+use crate::broker::Broker;
+use crate::errors::storage_error_code;
+
+pub(super) fn handle(
+    broker: &Arc<Broker>,
+    request: ListOffsetsRequest,
+    version: i16,
+) -> ListOffsetsResponse {
+    let image = broker.image();
+    let topics = request
+        .topics
+        .into_iter()
+        .map(|t| {
+            let name = t.name.0.to_string();
+            let partitions = t
+                .partitions
+                .into_iter()
+                .map(|p| {
+                    let mut out = ListOffsetsPartitionResponse::default()
+                        .with_partition_index(p.partition_index)
+                        .with_timestamp(-1)
+                        .with_offset(-1)
+                        .with_leader_epoch(-1);
+                    let log = broker
+                        .logs
+                        .get(&TopicPartition::new(name.clone(), p.partition_index));
+                    let Some(log) = log else {
+                        out.error_code = ResponseError::UnknownTopicOrPartition.code();
+                        return out;
+                    };
+                    if let Some(part) = image
+                        .topics
+                        .get(&name)
+                        .and_then(|t| t.partitions.get(&p.partition_index))
+                    {
+                        if version >= 4 {
+                            out.leader_epoch = part.leader_epoch;
+                        }
+                    }
+                    let found = match p.timestamp {
+                        -2 => Ok(Some((log.log_start_offset(), -1))),
+                        -1 => Ok(Some((log.log_end_offset(), -1))),
+                        -3 => log.max_timestamp_offset(),
+                        ts if ts >= 0 => log.offset_for_timestamp(ts),
+                        _ => {
+                            out.error_code = ResponseError::InvalidRequest.code();
+                            return out;
+                        }
+                    };
+                    match found {
+                        Ok(Some((offset, ts))) => {
+                            out.offset = offset;
+                            out.timestamp = ts;
+                        }
+                        Ok(None) => {}
+                        Err(e) => out.error_code = storage_error_code(&e),
+                    }
+                    out
+                })
+                .collect();
+            ListOffsetsTopicResponse::default()
+                .with_name(t.name)
+                .with_partitions(partitions)
+        })
+        .collect();
+    ListOffsetsResponse::default().with_topics(topics)
+}

@@ -1,0 +1,98 @@
+//! Metadata: the broker, the cluster id, and topics with their partitions. Unknown topics are
+//! created when the client allows it and `auto.create.topics.enable` is on, as in Kafka.
+
+use std::sync::Arc;
+
+use kafka_protocol::messages::metadata_response::{
+    MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+};
+use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, TopicName};
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::ResponseError;
+use strom_metadata::TopicImage;
+
+use crate::broker::{Broker, RESERVED_TOPICS};
+
+pub(super) fn handle(
+    broker: &Arc<Broker>,
+    request: MetadataRequest,
+    version: i16,
+) -> MetadataResponse {
+    let node = broker.config.node_id;
+    let (host, port) = broker.advertised();
+    let mut image = broker.image();
+    // v0 asks for all topics with an empty list; later versions with null.
+    let wanted: Option<Vec<String>> = match request.topics {
+        None => None,
+        Some(t) if t.is_empty() && version == 0 => None,
+        Some(t) => Some(
+            t.iter()
+                .filter_map(|t| t.name.as_ref().map(|n| n.0.to_string()))
+                .collect(),
+        ),
+    };
+    let allow_create = broker.config.auto_create_topics_enable
+        && (version < 4 || request.allow_auto_topic_creation);
+    let mut topics = Vec::new();
+    match wanted {
+        None => topics.extend(image.topics.values().map(|t| topic_entry(t, node))),
+        Some(names) => {
+            for name in names {
+                if !image.topics.contains_key(&name)
+                    && allow_create
+                    && !RESERVED_TOPICS.contains(&name.as_str())
+                {
+                    match broker.create_topic(&name, -1, -1, &[], false) {
+                        Ok(_) => image = broker.image(),
+                        Err(r) => {
+                            tracing::info!(topic = %name, reason = %r.message, "auto-creation refused")
+                        }
+                    }
+                }
+                match image.topics.get(&name) {
+                    Some(t) => topics.push(topic_entry(t, node)),
+                    None => {
+                        let code = if crate::broker::validate_topic_name(&name).is_err() {
+                            ResponseError::InvalidTopicException.code()
+                        } else {
+                            ResponseError::UnknownTopicOrPartition.code()
+                        };
+                        topics.push(
+                            MetadataResponseTopic::default()
+                                .with_error_code(code)
+                                .with_name(Some(TopicName(StrBytes::from_string(name)))),
+                        );
+                    }
+                }
+            }
+        }
+    }
+    MetadataResponse::default()
+        .with_brokers(vec![MetadataResponseBroker::default()
+            .with_node_id(BrokerId(node))
+            .with_host(StrBytes::from_string(host))
+            .with_port(i32::from(port))])
+        .with_cluster_id(Some(StrBytes::from_string(image.cluster_id.clone())))
+        .with_controller_id(BrokerId(node))
+        .with_topics(topics)
+}
+
+fn topic_entry(t: &TopicImage, _node: i32) -> MetadataResponseTopic {
+    let partitions = t
+        .partitions
+        .iter()
+        .map(|(index, p)| {
+            MetadataResponsePartition::default()
+                .with_partition_index(*index)
+                .with_leader_id(BrokerId(p.leader))
+                .with_leader_epoch(p.leader_epoch)
+                .with_replica_nodes(p.replicas.iter().map(|r| BrokerId(*r)).collect())
+                .with_isr_nodes(p.isr.iter().map(|r| BrokerId(*r)).collect())
+        })
+        .collect();
+    MetadataResponseTopic::default()
+        .with_name(Some(TopicName(StrBytes::from_string(t.name.clone()))))
+        .with_topic_id(t.topic_id)
+        .with_is_internal(t.name.starts_with("__"))
+        .with_partitions(partitions)
+}

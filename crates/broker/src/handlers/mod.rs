@@ -1,0 +1,131 @@
+//! Request dispatch: parse the header, answer or refuse the version, guard the body against
+//! hostile lengths, decode it, run the API's handler, encode the response. One file per API.
+
+mod api_versions;
+mod create_topics;
+mod fetch;
+mod list_offsets;
+mod metadata;
+mod produce;
+
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::messages::{ApiKey, ResponseHeader};
+use kafka_protocol::protocol::{Decodable, Encodable};
+use strom_protocol::guard;
+use strom_protocol::header::RequestHeader;
+
+use crate::broker::Broker;
+
+/// Why a connection must close (Kafka closes on requests it cannot parse or serve).
+#[derive(Debug, thiserror::Error)]
+pub enum RequestError {
+    /// The header does not parse.
+    #[error("malformed request header")]
+    Header(#[from] strom_protocol::header::HeaderError),
+    /// An API or version Strom does not serve.
+    #[error("unsupported request: api key {api_key} version {version}")]
+    Unsupported {
+        /// The API.
+        api_key: i16,
+        /// The version.
+        version: i16,
+    },
+    /// The body failed the structural guard.
+    #[error("request body refused")]
+    Guard(#[from] guard::GuardError),
+    /// The body did not decode.
+    #[error("request body does not decode: {0}")]
+    Decode(String),
+    /// The response could not be encoded.
+    #[error("response could not be encoded: {0}")]
+    Encode(String),
+}
+
+/// The versions of each API Strom serves, as ApiVersions advertises them.
+pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
+    (ApiKey::Produce, 3, 12),
+    (ApiKey::Fetch, 4, 12),
+    (ApiKey::ListOffsets, 1, 8),
+    (ApiKey::Metadata, 0, 12),
+    (ApiKey::ApiVersions, 0, 4),
+    (ApiKey::CreateTopics, 2, 7),
+];
+
+fn supported(api_key: i16, version: i16) -> bool {
+    SUPPORTED
+        .iter()
+        .any(|(k, lo, hi)| *k as i16 == api_key && (*lo..=*hi).contains(&version))
+}
+
+/// Handles one request frame. `Ok(None)`: no response (Produce with acks=0).
+/// `Err`: the connection must close.
+pub async fn handle(broker: &Arc<Broker>, frame: BytesMut) -> Result<Option<Bytes>, RequestError> {
+    let header = RequestHeader::parse(&frame)?;
+    let (api_key, version) = (header.api_key, header.api_version);
+    if api_key == ApiKey::ApiVersions as i16 && !supported(api_key, version) {
+        // Kafka answers a too-new ApiVersions in v0 with UNSUPPORTED_VERSION, so the client
+        // can retry with a version from the list.
+        return api_versions::unsupported(header.correlation_id).map(Some);
+    }
+    if !supported(api_key, version) {
+        tracing::warn!(api_key, version, client = ?header.client_id, "unsupported request; closing");
+        return Err(RequestError::Unsupported { api_key, version });
+    }
+    let body = frame.freeze().slice(header.header_len..);
+    guard::check_request(api_key, version, &body)?;
+    let key =
+        ApiKey::try_from(api_key).map_err(|_| RequestError::Unsupported { api_key, version })?;
+    let correlation_id = header.correlation_id;
+    let out = match key {
+        ApiKey::ApiVersions => {
+            let r = api_versions::handle(decode(body, version)?);
+            respond(key, version, correlation_id, &r)?
+        }
+        ApiKey::Metadata => {
+            let r = metadata::handle(broker, decode(body, version)?, version);
+            respond(key, version, correlation_id, &r)?
+        }
+        ApiKey::Produce => match produce::handle(broker, decode(body, version)?) {
+            Some(r) => respond(key, version, correlation_id, &r)?,
+            None => return Ok(None),
+        },
+        ApiKey::Fetch => {
+            let r = fetch::handle(broker, decode(body, version)?, version).await;
+            respond(key, version, correlation_id, &r)?
+        }
+        ApiKey::ListOffsets => {
+            let r = list_offsets::handle(broker, decode(body, version)?, version);
+            respond(key, version, correlation_id, &r)?
+        }
+        ApiKey::CreateTopics => {
+            let r = create_topics::handle(broker, decode(body, version)?, version);
+            respond(key, version, correlation_id, &r)?
+        }
+        _ => return Err(RequestError::Unsupported { api_key, version }),
+    };
+    Ok(Some(out))
+}
+
+fn decode<T: Decodable>(mut body: Bytes, version: i16) -> Result<T, RequestError> {
+    T::decode(&mut body, version).map_err(|e| RequestError::Decode(format!("{e:#}")))
+}
+
+/// Encodes a response header (in the version the API uses) and body.
+pub(crate) fn respond<T: Encodable>(
+    key: ApiKey,
+    version: i16,
+    correlation_id: i32,
+    body: &T,
+) -> Result<Bytes, RequestError> {
+    let mut buf = BytesMut::new();
+    let header_version = key.response_header_version(version);
+    ResponseHeader::default()
+        .with_correlation_id(correlation_id)
+        .encode(&mut buf, header_version)
+        .map_err(|e| RequestError::Encode(e.to_string()))?;
+    body.encode(&mut buf, version)
+        .map_err(|e| RequestError::Encode(format!("{key:?} v{version}: {e}")))?;
+    Ok(buf.freeze())
+}

@@ -1,0 +1,16 @@
+//! Strom's broker: one node speaking the Kafka wire protocol.
+//!
+//! The request path reads top to bottom: [`server::run`] accepts connections; each
+//! connection ([`server`]) reads size-prefixed frames in order; [`handlers::handle`] parses
+//! the header, guards and decodes the body and dispatches to one file per API in
+//! [`handlers`], which works on the [`Broker`] (partition logs plus the metadata image) and
+//! encodes the response. Kafka error codes are chosen in [`errors`].
+
+pub mod broker;
+pub mod config;
+pub mod errors;
+pub mod handlers;
+pub mod server;
+
+pub use broker::Broker;
+pub use config::BrokerConfig;

@@ -1,0 +1,84 @@
+//! Listening and connections. One task per connection; requests on a connection are read,
+//! handled and answered strictly in order (clients may pipeline). A frame above
+//! `socket.request.max.bytes`, a malformed header or an unsupported request closes that
+//! connection only; an idle connection closes after `connections.max.idle.ms`.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BufMut;
+use strom_protocol::frame::read_frame;
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::broker::Broker;
+use crate::handlers;
+
+/// Serves `listener` until `shutdown` completes, then stops accepting, lets every connection
+/// finish the request it is handling, and returns.
+pub async fn run(listener: TcpListener, broker: Arc<Broker>, shutdown: impl Future<Output = ()>) {
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut connections = JoinSet::new();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let _ = stream.set_nodelay(true);
+                    let broker = broker.clone();
+                    let stop = stop_rx.clone();
+                    connections.spawn(async move {
+                        if let Err(e) = serve(stream, broker, stop).await {
+                            tracing::info!(%peer, error = %e, "connection closed");
+                        }
+                    });
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+        }
+    }
+    let _ = stop_tx.send(true);
+    let drain = async { while connections.join_next().await.is_some() {} };
+    if tokio::time::timeout(Duration::from_secs(30), drain)
+        .await
+        .is_err()
+    {
+        connections.abort_all();
+    }
+}
+
+async fn serve(
+    stream: TcpStream,
+    broker: Arc<Broker>,
+    mut stop: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let (mut reader, mut writer) = stream.into_split();
+    let max = broker.config.socket_request_max_bytes;
+    let idle = Duration::from_millis(broker.config.connections_max_idle_ms);
+    loop {
+        let frame = tokio::select! {
+            _ = stop.changed() => return Ok(()),
+            read = tokio::time::timeout(idle, read_frame(&mut reader, max)) => match read {
+                Err(_) => anyhow::bail!("idle for connections.max.idle.ms"),
+                Ok(Ok(Some(frame))) => frame,
+                Ok(Ok(None)) => return Ok(()),
+                Ok(Err(e)) => return Err(e.into()),
+            },
+        };
+        let Some(response) = handlers::handle(&broker, frame).await? else {
+            continue; // acks=0
+        };
+        let mut out = bytes::BytesMut::with_capacity(4 + response.len());
+        out.put_i32(response.len() as i32);
+        out.extend_from_slice(&response);
+        writer.write_all(&out).await?;
+    }
+}

@@ -1,0 +1,110 @@
+//! The `strom` command. `strom server` runs a broker: with no arguments a single node
+//! (broker and controller) on 127.0.0.1:9092 with its data in ./strom-data.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use strom_broker::{Broker, BrokerConfig};
+
+#[derive(Parser)]
+#[command(
+    name = "strom",
+    version,
+    about = "Strom: a Kafka-compatible streaming platform"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a broker (single node by default).
+    ///
+    /// Examples:
+    ///   strom server
+    ///   strom server --config server.properties --override log.dirs=/var/lib/strom
+    Server {
+        /// A server.properties file (Kafka's property names).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// key=value, overriding the file; repeatable.
+        #[arg(long = "override", value_name = "KEY=VALUE")]
+        overrides: Vec<String>,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    match Cli::parse().command {
+        Command::Server { config, overrides } => server(config, overrides),
+    }
+}
+
+fn server(file: Option<PathBuf>, overrides: Vec<String>) -> anyhow::Result<()> {
+    let mut pairs = Vec::new();
+    if let Some(path) = &file {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        pairs.extend(BrokerConfig::parse_properties(&text));
+    }
+    for o in &overrides {
+        let (k, v) = o
+            .split_once('=')
+            .with_context(|| format!("--override '{o}' is not key=value"))?;
+        pairs.push((k.trim().to_string(), v.trim().to_string()));
+    }
+    let config = BrokerConfig::from_pairs(&pairs)?;
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async move {
+        let listener_cfg = config.listeners[0].clone();
+        let listener =
+            tokio::net::TcpListener::bind((listener_cfg.host.as_str(), listener_cfg.port))
+                .await
+                .with_context(|| format!("binding {}:{}", listener_cfg.host, listener_cfg.port))?;
+        let local = listener.local_addr()?;
+        let broker = tokio::task::block_in_place(|| Broker::open(config.clone()))?;
+        if config.advertised_listeners[0].port == 0 {
+            broker.set_advertised_port(local.port());
+        }
+        tracing::info!(
+            node_id = config.node_id,
+            listener = %local,
+            log_dirs = ?config.log_dirs,
+            cluster_id = %broker.image().cluster_id,
+            "Strom broker started (single node: broker and controller)"
+        );
+        println!(
+            "strom server listening on {local}, data in {}",
+            config
+                .log_dirs
+                .iter()
+                .map(|d| d.display().to_string())
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+        strom_broker::server::run(listener, broker.clone(), shutdown_signal()).await;
+        tracing::info!("shutting down");
+        tokio::task::block_in_place(|| broker.shutdown())?;
+        tracing::info!("stopped cleanly");
+        anyhow::Ok(())
+    })
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

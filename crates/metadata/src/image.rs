@@ -1,0 +1,107 @@
+//! [`MetadataImage`]: the cluster state at one offset of the metadata log.
+
+use std::collections::BTreeMap;
+
+use crate::records::{Configs, MetadataRecord};
+
+/// One partition's placement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionImage {
+    /// Replica node ids.
+    pub replicas: Vec<i32>,
+    /// In-sync replicas.
+    pub isr: Vec<i32>,
+    /// Leader node id.
+    pub leader: i32,
+    /// Leader epoch.
+    pub leader_epoch: i32,
+}
+
+/// One topic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicImage {
+    /// Name.
+    pub name: String,
+    /// Id.
+    pub topic_id: uuid::Uuid,
+    /// Partitions by index.
+    pub partitions: BTreeMap<i32, PartitionImage>,
+    /// Topic-level config overrides.
+    pub configs: Configs,
+}
+
+/// The whole metadata state, built by replaying records in order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MetadataImage {
+    /// The cluster id.
+    pub cluster_id: String,
+    /// Topics by name.
+    pub topics: BTreeMap<String, TopicImage>,
+    /// Dynamic broker configs.
+    pub broker_configs: Configs,
+    /// Offset of the last record applied (-1 before any).
+    pub offset: i64,
+}
+
+impl MetadataImage {
+    /// The topic with this id.
+    pub fn topic_by_id(&self, id: &uuid::Uuid) -> Option<&TopicImage> {
+        self.topics.values().find(|t| &t.topic_id == id)
+    }
+
+    /// Applies one record (replay). Records about unknown topics are ignored.
+    pub fn apply(&mut self, offset: i64, record: &MetadataRecord) {
+        self.offset = offset;
+        match record {
+            MetadataRecord::Cluster { cluster_id } => self.cluster_id = cluster_id.clone(),
+            MetadataRecord::Topic { name, topic_id } => {
+                self.topics.insert(
+                    name.clone(),
+                    TopicImage {
+                        name: name.clone(),
+                        topic_id: *topic_id,
+                        partitions: BTreeMap::new(),
+                        configs: Configs::new(),
+                    },
+                );
+            }
+            MetadataRecord::Partition {
+                topic_id,
+                partition,
+                replicas,
+                isr,
+                leader,
+                leader_epoch,
+            } => {
+                if let Some(t) = self.topics.values_mut().find(|t| &t.topic_id == topic_id) {
+                    t.partitions.insert(
+                        *partition,
+                        PartitionImage {
+                            replicas: replicas.clone(),
+                            isr: isr.clone(),
+                            leader: *leader,
+                            leader_epoch: *leader_epoch,
+                        },
+                    );
+                }
+            }
+            MetadataRecord::TopicConfig { topic, name, value } => {
+                if let Some(t) = self.topics.get_mut(topic) {
+                    match value {
+                        Some(v) => t.configs.insert(name.clone(), v.clone()),
+                        None => t.configs.remove(name),
+                    };
+                }
+            }
+            MetadataRecord::BrokerConfig { name, value } => {
+                match value {
+                    Some(v) => self.broker_configs.insert(name.clone(), v.clone()),
+                    None => self.broker_configs.remove(name),
+                };
+            }
+            MetadataRecord::RemoveTopic { topic_id } => {
+                self.topics.retain(|_, t| &t.topic_id != topic_id);
+            }
+        }
+    }
+}

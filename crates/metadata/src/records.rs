@@ -1,0 +1,74 @@
+//! The metadata records: each is one change to the cluster, applied in log order.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// One change to the cluster's metadata.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type")]
+pub enum MetadataRecord {
+    /// A topic exists with this id (KRaft's TopicRecord).
+    Topic {
+        /// Topic name.
+        name: String,
+        /// Topic id (UUID, as Kafka clients see it).
+        topic_id: uuid::Uuid,
+    },
+    /// A partition of a topic and its placement (KRaft's PartitionRecord).
+    Partition {
+        /// The owning topic.
+        topic_id: uuid::Uuid,
+        /// Partition index.
+        partition: i32,
+        /// Replica node ids.
+        replicas: Vec<i32>,
+        /// In-sync replicas.
+        isr: Vec<i32>,
+        /// Leader node id.
+        leader: i32,
+        /// Leader epoch.
+        leader_epoch: i32,
+    },
+    /// A topic-level config set (`value: Some`) or removed (`None`) (KRaft's ConfigRecord).
+    TopicConfig {
+        /// Topic name.
+        topic: String,
+        /// Config name.
+        name: String,
+        /// New value, or `None` to fall back to the default.
+        value: Option<String>,
+    },
+    /// A broker-level dynamic config.
+    BrokerConfig {
+        /// Config name.
+        name: String,
+        /// New value, or `None` to remove.
+        value: Option<String>,
+    },
+    /// A topic was deleted, with its partitions and configs.
+    RemoveTopic {
+        /// The topic id.
+        topic_id: uuid::Uuid,
+    },
+    /// The cluster's id, written once when the metadata log is created.
+    Cluster {
+        /// Kafka's cluster id (22 characters, base64 of a UUID).
+        cluster_id: String,
+    },
+}
+
+impl MetadataRecord {
+    /// Serialized form stored in a record value.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    /// Parses a stored record value.
+    pub fn from_bytes(bytes: &[u8]) -> Result<MetadataRecord, serde_json::Error> {
+        serde_json::from_slice(bytes)
+    }
+}
+
+/// Configs by name.
+pub type Configs = BTreeMap<String, String>;
