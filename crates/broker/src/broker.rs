@@ -222,6 +222,137 @@ impl Broker {
             .ok_or_else(|| Refusal::new(ResponseError::UnknownServerError, "topic vanished"))
     }
 
+    /// Deletes a topic: removed from the metadata, then its logs are deleted.
+    pub fn delete_topic(&self, name: &str) -> Result<uuid::Uuid, Refusal> {
+        let _one_at_a_time = self.topic_changes.lock();
+        let image = self.image();
+        let Some(topic) = image.topics.get(name) else {
+            return Err(Refusal::new(
+                ResponseError::UnknownTopicOrPartition,
+                format!("topic '{name}' does not exist"),
+            ));
+        };
+        self.metadata
+            .append(&[MetadataRecord::RemoveTopic {
+                topic_id: topic.topic_id,
+            }])
+            .map_err(|e| Refusal::new(ResponseError::UnknownServerError, e.to_string()))?;
+        for p in topic.partitions.keys() {
+            self.logs
+                .delete(&TopicPartition::new(name, *p))
+                .map_err(|e| Refusal::new(ResponseError::KafkaStorageError, e.to_string()))?;
+        }
+        tracing::info!(topic = name, "deleted topic");
+        Ok(topic.topic_id)
+    }
+
+    /// Grows a topic to `count` partitions.
+    pub fn create_partitions(
+        &self,
+        name: &str,
+        count: i32,
+        validate_only: bool,
+    ) -> Result<(), Refusal> {
+        let _one_at_a_time = self.topic_changes.lock();
+        let image = self.image();
+        let Some(topic) = image.topics.get(name) else {
+            return Err(Refusal::new(
+                ResponseError::UnknownTopicOrPartition,
+                format!("topic '{name}' does not exist"),
+            ));
+        };
+        let current = topic.partitions.len() as i32;
+        if count <= current {
+            return Err(Refusal::new(
+                ResponseError::InvalidPartitions,
+                format!(
+                    "topic currently has {current} partitions, {count} would not be an increase"
+                ),
+            ));
+        }
+        if validate_only {
+            return Ok(());
+        }
+        let node = self.config.node_id;
+        let records: Vec<_> = (current..count)
+            .map(|p| MetadataRecord::Partition {
+                topic_id: topic.topic_id,
+                partition: p,
+                replicas: vec![node],
+                isr: vec![node],
+                leader: node,
+                leader_epoch: 0,
+            })
+            .collect();
+        let image = self
+            .metadata
+            .append(&records)
+            .map_err(|e| Refusal::new(ResponseError::UnknownServerError, e.to_string()))?;
+        let config = self.log_config(&image, name);
+        for p in current..count {
+            self.logs
+                .get_or_create(&TopicPartition::new(name, p), config.clone())
+                .map_err(|e| Refusal::new(ResponseError::KafkaStorageError, e.to_string()))?;
+        }
+        Ok(())
+    }
+
+    /// Replaces a topic's config overrides with `configs` (validated), and applies them to
+    /// its logs at once.
+    pub fn set_topic_configs(
+        &self,
+        name: &str,
+        configs: &std::collections::BTreeMap<String, String>,
+        validate_only: bool,
+    ) -> Result<(), Refusal> {
+        let mut check = self.config.log_defaults.clone();
+        for (k, v) in configs {
+            validate_topic_config(&mut check, k, v)?;
+        }
+        let _one_at_a_time = self.topic_changes.lock();
+        let image = self.image();
+        let Some(topic) = image.topics.get(name) else {
+            return Err(Refusal::new(
+                ResponseError::UnknownTopicOrPartition,
+                format!("topic '{name}' does not exist"),
+            ));
+        };
+        if validate_only {
+            return Ok(());
+        }
+        let mut records = Vec::new();
+        for k in topic.configs.keys().filter(|k| !configs.contains_key(*k)) {
+            records.push(MetadataRecord::TopicConfig {
+                topic: name.to_string(),
+                name: k.clone(),
+                value: None,
+            });
+        }
+        for (k, v) in configs {
+            if topic.configs.get(k) != Some(v) {
+                records.push(MetadataRecord::TopicConfig {
+                    topic: name.to_string(),
+                    name: k.clone(),
+                    value: Some(v.clone()),
+                });
+            }
+        }
+        if records.is_empty() {
+            return Ok(());
+        }
+        let image = self
+            .metadata
+            .append(&records)
+            .map_err(|e| Refusal::new(ResponseError::UnknownServerError, e.to_string()))?;
+        let config = self.log_config(&image, name);
+        for p in topic.partitions.keys() {
+            if let Some(log) = self.logs.get(&TopicPartition::new(name, *p)) {
+                log.set_config(config.clone());
+            }
+        }
+        Ok(())
+    }
+
     /// Closes every log and writes the clean-shutdown marker.
     pub fn shutdown(&self) -> anyhow::Result<()> {
         self.logs.shutdown()?;

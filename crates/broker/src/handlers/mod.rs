@@ -1,7 +1,9 @@
 //! Request dispatch: parse the header, answer or refuse the version, guard the body against
 //! hostile lengths, decode it, run the API's handler, encode the response. One file per API.
 
+mod admin;
 mod api_versions;
+mod configs;
 mod create_topics;
 mod fetch;
 mod list_offsets;
@@ -51,6 +53,14 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::Metadata, 0, 12),
     (ApiKey::ApiVersions, 0, 4),
     (ApiKey::CreateTopics, 2, 7),
+    (ApiKey::DeleteTopics, 1, 6),
+    (ApiKey::DeleteRecords, 0, 2),
+    (ApiKey::DescribeConfigs, 1, 4),
+    (ApiKey::AlterConfigs, 0, 2),
+    (ApiKey::DescribeLogDirs, 1, 4),
+    (ApiKey::CreatePartitions, 0, 3),
+    (ApiKey::IncrementalAlterConfigs, 0, 1),
+    (ApiKey::DescribeCluster, 0, 2),
 ];
 
 fn supported(api_key: i16, version: i16) -> bool {
@@ -101,6 +111,38 @@ pub async fn handle(broker: &Arc<Broker>, frame: BytesMut) -> Result<Option<Byte
         }
         ApiKey::CreateTopics => {
             let r = create_topics::handle(broker, decode(body, version)?, version);
+            respond(key, version, correlation_id, &r)?
+        }
+        ApiKey::DeleteTopics => {
+            let r = admin::delete_topics(broker, decode(body, version)?, version);
+            respond(key, version, correlation_id, &r)?
+        }
+        ApiKey::CreatePartitions => {
+            let r = admin::create_partitions(broker, decode(body, version)?);
+            respond(key, version, correlation_id, &r)?
+        }
+        ApiKey::DeleteRecords => {
+            let r = admin::delete_records(broker, decode(body, version)?);
+            respond(key, version, correlation_id, &r)?
+        }
+        ApiKey::DescribeCluster => {
+            let r = admin::describe_cluster(broker, decode(body, version)?);
+            respond(key, version, correlation_id, &r)?
+        }
+        ApiKey::DescribeLogDirs => {
+            let r = admin::describe_log_dirs(broker, decode(body, version)?, version);
+            respond(key, version, correlation_id, &r)?
+        }
+        ApiKey::DescribeConfigs => {
+            let r = configs::describe(broker, decode(body, version)?, version);
+            respond(key, version, correlation_id, &r)?
+        }
+        ApiKey::AlterConfigs => {
+            let r = configs::alter(broker, decode(body, version)?);
+            respond(key, version, correlation_id, &r)?
+        }
+        ApiKey::IncrementalAlterConfigs => {
+            let r = configs::incremental_alter(broker, decode(body, version)?);
             respond(key, version, correlation_id, &r)?
         }
         _ => return Err(RequestError::Unsupported { api_key, version }),
