@@ -9,6 +9,7 @@
 pub mod broker;
 pub mod config;
 pub mod errors;
+pub mod fetch_codec;
 pub mod handlers;
 pub mod server;
 

@@ -9,13 +9,17 @@ use std::time::Duration;
 
 use bytes::BufMut;
 use strom_protocol::frame::read_frame;
+use strom_storage::FileRegion;
 use tokio::io::AsyncWriteExt;
+use tokio::io::Interest;
+use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::broker::Broker;
-use crate::handlers;
+use crate::fetch_codec::Chunk;
+use crate::handlers::{self, Response};
 
 /// Serves `listener` until `shutdown` completes, then stops accepting, lets every connection
 /// finish the request it is handling, and returns.
@@ -76,9 +80,45 @@ async fn serve(
         let Some(response) = handlers::handle(&broker, frame).await? else {
             continue; // acks=0
         };
-        let mut out = bytes::BytesMut::with_capacity(4 + response.len());
-        out.put_i32(response.len() as i32);
-        out.extend_from_slice(&response);
-        writer.write_all(&out).await?;
+        match response {
+            Response::Bytes(body) => {
+                let mut out = bytes::BytesMut::with_capacity(4 + body.len());
+                out.put_i32(body.len() as i32);
+                out.extend_from_slice(&body);
+                writer.write_all(&out).await?;
+            }
+            Response::Chunks(chunks) => {
+                let total: usize = chunks.iter().map(Chunk::len).sum();
+                writer.write_all(&(total as i32).to_be_bytes()).await?;
+                for chunk in chunks {
+                    match chunk {
+                        Chunk::Bytes(b) => writer.write_all(&b).await?,
+                        Chunk::File(region) => send_file(&writer, &region).await?,
+                    }
+                }
+            }
+        }
     }
+}
+
+/// Sends a file region to the socket with `sendfile(2)`: the record bytes go from the page
+/// cache to the socket without passing through user space.
+async fn send_file(writer: &OwnedWriteHalf, region: &FileRegion) -> anyhow::Result<()> {
+    let stream: &TcpStream = writer.as_ref();
+    let mut offset = region.position();
+    let end = region.position() + region.len();
+    while offset < end {
+        stream.writable().await?;
+        let want = (end - offset).min(1 << 30) as usize;
+        match stream.try_io(Interest::WRITABLE, || {
+            rustix::fs::sendfile(stream, region.file().as_ref(), Some(&mut offset), want)
+                .map_err(std::io::Error::from)
+        }) {
+            Ok(0) => anyhow::bail!("segment file ended inside a fetch region (truncated)"),
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
 }

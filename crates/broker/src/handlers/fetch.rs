@@ -4,16 +4,16 @@
 //! `max_wait_ms` passes. Fetch sessions (KIP-227) are declined with session id 0, which
 //! clients accept by sending full fetches.
 //!
-//! The records are copied from the segment file into the response here; the zero-copy
-//! `sendfile` path is not built yet.
+//! The records stay file regions: [`crate::fetch_codec`] frames the response around them and
+//! the connection `sendfile`s them from the segment file to the socket (zero-copy).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::{FetchRequest, FetchResponse};
 use kafka_protocol::ResponseError;
+use strom_storage::FileRegion;
 use strom_types::TopicPartition;
 
 use crate::broker::Broker;
@@ -22,8 +22,7 @@ use crate::errors::storage_error_code;
 pub(super) async fn handle(
     broker: &Arc<Broker>,
     request: FetchRequest,
-    _version: i16,
-) -> FetchResponse {
+) -> (FetchResponse, Vec<Option<FileRegion>>) {
     let deadline = Instant::now() + Duration::from_millis(request.max_wait_ms.max(0) as u64);
     // Subscribe before the first read, so an append between read and wait is not missed.
     let mut watches: Vec<_> = request
@@ -39,33 +38,38 @@ pub(super) async fn handle(
         })
         .collect();
     loop {
-        let (response, bytes, errors) = read_once(broker, &request);
+        let (response, regions, bytes, errors) = read_once(broker, &request);
         let now = Instant::now();
         if bytes >= request.min_bytes.max(0) as usize
             || errors
             || now >= deadline
             || watches.is_empty()
         {
-            return response;
+            return (response, regions);
         }
         let changed =
             futures_util::future::select_all(watches.iter_mut().map(|w| Box::pin(w.changed())));
         if tokio::time::timeout(deadline - now, changed).await.is_err() {
-            let (response, _, _) = read_once(broker, &request);
-            return response;
+            let (response, regions, _, _) = read_once(broker, &request);
+            return (response, regions);
         }
     }
 }
 
-fn read_once(broker: &Broker, request: &FetchRequest) -> (FetchResponse, usize, bool) {
+fn read_once(
+    broker: &Broker,
+    request: &FetchRequest,
+) -> (FetchResponse, Vec<Option<FileRegion>>, usize, bool) {
     let mut remaining = request.max_bytes.max(0) as u64;
     let mut total = 0usize;
     let mut errors = false;
     let mut responses = Vec::with_capacity(request.topics.len());
+    let mut regions = Vec::new();
     for t in &request.topics {
         let name = t.topic.0.to_string();
         let mut partitions = Vec::with_capacity(t.partitions.len());
         for p in &t.partitions {
+            let mut partition_region = None;
             let mut out = PartitionData::default()
                 .with_partition_index(p.partition)
                 .with_high_watermark(-1)
@@ -90,18 +94,9 @@ fn read_once(broker: &Broker, request: &FetchRequest) -> (FetchResponse, usize, 
                             out.last_stable_offset = info.log_end_offset;
                             out.log_start_offset = info.log_start_offset;
                             if let Some(region) = info.region {
-                                match region.read_to_vec() {
-                                    Ok(bytes) => {
-                                        total += bytes.len();
-                                        remaining = remaining.saturating_sub(bytes.len() as u64);
-                                        out.records = Some(Bytes::from(bytes));
-                                    }
-                                    Err(e) => {
-                                        tracing::error!(partition = %log.topic_partition(), error = %e, "fetch read failed");
-                                        out.error_code = ResponseError::KafkaStorageError.code();
-                                        errors = true;
-                                    }
-                                }
+                                total += region.len() as usize;
+                                remaining = remaining.saturating_sub(region.len());
+                                partition_region = Some(region);
                             }
                         }
                         Err(e) => {
@@ -113,9 +108,10 @@ fn read_once(broker: &Broker, request: &FetchRequest) -> (FetchResponse, usize, 
                     }
                 }
             }
-            if out.records.is_none() {
-                out.records = Some(Bytes::new());
+            if partition_region.is_none() {
+                out.records = Some(bytes::Bytes::new());
             }
+            regions.push(partition_region);
             partitions.push(out);
         }
         responses.push(
@@ -128,6 +124,7 @@ fn read_once(broker: &Broker, request: &FetchRequest) -> (FetchResponse, usize, 
         FetchResponse::default()
             .with_session_id(0)
             .with_responses(responses),
+        regions,
         total,
         errors,
     )

@@ -19,6 +19,7 @@ use strom_protocol::guard;
 use strom_protocol::header::RequestHeader;
 
 use crate::broker::Broker;
+use crate::fetch_codec::{self, Chunk};
 
 /// Why a connection must close (Kafka closes on requests it cannot parse or serve).
 #[derive(Debug, thiserror::Error)]
@@ -69,15 +70,27 @@ fn supported(api_key: i16, version: i16) -> bool {
         .any(|(k, lo, hi)| *k as i16 == api_key && (*lo..=*hi).contains(&version))
 }
 
+/// A response ready to send: one buffer, or chunks with file regions (zero-copy fetch).
+#[derive(Debug)]
+pub enum Response {
+    /// Encoded header and body.
+    Bytes(Bytes),
+    /// Encoded pieces and file regions, in order.
+    Chunks(Vec<Chunk>),
+}
+
 /// Handles one request frame. `Ok(None)`: no response (Produce with acks=0).
 /// `Err`: the connection must close.
-pub async fn handle(broker: &Arc<Broker>, frame: BytesMut) -> Result<Option<Bytes>, RequestError> {
+pub async fn handle(
+    broker: &Arc<Broker>,
+    frame: BytesMut,
+) -> Result<Option<Response>, RequestError> {
     let header = RequestHeader::parse(&frame)?;
     let (api_key, version) = (header.api_key, header.api_version);
     if api_key == ApiKey::ApiVersions as i16 && !supported(api_key, version) {
         // Kafka answers a too-new ApiVersions in v0 with UNSUPPORTED_VERSION, so the client
         // can retry with a version from the list.
-        return api_versions::unsupported(header.correlation_id).map(Some);
+        return api_versions::unsupported(header.correlation_id).map(|b| Some(Response::Bytes(b)));
     }
     if !supported(api_key, version) {
         tracing::warn!(api_key, version, client = ?header.client_id, "unsupported request; closing");
@@ -102,8 +115,13 @@ pub async fn handle(broker: &Arc<Broker>, frame: BytesMut) -> Result<Option<Byte
             None => return Ok(None),
         },
         ApiKey::Fetch => {
-            let r = fetch::handle(broker, decode(body, version)?, version).await;
-            respond(key, version, correlation_id, &r)?
+            let (r, regions) = fetch::handle(broker, decode(body, version)?).await;
+            return Ok(Some(Response::Chunks(fetch_codec::encode(
+                correlation_id,
+                version,
+                &r,
+                regions,
+            ))));
         }
         ApiKey::ListOffsets => {
             let r = list_offsets::handle(broker, decode(body, version)?, version);
@@ -147,7 +165,7 @@ pub async fn handle(broker: &Arc<Broker>, frame: BytesMut) -> Result<Option<Byte
         }
         _ => return Err(RequestError::Unsupported { api_key, version }),
     };
-    Ok(Some(out))
+    Ok(Some(Response::Bytes(out)))
 }
 
 fn decode<T: Decodable>(mut body: Bytes, version: i16) -> Result<T, RequestError> {
