@@ -1,0 +1,194 @@
+//! Raw Kafka protocol against the real binary: the per-partition error codes Produce returns
+//! for bad batches, ApiVersions for a too-new version, and idle connections closing.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::{
+    ApiKey, CreateTopicsRequest, ProduceRequest, ProduceResponse, RequestHeader, ResponseHeader,
+    TopicName,
+};
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use strom_types::compression::Compression;
+use strom_types::record::BatchBuilder;
+
+struct Server(Child, String);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start(dir: &std::path::Path, extra: &[&str]) -> Server {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_strom"));
+    cmd.args([
+        "server",
+        "--override",
+        "listeners=PLAINTEXT://127.0.0.1:0",
+        "--override",
+    ])
+    .arg(format!("log.dirs={}", dir.display()));
+    for e in extra {
+        cmd.args(["--override", e]);
+    }
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .split_whitespace()
+        .find(|w| w.starts_with("127.0.0.1:"))
+        .unwrap()
+        .trim_end_matches(',')
+        .to_string();
+    Server(child, addr)
+}
+
+fn call<Req: Encodable, Resp: Decodable>(
+    conn: &mut TcpStream,
+    key: ApiKey,
+    version: i16,
+    req: &Req,
+) -> Resp {
+    let mut buf = BytesMut::new();
+    RequestHeader::default()
+        .with_request_api_key(key as i16)
+        .with_request_api_version(version)
+        .with_correlation_id(9)
+        .with_client_id(Some(StrBytes::from_static_str("test")))
+        .encode(&mut buf, key.request_header_version(version))
+        .unwrap();
+    req.encode(&mut buf, version).unwrap();
+    conn.write_all(&(buf.len() as i32).to_be_bytes()).unwrap();
+    conn.write_all(&buf).unwrap();
+    let mut size = [0u8; 4];
+    conn.read_exact(&mut size).unwrap();
+    let mut body = vec![0u8; i32::from_be_bytes(size) as usize];
+    conn.read_exact(&mut body).unwrap();
+    let mut body = Bytes::from(body);
+    let header = ResponseHeader::decode(&mut body, key.response_header_version(version)).unwrap();
+    assert_eq!(header.correlation_id, 9);
+    Resp::decode(&mut body, version).unwrap()
+}
+
+fn produce(conn: &mut TcpStream, topic: &str, acks: i16, records: Vec<u8>) -> (i16, i64) {
+    let req = ProduceRequest::default()
+        .with_acks(acks)
+        .with_timeout_ms(5000)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(TopicName(StrBytes::from_string(topic.to_string())))
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(0)
+                .with_records(Some(Bytes::from(records)))])]);
+    let resp: ProduceResponse = call(conn, ApiKey::Produce, 8, &req);
+    let p = &resp.responses[0].partition_responses[0];
+    (p.error_code, p.base_offset)
+}
+
+fn batch(n: usize, value: usize) -> Vec<u8> {
+    let mut b = BatchBuilder::new(Compression::None);
+    for _ in 0..n {
+        b.append(strom_types_now(), Some(b"k"), Some(&vec![b'v'; value]), &[]);
+    }
+    b.build(0).unwrap()
+}
+
+fn strom_types_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+#[test]
+fn produce_errors_carry_kafkas_codes_and_the_connection_survives() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = start(dir.path(), &["message.max.bytes=10000"]);
+    let mut conn = TcpStream::connect(&s.1).unwrap();
+    let create = CreateTopicsRequest::default()
+        .with_timeout_ms(1000)
+        .with_topics(vec![
+            kafka_protocol::messages::create_topics_request::CreatableTopic::default()
+                .with_name(TopicName(StrBytes::from_static_str("codes")))
+                .with_num_partitions(1)
+                .with_replication_factor(1),
+        ]);
+    let _: kafka_protocol::messages::CreateTopicsResponse =
+        call(&mut conn, ApiKey::CreateTopics, 5, &create);
+
+    assert_eq!(produce(&mut conn, "codes", 1, batch(3, 10)), (0, 0));
+    let mut corrupt = batch(2, 10);
+    let n = corrupt.len();
+    corrupt[n - 2] ^= 0xff;
+    assert_eq!(
+        produce(&mut conn, "codes", 1, corrupt).0,
+        2,
+        "CORRUPT_MESSAGE"
+    );
+    assert_eq!(
+        produce(&mut conn, "codes", 1, batch(1, 20_000)).0,
+        10,
+        "MESSAGE_TOO_LARGE"
+    );
+    assert_eq!(
+        produce(&mut conn, "codes", 5, batch(1, 10)).0,
+        21,
+        "INVALID_REQUIRED_ACKS"
+    );
+    assert_eq!(
+        produce(&mut conn, "nope", 1, batch(1, 10)).0,
+        3,
+        "UNKNOWN_TOPIC_OR_PARTITION"
+    );
+    let mut bad_delta = BatchBuilder::new(Compression::None);
+    bad_delta.append_with_offset_delta(0, 1, Some(b"a"), None, &[]);
+    bad_delta.append_with_offset_delta(5, 1, Some(b"a"), None, &[]);
+    assert_eq!(
+        produce(&mut conn, "codes", 1, bad_delta.build(0).unwrap()).0,
+        87,
+        "INVALID_RECORD"
+    );
+    // Nothing bad was appended; good batches continue at the next offset.
+    assert_eq!(produce(&mut conn, "codes", -1, batch(1, 10)), (0, 3));
+}
+
+#[test]
+fn too_new_api_versions_gets_v0_answer_and_idle_connections_close() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = start(dir.path(), &["connections.max.idle.ms=300"]);
+    let mut conn = TcpStream::connect(&s.1).unwrap();
+    // ApiVersions v99: answered in v0 with UNSUPPORTED_VERSION and the list of APIs.
+    let frame = [0, 18, 0, 99, 0, 0, 0, 9, 0, 0, 0]; // header v2: empty client id, no tags
+    conn.write_all(&(frame.len() as i32).to_be_bytes()).unwrap();
+    conn.write_all(&frame).unwrap();
+    let mut size = [0u8; 4];
+    conn.read_exact(&mut size).unwrap();
+    let mut body = vec![0u8; i32::from_be_bytes(size) as usize];
+    conn.read_exact(&mut body).unwrap();
+    let mut body = Bytes::from(body);
+    let _ = ResponseHeader::decode(&mut body, 0).unwrap();
+    let resp = kafka_protocol::messages::ApiVersionsResponse::decode(&mut body, 0).unwrap();
+    assert_eq!(resp.error_code, 35);
+    assert!(resp
+        .api_keys
+        .iter()
+        .any(|k| k.api_key == 0 && k.max_version >= 3));
+    // Then silence: the broker closes the connection after connections.max.idle.ms.
+    let started = Instant::now();
+    conn.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut buf = [0u8; 1];
+    assert_eq!(conn.read(&mut buf).unwrap(), 0, "closed by the broker");
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
