@@ -226,12 +226,7 @@ impl Broker {
     pub fn delete_topic(&self, name: &str) -> Result<uuid::Uuid, Refusal> {
         let _one_at_a_time = self.topic_changes.lock();
         let image = self.image();
-        let Some(topic) = image.topics.get(name) else {
-            return Err(Refusal::new(
-                ResponseError::UnknownTopicOrPartition,
-                format!("topic '{name}' does not exist"),
-            ));
-        };
+        let topic = existing(&image, name)?;
         self.metadata
             .append(&[MetadataRecord::RemoveTopic {
                 topic_id: topic.topic_id,
@@ -255,12 +250,7 @@ impl Broker {
     ) -> Result<(), Refusal> {
         let _one_at_a_time = self.topic_changes.lock();
         let image = self.image();
-        let Some(topic) = image.topics.get(name) else {
-            return Err(Refusal::new(
-                ResponseError::UnknownTopicOrPartition,
-                format!("topic '{name}' does not exist"),
-            ));
-        };
+        let topic = existing(&image, name)?;
         let current = topic.partitions.len() as i32;
         if count <= current {
             return Err(Refusal::new(
@@ -311,12 +301,7 @@ impl Broker {
         }
         let _one_at_a_time = self.topic_changes.lock();
         let image = self.image();
-        let Some(topic) = image.topics.get(name) else {
-            return Err(Refusal::new(
-                ResponseError::UnknownTopicOrPartition,
-                format!("topic '{name}' does not exist"),
-            ));
-        };
+        let topic = existing(&image, name)?;
         if validate_only {
             return Ok(());
         }
@@ -359,6 +344,16 @@ impl Broker {
         self.metadata.close()?;
         Ok(())
     }
+}
+
+/// The topic, or UNKNOWN_TOPIC_OR_PARTITION.
+fn existing<'a>(image: &'a MetadataImage, name: &str) -> Result<&'a TopicImage, Refusal> {
+    image.topics.get(name).ok_or_else(|| {
+        Refusal::new(
+            ResponseError::UnknownTopicOrPartition,
+            format!("topic '{name}' does not exist"),
+        )
+    })
 }
 
 fn topic_log_config(defaults: &LogConfig, image: &MetadataImage, topic: &str) -> LogConfig {
