@@ -87,12 +87,21 @@ pub type Result<T, E = StorageError> = std::result::Result<T, E>;
 /// Attaches the path to an `io::Error`.
 pub(crate) trait IoContext<T> {
     fn at(self, path: impl Into<PathBuf>) -> Result<T>;
+    /// Like `at`, building the path only on error (for hot paths).
+    fn at_with(self, path: impl FnOnce() -> PathBuf) -> Result<T>;
 }
 
 impl<T> IoContext<T> for std::io::Result<T> {
     fn at(self, path: impl Into<PathBuf>) -> Result<T> {
         self.map_err(|source| StorageError::Io {
             path: path.into(),
+            source,
+        })
+    }
+
+    fn at_with(self, path: impl FnOnce() -> PathBuf) -> Result<T> {
+        self.map_err(|source| StorageError::Io {
+            path: path(),
             source,
         })
     }

@@ -673,16 +673,16 @@ impl Log {
         if offset == log_end || bound.is_some_and(|b| offset >= b) {
             return Ok(info);
         }
-        let candidates: Vec<Arc<Segment>> = {
+        // Walk segments one at a time from the one holding `offset` (usually the first one
+        // answers), taking the map's lock only to find the next.
+        let mut next = {
             let segs = self.segments.read();
-            let from = segs
-                .range(..=offset)
+            segs.range(..=offset)
                 .next_back()
-                .map(|(b, _)| *b)
-                .unwrap_or(i64::MIN);
-            segs.range(from..).map(|(_, s)| s.clone()).collect()
+                .or_else(|| segs.iter().next())
+                .map(|(_, s)| s.clone())
         };
-        for seg in candidates {
+        while let Some(seg) = next.take() {
             if bound.is_some_and(|b| seg.base_offset() >= b) {
                 break;
             }
@@ -693,13 +693,19 @@ impl Log {
                 min_one_batch,
             ) {
                 Ok(Some((region, _))) => {
-                    if region.is_empty() {
-                        return Ok(info);
+                    if !region.is_empty() {
+                        info.region = Some(region);
                     }
-                    info.region = Some(region);
                     return Ok(info);
                 }
-                Ok(None) => continue,
+                Ok(None) => {
+                    next = self
+                        .segments
+                        .read()
+                        .range(seg.base_offset() + 1..)
+                        .next()
+                        .map(|(_, s)| s.clone());
+                }
                 Err(e) => {
                     // The segment was deleted under us (retention): the log has moved on.
                     if self.log_start_offset() > offset {

@@ -364,7 +364,7 @@ impl Segment {
         let mut pos = 0;
         let mut headers = HeaderCursor::new(file, size);
         while pos < size {
-            let Some(h) = headers.at(pos).at(self.path(LOG_SUFFIX))? else {
+            let Some(h) = headers.at(pos).at_with(|| self.path(LOG_SUFFIX))? else {
                 break;
             };
             ix.add_batch(
@@ -421,7 +421,7 @@ impl Segment {
         let size = self.size();
         let file = self.file()?;
         let ts = read_header(&file, 0, size)
-            .at(self.path(LOG_SUFFIX))?
+            .at_with(|| self.path(LOG_SUFFIX))?
             .map(|h| h.max_timestamp)
             .unwrap_or(NO_TIMESTAMP);
         self.first_batch_timestamp.store(ts, Ordering::Relaxed);
@@ -435,7 +435,7 @@ impl Segment {
         let file = self.file()?;
         self.unflushed.store(true, Ordering::Release);
         file.write_all_at(data, position)
-            .at(self.path(LOG_SUFFIX))?;
+            .at_with(|| self.path(LOG_SUFFIX))?;
         let mut guard = self.indexes.write();
         if guard.is_none() {
             drop(guard);
@@ -497,7 +497,7 @@ impl Segment {
         let start = self.with_indexes(|ix| ix.offset.lookup(rel).position)?;
         let mut pos = u64::from(start);
         while pos < headers.limit {
-            let Some(h) = headers.at(pos).at(self.path(LOG_SUFFIX))? else {
+            let Some(h) = headers.at(pos).at_with(|| self.path(LOG_SUFFIX))? else {
                 return Ok(None);
             };
             if h.last_offset() >= offset {
@@ -553,7 +553,7 @@ impl Segment {
             })?;
             let mut pos = hint.max(start);
             while pos < end_limit {
-                let Some(h) = headers.at(pos).at(self.path(LOG_SUFFIX))? else {
+                let Some(h) = headers.at(pos).at_with(|| self.path(LOG_SUFFIX))? else {
                     break;
                 };
                 if pos + h.size() as u64 > target {
@@ -614,7 +614,7 @@ impl Segment {
             return Ok(0);
         };
         let file = self.file()?;
-        file.set_len(pos).at(self.path(LOG_SUFFIX))?;
+        file.set_len(pos).at_with(|| self.path(LOG_SUFFIX))?;
         self.unflushed.store(true, Ordering::Release);
         // Truncation is rare (replica divergence, tests): rebuild the indexes from what is left.
         let ix = self.rebuild_indexes(&file, pos)?;
@@ -673,7 +673,7 @@ impl Segment {
             // Reopened if the budget closed the fd: fsync covers the inode, whatever the fd.
             let synced = self
                 .file()
-                .and_then(|f| f.sync_data().at(self.path(LOG_SUFFIX)));
+                .and_then(|f| f.sync_data().at_with(|| self.path(LOG_SUFFIX)));
             if let Err(e) = synced {
                 self.unflushed.store(true, Ordering::Release);
                 return Err(e);
@@ -801,7 +801,7 @@ impl Segment {
         let mut next = None;
         let mut headers = HeaderCursor::new(&file, size);
         while pos < size {
-            let Some(h) = headers.at(pos).at(self.path(LOG_SUFFIX))? else {
+            let Some(h) = headers.at(pos).at_with(|| self.path(LOG_SUFFIX))? else {
                 break;
             };
             next = Some(h.next_offset());
