@@ -1,66 +1,180 @@
-//! Proof that the guard accepts every real request and stops the allocation attack.
+//! Proof that the guard accepts every real request, reads the bytes exactly as `kafka-protocol`
+//! decodes them, and stops the allocation attack (`DEPENDENCIES.md`, defect 1).
 
-use bytes::{Bytes, BytesMut};
-use kafka_protocol::messages::alter_configs_request::{AlterConfigsResource, AlterableConfig};
-use kafka_protocol::messages::create_partitions_request::{
-    CreatePartitionsAssignment, CreatePartitionsTopic,
-};
-use kafka_protocol::messages::create_topics_request::{
-    CreatableReplicaAssignment, CreatableTopic, CreatableTopicConfig,
-};
-use kafka_protocol::messages::delete_records_request::{
-    DeleteRecordsPartition, DeleteRecordsTopic,
-};
-use kafka_protocol::messages::delete_topics_request::DeleteTopicState;
-use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
-use kafka_protocol::messages::describe_log_dirs_request::DescribableLogDirTopic;
-use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic, ForgottenTopic};
-use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
-use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
-use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use std::collections::BTreeMap;
+
+use bytes::{Buf, Bytes, BytesMut};
 use kafka_protocol::messages::*;
-use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use kafka_protocol::protocol::{Decodable, Encodable, Request, StrBytes};
 use proptest::prelude::*;
 
 use super::*;
 
-fn s(v: &str) -> StrBytes {
-    StrBytes::from_string(v.to_string())
+/// Measures the memory a closure holds at its peak, on this thread (a test-only allocator).
+mod meter {
+    use std::alloc::{GlobalAlloc, Layout, System};
+    use std::cell::Cell;
+
+    thread_local! {
+        static ON: Cell<bool> = const { Cell::new(false) };
+        static LIVE: Cell<isize> = const { Cell::new(0) };
+        static PEAK: Cell<isize> = const { Cell::new(0) };
+    }
+
+    fn note(delta: isize) {
+        let _ = ON.try_with(|on| {
+            if on.get() {
+                let live = LIVE.get() + delta;
+                LIVE.set(live);
+                PEAK.set(PEAK.get().max(live));
+            }
+        });
+    }
+
+    struct Meter;
+
+    // SAFETY: every call is forwarded to `System` unchanged; the counting touches only
+    // const-initialised thread locals, which never allocate.
+    unsafe impl GlobalAlloc for Meter {
+        unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+            note(layout.size() as isize);
+            unsafe { System.alloc(layout) }
+        }
+        unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+            note(layout.size() as isize);
+            unsafe { System.alloc_zeroed(layout) }
+        }
+        unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+            note(-(layout.size() as isize));
+            unsafe { System.dealloc(ptr, layout) }
+        }
+        unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+            note(new_size as isize - layout.size() as isize);
+            unsafe { System.realloc(ptr, layout, new_size) }
+        }
+    }
+
+    #[global_allocator]
+    static METER: Meter = Meter;
+
+    /// Runs `f`; returns its result and the most bytes it had allocated at once.
+    pub fn peak<R>(f: impl FnOnce() -> R) -> (R, usize) {
+        LIVE.set(0);
+        PEAK.set(0);
+        ON.set(true);
+        let r = f();
+        ON.set(false);
+        (r, PEAK.get().max(0) as usize)
+    }
 }
 
-fn topic(v: &str) -> TopicName {
-    TopicName(s(v))
+/// Decoding may hold at most this many bytes per body byte (plus [`SLACK`]). The worst cases
+/// are arrays of minimal elements: an empty compact string (1 byte) becomes a 32-byte
+/// `StrBytes`, a LeaveGroup v4 member or an OffsetFetch v8 group (3 bytes) a ~120-byte struct,
+/// i.e. 40x (measured in `amplification_is_bounded`).
+const PER_BYTE: usize = 48;
+const SLACK: usize = 4096;
+
+fn s<T: From<StrBytes>>(v: &str) -> T {
+    StrBytes::from_string(v.to_string()).into()
 }
 
 fn uuid(n: u8) -> uuid::Uuid {
     uuid::Uuid::from_bytes([n; 16])
 }
 
-fn enc<T: Encodable>(m: &T, version: i16) -> Vec<u8> {
+/// An unknown tagged field, in flexible versions only (where it can be encoded).
+fn tags(flexible: bool) -> BTreeMap<i32, Bytes> {
+    let mut m = BTreeMap::new();
+    if flexible {
+        m.insert(1000, Bytes::from_static(b"xyz"));
+    }
+    m
+}
+
+/// kafka-protocol's decoder: `Some(bytes consumed)` if it decodes, and the peak memory.
+type Decoder = fn(&[u8], i16) -> (Option<usize>, usize);
+
+fn decoder<T: Decodable>(b: &[u8], v: i16) -> (Option<usize>, usize) {
+    let mut buf = Bytes::copy_from_slice(b);
+    meter::peak(|| {
+        T::decode(&mut buf, v).ok().map(|decoded| {
+            drop(decoded);
+            b.len() - buf.remaining()
+        })
+    })
+}
+
+/// A request of one API at one version: populated, and all-default (nulls, empty arrays).
+struct Sample {
+    full: Vec<u8>,
+    empty: Vec<u8>,
+    decode: Decoder,
+}
+
+/// Whether `version` of `T` is flexible, by kafka-protocol's request header version (an
+/// independent check of the schema's `flexible_from`).
+fn is_flexible<T: Request>(v: i16) -> bool {
+    T::header_version(v) >= 2
+}
+
+fn build<T: Request + Default>(v: i16, fill: impl FnOnce(&mut T, bool)) -> Sample {
+    let flexible = is_flexible::<T>(v);
+    let mut r = T::default();
+    fill(&mut r, flexible);
+    Sample {
+        full: enc(&r, v),
+        empty: enc(&T::default(), v),
+        decode: decoder::<T>,
+    }
+}
+
+fn enc<T: Encodable>(m: &T, v: i16) -> Vec<u8> {
     let mut buf = BytesMut::new();
-    m.encode(&mut buf, version).unwrap();
+    if let Err(e) = m.encode(&mut buf, v) {
+        panic!("{} v{v} does not encode: {e}", std::any::type_name::<T>());
+    }
     buf.to_vec()
 }
 
-/// Whether kafka-protocol decodes a body at a version.
-type DecodeCheck = fn(&[u8], i16) -> bool;
-
-/// A populated request of every served API at `version`, encoded; and a decoder check.
-fn sample(api_key: i16, v: i16) -> (Vec<u8>, DecodeCheck) {
-    fn dec<T: Decodable>(b: &[u8], v: i16) -> bool {
-        T::decode(&mut Bytes::copy_from_slice(b), v).is_ok()
-    }
+/// A populated request (two topics of two partitions, `Some` in nullable fields, every field
+/// the version has, an unknown tagged field when flexible) of `api_key` at `v`.
+fn sample(api_key: i16, v: i16) -> Sample {
     match api_key {
-        0 => {
-            let mut r = ProduceRequest::default();
-            r.transactional_id = Some(TransactionalId(s("tx")));
+        18 => build(v, |r: &mut ApiVersionsRequest, fl| {
+            if v >= 3 {
+                r.client_software_name = s("librdkafka");
+                r.client_software_version = s("2.0.2");
+            }
+            r.unknown_tagged_fields = tags(fl);
+        }),
+        3 => build(v, |r: &mut MetadataRequest, fl| {
+            use metadata_request::MetadataRequestTopic;
+            let topic = |t: u8| {
+                let mut mt = MetadataRequestTopic::default();
+                mt.name = Some(s(&format!("topic-{t}")));
+                if v >= 10 {
+                    mt.topic_id = uuid(t);
+                }
+                mt.unknown_tagged_fields = tags(fl);
+                mt
+            };
+            r.topics = Some(vec![topic(1), topic(2)]);
+            r.allow_auto_topic_creation = v < 4; // false from v4 on (true is the default)
+            r.include_cluster_authorized_operations = (8..=10).contains(&v);
+            r.include_topic_authorized_operations = v >= 8;
+            r.unknown_tagged_fields = tags(fl);
+        }),
+        0 => build(v, |r: &mut ProduceRequest, fl| {
+            use produce_request::{PartitionProduceData, TopicProduceData};
+            r.transactional_id = Some(s("tx"));
             r.acks = -1;
             r.timeout_ms = 30000;
             r.topic_data = (0..2)
                 .map(|t| {
                     let mut td = TopicProduceData::default();
                     if v <= 12 {
-                        td.name = topic(&format!("t{t}"));
+                        td.name = s(&format!("t{t}"));
                     } else {
                         td.topic_id = uuid(t + 1);
                     }
@@ -75,19 +189,31 @@ fn sample(api_key: i16, v: i16) -> (Vec<u8>, DecodeCheck) {
                     td
                 })
                 .collect();
-            (enc(&r, v), dec::<ProduceRequest>)
-        }
-        1 => {
-            let mut r = FetchRequest::default();
+            r.unknown_tagged_fields = tags(fl);
+        }),
+        1 => build(v, |r: &mut FetchRequest, fl| {
+            use fetch_request::{FetchPartition, FetchTopic, ForgottenTopic, ReplicaState};
+            if v <= 14 {
+                r.replica_id = BrokerId(3);
+            } else {
+                let mut rs = ReplicaState::default();
+                rs.replica_id = BrokerId(3);
+                rs.replica_epoch = 7;
+                r.replica_state = rs;
+            }
             r.max_wait_ms = 500;
             r.min_bytes = 1;
             r.max_bytes = 1 << 20;
-            r.session_epoch = -1;
+            r.isolation_level = 1;
+            if v >= 7 {
+                r.session_id = 9;
+                r.session_epoch = 2;
+            }
             r.topics = (0..2)
                 .map(|t| {
                     let mut ft = FetchTopic::default();
                     if v <= 12 {
-                        ft.topic = topic("orders");
+                        ft.topic = s("orders");
                     } else {
                         ft.topic_id = uuid(t + 1);
                     }
@@ -95,8 +221,18 @@ fn sample(api_key: i16, v: i16) -> (Vec<u8>, DecodeCheck) {
                         .map(|p| {
                             let mut fp = FetchPartition::default();
                             fp.partition = p;
+                            fp.current_leader_epoch = if v >= 9 { 4 } else { -1 };
                             fp.fetch_offset = 1234;
+                            fp.last_fetched_epoch = if v >= 12 { 3 } else { -1 };
+                            fp.log_start_offset = if v >= 5 { 10 } else { -1 };
                             fp.partition_max_bytes = 1 << 20;
+                            if v >= 17 {
+                                fp.replica_directory_id = uuid(5);
+                            }
+                            if v >= 18 {
+                                fp.high_watermark = 99;
+                            }
+                            fp.unknown_tagged_fields = tags(fl);
                             fp
                         })
                         .collect();
@@ -106,7 +242,7 @@ fn sample(api_key: i16, v: i16) -> (Vec<u8>, DecodeCheck) {
             if v >= 7 {
                 let mut ft = ForgottenTopic::default();
                 if v <= 12 {
-                    ft.topic = topic("gone");
+                    ft.topic = s("gone");
                 } else {
                     ft.topic_id = uuid(9);
                 }
@@ -119,19 +255,21 @@ fn sample(api_key: i16, v: i16) -> (Vec<u8>, DecodeCheck) {
             if v >= 12 {
                 r.cluster_id = Some(s("cluster"));
             }
-            (enc(&r, v), dec::<FetchRequest>)
-        }
-        2 => {
-            let mut r = ListOffsetsRequest::default();
+            r.unknown_tagged_fields = tags(fl);
+        }),
+        2 => build(v, |r: &mut ListOffsetsRequest, fl| {
+            use list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
             r.replica_id = BrokerId(-1);
+            r.isolation_level = i8::from(v >= 2);
             r.topics = (0..2)
                 .map(|_| {
                     let mut t = ListOffsetsTopic::default();
-                    t.name = topic("orders");
+                    t.name = s("orders");
                     t.partitions = (0..2)
                         .map(|p| {
                             let mut lp = ListOffsetsPartition::default();
                             lp.partition_index = p;
+                            lp.current_leader_epoch = if v >= 4 { 2 } else { -1 };
                             lp.timestamp = -1;
                             lp
                         })
@@ -139,165 +277,434 @@ fn sample(api_key: i16, v: i16) -> (Vec<u8>, DecodeCheck) {
                     t
                 })
                 .collect();
-            (enc(&r, v), dec::<ListOffsetsRequest>)
-        }
-        3 => {
-            let mut r = MetadataRequest::default();
-            r.topics = Some(
-                (0..2)
-                    .map(|t| {
-                        let mut mt = MetadataRequestTopic::default();
-                        mt.name = Some(topic(&format!("topic-{t}")));
-                        mt
-                    })
-                    .collect(),
-            );
-            if v >= 4 {
-                r.allow_auto_topic_creation = true;
+            if v >= 10 {
+                r.timeout_ms = 100;
             }
-            (enc(&r, v), dec::<MetadataRequest>)
-        }
-        18 => {
-            let mut r = ApiVersionsRequest::default();
-            if v >= 3 {
-                r.client_software_name = s("librdkafka");
-                r.client_software_version = s("2.0.2");
-            }
-            (enc(&r, v), dec::<ApiVersionsRequest>)
-        }
-        19 => {
-            let mut r = CreateTopicsRequest::default();
+            r.unknown_tagged_fields = tags(fl);
+        }),
+        19 => build(v, |r: &mut CreateTopicsRequest, fl| {
+            use create_topics_request::{
+                CreatableReplicaAssignment, CreatableTopic, CreatableTopicConfig,
+            };
             r.timeout_ms = 1000;
+            r.validate_only = true;
             r.topics = (0..2)
                 .map(|t| {
                     let mut ct = CreatableTopic::default();
-                    ct.name = topic(&format!("new-{t}"));
+                    ct.name = s(&format!("new-{t}"));
                     ct.num_partitions = -1;
                     ct.replication_factor = -1;
                     let mut a = CreatableReplicaAssignment::default();
                     a.broker_ids = vec![BrokerId(1), BrokerId(2)];
-                    ct.assignments = vec![a];
+                    ct.assignments = vec![a.clone(), a];
                     let mut c = CreatableTopicConfig::default();
                     c.name = s("retention.ms");
                     c.value = Some(s("1000"));
-                    ct.configs = vec![c];
+                    ct.configs = vec![c.clone(), c];
                     ct
                 })
                 .collect();
-            (enc(&r, v), dec::<CreateTopicsRequest>)
-        }
-        20 => {
-            let mut r = DeleteTopicsRequest::default();
+            r.unknown_tagged_fields = tags(fl);
+        }),
+        20 => build(v, |r: &mut DeleteTopicsRequest, fl| {
+            use delete_topics_request::DeleteTopicState;
             r.timeout_ms = 1000;
             if v >= 6 {
                 let mut t = DeleteTopicState::default();
-                t.name = Some(topic("old"));
-                r.topics = vec![t];
+                t.name = Some(s("old"));
+                t.topic_id = uuid(4);
+                r.topics = vec![t.clone(), t];
             } else {
-                r.topic_names = vec![topic("a"), topic("b")];
+                r.topic_names = vec![s("a"), s("b")];
             }
-            (enc(&r, v), dec::<DeleteTopicsRequest>)
-        }
-        21 => {
-            let mut r = DeleteRecordsRequest::default();
-            let mut t = DeleteRecordsTopic::default();
-            t.name = topic("orders");
-            let mut p = DeleteRecordsPartition::default();
-            p.offset = 10;
-            t.partitions = vec![p.clone(), p];
-            r.topics = vec![t];
-            (enc(&r, v), dec::<DeleteRecordsRequest>)
-        }
-        32 => {
-            let mut r = DescribeConfigsRequest::default();
+            r.unknown_tagged_fields = tags(fl);
+        }),
+        37 => build(v, |r: &mut CreatePartitionsRequest, fl| {
+            use create_partitions_request::{CreatePartitionsAssignment, CreatePartitionsTopic};
+            let mut t = CreatePartitionsTopic::default();
+            t.name = s("orders");
+            t.count = 4;
+            let mut a = CreatePartitionsAssignment::default();
+            a.broker_ids = vec![BrokerId(1), BrokerId(2)];
+            t.assignments = Some(vec![a.clone(), a]);
+            r.topics = vec![t.clone(), t];
+            r.timeout_ms = 100;
+            r.validate_only = true;
+            r.unknown_tagged_fields = tags(fl);
+        }),
+        32 => build(v, |r: &mut DescribeConfigsRequest, fl| {
+            use describe_configs_request::DescribeConfigsResource;
             let mut res = DescribeConfigsResource::default();
             res.resource_type = 2;
             res.resource_name = s("orders");
             res.configuration_keys = Some(vec![s("retention.ms"), s("cleanup.policy")]);
-            r.resources = vec![res];
-            (enc(&r, v), dec::<DescribeConfigsRequest>)
-        }
-        33 => {
-            let mut r = AlterConfigsRequest::default();
+            r.resources = vec![res.clone(), res];
+            r.include_synonyms = true;
+            r.include_documentation = v >= 3;
+            r.unknown_tagged_fields = tags(fl);
+        }),
+        33 => build(v, |r: &mut AlterConfigsRequest, fl| {
+            use alter_configs_request::{AlterConfigsResource, AlterableConfig};
             let mut res = AlterConfigsResource::default();
             res.resource_type = 2;
             res.resource_name = s("orders");
             let mut c = AlterableConfig::default();
             c.name = s("retention.ms");
             c.value = Some(s("5"));
-            res.configs = vec![c];
-            r.resources = vec![res];
-            (enc(&r, v), dec::<AlterConfigsRequest>)
-        }
-        35 => {
-            let mut r = DescribeLogDirsRequest::default();
-            let mut t = DescribableLogDirTopic::default();
-            t.topic = topic("orders");
-            t.partitions = vec![0, 1];
-            r.topics = Some(vec![t]);
-            (enc(&r, v), dec::<DescribeLogDirsRequest>)
-        }
-        37 => {
-            let mut r = CreatePartitionsRequest::default();
-            let mut t = CreatePartitionsTopic::default();
-            t.name = topic("orders");
-            t.count = 4;
-            let mut a = CreatePartitionsAssignment::default();
-            a.broker_ids = vec![BrokerId(1)];
-            t.assignments = Some(vec![a]);
-            r.topics = vec![t];
-            (enc(&r, v), dec::<CreatePartitionsRequest>)
-        }
-        44 => {
-            use kafka_protocol::messages::incremental_alter_configs_request as iac;
-            let mut r = IncrementalAlterConfigsRequest::default();
-            let mut res = iac::AlterConfigsResource::default();
+            res.configs = vec![c.clone(), c];
+            r.resources = vec![res.clone(), res];
+            r.validate_only = true;
+            r.unknown_tagged_fields = tags(fl);
+        }),
+        44 => build(v, |r: &mut IncrementalAlterConfigsRequest, fl| {
+            use incremental_alter_configs_request::{AlterConfigsResource, AlterableConfig};
+            let mut res = AlterConfigsResource::default();
             res.resource_type = 2;
             res.resource_name = s("orders");
-            let mut c = iac::AlterableConfig::default();
+            let mut c = AlterableConfig::default();
             c.name = s("retention.ms");
+            c.config_operation = 1;
             c.value = Some(s("5"));
-            res.configs = vec![c];
-            r.resources = vec![res];
-            (enc(&r, v), dec::<IncrementalAlterConfigsRequest>)
-        }
-        60 => {
-            let mut r = DescribeClusterRequest::default();
+            res.configs = vec![c.clone(), c];
+            r.resources = vec![res.clone(), res];
+            r.validate_only = true;
+            r.unknown_tagged_fields = tags(fl);
+        }),
+        21 => build(v, |r: &mut DeleteRecordsRequest, fl| {
+            use delete_records_request::{DeleteRecordsPartition, DeleteRecordsTopic};
+            let mut t = DeleteRecordsTopic::default();
+            t.name = s("orders");
+            let mut p = DeleteRecordsPartition::default();
+            p.offset = 10;
+            t.partitions = vec![p.clone(), p];
+            r.topics = vec![t.clone(), t];
+            r.timeout_ms = 100;
+            r.unknown_tagged_fields = tags(fl);
+        }),
+        60 => build(v, |r: &mut DescribeClusterRequest, fl| {
             r.include_cluster_authorized_operations = true;
-            if v >= 1 {
-                r.endpoint_type = 1;
+            r.endpoint_type = if v >= 1 { 2 } else { 1 };
+            r.include_fenced_brokers = v >= 2;
+            r.unknown_tagged_fields = tags(fl);
+        }),
+        35 => build(v, |r: &mut DescribeLogDirsRequest, fl| {
+            use describe_log_dirs_request::DescribableLogDirTopic;
+            let mut t = DescribableLogDirTopic::default();
+            t.topic = s("orders");
+            t.partitions = vec![0, 1];
+            r.topics = Some(vec![t.clone(), t]);
+            r.unknown_tagged_fields = tags(fl);
+        }),
+        10 => build(v, |r: &mut FindCoordinatorRequest, fl| {
+            if v <= 3 {
+                r.key = s("group");
+            } else {
+                r.coordinator_keys = vec![s("g1"), s("g2")];
             }
-            (enc(&r, v), dec::<DescribeClusterRequest>)
-        }
-        other => panic!("no sample for {other}"),
+            r.key_type = i8::from(v >= 1);
+            r.unknown_tagged_fields = tags(fl);
+        }),
+        11 => build(v, |r: &mut JoinGroupRequest, fl| {
+            use join_group_request::JoinGroupRequestProtocol;
+            r.group_id = s("group");
+            r.session_timeout_ms = 10_000;
+            r.rebalance_timeout_ms = if v >= 1 { 20_000 } else { -1 };
+            r.member_id = s("member-1");
+            if v >= 5 {
+                r.group_instance_id = Some(s("instance"));
+            }
+            r.protocol_type = s("consumer");
+            let mut p = JoinGroupRequestProtocol::default();
+            p.name = s("range");
+            p.metadata = Bytes::from_static(&[0, 1, 2, 3]);
+            p.unknown_tagged_fields = tags(fl);
+            r.protocols = vec![p.clone(), p];
+            if v >= 8 {
+                r.reason = Some(s("rejoin"));
+            }
+            r.unknown_tagged_fields = tags(fl);
+        }),
+        14 => build(v, |r: &mut SyncGroupRequest, fl| {
+            use sync_group_request::SyncGroupRequestAssignment;
+            r.group_id = s("group");
+            r.generation_id = 3;
+            r.member_id = s("member-1");
+            if v >= 3 {
+                r.group_instance_id = Some(s("instance"));
+            }
+            if v >= 5 {
+                r.protocol_type = Some(s("consumer"));
+                r.protocol_name = Some(s("range"));
+            }
+            let mut a = SyncGroupRequestAssignment::default();
+            a.member_id = s("member-1");
+            a.assignment = Bytes::from_static(&[9, 8, 7]);
+            r.assignments = vec![a.clone(), a];
+            r.unknown_tagged_fields = tags(fl);
+        }),
+        12 => build(v, |r: &mut HeartbeatRequest, fl| {
+            r.group_id = s("group");
+            r.generation_id = 3;
+            r.member_id = s("member-1");
+            if v >= 3 {
+                r.group_instance_id = Some(s("instance"));
+            }
+            r.unknown_tagged_fields = tags(fl);
+        }),
+        13 => build(v, |r: &mut LeaveGroupRequest, fl| {
+            use leave_group_request::MemberIdentity;
+            r.group_id = s("group");
+            if v <= 2 {
+                r.member_id = s("member-1");
+            } else {
+                let mut m = MemberIdentity::default();
+                m.member_id = s("member-1");
+                m.group_instance_id = Some(s("instance"));
+                if v >= 5 {
+                    m.reason = Some(s("bye"));
+                }
+                m.unknown_tagged_fields = tags(fl);
+                r.members = vec![m.clone(), m];
+            }
+            r.unknown_tagged_fields = tags(fl);
+        }),
+        8 => build(v, |r: &mut OffsetCommitRequest, fl| {
+            use offset_commit_request::{OffsetCommitRequestPartition, OffsetCommitRequestTopic};
+            r.group_id = s("group");
+            r.generation_id_or_member_epoch = 3;
+            r.member_id = s("member-1");
+            if v >= 7 {
+                r.group_instance_id = Some(s("instance"));
+            }
+            if v <= 4 {
+                r.retention_time_ms = 60_000;
+            }
+            let mut p = OffsetCommitRequestPartition::default();
+            p.partition_index = 1;
+            p.committed_offset = 42;
+            p.committed_leader_epoch = if v >= 6 { 5 } else { -1 };
+            p.committed_metadata = Some(s("meta"));
+            let mut t = OffsetCommitRequestTopic::default();
+            t.name = s("orders");
+            t.partitions = vec![p.clone(), p];
+            r.topics = vec![t.clone(), t];
+            r.unknown_tagged_fields = tags(fl);
+        }),
+        9 => build(v, |r: &mut OffsetFetchRequest, fl| {
+            use offset_fetch_request::{
+                OffsetFetchRequestGroup, OffsetFetchRequestTopic, OffsetFetchRequestTopics,
+            };
+            if v <= 7 {
+                r.group_id = s("group");
+                let mut t = OffsetFetchRequestTopic::default();
+                t.name = s("orders");
+                t.partition_indexes = vec![0, 1];
+                r.topics = Some(vec![t.clone(), t]);
+            } else {
+                let mut t = OffsetFetchRequestTopics::default();
+                t.name = s("orders");
+                t.partition_indexes = vec![0, 1];
+                let mut g = OffsetFetchRequestGroup::default();
+                g.group_id = s("group");
+                if v >= 9 {
+                    g.member_id = Some(s("member-1"));
+                    g.member_epoch = 4;
+                }
+                g.topics = Some(vec![t.clone(), t]);
+                r.groups = vec![g.clone(), g];
+            }
+            r.require_stable = v >= 7;
+            r.unknown_tagged_fields = tags(fl);
+        }),
+        16 => build(v, |r: &mut ListGroupsRequest, fl| {
+            if v >= 4 {
+                r.states_filter = vec![s("Stable"), s("Empty")];
+            }
+            if v >= 5 {
+                r.types_filter = vec![s("classic"), s("consumer")];
+            }
+            r.unknown_tagged_fields = tags(fl);
+        }),
+        15 => build(v, |r: &mut DescribeGroupsRequest, fl| {
+            r.groups = vec![s("g1"), s("g2")];
+            r.include_authorized_operations = v >= 3;
+            r.unknown_tagged_fields = tags(fl);
+        }),
+        42 => build(v, |r: &mut DeleteGroupsRequest, fl| {
+            r.groups_names = vec![s("g1"), s("g2")];
+            r.unknown_tagged_fields = tags(fl);
+        }),
+        47 => build(v, |r: &mut OffsetDeleteRequest, _| {
+            use offset_delete_request::{OffsetDeleteRequestPartition, OffsetDeleteRequestTopic};
+            r.group_id = s("group");
+            let mut p = OffsetDeleteRequestPartition::default();
+            p.partition_index = 1;
+            let mut t = OffsetDeleteRequestTopic::default();
+            t.name = s("orders");
+            t.partitions = vec![p.clone(), p];
+            r.topics = vec![t.clone(), t];
+        }),
+        68 => build(v, |r: &mut ConsumerGroupHeartbeatRequest, fl| {
+            use consumer_group_heartbeat_request::TopicPartitions;
+            r.group_id = s("group");
+            r.member_id = s("member-1");
+            r.member_epoch = 2;
+            r.instance_id = Some(s("instance"));
+            r.rack_id = Some(s("rack"));
+            r.rebalance_timeout_ms = 30_000;
+            r.subscribed_topic_names = Some(vec![s("a"), s("b")]);
+            if v >= 1 {
+                r.subscribed_topic_regex = Some(s("o.*"));
+            }
+            r.server_assignor = Some(s("uniform"));
+            let mut tp = TopicPartitions::default();
+            tp.topic_id = uuid(1);
+            tp.partitions = vec![0, 1];
+            r.topic_partitions = Some(vec![tp.clone(), tp]);
+            r.unknown_tagged_fields = tags(fl);
+        }),
+        69 => build(v, |r: &mut ConsumerGroupDescribeRequest, fl| {
+            r.group_ids = vec![s("g1"), s("g2")];
+            r.include_authorized_operations = true;
+            r.unknown_tagged_fields = tags(fl);
+        }),
+        22 => build(v, |r: &mut InitProducerIdRequest, fl| {
+            r.transactional_id = Some(s("tx"));
+            r.transaction_timeout_ms = 60_000;
+            if v >= 3 {
+                r.producer_id = ProducerId(77);
+                r.producer_epoch = 3;
+            }
+            r.unknown_tagged_fields = tags(fl);
+        }),
+        other => panic!("no sample for API {other}"),
     }
 }
 
+/// Every served API at every version: `(api_key, version)`.
 fn all_versions() -> Vec<(i16, i16)> {
     let mut out = Vec::new();
     for &k in guarded_api_keys() {
-        let (lo, hi) = supported_versions(k).unwrap();
-        for v in lo..=hi {
-            out.push((k, v));
-        }
+        let (lo, hi) = supported_versions(k).expect("a guarded key has versions");
+        out.extend((lo..=hi).map(|v| (k, v)));
     }
     out
 }
 
+/// The samples, built once per test.
+fn all_samples() -> Vec<(i16, i16, Sample)> {
+    all_versions()
+        .into_iter()
+        .map(|(k, v)| (k, v, sample(k, v)))
+        .collect()
+}
+
+/// Checks one (possibly hostile) body: whatever the guard lets through decodes without
+/// aborting; the guard and the decoder read the same bytes; memory stays bounded. Where the
+/// guard refuses at a point the decoder also cannot pass (truncation, a null it cannot take, a
+/// negative length, a tag invalid at the version), the decoder must fail too: there it is safe
+/// to run, as the bytes before that point passed the guard.
+fn check_one(k: i16, v: i16, body: &[u8], decode: Decoder) {
+    match walk(k, v, body) {
+        Ok(walked) => {
+            let (consumed, peak) = decode(body, v);
+            if let Some(consumed) = consumed {
+                assert_eq!(walked, consumed, "api {k} v{v}: guard and decoder disagree");
+            }
+            assert!(
+                peak <= PER_BYTE * body.len() + SLACK,
+                "api {k} v{v}: decoding a {}-byte body held {peak} bytes",
+                body.len()
+            );
+        }
+        Err(
+            e @ (GuardError::Truncated { .. }
+            | GuardError::UnexpectedNull { .. }
+            | GuardError::InvalidTag { .. }),
+        ) => {
+            assert_eq!(
+                decode(body, v).0,
+                None,
+                "api {k} v{v}: refused ({e}) but decodes"
+            );
+        }
+        Err(e @ GuardError::ImpossibleLength { claimed, .. }) if claimed < 0 => {
+            assert_eq!(
+                decode(body, v).0,
+                None,
+                "api {k} v{v}: refused ({e}) but decodes"
+            );
+        }
+        Err(_) => {}
+    }
+}
+
+#[test]
+fn the_schema_table_matches_kafka_protocol() {
+    fn versions<T: Request>() -> (i16, i16, i16) {
+        let flexible = (T::VERSIONS.min..=T::VERSIONS.max)
+            .find(|&v| is_flexible::<T>(v))
+            .unwrap_or(i16::MAX);
+        (T::VERSIONS.min, T::VERSIONS.max, flexible)
+    }
+    let expected: &[(i16, (i16, i16, i16))] = &[
+        (18, versions::<ApiVersionsRequest>()),
+        (3, versions::<MetadataRequest>()),
+        (0, versions::<ProduceRequest>()),
+        (1, versions::<FetchRequest>()),
+        (2, versions::<ListOffsetsRequest>()),
+        (19, versions::<CreateTopicsRequest>()),
+        (20, versions::<DeleteTopicsRequest>()),
+        (37, versions::<CreatePartitionsRequest>()),
+        (32, versions::<DescribeConfigsRequest>()),
+        (33, versions::<AlterConfigsRequest>()),
+        (44, versions::<IncrementalAlterConfigsRequest>()),
+        (21, versions::<DeleteRecordsRequest>()),
+        (60, versions::<DescribeClusterRequest>()),
+        (35, versions::<DescribeLogDirsRequest>()),
+        (10, versions::<FindCoordinatorRequest>()),
+        (11, versions::<JoinGroupRequest>()),
+        (14, versions::<SyncGroupRequest>()),
+        (12, versions::<HeartbeatRequest>()),
+        (13, versions::<LeaveGroupRequest>()),
+        (8, versions::<OffsetCommitRequest>()),
+        (9, versions::<OffsetFetchRequest>()),
+        (16, versions::<ListGroupsRequest>()),
+        (15, versions::<DescribeGroupsRequest>()),
+        (42, versions::<DeleteGroupsRequest>()),
+        (47, versions::<OffsetDeleteRequest>()),
+        (68, versions::<ConsumerGroupHeartbeatRequest>()),
+        (69, versions::<ConsumerGroupDescribeRequest>()),
+        (22, versions::<InitProducerIdRequest>()),
+    ];
+    assert_eq!(guarded_api_keys().len(), expected.len());
+    for &(k, (lo, hi, flexible)) in expected {
+        let m = schemas::message(k).expect("the key is guarded");
+        assert_eq!(
+            (m.min_version, m.max_version, m.flexible_from),
+            (lo, hi, flexible),
+            "api {k}"
+        );
+    }
+}
+
 #[test]
 fn every_real_request_of_every_version_passes() {
-    let cases = all_versions();
-    assert!(cases.len() > 80);
-    for (k, v) in cases {
-        let (bytes, decodes) = sample(k, v);
-        assert!(
-            decodes(&bytes, v),
-            "kafka-protocol decodes its own {k} v{v}"
-        );
-        match walk(k, v, &bytes) {
+    let samples = all_samples();
+    assert!(samples.len() > 150, "{} cases", samples.len());
+    for (k, v, sample) in &samples {
+        for body in [&sample.full, &sample.empty] {
+            let (consumed, _) = (sample.decode)(body, *v);
+            assert_eq!(
+                consumed,
+                Some(body.len()),
+                "kafka-protocol decodes {k} v{v}"
+            );
             // The schema accounts for every byte: a field missing from it would show here.
-            Ok(used) => assert_eq!(used, bytes.len(), "api {k} v{v}: schema misses bytes"),
-            Err(e) => panic!("api {k} v{v} refused: {e}"),
+            match walk(*k, *v, body) {
+                Ok(used) => assert_eq!(used, body.len(), "api {k} v{v}: schema misses bytes"),
+                Err(e) => panic!("api {k} v{v} refused: {e}"),
+            }
         }
     }
 }
@@ -310,6 +717,7 @@ fn the_allocation_attack_is_refused() {
         check_request(3, 4, &body),
         Err(GuardError::ImpossibleLength {
             field: "topics",
+            claimed: 0x7fff_ffff,
             ..
         })
     ));
@@ -317,67 +725,227 @@ fn the_allocation_attack_is_refused() {
     let body = [0xff, 0xff, 0xff, 0xff, 0x0f];
     assert!(matches!(
         check_request(3, 12, &body),
-        Err(GuardError::ImpossibleLength { .. })
+        Err(GuardError::ImpossibleLength {
+            field: "topics",
+            ..
+        })
     ));
-    // A huge string length (Produce transactional id).
-    let body = [0x7f, 0xff, 0, 1];
+    // A huge string length (Produce transactional id), and a huge compact one.
     assert!(matches!(
-        check_request(0, 3, &body),
-        Err(GuardError::ImpossibleLength { .. })
+        check_request(0, 3, &[0x7f, 0xff, 0, 1]),
+        Err(GuardError::ImpossibleLength {
+            field: "transactional_id",
+            ..
+        })
+    ));
+    assert!(matches!(
+        check_request(11, 6, &[0xff, 0xff, 0xff, 0xff, 0x0f, 0]),
+        Err(GuardError::ImpossibleLength {
+            field: "group_id",
+            ..
+        })
     ));
     // A huge count nested inside a struct array (Fetch partitions of the first topic).
-    let (mut bytes, _) = sample(1, 4);
+    let mut body = sample(1, 4).full;
     // v4: replica_id, max_wait, min_bytes, max_bytes, isolation (17 bytes), topics count (4),
     // topic name (2 + 6), then the partitions count.
-    bytes[29..33].copy_from_slice(&i32::MAX.to_be_bytes());
+    body[29..33].copy_from_slice(&i32::MAX.to_be_bytes());
     assert!(matches!(
-        check_request(1, 4, &bytes),
+        check_request(1, 4, &body),
         Err(GuardError::ImpossibleLength {
             field: "partitions",
             ..
         })
     ));
-    assert_eq!(check_request(999, 0, &[]), Err(GuardError::UnknownApi(999)));
+    // Negative lengths other than null, and null where the decoder needs a value.
     assert!(matches!(
+        check_request(3, 4, &(-2i32).to_be_bytes()),
+        Err(GuardError::ImpossibleLength { claimed: -2, .. })
+    ));
+    assert_eq!(
+        check_request(15, 0, &(-1i32).to_be_bytes()),
+        Err(GuardError::UnexpectedNull { field: "groups" })
+    );
+    assert_eq!(check_request(999, 0, &[]), Err(GuardError::UnknownApi(999)));
+    assert_eq!(
         check_request(0, 2, &[]),
-        Err(GuardError::UnsupportedVersion { .. })
+        Err(GuardError::UnsupportedVersion {
+            api_key: 0,
+            version: 2
+        })
+    );
+    // A newer ApiVersions than we decode: the caller answers it in v0.
+    assert!(matches!(
+        check_request(18, 5, &[0, 0, 0]),
+        Err(GuardError::UnsupportedVersion {
+            api_key: 18,
+            version: 5
+        })
     ));
 }
 
+/// A known tagged field whose declared size lies: `kafka-protocol` reads a tag's value by its
+/// type, not its size, so a guard that skipped by size would validate different bytes than the
+/// decoder then reads. Here the decoder's view hides a compact count of u32::MAX.
+#[test]
+fn a_lying_tagged_field_size_cannot_desynchronise_the_guard() {
+    let mut body = Vec::new();
+    body.extend_from_slice(&[0; 21]); // max_wait .. session_epoch (v17: no replica_id)
+    body.push(2); // one topic
+    body.extend_from_slice(&[1; 16]); // topic_id
+    body.push(2); // one partition
+    body.extend_from_slice(&[0; 32]); // partition .. partition_max_bytes
+
+    // One tagged field: tag 0 (replica_directory_id, a uuid), declared size 0.
+    body.extend_from_slice(&[1, 0, 0]);
+    // A size-skipping reader sees: topic tags (0), no forgotten topics (1), empty rack (1), no
+    // request tags (0), and ignores the rest. The decoder reads these 16 bytes as the uuid,
+    // then the topic's tags (0), then forgotten topics: a count of u32::MAX - 1, which aborted
+    // the process behind the first version of this guard.
+    body.extend_from_slice(&[0, 1, 1, 0]);
+    body.extend_from_slice(&[0; 12]);
+    body.extend_from_slice(&[0, 0xff, 0xff, 0xff, 0xff, 0x0f]);
+    assert!(matches!(
+        check_request(1, 17, &body),
+        Err(GuardError::ImpossibleLength {
+            field: "forgotten_topics_data",
+            ..
+        })
+    ));
+    // The same bytes at v16, where partitions have no tag 0: the decoder bails, so does the guard.
+    assert_eq!(
+        check_request(1, 16, &body),
+        Err(GuardError::InvalidTag {
+            field: "replica_directory_id",
+            tag: 0
+        })
+    );
+}
+
+/// Length bombs at every offset of every sample: i32::MAX, i16::MAX, and compact u32::MAX,
+/// written over the body or inserted into it.
+#[test]
+fn length_bombs_at_every_offset() {
+    const BOMBS: [&[u8]; 4] = [
+        &[0x7f, 0xff, 0xff, 0xff],
+        &[0x7f, 0xff],
+        &[0xff, 0xff, 0xff, 0xff, 0x0f],
+        &[0xff, 0xff, 0xff, 0x7f],
+    ];
+    let mut refused = 0usize;
+    let mut total = 0usize;
+    for (k, v, sample) in all_samples() {
+        for body in [&sample.full, &sample.empty] {
+            for at in 0..=body.len() {
+                for bomb in BOMBS {
+                    let mut over = body.clone();
+                    let end = (at + bomb.len()).min(over.len());
+                    over.splice(at..end, bomb.iter().copied());
+                    let mut inserted = body.clone();
+                    inserted.splice(at..at, bomb.iter().copied());
+                    for b in [over, inserted] {
+                        total += 1;
+                        refused += usize::from(check_request(k, v, &b).is_err());
+                        check_one(k, v, &b, sample.decode);
+                    }
+                }
+            }
+        }
+    }
+    assert!(refused > total / 2, "{refused} of {total} refused");
+}
+
+/// The worst memory amplification a guarded body can cause: many minimal array elements.
+#[test]
+fn amplification_is_bounded() {
+    let n = 20_000usize;
+    let mut worst = 0.0f64;
+    // DescribeGroups v5: empty compact group names, one byte each.
+    let mut groups = vec![0xa1, 0x9c, 0x01]; // uvarint 20001 = n + 1
+    groups.extend(std::iter::repeat_n(1u8, n));
+    groups.extend_from_slice(&[0, 0]); // include_authorized_operations, tags
+
+    // LeaveGroup v4: empty group id; members of empty id, null instance id, no tags (3 bytes).
+    let mut leave = vec![1, 0xa1, 0x9c, 0x01];
+    for _ in 0..n {
+        leave.extend_from_slice(&[1, 0, 0]);
+    }
+    leave.push(0);
+    // Metadata v1: topics with empty names (2 bytes each, non-flexible).
+    let mut meta = (n as i32).to_be_bytes().to_vec();
+    for _ in 0..n {
+        meta.extend_from_slice(&[0, 0]);
+    }
+    // Unknown tagged fields of DeleteGroups v2: 16,000 distinct two-byte tags, empty values.
+    let mut tags = vec![1, 0x80, 0xfd, 0x00]; // no groups; 16,000 tags (varint, padded)
+    for t in 128..16_128u32 {
+        tags.extend_from_slice(&[0x80 | (t & 0x7f) as u8, (t >> 7) as u8, 0]);
+    }
+    let cases: [(i16, i16, &[u8], Decoder); 4] = [
+        (15, 5, &groups, decoder::<DescribeGroupsRequest>),
+        (13, 4, &leave, decoder::<LeaveGroupRequest>),
+        (3, 1, &meta, decoder::<MetadataRequest>),
+        (42, 2, &tags, decoder::<DeleteGroupsRequest>),
+    ];
+    for (k, v, body, decode) in cases {
+        assert_eq!(walk(k, v, body), Ok(body.len()), "api {k} v{v}");
+        let (consumed, peak) = decode(body, v);
+        assert_eq!(consumed, Some(body.len()), "api {k} v{v}");
+        let ratio = peak as f64 / body.len() as f64;
+        eprintln!(
+            "api {k} v{v}: {} body bytes held {peak} bytes ({ratio:.1}x)",
+            body.len()
+        );
+        worst = worst.max(ratio);
+        check_one(k, v, body, decode);
+    }
+    assert!(
+        worst > 5.0,
+        "the cases should show real amplification ({worst:.1}x)"
+    );
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(3000))]
+    #![proptest_config(ProptestConfig {
+        cases: 100_000,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    })]
 
     /// Mutated, truncated or length-bombed requests: whatever the guard lets through decodes
-    /// without aborting the process (an abort would fail the whole test binary).
+    /// without aborting the process (an abort would fail the whole test binary), reading the
+    /// same bytes the guard read.
     #[test]
     fn whatever_passes_decodes_safely(
-        case in 0usize..1000,
-        edits in proptest::collection::vec((any::<usize>(), any::<u8>()), 0..4),
-        bomb in proptest::option::of((any::<usize>(), prop_oneof![Just(0x7fu8), Just(0xffu8)])),
-        cut in proptest::option::of(any::<usize>()),
+        case in any::<prop::sample::Index>(),
+        empty in any::<bool>(),
+        edits in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..6),
+        bomb in proptest::option::of((any::<prop::sample::Index>(), 0usize..4)),
+        cut in proptest::option::of(any::<prop::sample::Index>()),
     ) {
         let cases = all_versions();
-        let (k, v) = cases[case % cases.len()];
-        let (mut bytes, decodes) = sample(k, v);
-        for (pos, b) in edits {
-            let n = bytes.len();
-            if n > 0 {
-                bytes[pos % n] = b;
+        let (k, v) = cases[case.index(cases.len())];
+        let sample = sample(k, v);
+        let mut body = if empty { sample.empty } else { sample.full };
+        for (at, b) in edits {
+            if !body.is_empty() {
+                let i = at.index(body.len());
+                body[i] = b;
             }
         }
-        if let Some((pos, b)) = bomb {
-            let n = bytes.len();
-            if n >= 4 {
-                let at = pos % (n - 3);
-                bytes[at..at + 4].copy_from_slice(&[b, 0xff, 0xff, 0xff]);
-            }
+        if let Some((at, which)) = bomb {
+            let bytes: &[u8] = match which {
+                0 => &[0x7f, 0xff, 0xff, 0xff],
+                1 => &[0x7f, 0xff],
+                2 => &[0xff, 0xff, 0xff, 0xff, 0x0f],
+                _ => &[0x80, 0x80, 0x80, 0x08],
+            };
+            let i = at.index(body.len() + 1);
+            body.splice(i..i, bytes.iter().copied());
         }
         if let Some(c) = cut {
-            let n = bytes.len();
-            bytes.truncate(c % (n + 1));
+            body.truncate(c.index(body.len() + 1));
         }
-        if check_request(k, v, &bytes).is_ok() {
-            let _ = decodes(&bytes, v);
-        }
+        check_one(k, v, &body, sample.decode);
     }
 }
