@@ -141,6 +141,8 @@ impl<E: Entry> IndexFile<E> {
         }
         file.seek(SeekFrom::Start(start))?;
         file.write_all(&buf)?;
+        // Segments below the recovery point are trusted with their indexes: make them durable.
+        file.sync_data()?;
         self.persisted = self.entries.len();
         Ok(())
     }
@@ -153,6 +155,7 @@ impl<E: Entry> IndexFile<E> {
         }
         let mut file = File::create(path)?;
         file.write_all(&buf)?;
+        file.sync_data()?;
         self.persisted = self.entries.len();
         Ok(())
     }

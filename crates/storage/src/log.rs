@@ -754,13 +754,16 @@ impl Log {
     /// a batch boundary: a batch that holds `offset` goes entirely. Returns the new end offset.
     pub fn truncate_to(&self, offset: i64) -> Result<i64> {
         self.check_open()?;
+        // A compaction pass holds an offset map of what is being cut: let it finish first
+        // (Kafka aborts and pauses cleaning around a truncation).
+        let _no_cleaning = self.cleaning.lock();
         let mut state = self.append.lock();
         if offset >= state.next_offset {
             return Ok(state.next_offset);
         }
         if offset <= self.log_start_offset() {
             drop(state);
-            self.truncate_fully_and_start_at(offset.max(0))?;
+            self.truncate_fully_locked(offset.max(0))?;
             return Ok(self.log_end_offset());
         }
         let removed: Vec<Arc<Segment>> = {
@@ -785,7 +788,7 @@ impl Log {
             // The batch holding `offset` began below the log start: nothing readable is left.
             let start = self.log_start_offset();
             drop(state);
-            self.truncate_fully_and_start_at(start)?;
+            self.truncate_fully_locked(start)?;
             return Ok(start);
         }
         state.active = seg;
@@ -802,6 +805,12 @@ impl Log {
     /// Deletes every segment and restarts the log empty at `offset`.
     pub fn truncate_fully_and_start_at(&self, offset: i64) -> Result<()> {
         self.check_open()?;
+        let _no_cleaning = self.cleaning.lock();
+        self.truncate_fully_locked(offset)
+    }
+
+    /// [`Log::truncate_fully_and_start_at`] with the cleaning lock already held.
+    fn truncate_fully_locked(&self, offset: i64) -> Result<()> {
         let mut state = self.append.lock();
         let config = self.config();
         let old: Vec<Arc<Segment>> = std::mem::take(&mut *self.segments.write())

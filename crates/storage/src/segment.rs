@@ -336,7 +336,12 @@ impl Segment {
         let offset = OffsetIndex::read(&offset_path, self.max_index_entries).at(&offset_path)?;
         let time = TimeIndex::read(&time_path, self.max_index_entries).at(&time_path)?;
         match (offset, time) {
-            (Some(offset), Some(time)) if offset.is_consistent(size) && time.is_consistent() => {
+            (Some(offset), Some(time))
+                if offset.is_consistent(size)
+                    && time.is_consistent()
+                    && !(size > 0 && !self.is_active() && time.last().is_none())
+                    && self.last_entry_points_at_a_batch(&offset, size)? =>
+            {
                 let max_ts = time.last().map(|e| e.timestamp).unwrap_or(NO_TIMESTAMP);
                 let max_off = time
                     .last()
@@ -356,6 +361,23 @@ impl Segment {
                 self.rebuild_indexes(&file, size)
             }
         }
+    }
+
+    /// True when the offset index's last entry points at a batch header with its offset (an
+    /// index cut short or left stale by a power loss fails this).
+    fn last_entry_points_at_a_batch(
+        self: &Arc<Self>,
+        offset: &OffsetIndex,
+        size: u64,
+    ) -> Result<bool> {
+        let Some(last) = offset.last() else {
+            return Ok(true);
+        };
+        let file = self.file()?;
+        let header =
+            read_header(&file, u64::from(last.position), size).at_with(|| self.path(LOG_SUFFIX))?;
+        Ok(header
+            .is_some_and(|h| h.base_offset == self.base_offset + i64::from(last.relative_offset)))
     }
 
     /// Rebuilds both indexes from the batches in `[0, size)` and writes them out.
@@ -433,9 +455,11 @@ impl Segment {
     pub(crate) fn append(self: &Arc<Self>, data: &[u8], metas: &[BatchMeta]) -> Result<()> {
         let position = self.size.load(Ordering::Relaxed);
         let file = self.file()?;
-        self.unflushed.store(true, Ordering::Release);
         file.write_all_at(data, position)
             .at_with(|| self.path(LOG_SUFFIX))?;
+        // Marked after the write: a concurrent flush that clears the mark either ran its
+        // fsync after these bytes were written, or leaves the mark for the next flush.
+        self.unflushed.store(true, Ordering::Release);
         let mut guard = self.indexes.write();
         if guard.is_none() {
             drop(guard);
