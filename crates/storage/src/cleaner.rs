@@ -309,7 +309,7 @@ fn filter_batch(
         let headers: Vec<(&[u8], Option<&[u8]>)> = r.headers().collect();
         builder.append_with_offset_delta(
             r.offset_delta,
-            h.base_timestamp + r.timestamp_delta,
+            h.base_timestamp.saturating_add(r.timestamp_delta),
             r.key,
             r.value,
             &headers,

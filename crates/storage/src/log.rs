@@ -104,6 +104,9 @@ pub struct Log {
     closed: AtomicBool,
     /// Files were created or renamed since the directory was last fsynced.
     dir_dirty: AtomicBool,
+    /// A segment was rolled since the last flush: the background flush makes it durable
+    /// and moves the recovery point past it (as Kafka flushes rolled segments).
+    rolled: AtomicBool,
     /// Serializes compaction passes of this log.
     pub(crate) cleaning: Mutex<()>,
 }
@@ -289,6 +292,25 @@ impl Log {
             _ => active.scan_next_offset()?.unwrap_or(active.base_offset()),
         };
 
+        // Recovery cut the log below its checkpointed start (records already deleted by
+        // DeleteRecords or retention were the ones lost): restart empty at that start rather
+        // than move the start backwards under clients (Kafka's LogLoader does the same).
+        let (active, log_end) = match opts.log_start_offset {
+            Some(start) if start > log_end => {
+                tracing::warn!(partition = %tp, log_end, start, "recovered log ends below its log start offset; restarting it empty there");
+                for (_, seg) in std::mem::take(&mut segments) {
+                    seg.close();
+                    for p in seg.rename(Some(DELETED_SUFFIX))? {
+                        std::fs::remove_file(&p).at(&p)?;
+                    }
+                }
+                let fresh =
+                    Segment::create(dir, start, opts.handles.clone(), interval, max_entries)?;
+                segments.insert(start, fresh.clone());
+                (fresh, start)
+            }
+            _ => (active, log_end),
+        };
         let first_base = *segments.keys().next().unwrap_or(&0);
         let log_start = opts
             .log_start_offset
@@ -323,6 +345,7 @@ impl Log {
             epochs: Mutex::new(epochs),
             closed: AtomicBool::new(false),
             dir_dirty: AtomicBool::new(true),
+            rolled: AtomicBool::new(false),
             cleaning: Mutex::new(()),
         };
         Ok((Arc::new(log), report))
@@ -513,7 +536,8 @@ impl Log {
         let Some(first) = metas.first().copied() else {
             return Err(StorageError::PolicyViolation("no record batches to append"));
         };
-        if first.base_offset > state.next_offset && state.active.size() == 0 {
+        if first.base_offset > state.next_offset && self.log_end_offset() == self.log_start_offset()
+        {
             // A follower starting mid-log (after DeleteRecords on the leader) begins there.
             drop(state);
             self.truncate_fully_and_start_at(first.base_offset)?;
@@ -564,10 +588,12 @@ impl Log {
         if self.should_roll(state, data.len() as u64, last.last_offset, config, now_ms)? {
             self.roll_locked(state, first.base_offset)?;
         }
-        state.active.append(data, metas)?;
+        // The epoch is recorded before the data (Kafka's order): a failure here leaves no
+        // bytes behind that the next append would reuse the offsets of.
         if leader_epoch >= 0 {
             self.epochs.lock().assign(leader_epoch, first.base_offset)?;
         }
+        state.active.append(data, metas)?;
         state.next_offset = last.last_offset + 1;
         self.log_end.store(state.next_offset, Ordering::Release);
         self.end_watch.send_replace(state.next_offset);
@@ -630,6 +656,7 @@ impl Log {
         )?;
         state.active.become_inactive()?;
         self.dir_dirty.store(true, Ordering::Release);
+        self.rolled.store(true, Ordering::Release);
         self.segments.write().insert(base_offset, seg.clone());
         tracing::debug!(partition = %self.tp, base_offset, "rolled a new segment");
         state.active = seg;
@@ -884,9 +911,13 @@ impl Log {
             let retention = config.retention_ms;
             deleted += self.delete_prefix(
                 |seg, _, _| {
-                    seg.max_timestamp()
-                        .map(|ts| now_ms.saturating_sub(ts) > retention)
-                        .unwrap_or(false)
+                    // Without record timestamps, the file's modification time (as Kafka).
+                    let ts = match seg.max_timestamp() {
+                        Ok(ts) if ts >= 0 => ts,
+                        Ok(_) => seg.last_modified_ms(),
+                        Err(_) => return false,
+                    };
+                    now_ms.saturating_sub(ts) > retention
                 },
                 "retention.ms",
             )?;
@@ -937,19 +968,22 @@ impl Log {
         if doomed.is_empty() {
             return Ok(0);
         }
+        // The start moves first: a concurrent read then fails with OFFSET_OUT_OF_RANGE
+        // rather than finding no segment for its offset.
+        let new_start = self
+            .segments
+            .read()
+            .range(doomed[doomed.len() - 1].base_offset() + 1..)
+            .next()
+            .map(|(b, _)| *b)
+            .unwrap_or(state.next_offset);
+        self.log_start.fetch_max(new_start, Ordering::AcqRel);
         {
             let mut map = self.segments.write();
             for seg in &doomed {
                 map.remove(&seg.base_offset());
             }
         }
-        let new_start = self
-            .segments
-            .read()
-            .keys()
-            .next()
-            .copied()
-            .unwrap_or(state.next_offset);
         drop(state);
         let start = self
             .log_start
@@ -978,11 +1012,12 @@ impl Log {
         new.flush()?;
         new.rename(Some(SWAP_SUFFIX))?;
         let state = self.append.lock();
-        let present = self
-            .segments
-            .read()
-            .get(&old.base_offset())
-            .is_some_and(|s| Arc::ptr_eq(s, old))
+        let present = !self.is_closed()
+            && self
+                .segments
+                .read()
+                .get(&old.base_offset())
+                .is_some_and(|s| Arc::ptr_eq(s, old))
             && !Arc::ptr_eq(old, &state.active);
         if !present {
             drop(state);
@@ -1051,7 +1086,7 @@ impl Log {
             state.unflushed_records > 0
                 && config.flush_ms != i64::MAX
                 && now_ms - state.last_flush_ms >= config.flush_ms
-        };
+        } || self.rolled.swap(false, Ordering::AcqRel);
         if due {
             self.flush()?;
         }
@@ -1077,6 +1112,7 @@ impl Log {
     /// Closes the log and removes its directory: renamed to `<dir>.<n>-delete` at once, then
     /// removed by the deleter after file.delete.delay.ms (Kafka's scheme).
     pub fn delete(&self) -> Result<()> {
+        let _no_cleaning = self.cleaning.lock();
         {
             let _state = self.append.lock();
             self.closed.store(true, Ordering::Release);
@@ -1155,7 +1191,12 @@ fn validate_batches(
                 "clients may not write control batches",
             ));
         }
-        let summary = validate_producer_batch(&b, MAX_DECOMPRESSED).map_err(invalid)?;
+        // Bounded against decompression bombs: far above any real batch of this topic.
+        let limit = config
+            .max_message_bytes
+            .saturating_mul(64)
+            .clamp(16 << 20, MAX_DECOMPRESSED);
+        let summary = validate_producer_batch(&b, limit).map_err(invalid)?;
         if config.cleanup_policy.compact && summary.has_null_key {
             return Err(StorageError::PolicyViolation(
                 "compacted topic cannot accept a record without a key",

@@ -92,10 +92,7 @@ impl Indexes {
                 relative_offset: (batch.base_offset - base) as u32,
                 position: position as u32,
             });
-            self.time.maybe_push(
-                self.max_timestamp,
-                (self.offset_of_max_timestamp - base) as u32,
-            );
+            self.push_time_entry(base);
             self.bytes_since_entry = 0;
         }
         self.bytes_since_entry += u64::from(batch.size);
@@ -104,7 +101,13 @@ impl Indexes {
     /// The final time index entry Kafka writes when a segment stops being active, so the last
     /// entry holds the segment's largest timestamp.
     fn seal(&mut self, base: i64) {
-        if self.offset_of_max_timestamp >= base {
+        self.push_time_entry(base);
+    }
+
+    /// Indexes the largest timestamp so far, unless no record had a timestamp yet (Kafka
+    /// never indexes -1: it would point nowhere).
+    fn push_time_entry(&mut self, base: i64) {
+        if self.max_timestamp >= 0 && self.offset_of_max_timestamp >= base {
             self.time.maybe_push(
                 self.max_timestamp,
                 (self.offset_of_max_timestamp - base) as u32,
@@ -339,7 +342,6 @@ impl Segment {
             (Some(offset), Some(time))
                 if offset.is_consistent(size)
                     && time.is_consistent()
-                    && !(size > 0 && !self.is_active() && time.last().is_none())
                     && self.last_entry_points_at_a_batch(&offset, size)? =>
             {
                 let max_ts = time.last().map(|e| e.timestamp).unwrap_or(NO_TIMESTAMP);
@@ -486,6 +488,16 @@ impl Segment {
         self.size
             .store(position + data.len() as u64, Ordering::Release);
         Ok(())
+    }
+
+    /// When the `.log` file was last written, in ms (Kafka's retention fallback).
+    pub(crate) fn last_modified_ms(&self) -> i64 {
+        std::fs::metadata(self.path(LOG_SUFFIX))
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(i64::MAX)
     }
 
     /// The largest timestamp of any record here (NO_TIMESTAMP when empty).
@@ -953,7 +965,7 @@ fn first_record_at_or_after(batch: &[u8], timestamp: i64, min_offset: i64) -> Op
     for r in records.iter() {
         let r = r.ok()?;
         let offset = h.base_offset + i64::from(r.offset_delta);
-        let ts = h.base_timestamp + r.timestamp_delta;
+        let ts = h.base_timestamp.saturating_add(r.timestamp_delta);
         if offset >= min_offset && ts >= timestamp {
             return Some((offset, ts));
         }

@@ -328,3 +328,29 @@ fn compaction_preserves_compressed_batches_headers_and_reads_during_the_pass() {
     let first = records.iter().next().unwrap().unwrap();
     assert_eq!(first.headers().count(), 2);
 }
+
+#[test]
+fn records_without_timestamps_fall_back_to_the_file_time_for_retention() {
+    let dir = tempfile::tempdir().unwrap();
+    let one = batch(1, 100, -1).len() as u64;
+    let mut config = LogConfig::default();
+    config.segment_bytes = one * 2;
+    config.index_interval_bytes = 0;
+    config.retention_ms = HOUR;
+    let log = open(dir.path(), config.clone());
+    for _ in 0..6 {
+        let mut b = batch(1, 100, -1); // timestamp -1: "no timestamp"
+        log.append_as_leader(&mut b, 0, AppendOrigin::Client, NOW)
+            .unwrap();
+    }
+    let now = strom_storage::now_ms();
+    // The files were just written: nothing is older than retention.ms.
+    assert_eq!(log.delete_old_segments(now).unwrap(), 0);
+    // The same after a reload (no time index entry of -1 pointing nowhere).
+    log.close().unwrap();
+    let log = open_clean(dir.path(), config, true);
+    assert_eq!(log.delete_old_segments(now).unwrap(), 0);
+    assert_eq!(read_all(&log).len(), 6);
+    // Much later, by file time, they expire.
+    assert!(log.delete_old_segments(now + 10 * HOUR).unwrap() >= 2);
+}
