@@ -709,6 +709,126 @@ fn every_real_request_of_every_version_passes() {
     }
 }
 
+/// A request with null in nullable fields that the samples fill (null Metadata topics means
+/// "all topics", null configuration keys "all configs", null assignments "let the broker
+/// choose", ...), or `None` where the encoder refuses null at this version.
+fn null_variants(api_key: i16, v: i16) -> Vec<Option<(Vec<u8>, Decoder)>> {
+    fn with<T: Request + Default>(v: i16, fill: impl FnOnce(&mut T)) -> Option<(Vec<u8>, Decoder)> {
+        let mut r = T::default();
+        fill(&mut r);
+        let mut buf = BytesMut::new();
+        r.encode(&mut buf, v).ok()?;
+        Some((buf.to_vec(), decoder::<T>))
+    }
+    match api_key {
+        3 => vec![
+            with(v, |r: &mut MetadataRequest| r.topics = None),
+            with(v, |r: &mut MetadataRequest| {
+                let mut t = metadata_request::MetadataRequestTopic::default();
+                t.name = None;
+                t.topic_id = uuid(1);
+                r.topics = Some(vec![t.clone(), t]);
+            }),
+        ],
+        0 => vec![with(v, |r: &mut ProduceRequest| {
+            let mut td = produce_request::TopicProduceData::default();
+            td.name = s("t");
+            td.partition_data = vec![Default::default(), Default::default()];
+            r.topic_data = vec![td];
+        })],
+        19 => vec![with(v, |r: &mut CreateTopicsRequest| {
+            let mut c = create_topics_request::CreatableTopicConfig::default();
+            c.name = s("retention.ms");
+            c.value = None;
+            let mut t = create_topics_request::CreatableTopic::default();
+            t.name = s("t");
+            t.configs = vec![c.clone(), c];
+            r.topics = vec![t];
+        })],
+        20 => vec![with(v, |r: &mut DeleteTopicsRequest| {
+            let mut t = delete_topics_request::DeleteTopicState::default();
+            t.name = None;
+            t.topic_id = uuid(2);
+            r.topics = vec![t.clone(), t];
+        })],
+        37 => vec![with(v, |r: &mut CreatePartitionsRequest| {
+            let mut t = create_partitions_request::CreatePartitionsTopic::default();
+            t.name = s("t");
+            t.assignments = None;
+            r.topics = vec![t.clone(), t];
+        })],
+        32 => vec![with(v, |r: &mut DescribeConfigsRequest| {
+            let mut res = describe_configs_request::DescribeConfigsResource::default();
+            res.resource_name = s("t");
+            res.configuration_keys = None;
+            r.resources = vec![res.clone(), res];
+        })],
+        33 => vec![with(v, |r: &mut AlterConfigsRequest| {
+            let mut c = alter_configs_request::AlterableConfig::default();
+            c.name = s("retention.ms");
+            c.value = None;
+            let mut res = alter_configs_request::AlterConfigsResource::default();
+            res.configs = vec![c.clone(), c];
+            r.resources = vec![res];
+        })],
+        44 => vec![with(v, |r: &mut IncrementalAlterConfigsRequest| {
+            let mut c = incremental_alter_configs_request::AlterableConfig::default();
+            c.name = s("retention.ms");
+            c.value = None;
+            let mut res = incremental_alter_configs_request::AlterConfigsResource::default();
+            res.configs = vec![c.clone(), c];
+            r.resources = vec![res];
+        })],
+        35 => vec![with(v, |r: &mut DescribeLogDirsRequest| r.topics = None)],
+        13 => vec![with(v, |r: &mut LeaveGroupRequest| {
+            let mut m = leave_group_request::MemberIdentity::default();
+            m.member_id = s("m");
+            m.group_instance_id = None;
+            m.reason = None;
+            r.members = vec![m.clone(), m];
+        })],
+        8 => vec![with(v, |r: &mut OffsetCommitRequest| {
+            let mut p = offset_commit_request::OffsetCommitRequestPartition::default();
+            p.committed_metadata = None;
+            let mut t = offset_commit_request::OffsetCommitRequestTopic::default();
+            t.name = s("t");
+            t.partitions = vec![p.clone(), p];
+            r.topics = vec![t];
+        })],
+        9 => vec![
+            with(v, |r: &mut OffsetFetchRequest| r.topics = None),
+            with(v, |r: &mut OffsetFetchRequest| {
+                let mut g = offset_fetch_request::OffsetFetchRequestGroup::default();
+                g.group_id = s("g");
+                g.member_id = None;
+                g.topics = None;
+                r.groups = vec![g.clone(), g];
+            }),
+        ],
+        _ => Vec::new(),
+    }
+}
+
+#[test]
+fn nulls_in_nullable_fields_pass() {
+    let mut passed = BTreeMap::<i16, usize>::new();
+    for (k, v) in all_versions() {
+        for (body, decode) in null_variants(k, v).into_iter().flatten() {
+            assert_eq!(decode(&body, v).0, Some(body.len()), "api {k} v{v} decodes");
+            assert_eq!(walk(k, v, &body), Ok(body.len()), "api {k} v{v} with nulls");
+            *passed.entry(k).or_default() += 1;
+        }
+    }
+    // Every API with such fields, at the versions where null is allowed.
+    let expected = [3, 0, 19, 20, 37, 32, 33, 44, 35, 13, 8, 9];
+    for k in expected {
+        assert!(
+            passed.get(&k).copied().unwrap_or(0) > 0,
+            "api {k}: {passed:?}"
+        );
+    }
+}
+
 #[test]
 fn the_allocation_attack_is_refused() {
     // DEPENDENCIES.md's reproduction: Metadata v4, topics count i32::MAX, nothing else.
