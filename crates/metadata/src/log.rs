@@ -24,6 +24,9 @@ pub enum MetadataError {
     /// The metadata log failed.
     #[error("metadata log")]
     Storage(#[from] StorageError),
+    /// A stored batch of the metadata log does not parse.
+    #[error("metadata log batch")]
+    Batch(#[from] strom_types::batch::BatchError),
     /// A stored record does not parse.
     #[error("metadata record at offset {offset} is unreadable")]
     Corrupt {
@@ -82,23 +85,14 @@ impl LocalMetadataLog {
                 source,
             })?;
             for b in batch::batches(&bytes) {
-                let b = b.map_err(|source| StorageError::InvalidBatch { index: 0, source })?;
-                let base = b.header().base_offset;
+                let b = b?;
                 offset = b.header().next_offset();
-                let records = b
-                    .records(64 << 20)
-                    .map_err(|source| StorageError::InvalidBatch { index: 0, source })?;
-                for r in records.iter() {
-                    let r = r.map_err(|e| StorageError::InvalidBatch {
-                        index: 0,
-                        source: e.into(),
-                    })?;
-                    let at = base + i64::from(r.offset_delta);
-                    let value = r.value.unwrap_or_default();
-                    let record = MetadataRecord::from_bytes(value)
+                b.try_for_each_record(64 << 20, |at, r| {
+                    let record = MetadataRecord::from_bytes(r.value.unwrap_or_default())
                         .map_err(|source| MetadataError::Corrupt { offset: at, source })?;
                     image.apply(at, &record);
-                }
+                    Ok::<(), MetadataError>(())
+                })?;
             }
         }
         let me = LocalMetadataLog {

@@ -151,16 +151,7 @@ pub fn clean_log(
             if b.header().is_control() {
                 return Ok(());
             }
-            let base = b.header().base_offset;
-            let records = b
-                .records(MAX_DECOMPRESSED)
-                .map_err(|source| StorageError::InvalidBatch { index: 0, source })?;
-            for r in records.iter() {
-                let r = r.map_err(|e| StorageError::InvalidBatch {
-                    index: 0,
-                    source: e.into(),
-                })?;
-                let offset = base + i64::from(r.offset_delta);
+            b.try_for_each_record(MAX_DECOMPRESSED, |offset, r| {
                 if let (Some(key), true) = (r.key, offset >= first_dirty) {
                     if let Some(slot) = map.get_mut(key) {
                         *slot = offset;
@@ -169,7 +160,8 @@ pub fn clean_log(
                         map.insert(key.into(), offset);
                     }
                 }
-            }
+                Ok::<(), StorageError>(())
+            })?;
             Ok(())
         })?;
         if map_bytes >= dedupe_buffer_bytes && next_base < end {

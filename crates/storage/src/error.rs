@@ -81,6 +81,13 @@ pub enum StorageError {
     State(String),
 }
 
+/// A stored batch that no longer parses (found while the log reads its own data).
+impl From<BatchError> for StorageError {
+    fn from(source: BatchError) -> Self {
+        StorageError::InvalidBatch { index: 0, source }
+    }
+}
+
 /// Result alias for this crate.
 pub type Result<T, E = StorageError> = std::result::Result<T, E>;
 

@@ -860,18 +860,18 @@ impl Segment {
         while pos < size {
             buf.resize(HEADER_LEN, 0);
             reader.read_exact(&mut buf).at(&path)?;
-            let header =
-                BatchHeader::parse(&buf).map_err(|e| crate::StorageError::InvalidBatch {
-                    index: 0,
-                    source: e,
-                })?;
+            let header = BatchHeader::parse(&buf)?;
+            if header.size() as u64 > size - pos {
+                // A corrupt length: refuse it rather than allocate what it claims.
+                return Err(strom_types::batch::BatchError::Truncated {
+                    needed: header.size(),
+                    available: (size - pos) as usize,
+                }
+                .into());
+            }
             buf.resize(header.size(), 0);
             reader.read_exact(&mut buf[HEADER_LEN..]).at(&path)?;
-            let batch =
-                RecordBatch::parse_prefix(&buf).map_err(|e| crate::StorageError::InvalidBatch {
-                    index: 0,
-                    source: e,
-                })?;
+            let batch = RecordBatch::parse_prefix(&buf)?;
             f(batch)?;
             pos += header.size() as u64;
         }

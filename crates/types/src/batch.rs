@@ -300,6 +300,21 @@ impl<'a> RecordBatch<'a> {
             Ok(Records::owned(data, count))
         }
     }
+
+    /// Calls `f` with each record and its absolute offset, in order, decompressing first;
+    /// stops at the first error (a malformed record, or one `f` returns).
+    pub fn try_for_each_record<E: From<BatchError>>(
+        &self,
+        max_decompressed: usize,
+        mut f: impl FnMut(i64, crate::record::Record<'_>) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let records = self.records(max_decompressed)?;
+        for r in records.iter() {
+            let r = r.map_err(|e| E::from(BatchError::from(e)))?;
+            f(self.header.base_offset + i64::from(r.offset_delta), r)?;
+        }
+        Ok(())
+    }
 }
 
 /// Iterates over the complete batches in `buf`, which must hold only whole, well-formed batches.
