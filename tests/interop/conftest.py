@@ -1,7 +1,9 @@
 """Starts the real `strom server` binary for the interop tests (on a free port, in a temp dir)."""
 import os
 import signal
+import socket
 import subprocess
+import threading
 
 import pytest
 
@@ -26,6 +28,59 @@ class Server:
     def kill(self):
         self.proc.kill()
         self.proc.wait()
+
+
+class CuttingProxy:
+    """A TCP relay in front of the broker that loses responses: every `cut_every`-th chunk the
+    broker sends is dropped and both connections are closed, as a network failure would after
+    the broker has acted on a request. Clients reconnect and retry. `cut_every = 0` stops it."""
+
+    def __init__(self, cut_every=20):
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.upstream = None
+        self.cut_every = cut_every
+        self.cuts = 0
+        self.chunks = 0
+        self.lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            try:
+                broker = socket.create_connection(self.upstream)
+            except OSError:
+                client.close()
+                continue
+            threading.Thread(target=self._pump, args=(client, broker, False), daemon=True).start()
+            threading.Thread(target=self._pump, args=(broker, client, True), daemon=True).start()
+
+    def _pump(self, src, dst, responses):
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                if responses:
+                    with self.lock:
+                        self.chunks += 1
+                        cut = self.cut_every > 0 and self.chunks % self.cut_every == 0
+                        self.cuts += cut
+                    if cut:
+                        break
+                dst.sendall(data)
+        except OSError:
+            pass
+        for s in (src, dst):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            s.close()
 
 
 @pytest.fixture

@@ -68,10 +68,8 @@ def test_messages_near_message_max_bytes_and_too_large(tmp_path):
 def test_kafka_python_produces_and_consumes_across_100_partitions(server):
     admin = AdminClient({"bootstrap.servers": server.addr})
     admin.create_topics([NewTopic("wide", num_partitions=100, replication_factor=1)])["wide"].result(10)
-    # Idempotence (InitProducerId) arrives with the exactly-once work; kafka-python 3 enables it
-    # by default.
-    prod = KafkaProducer(bootstrap_servers=server.addr, acks="all", compression_type="gzip",
-                         enable_idempotence=False)
+    # kafka-python 3's default producer is idempotent: InitProducerId, then sequenced batches.
+    prod = KafkaProducer(bootstrap_servers=server.addr, acks="all", compression_type="gzip")
     futures = [prod.send("wide", key=f"key-{i}".encode(), value=f"value-{i}".encode()) for i in range(1000)]
     prod.flush()
     parts = {f.get(timeout=10).partition for f in futures}
@@ -144,5 +142,45 @@ def test_acknowledged_records_survive_kill_9(tmp_path):
     try:
         keys = {int(m.key()) for m in consume_all(s.addr, "k9", expected=len(acked))}
         assert set(acked) <= keys and len(acked) == 2000
+    finally:
+        s.stop()
+
+
+def test_idempotent_producer_loses_responses_and_a_broker_without_duplicates(tmp_path):
+    """librdkafka's idempotent producer sends through a relay that drops responses to requests
+    the broker has already written (then closes the connection), and the broker is also killed
+    with SIGKILL and restarted mid-stream. Every retry of a batch already in the log must be
+    recognised, from memory or from the log after the restart: the topic holds every record
+    exactly once, in order."""
+    from conftest import CuttingProxy, Server
+    proxy = CuttingProxy(cut_every=10)
+    adv = f"advertised.listeners=PLAINTEXT://127.0.0.1:{proxy.port}"
+    s = Server(tmp_path / "d", adv)
+    port = s.addr.rsplit(":", 1)[1]
+    proxy.upstream = ("127.0.0.1", int(port))
+    p = Producer({"bootstrap.servers": f"127.0.0.1:{proxy.port}", "enable.idempotence": True,
+                  "linger.ms": 2, "batch.size": 2000, "message.timeout.ms": 60000,
+                  "retry.backoff.ms": 20,
+                  "reconnect.backoff.ms": 10, "reconnect.backoff.max.ms": 100})
+    acked, errors = [], []
+
+    def on_delivery(err, msg):
+        (errors if err else acked).append(err or int(msg.key()))
+
+    n = 4000
+    try:
+        for i in range(n):
+            p.produce("idem", key=str(i).encode(), value=b"v" * 200, on_delivery=on_delivery)
+            if i % 20 == 0:
+                p.poll(0.005)
+            if i == n // 2:
+                s.kill()
+                s = Server(tmp_path / "d", adv, f"listeners=PLAINTEXT://127.0.0.1:{port}")
+        assert p.flush(60) == 0
+        assert errors == [] and len(acked) == n
+        assert proxy.cuts >= 5, "the relay lost responses"
+        proxy.cut_every = 0
+        keys = [int(m.key()) for m in consume_all(s.addr, "idem", expected=n, timeout=30)]
+        assert keys == list(range(n))
     finally:
         s.stop()

@@ -45,7 +45,12 @@ pub struct Broker {
     pub metadata: Arc<LocalMetadataLog>,
     advertised: Mutex<(String, u16)>,
     topic_changes: Mutex<()>,
+    /// The producer-id block in use: next id to give and the end of the block.
+    producer_ids: Mutex<(i64, i64)>,
 }
+
+/// Producer ids are reserved in the metadata log this many at a time (Kafka's block size).
+pub const PRODUCER_ID_BLOCK_SIZE: i64 = 1000;
 
 impl std::fmt::Debug for Broker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -85,6 +90,7 @@ impl Broker {
             metadata,
             advertised: Mutex::new(advertised),
             topic_changes: Mutex::new(()),
+            producer_ids: Mutex::new((0, 0)),
         });
         for topic in image.topics.values() {
             for p in topic.partitions.keys() {
@@ -96,6 +102,31 @@ impl Broker {
         }
         broker.logs.start_background();
         Ok(broker)
+    }
+
+    /// A producer id never handed out before, not even before a restart: ids come from
+    /// blocks reserved in the metadata log (as KRaft's controller allocates them).
+    pub fn allocate_producer_id(&self) -> Result<i64, Refusal> {
+        let mut ids = self.producer_ids.lock();
+        if ids.0 >= ids.1 {
+            let start = self.image().next_producer_id;
+            let end = start + PRODUCER_ID_BLOCK_SIZE;
+            self.metadata
+                .append(&[MetadataRecord::ProducerIds {
+                    broker_id: self.config.node_id,
+                    next_producer_id: end,
+                }])
+                .map_err(|e| {
+                    Refusal::new(
+                        ResponseError::UnknownServerError,
+                        format!("metadata log: {e}"),
+                    )
+                })?;
+            *ids = (start, end);
+        }
+        let id = ids.0;
+        ids.0 += 1;
+        Ok(id)
     }
 
     /// The host and port clients are told to use.

@@ -23,6 +23,9 @@ pub fn storage_error_code(e: &StorageError) -> i16 {
         StorageError::Closed(_) => ResponseError::NotLeaderOrFollower.code(),
         StorageError::NonMonotonicOffset { .. } => ResponseError::InvalidRecord.code(),
         StorageError::Io { .. } => ResponseError::KafkaStorageError.code(),
+        StorageError::OutOfOrderSequence { .. } => ResponseError::OutOfOrderSequenceNumber.code(),
+        StorageError::InvalidProducerEpoch { .. } => ResponseError::InvalidProducerEpoch.code(),
+        StorageError::DuplicateSequence { .. } => ResponseError::DuplicateSequenceNumber.code(),
         StorageError::State(_) => ResponseError::UnknownServerError.code(),
     }
 }

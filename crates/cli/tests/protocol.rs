@@ -1,5 +1,6 @@
 //! Raw Kafka protocol against the real binary: the per-partition error codes Produce returns
-//! for bad batches, ApiVersions for a too-new version, and idle connections closing.
+//! for bad batches, idempotent producers (InitProducerId, retries, sequence gaps) across a
+//! restart, ApiVersions for a too-new version, and idle connections closing.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -9,8 +10,8 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
-    ApiKey, CreateTopicsRequest, ProduceRequest, ProduceResponse, RequestHeader, ResponseHeader,
-    TopicName,
+    ApiKey, CreateTopicsRequest, InitProducerIdRequest, InitProducerIdResponse, ProduceRequest,
+    ProduceResponse, RequestHeader, ResponseHeader, TopicName, TransactionalId,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use strom_types::compression::Compression;
@@ -104,6 +105,46 @@ fn batch(n: usize, value: usize) -> Vec<u8> {
     b.build(0).unwrap()
 }
 
+fn create_topic(conn: &mut TcpStream, name: &'static str) {
+    let create = CreateTopicsRequest::default()
+        .with_timeout_ms(1000)
+        .with_topics(vec![
+            kafka_protocol::messages::create_topics_request::CreatableTopic::default()
+                .with_name(TopicName(StrBytes::from_static_str(name)))
+                .with_num_partitions(1)
+                .with_replication_factor(1),
+        ]);
+    let r: kafka_protocol::messages::CreateTopicsResponse =
+        call(conn, ApiKey::CreateTopics, 5, &create);
+    assert_eq!(r.topics[0].error_code, 0);
+}
+
+fn init_producer_id(conn: &mut TcpStream, version: i16) -> (i16, i64, i16) {
+    let r: InitProducerIdResponse = call(
+        conn,
+        ApiKey::InitProducerId,
+        version,
+        &InitProducerIdRequest::default()
+            .with_transaction_timeout_ms(60_000)
+            .with_producer_id((-1).into())
+            .with_producer_epoch(-1),
+    );
+    (r.error_code, r.producer_id.0, r.producer_epoch)
+}
+
+fn idempotent_batch(pid: i64, seq: i32, n: usize) -> Vec<u8> {
+    let mut b = BatchBuilder::new(Compression::None).producer(pid, 0, seq);
+    for i in 0..n {
+        b.append(
+            strom_types_now(),
+            Some(format!("{seq}-{i}").as_bytes()),
+            Some(b"v"),
+            &[],
+        );
+    }
+    b.build(0).unwrap()
+}
+
 fn strom_types_now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -161,6 +202,86 @@ fn produce_errors_carry_kafkas_codes_and_the_connection_survives() {
     );
     // Nothing bad was appended; good batches continue at the next offset.
     assert_eq!(produce(&mut conn, "codes", -1, batch(1, 10)), (0, 3));
+}
+
+#[test]
+fn idempotent_producers_get_unique_ids_and_retries_are_not_written_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = start(dir.path(), &[]);
+    let mut conn = TcpStream::connect(&s.1).unwrap();
+    create_topic(&mut conn, "idem");
+    let (code, pid, epoch) = init_producer_id(&mut conn, 4);
+    assert_eq!((code, epoch), (0, 0));
+    let (_, other, _) = init_producer_id(&mut conn, 0);
+    assert_ne!(pid, other);
+
+    assert_eq!(
+        produce(&mut conn, "idem", -1, idempotent_batch(pid, 0, 3)),
+        (0, 0)
+    );
+    assert_eq!(
+        produce(&mut conn, "idem", -1, idempotent_batch(other, 0, 1)),
+        (0, 3)
+    );
+    // A retry after a lost response: the first offsets, and nothing written twice.
+    assert_eq!(
+        produce(&mut conn, "idem", -1, idempotent_batch(pid, 0, 3)),
+        (0, 0)
+    );
+    assert_eq!(
+        produce(&mut conn, "idem", -1, idempotent_batch(pid, 5, 1)).0,
+        45,
+        "OUT_OF_ORDER_SEQUENCE_NUMBER"
+    );
+    assert_eq!(
+        produce(&mut conn, "idem", -1, idempotent_batch(pid, 3, 1)),
+        (0, 4)
+    );
+    let mut two = idempotent_batch(pid, 4, 1);
+    two.extend(idempotent_batch(pid, 5, 1));
+    assert_eq!(
+        produce(&mut conn, "idem", -1, two).0,
+        87,
+        "one batch per partition"
+    );
+    let mut txn = BatchBuilder::new(Compression::None)
+        .producer(pid, 0, 4)
+        .transactional(true);
+    txn.append(strom_types_now(), None, Some(b"t"), &[]);
+    assert_eq!(
+        produce(&mut conn, "idem", -1, txn.build(0).unwrap()).0,
+        48,
+        "INVALID_TXN_STATE"
+    );
+    let r: InitProducerIdResponse = call(
+        &mut conn,
+        ApiKey::InitProducerId,
+        4,
+        &InitProducerIdRequest::default()
+            .with_transactional_id(Some(TransactionalId(StrBytes::from_static_str("tx"))))
+            .with_transaction_timeout_ms(60_000),
+    );
+    assert_eq!(r.error_code, 35, "transactions are refused, not faked");
+    drop(conn);
+    drop(s);
+
+    // After a kill -9 and restart: ids are never handed out twice and the sequences are known.
+    let s = start(dir.path(), &[]);
+    let mut conn = TcpStream::connect(&s.1).unwrap();
+    let (_, third, _) = init_producer_id(&mut conn, 4);
+    assert!(third != pid && third != other, "{third} reused");
+    assert_eq!(
+        produce(&mut conn, "idem", -1, idempotent_batch(pid, 3, 1)),
+        (0, 4)
+    );
+    assert_eq!(
+        produce(&mut conn, "idem", -1, idempotent_batch(pid, 5, 1)).0,
+        45
+    );
+    assert_eq!(
+        produce(&mut conn, "idem", -1, idempotent_batch(pid, 4, 1)),
+        (0, 5)
+    );
 }
 
 #[test]

@@ -39,6 +39,8 @@ pub struct MetadataImage {
     pub topics: BTreeMap<String, TopicImage>,
     /// Dynamic broker configs.
     pub broker_configs: Configs,
+    /// First producer id not yet handed out in a block.
+    pub next_producer_id: i64,
     /// Offset of the last record applied (-1 before any).
     pub offset: i64,
 }
@@ -98,6 +100,11 @@ impl MetadataImage {
                     Some(v) => self.broker_configs.insert(name.clone(), v.clone()),
                     None => self.broker_configs.remove(name),
                 };
+            }
+            MetadataRecord::ProducerIds {
+                next_producer_id, ..
+            } => {
+                self.next_producer_id = self.next_producer_id.max(*next_producer_id);
             }
             MetadataRecord::RemoveTopic { topic_id } => {
                 self.topics.retain(|_, t| &t.topic_id != topic_id);

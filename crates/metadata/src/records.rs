@@ -51,6 +51,14 @@ pub enum MetadataRecord {
         /// The topic id.
         topic_id: uuid::Uuid,
     },
+    /// A block of producer ids was handed out: ids below `next_producer_id` are never given
+    /// again (KRaft's ProducerIdsRecord).
+    ProducerIds {
+        /// The node the block went to.
+        broker_id: i32,
+        /// First id of the next block.
+        next_producer_id: i64,
+    },
     /// The cluster's id, written once when the metadata log is created.
     Cluster {
         /// Kafka's cluster id (22 characters, base64 of a UUID).

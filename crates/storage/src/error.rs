@@ -73,6 +73,36 @@ pub enum StorageError {
         /// What is wrong.
         reason: String,
     },
+    /// An idempotent producer's batch does not follow its last sequence
+    /// (Kafka: OUT_OF_ORDER_SEQUENCE_NUMBER).
+    #[error("producer {producer_id}: expected sequence {expected}, got {got}")]
+    OutOfOrderSequence {
+        /// The producer.
+        producer_id: i64,
+        /// The sequence the batch should have started with.
+        expected: i32,
+        /// Its first sequence.
+        got: i32,
+    },
+    /// A batch from an older epoch of a producer (Kafka: INVALID_PRODUCER_EPOCH).
+    #[error("producer {producer_id}: epoch {epoch} is older than the current epoch {current}")]
+    InvalidProducerEpoch {
+        /// The producer.
+        producer_id: i64,
+        /// The batch's epoch.
+        epoch: i16,
+        /// The newest epoch seen.
+        current: i16,
+    },
+    /// A retried batch inside a multi-batch append (Kafka: DUPLICATE_SEQUENCE_NUMBER). A
+    /// single retried batch is not an error: its first offsets are returned.
+    #[error("producer {producer_id}: duplicate batch at sequence {sequence}")]
+    DuplicateSequence {
+        /// The producer.
+        producer_id: i64,
+        /// The batch's first sequence.
+        sequence: i32,
+    },
     /// The log was closed or deleted.
     #[error("log {0} is closed")]
     Closed(String),

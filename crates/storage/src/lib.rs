@@ -16,7 +16,7 @@
 //!   [`cleaner`]: compaction; [`handles`]: the fd budget; [`deleter`]: delayed file removal.
 //!
 //! On disk (Kafka's layout): `<log.dir>/<topic>-<partition>/` holds
-//! `<20-digit base offset>.log|.index|.timeindex` and `leader-epoch-checkpoint`; each log dir
+//! `<20-digit base offset>.log|.index|.timeindex`, producer snapshots `<offset>.snapshot` and `leader-epoch-checkpoint`; each log dir
 //! holds `recovery-point-offset-checkpoint`, `log-start-offset-checkpoint`,
 //! `cleaner-offset-checkpoint` and, after a clean shutdown, `.kafka_cleanshutdown`.
 
@@ -30,6 +30,7 @@ pub mod handles;
 pub mod index;
 pub mod log;
 pub mod manager;
+pub mod producer_state;
 pub mod region;
 pub mod segment;
 

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use parking_lot::{Mutex, RwLock};
-use strom_types::batch::{self, RecordBatch, TimestampType, NO_TIMESTAMP};
+use strom_types::batch::{self, BatchHeader, RecordBatch, TimestampType, NO_TIMESTAMP};
 use strom_types::record::validate_producer_batch;
 use strom_types::TopicPartition;
 
@@ -21,6 +21,7 @@ use crate::deleter::FileDeleter;
 use crate::epoch_cache::LeaderEpochCache;
 use crate::error::{IoContext, Result, StorageError};
 use crate::handles::FileHandles;
+use crate::producer_state::{self, ProducerState, SequenceCheck, PRODUCER_ID_EXPIRATION_MS};
 use crate::region::FileRegion;
 use crate::segment::{
     self, BatchMeta, Segment, CLEANED_SUFFIX, DELETED_SUFFIX, LOG_SUFFIX, MAX_DECOMPRESSED,
@@ -83,6 +84,8 @@ struct AppendState {
     unflushed_records: i64,
     /// Wall time of the last flush (or of open).
     last_flush_ms: i64,
+    /// Idempotent producers' sequences, kept in step with the appends.
+    producers: ProducerState,
 }
 
 /// One partition's log. See the module docs for concurrency.
@@ -319,6 +322,7 @@ impl Log {
             .min(log_end);
         let mut epochs = LeaderEpochCache::load(dir.join(LEADER_EPOCH_CHECKPOINT))?;
         epochs.truncate_from_end(log_end)?;
+        let producers = rebuild_producers(dir, &segments, log_end)?;
         epochs.truncate_from_start(log_start)?;
 
         let (end_watch, _) = tokio::sync::watch::channel(log_end);
@@ -334,6 +338,7 @@ impl Log {
                 next_offset: log_end,
                 unflushed_records: 0,
                 last_flush_ms: now_ms(),
+                producers,
             }),
             log_end: AtomicI64::new(log_end),
             log_start: AtomicI64::new(log_start),
@@ -452,15 +457,39 @@ impl Log {
         let validated = validate_batches(records, &config, origin, now_ms)?;
         let mut state = self.append.lock();
         self.check_open()?;
+        let mut headers = Vec::with_capacity(validated.len());
+        let mut pos = 0usize;
+        for v in &validated {
+            headers.push(BatchHeader::parse(&records[pos..pos + v.size])?);
+            pos += v.size;
+        }
+        if let SequenceCheck::Duplicate(b) = state.producers.check_all(&headers)? {
+            // A producer's retry of a batch already written: Kafka answers with the offsets
+            // it was first written at and writes nothing.
+            return Ok(AppendInfo {
+                first_offset: b.first_offset,
+                last_offset: b.last_offset,
+                max_timestamp: b.max_timestamp,
+                log_append_time: if config.message_timestamp_type == TimestampType::LogAppendTime {
+                    b.max_timestamp
+                } else {
+                    -1
+                },
+                log_start_offset: self.log_start_offset(),
+                records: 0,
+                bytes: 0,
+            });
+        }
         let first_offset = state.next_offset;
         let mut next = first_offset;
         let mut metas = Vec::with_capacity(validated.len());
         let mut max_timestamp = NO_TIMESTAMP;
         let mut pos = 0usize;
         let log_append = config.message_timestamp_type == TimestampType::LogAppendTime;
-        for v in &validated {
+        for (v, h) in validated.iter().zip(headers.iter_mut()) {
             let bytes = &mut records[pos..pos + v.size];
             batch::set_base_offset(bytes, next);
+            h.base_offset = next;
             batch::set_partition_leader_epoch(bytes, leader_epoch);
             let ts = if log_append {
                 batch::set_max_timestamp(bytes, TimestampType::LogAppendTime, now_ms);
@@ -472,6 +501,7 @@ impl Log {
                 v.max_timestamp
             };
             max_timestamp = max_timestamp.max(ts);
+            h.max_timestamp = ts;
             metas.push(BatchMeta {
                 base_offset: next,
                 last_offset: next + i64::from(v.count) - 1,
@@ -489,6 +519,9 @@ impl Log {
             &config,
             now_ms,
         )?;
+        for h in &headers {
+            state.producers.update(h);
+        }
         let records_appended = next - first_offset;
         let flush_now = self.note_unflushed(&mut state, records_appended, &config, now_ms);
         drop(state);
@@ -516,6 +549,7 @@ impl Log {
         let mut metas = Vec::new();
         let mut expected = state.next_offset;
         let mut epochs = Vec::new();
+        let mut headers = Vec::new();
         let mut pos = 0;
         for (index, b) in batch::batches(records).enumerate() {
             let b = b.map_err(|source| StorageError::InvalidBatch { index, source })?;
@@ -530,6 +564,7 @@ impl Log {
             }
             epochs.push((h.partition_leader_epoch, h.base_offset));
             metas.push(BatchMeta::of(&h));
+            headers.push(h);
             expected = h.next_offset();
             pos += b.size();
         }
@@ -549,6 +584,9 @@ impl Log {
         }
         let epoch = epochs.first().map(|e| e.0).unwrap_or(-1);
         self.write_locked(&mut state, &records[..pos], &metas, epoch, &config, now_ms)?;
+        for h in &headers {
+            state.producers.update(h);
+        }
         {
             let mut cache = self.epochs.lock();
             for (e, start) in epochs {
@@ -647,6 +685,12 @@ impl Log {
         }
         let config = self.config();
         let dir = self.dir();
+        // The producers as of the new segment's base: after a crash, recovery replays only
+        // the segments from here (Kafka snapshots producer state at each roll too).
+        state.producers.expire(now_ms(), PRODUCER_ID_EXPIRATION_MS);
+        if let Err(e) = producer_state::write_snapshot(&dir, base_offset, &state.producers) {
+            tracing::warn!(partition = %self.tp, error = %e, "could not write a producer snapshot");
+        }
         let seg = Segment::create(
             &dir,
             base_offset,
@@ -820,6 +864,9 @@ impl Log {
         }
         state.active = seg;
         state.next_offset = new_end;
+        let dir = self.dir();
+        producer_state::remove_snapshots_from(&dir, new_end + 1)?;
+        state.producers = rebuild_producers(&dir, &self.segments.read(), new_end)?;
         self.log_end.store(new_end, Ordering::Release);
         self.recovery_point.fetch_min(new_end, Ordering::AcqRel);
         self.first_dirty.fetch_min(new_end, Ordering::AcqRel);
@@ -855,6 +902,8 @@ impl Log {
         self.dir_dirty.store(true, Ordering::Release);
         state.active = seg;
         state.next_offset = offset;
+        state.producers = ProducerState::default();
+        producer_state::remove_snapshots_from(&self.dir(), i64::MIN)?;
         self.log_start.store(offset, Ordering::Release);
         self.log_end.store(offset, Ordering::Release);
         self.recovery_point.store(offset, Ordering::Release);
@@ -1101,6 +1150,7 @@ impl Log {
             return Ok(());
         }
         state.active.become_inactive()?;
+        producer_state::write_snapshot(&self.dir(), state.next_offset, &state.producers)?;
         drop(state);
         self.flush()?;
         for seg in self.segments_snapshot() {
@@ -1144,6 +1194,11 @@ impl Log {
                 .values()
                 .map(|s| s.memory() + 64)
                 .sum::<usize>()
+    }
+
+    /// Idempotent producers whose sequences this log tracks.
+    pub fn producer_count(&self) -> usize {
+        self.append.lock().producers.len()
     }
 
     /// Records appended since the last flush.
@@ -1226,6 +1281,29 @@ fn validate_batches(
         return Err(StorageError::PolicyViolation("no record batches to append"));
     }
     Ok(out)
+}
+
+/// Idempotent producers' state at `log_end`: the newest snapshot at or below it, then the batch
+/// headers from the snapshot's offset on (from the first segment when there is none).
+fn rebuild_producers(
+    dir: &Path,
+    segments: &BTreeMap<i64, Arc<Segment>>,
+    log_end: i64,
+) -> Result<ProducerState> {
+    let (from, mut state) = producer_state::load_latest(dir, log_end)?.unwrap_or_default();
+    let first = segments
+        .range(..=from)
+        .next_back()
+        .map(|(b, _)| *b)
+        .unwrap_or(i64::MIN);
+    for seg in segments.range(first..).map(|(_, s)| s) {
+        seg.for_each_header(|h| {
+            if h.base_offset >= from && h.next_offset() <= log_end {
+                state.update(h);
+            }
+        })?;
+    }
+    Ok(state)
 }
 
 fn fxhash(tp: &TopicPartition) -> u64 {

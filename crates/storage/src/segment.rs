@@ -846,6 +846,23 @@ impl Segment {
         Ok(next)
     }
 
+    /// Calls `f` with every batch header of the segment, in order (headers only: one small
+    /// buffered read per few batches). Stops at the first header that does not parse.
+    pub(crate) fn for_each_header(self: &Arc<Self>, mut f: impl FnMut(&BatchHeader)) -> Result<()> {
+        let size = self.size();
+        let file = self.file()?;
+        let mut headers = HeaderCursor::new(&file, size);
+        let mut pos = 0u64;
+        while pos < size {
+            let Some(h) = headers.at(pos).at_with(|| self.path(LOG_SUFFIX))? else {
+                break;
+            };
+            f(&h);
+            pos += h.size() as u64;
+        }
+        Ok(())
+    }
+
     /// Reads every batch of the segment, in order, calling `f` with each.
     pub(crate) fn for_each_batch(
         self: &Arc<Self>,

@@ -6,6 +6,7 @@ mod api_versions;
 mod configs;
 mod create_topics;
 mod fetch;
+mod init_producer_id;
 mod list_offsets;
 mod metadata;
 mod produce;
@@ -62,6 +63,7 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::CreatePartitions, 0, 3),
     (ApiKey::IncrementalAlterConfigs, 0, 1),
     (ApiKey::DescribeCluster, 0, 2),
+    (ApiKey::InitProducerId, 0, 5),
 ];
 
 fn supported(api_key: i16, version: i16) -> bool {
@@ -161,6 +163,10 @@ pub async fn handle(
         }
         ApiKey::IncrementalAlterConfigs => {
             let r = configs::incremental_alter(broker, decode(body, version)?);
+            respond(key, version, correlation_id, &r)?
+        }
+        ApiKey::InitProducerId => {
+            let r = init_producer_id::handle(broker, decode(body, version)?);
             respond(key, version, correlation_id, &r)?
         }
         _ => return Err(RequestError::Unsupported { api_key, version }),

@@ -10,6 +10,7 @@ use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 use strom_storage::{now_ms, AppendOrigin};
+use strom_types::batch;
 use strom_types::TopicPartition;
 
 use crate::broker::Broker;
@@ -73,6 +74,7 @@ pub(super) fn handle(broker: &Arc<Broker>, request: ProduceRequest) -> Option<Pr
                         "larger than segment.bytes".into(),
                     ));
                 }
+                check_one_batch(&records)?;
                 let mut bytes = into_mut(records);
                 let now = now_ms();
                 let info = tokio::task::block_in_place(|| {
@@ -100,6 +102,37 @@ pub(super) fn handle(broker: &Arc<Broker>, request: ProduceRequest) -> Option<Pr
         );
     }
     (acks != 0).then(|| ProduceResponse::default().with_responses(responses))
+}
+
+/// Kafka's rules for a partition's records in Produce v3+: exactly one batch (whose own
+/// validation comes with the append), and no transactional batch while Strom has no
+/// transaction coordinator to pair it with a commit or abort marker.
+fn check_one_batch(records: &[u8]) -> Result<(), (i16, String)> {
+    let mut batches = batch::batches(records);
+    let first = match batches.next() {
+        Some(Ok(b)) => b,
+        // Damage is reported by the append, with the code Kafka gives each fault.
+        Some(Err(_)) => return Ok(()),
+        None => {
+            return Err((
+                ResponseError::InvalidRecord.code(),
+                "a partition's records must hold one record batch".into(),
+            ))
+        }
+    };
+    if first.size() != records.len() {
+        return Err((
+            ResponseError::InvalidRecord.code(),
+            "Produce v3+ allows exactly one record batch per partition".into(),
+        ));
+    }
+    if first.header().is_transactional() {
+        return Err((
+            ResponseError::InvalidTxnState.code(),
+            "transactions are not supported yet".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// The request's record bytes as a mutable buffer, without copying when the frame is ours.
