@@ -107,6 +107,10 @@ def test_admin_client_topics_configs_partitions_records_and_cluster(server):
     assert configs["retention.ms"].value == "3600000"
     assert configs["retention.ms"].source == 1  # DYNAMIC_TOPIC_CONFIG
     assert configs["segment.bytes"].source == 5  # DEFAULT_CONFIG
+    # Synonyms, most specific first: the topic's override, then the broker default it hides.
+    syn = configs["retention.ms"].synonyms
+    assert list(syn)[0] == "retention.ms" and syn["retention.ms"].source == 1
+    assert syn["log.retention.ms"].value == str(7 * 24 * 3600 * 1000) and syn["log.retention.ms"].source == 5
     a.incremental_alter_configs([ConfigResource(ConfigResource.Type.TOPIC, "adm", incremental_configs=[
         ConfigEntry("retention.ms", "1000", incremental_operation=AlterConfigOpType.SET)])])[res].result(10)
     assert a.describe_configs([res])[res].result(10)["retention.ms"].value == "1000"

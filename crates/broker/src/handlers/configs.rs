@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use kafka_protocol::messages::alter_configs_response::AlterConfigsResourceResponse;
 use kafka_protocol::messages::describe_configs_response::{
-    DescribeConfigsResourceResult, DescribeConfigsResult,
+    DescribeConfigsResourceResult, DescribeConfigsResult, DescribeConfigsSynonym,
 };
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
@@ -61,6 +61,51 @@ fn config_type(key: &str) -> i8 {
     }
 }
 
+/// One synonym of a config: name, value, source.
+type Synonym = (String, String, i8);
+
+/// Where a topic config's value comes from, most specific first (Kafka's synonyms list):
+/// the topic's own override, the broker property it falls back to, and the default.
+fn topic_synonyms(
+    broker: &Broker,
+    overrides: &strom_metadata::records::Configs,
+    key: &str,
+) -> Vec<Synonym> {
+    let mut out = Vec::new();
+    if let Some(v) = overrides.get(key) {
+        out.push((key.to_string(), v.clone(), DYNAMIC_TOPIC_CONFIG));
+    }
+    let broker_keys: Vec<&'static str> = match broker_synonym(key) {
+        // Kafka lists every spelling of retention, the one that wins first.
+        Some("log.retention.ms") => vec![
+            "log.retention.ms",
+            "log.retention.minutes",
+            "log.retention.hours",
+        ],
+        Some(b) => vec![b],
+        None => vec![],
+    };
+    for b in &broker_keys {
+        if let Some(v) = broker.config.raw.get(*b) {
+            out.push((b.to_string(), v.clone(), STATIC_BROKER_CONFIG));
+        }
+    }
+    let default = if key == "min.insync.replicas" {
+        Some("1".to_string())
+    } else {
+        strom_storage::LogConfig::default()
+            .entries()
+            .into_iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| v)
+    };
+    if let Some(v) = default {
+        let name = broker_keys.first().copied().unwrap_or(key);
+        out.push((name.to_string(), v, DEFAULT_CONFIG));
+    }
+    out
+}
+
 pub(super) fn describe(
     broker: &Arc<Broker>,
     request: DescribeConfigsRequest,
@@ -75,7 +120,7 @@ pub(super) fn describe(
                 .with_resource_type(r.resource_type)
                 .with_resource_name(r.resource_name.clone());
             let name = r.resource_name.to_string();
-            let entries: Vec<(String, String, i8)> = match r.resource_type {
+            let entries: Vec<(String, String, i8, Vec<Synonym>)> = match r.resource_type {
                 TOPIC => match image.topics.get(&name) {
                     None => {
                         out.error_code = ResponseError::UnknownTopicOrPartition.code();
@@ -99,16 +144,10 @@ pub(super) fn describe(
                         all.push(("min.insync.replicas".into(), min_isr));
                         all.into_iter()
                             .map(|(k, v)| {
-                                let source = if t.configs.contains_key(&k) {
-                                    DYNAMIC_TOPIC_CONFIG
-                                } else if broker_synonym(&k)
-                                    .is_some_and(|b| broker.config.raw.contains_key(b))
-                                {
-                                    STATIC_BROKER_CONFIG
-                                } else {
-                                    DEFAULT_CONFIG
-                                };
-                                (k, v, source)
+                                let synonyms = topic_synonyms(broker, &t.configs, &k);
+                                let source =
+                                    synonyms.first().map(|s| s.2).unwrap_or(DEFAULT_CONFIG);
+                                (k, v, source, synonyms)
                             })
                             .collect()
                     }
@@ -117,7 +156,10 @@ pub(super) fn describe(
                     .config
                     .raw
                     .iter()
-                    .map(|(k, v)| (k.clone(), v.clone(), STATIC_BROKER_CONFIG))
+                    .map(|(k, v)| {
+                        let synonym = (k.clone(), v.clone(), STATIC_BROKER_CONFIG);
+                        (k.clone(), v.clone(), STATIC_BROKER_CONFIG, vec![synonym])
+                    })
                     .collect(),
                 BROKER => {
                     out.error_code = ResponseError::InvalidRequest.code();
@@ -139,12 +181,23 @@ pub(super) fn describe(
                 .map(|ks| ks.iter().map(|k| k.to_string()).collect());
             out.configs = entries
                 .into_iter()
-                .filter(|(k, _, _)| keys.as_ref().is_none_or(|ks| ks.contains(k)))
-                .map(|(k, v, source)| {
+                .filter(|(k, _, _, _)| keys.as_ref().is_none_or(|ks| ks.contains(k)))
+                .map(|(k, v, source, synonyms)| {
                     let mut c = DescribeConfigsResourceResult::default()
                         .with_name(StrBytes::from_string(k.clone()))
                         .with_value(Some(StrBytes::from_string(v)))
                         .with_config_source(source);
+                    if request.include_synonyms {
+                        c.synonyms = synonyms
+                            .into_iter()
+                            .map(|(name, value, source)| {
+                                DescribeConfigsSynonym::default()
+                                    .with_name(StrBytes::from_string(name))
+                                    .with_value(Some(StrBytes::from_string(value)))
+                                    .with_source(source)
+                            })
+                            .collect();
+                    }
                     if version >= 3 {
                         c.config_type = config_type(&k);
                     }
