@@ -16,8 +16,9 @@ import uuid
 from confluent_kafka import Consumer, Producer, TopicPartition, OFFSET_BEGINNING, OFFSET_END
 
 
-def produce(bootstrap, topic, n, size, acks):
+def produce(bootstrap, topic, n, size, acks, idempotent=False):
     p = Producer({"bootstrap.servers": bootstrap, "acks": acks, "linger.ms": 5,
+                  "enable.idempotence": idempotent,
                   "batch.size": 1 << 20, "queue.buffering.max.messages": 1000000,
                   "queue.buffering.max.kbytes": 1 << 21, "compression.type": "none"})
     value = b"x" * size
@@ -99,13 +100,14 @@ def main():
     ap.add_argument("--records", type=int, default=300000)
     args = ap.parse_args()
     for size in (100, 1024):
-        for acks in ("1", "all"):
+        for acks, idem in (("1", False), ("all", False), ("all", True)):
             topic = f"bench-{size}-{acks}-{uuid.uuid4().hex[:6]}"
             n = args.records if size == 100 else args.records // 3
-            rps, mbs = produce(args.bootstrap, topic, n, size, acks)
-            print(f"produce {size:>5} B acks={acks:<3}: {rps:>10,.0f} records/s {mbs:>8.1f} MB/s ({n} records)")
+            rps, mbs = produce(args.bootstrap, topic, n, size, acks, idem)
+            label = f"acks={acks}" + (" idempotent" if idem else "")
+            print(f"produce {size:>5} B {label:<20}: {rps:>10,.0f} records/s {mbs:>8.1f} MB/s ({n} records)")
             rps, mbs = consume(args.bootstrap, topic, n)
-            print(f"consume {size:>5} B         : {rps:>10,.0f} records/s {mbs:>8.1f} MB/s")
+            print(f"consume {size:>5} B {'':<20}: {rps:>10,.0f} records/s {mbs:>8.1f} MB/s")
     n, p50, p99, mean = latency(args.bootstrap, "latency-" + uuid.uuid4().hex[:6], 1000, 10)
     print(f"end-to-end latency at 1000 records/s, acks=all: p50 {p50:.2f} ms, p99 {p99:.2f} ms, mean {mean:.2f} ms ({n} samples)")
 
