@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use kafka_protocol::ResponseError;
 use parking_lot::Mutex;
+use strom_coordinator::{GroupCoordinator, OFFSETS_TOPIC};
 use strom_metadata::{LocalMetadataLog, MetadataImage, MetadataLog, MetadataRecord, TopicImage};
 use strom_storage::{LogConfig, LogManager, LogManagerConfig, LOG_CONFIG_NAMES};
 use strom_types::TopicPartition;
@@ -47,6 +48,8 @@ pub struct Broker {
     topic_changes: Mutex<()>,
     /// The producer-id block in use: next id to give and the end of the block.
     producer_ids: Mutex<(i64, i64)>,
+    /// Consumer groups and committed offsets.
+    pub coordinator: Arc<GroupCoordinator>,
 }
 
 /// Producer ids are reserved in the metadata log this many at a time (Kafka's block size).
@@ -84,6 +87,7 @@ impl Broker {
             .first()
             .map(|l| (l.host.clone(), l.port))
             .unwrap_or_else(|| ("127.0.0.1".into(), 9092));
+        let coordinator_config = config.coordinator.clone();
         let broker = Arc::new(Broker {
             config,
             logs,
@@ -91,6 +95,7 @@ impl Broker {
             advertised: Mutex::new(advertised),
             topic_changes: Mutex::new(()),
             producer_ids: Mutex::new((0, 0)),
+            coordinator: GroupCoordinator::new(coordinator_config),
         });
         for topic in image.topics.values() {
             for p in topic.partitions.keys() {
@@ -100,6 +105,9 @@ impl Broker {
                 )?;
             }
         }
+        broker
+            .load_offsets_partitions()
+            .map_err(|r| anyhow::anyhow!("loading {OFFSETS_TOPIC}: {}", r.message))?;
         broker.logs.start_background();
         Ok(broker)
     }
@@ -159,8 +167,72 @@ impl Broker {
         configs: &[(String, Option<String>)],
         validate_only: bool,
     ) -> Result<TopicImage, Refusal> {
+        self.create_topic_as(
+            name,
+            num_partitions,
+            replication_factor,
+            configs,
+            validate_only,
+            false,
+        )
+    }
+
+    /// Creates `__consumer_offsets` if it does not exist yet (Kafka does so on the first
+    /// FindCoordinator for a group) and makes this node the coordinator of its partitions.
+    /// Its replication factor is offsets.topic.replication.factor capped at the brokers
+    /// that exist (one), where Kafka would wait for enough brokers.
+    pub fn ensure_offsets_topic(&self) -> Result<(), Refusal> {
+        if self.image().topics.contains_key(OFFSETS_TOPIC) {
+            return Ok(());
+        }
+        let configs = [
+            ("cleanup.policy".to_string(), Some("compact".to_string())),
+            (
+                "segment.bytes".to_string(),
+                Some(self.config.offsets_topic_segment_bytes.to_string()),
+            ),
+        ];
+        let partitions = self.coordinator.config().offsets_topic_partitions;
+        match self.create_topic_as(OFFSETS_TOPIC, partitions, 1, &configs, false, true) {
+            Ok(_) => {}
+            Err(r) if r.code == ResponseError::TopicAlreadyExists.code() => return Ok(()),
+            Err(r) => return Err(r),
+        }
+        self.load_offsets_partitions()
+    }
+
+    /// Loads every partition of `__consumer_offsets` this node leads into the coordinator.
+    fn load_offsets_partitions(&self) -> Result<(), Refusal> {
+        let image = self.image();
+        let Some(topic) = image.topics.get(OFFSETS_TOPIC) else {
+            return Ok(());
+        };
+        for (p, placement) in &topic.partitions {
+            if placement.leader != self.config.node_id || self.coordinator.is_partition_loaded(*p) {
+                continue;
+            }
+            let log = self
+                .logs
+                .get(&TopicPartition::new(OFFSETS_TOPIC, *p))
+                .ok_or_else(|| Refusal::new(ResponseError::KafkaStorageError, "no log"))?;
+            self.coordinator
+                .load_partition(*p, log, placement.leader_epoch)
+                .map_err(|e| Refusal::new(ResponseError::CoordinatorLoadInProgress, e))?;
+        }
+        Ok(())
+    }
+
+    fn create_topic_as(
+        &self,
+        name: &str,
+        num_partitions: i32,
+        replication_factor: i16,
+        configs: &[(String, Option<String>)],
+        validate_only: bool,
+        internal: bool,
+    ) -> Result<TopicImage, Refusal> {
         validate_topic_name(name)?;
-        if RESERVED_TOPICS.contains(&name) {
+        if RESERVED_TOPICS.contains(&name) && !internal {
             return Err(Refusal::new(
                 ResponseError::InvalidTopicException,
                 format!("{name} is reserved for the broker's internal use"),

@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use strom_coordinator::CoordinatorConfig;
 use strom_storage::LogConfig;
 
 /// An invalid configuration value.
@@ -60,6 +61,10 @@ pub struct BrokerConfig {
     pub log_retention_check_interval_ms: i64,
     /// Topic defaults from the `log.*` properties and `message.max.bytes`.
     pub log_defaults: LogConfig,
+    /// The group coordinator's settings (offsets.topic.num.partitions, group.*).
+    pub coordinator: CoordinatorConfig,
+    /// offsets.topic.segment.bytes (100 MiB).
+    pub offsets_topic_segment_bytes: u64,
     /// Every property as given.
     pub raw: BTreeMap<String, String>,
 }
@@ -85,6 +90,8 @@ impl Default for BrokerConfig {
             min_insync_replicas: 1,
             log_retention_check_interval_ms: 300_000,
             log_defaults: LogConfig::default(),
+            coordinator: CoordinatorConfig::default(),
+            offsets_topic_segment_bytes: 100 * 1024 * 1024,
             raw: BTreeMap::new(),
         }
     }
@@ -92,6 +99,7 @@ impl Default for BrokerConfig {
 
 /// Properties Strom reads but that only matter once the cluster work lands.
 const ACCEPTED: &[&str] = &[
+    "offsets.topic.replication.factor",
     "listener.security.protocol.map",
     "controller.listener.names",
     "controller.quorum.voters",
@@ -229,6 +237,41 @@ impl BrokerConfig {
                 "log.segment.delete.delay.ms" => {
                     c_set(&mut c.log_defaults, "file.delete.delay.ms", value)
                         .map_err(|e| bad(&e))?
+                }
+                "offsets.topic.num.partitions" => {
+                    let v = int()?;
+                    if !(1..=10_000).contains(&v) {
+                        return Err(bad("must be between 1 and 10000"));
+                    }
+                    c.coordinator.offsets_topic_partitions = v as i32;
+                }
+                "offsets.topic.segment.bytes" => {
+                    let v = int()?;
+                    if v < 1024 {
+                        return Err(bad("must be at least 1024"));
+                    }
+                    c.offsets_topic_segment_bytes = v as u64;
+                }
+                "offset.metadata.max.bytes" => {
+                    c.coordinator.offset_metadata_max_bytes = int()?.max(0) as usize
+                }
+                "group.initial.rebalance.delay.ms" => {
+                    c.coordinator.limits.initial_rebalance_delay_ms = int()?.max(0)
+                }
+                "group.min.session.timeout.ms" => {
+                    c.coordinator.limits.min_session_timeout_ms =
+                        int()?.clamp(0, i32::MAX as i64) as i32
+                }
+                "group.max.session.timeout.ms" => {
+                    c.coordinator.limits.max_session_timeout_ms =
+                        int()?.clamp(0, i32::MAX as i64) as i32
+                }
+                "group.max.size" => {
+                    let v = int()?;
+                    if v < 1 {
+                        return Err(bad("must be at least 1"));
+                    }
+                    c.coordinator.limits.max_size = v as usize;
                 }
                 k if ACCEPTED.contains(&k) => {}
                 other => tracing::warn!(key = other, "unknown configuration ignored"),

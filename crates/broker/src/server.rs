@@ -36,7 +36,7 @@ pub async fn run(listener: TcpListener, broker: Arc<Broker>, shutdown: impl Futu
                     let broker = broker.clone();
                     let stop = stop_rx.clone();
                     connections.spawn(async move {
-                        if let Err(e) = serve(stream, broker, stop).await {
+                        if let Err(e) = serve(stream, peer, broker, stop).await {
                             tracing::info!(%peer, error = %e, "connection closed");
                         }
                     });
@@ -61,6 +61,7 @@ pub async fn run(listener: TcpListener, broker: Arc<Broker>, shutdown: impl Futu
 
 async fn serve(
     stream: TcpStream,
+    peer: std::net::SocketAddr,
     broker: Arc<Broker>,
     mut stop: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
@@ -77,7 +78,7 @@ async fn serve(
                 Ok(Err(e)) => return Err(e.into()),
             },
         };
-        let Some(response) = handlers::handle(&broker, frame).await? else {
+        let Some(response) = handlers::handle(&broker, frame, peer).await? else {
             continue; // acks=0
         };
         match response {

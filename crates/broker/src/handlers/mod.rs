@@ -6,6 +6,7 @@ mod api_versions;
 mod configs;
 mod create_topics;
 mod fetch;
+mod groups;
 mod init_producer_id;
 mod list_offsets;
 mod metadata;
@@ -64,6 +65,17 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::IncrementalAlterConfigs, 0, 1),
     (ApiKey::DescribeCluster, 0, 2),
     (ApiKey::InitProducerId, 0, 5),
+    (ApiKey::FindCoordinator, 0, 6),
+    (ApiKey::JoinGroup, 0, 9),
+    (ApiKey::SyncGroup, 0, 5),
+    (ApiKey::Heartbeat, 0, 4),
+    (ApiKey::LeaveGroup, 0, 5),
+    (ApiKey::OffsetCommit, 2, 9),
+    (ApiKey::OffsetFetch, 1, 9),
+    (ApiKey::ListGroups, 0, 5),
+    (ApiKey::DescribeGroups, 0, 5),
+    (ApiKey::DeleteGroups, 0, 2),
+    (ApiKey::OffsetDelete, 0, 0),
 ];
 
 fn supported(api_key: i16, version: i16) -> bool {
@@ -86,6 +98,7 @@ pub enum Response {
 pub async fn handle(
     broker: &Arc<Broker>,
     frame: BytesMut,
+    peer: std::net::SocketAddr,
 ) -> Result<Option<Response>, RequestError> {
     let header = RequestHeader::parse(&frame)?;
     let (api_key, version) = (header.api_key, header.api_version);
@@ -167,6 +180,52 @@ pub async fn handle(
         }
         ApiKey::InitProducerId => {
             let r = init_producer_id::handle(broker, decode(body, version)?);
+            respond(key, version, correlation_id, &r)?
+        }
+        ApiKey::FindCoordinator => {
+            let r = groups::find_coordinator(broker, decode(body, version)?, version);
+            respond(key, version, correlation_id, &r)?
+        }
+        ApiKey::JoinGroup => {
+            let client_id = header.client_id.clone().unwrap_or_default();
+            let r =
+                groups::join_group(broker, decode(body, version)?, version, &client_id, peer).await;
+            respond(key, version, correlation_id, &r)?
+        }
+        ApiKey::SyncGroup => {
+            let r = groups::sync_group(broker, decode(body, version)?, version).await;
+            respond(key, version, correlation_id, &r)?
+        }
+        ApiKey::Heartbeat => {
+            let r = groups::heartbeat(broker, decode(body, version)?);
+            respond(key, version, correlation_id, &r)?
+        }
+        ApiKey::LeaveGroup => {
+            let r = groups::leave_group(broker, decode(body, version)?, version);
+            respond(key, version, correlation_id, &r)?
+        }
+        ApiKey::OffsetCommit => {
+            let r = groups::offset_commit(broker, decode(body, version)?);
+            respond(key, version, correlation_id, &r)?
+        }
+        ApiKey::OffsetFetch => {
+            let r = groups::offset_fetch(broker, decode(body, version)?, version);
+            respond(key, version, correlation_id, &r)?
+        }
+        ApiKey::ListGroups => {
+            let r = groups::list_groups(broker, decode(body, version)?, version);
+            respond(key, version, correlation_id, &r)?
+        }
+        ApiKey::DescribeGroups => {
+            let r = groups::describe_groups(broker, decode(body, version)?, version);
+            respond(key, version, correlation_id, &r)?
+        }
+        ApiKey::DeleteGroups => {
+            let r = groups::delete_groups(broker, decode(body, version)?);
+            respond(key, version, correlation_id, &r)?
+        }
+        ApiKey::OffsetDelete => {
+            let r = groups::offset_delete(broker, decode(body, version)?);
             respond(key, version, correlation_id, &r)?
         }
         _ => return Err(RequestError::Unsupported { api_key, version }),

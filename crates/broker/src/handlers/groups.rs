@@ -1,0 +1,533 @@
+//! The consumer-group APIs: FindCoordinator, JoinGroup, SyncGroup, Heartbeat, LeaveGroup,
+//! OffsetCommit, OffsetFetch, ListGroups, DescribeGroups, DeleteGroups and OffsetDelete.
+//! They translate between Kafka's messages (fields differ by version) and the
+//! [`strom_coordinator`] state machine.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use kafka_protocol::messages::delete_groups_response::DeletableGroupResult;
+use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
+use kafka_protocol::messages::find_coordinator_response::Coordinator;
+use kafka_protocol::messages::join_group_response::JoinGroupResponseMember;
+use kafka_protocol::messages::leave_group_response::MemberResponse;
+use kafka_protocol::messages::list_groups_response::ListedGroup;
+use kafka_protocol::messages::offset_commit_response::{
+    OffsetCommitResponsePartition, OffsetCommitResponseTopic,
+};
+use kafka_protocol::messages::offset_delete_response::{
+    OffsetDeleteResponsePartition, OffsetDeleteResponseTopic,
+};
+use kafka_protocol::messages::offset_fetch_response::{
+    OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions,
+    OffsetFetchResponseTopic, OffsetFetchResponseTopics,
+};
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::ResponseError;
+use strom_coordinator::{CommitEntry, JoinRequest};
+
+use crate::broker::Broker;
+
+fn s(v: impl Into<String>) -> StrBytes {
+    StrBytes::from_string(v.into())
+}
+
+/// FindCoordinator: this node, for groups (creating `__consumer_offsets` on first use, as
+/// Kafka does). Transaction coordinators do not exist yet.
+pub(super) fn find_coordinator(
+    broker: &Arc<Broker>,
+    request: FindCoordinatorRequest,
+    version: i16,
+) -> FindCoordinatorResponse {
+    let (host, port) = broker.advertised();
+    let one = |key: &str| -> Coordinator {
+        let mut c = Coordinator::default()
+            .with_key(s(key))
+            .with_node_id(BrokerId(-1))
+            .with_host(s(""))
+            .with_port(-1);
+        let refuse = |c: &mut Coordinator, e: ResponseError, m: String| {
+            c.error_code = e.code();
+            c.error_message = Some(s(m));
+        };
+        match request.key_type {
+            0 if key.is_empty() => refuse(
+                &mut c,
+                ResponseError::InvalidRequest,
+                "empty group id".into(),
+            ),
+            0 => match broker.ensure_offsets_topic() {
+                Ok(()) => {
+                    c.node_id = BrokerId(broker.config.node_id);
+                    c.host = s(host.clone());
+                    c.port = i32::from(port);
+                }
+                Err(r) => refuse(&mut c, ResponseError::CoordinatorNotAvailable, r.message),
+            },
+            1 => refuse(
+                &mut c,
+                ResponseError::CoordinatorNotAvailable,
+                "transactions are not supported yet".into(),
+            ),
+            t => refuse(
+                &mut c,
+                ResponseError::InvalidRequest,
+                format!("unknown coordinator key type {t}"),
+            ),
+        }
+        c
+    };
+    if version >= 4 {
+        let coordinators = request.coordinator_keys.iter().map(|k| one(k)).collect();
+        return FindCoordinatorResponse::default().with_coordinators(coordinators);
+    }
+    let c = one(&request.key);
+    let mut r = FindCoordinatorResponse::default()
+        .with_error_code(c.error_code)
+        .with_node_id(c.node_id)
+        .with_host(c.host)
+        .with_port(c.port);
+    if version >= 1 {
+        r.error_message = c.error_message;
+    }
+    r
+}
+
+pub(super) async fn join_group(
+    broker: &Arc<Broker>,
+    request: JoinGroupRequest,
+    version: i16,
+    client_id: &str,
+    peer: SocketAddr,
+) -> JoinGroupResponse {
+    let req = JoinRequest {
+        member_id: request.member_id.to_string(),
+        group_instance_id: request.group_instance_id.map(|i| i.to_string()),
+        client_id: client_id.to_string(),
+        client_host: format!("/{}", peer.ip()),
+        session_timeout_ms: request.session_timeout_ms,
+        rebalance_timeout_ms: if version >= 1 {
+            request.rebalance_timeout_ms
+        } else {
+            request.session_timeout_ms
+        },
+        protocol_type: request.protocol_type.to_string(),
+        protocols: request
+            .protocols
+            .into_iter()
+            .map(|p| (p.name.to_string(), p.metadata))
+            .collect(),
+        require_known_member_id: version >= 4,
+    };
+    let r = broker.coordinator.join_group(&request.group_id, req).await;
+    let mut out = JoinGroupResponse::default()
+        .with_error_code(r.error)
+        .with_generation_id(r.generation)
+        .with_leader(s(r.leader))
+        .with_member_id(s(r.member_id));
+    if version >= 7 {
+        out.protocol_type = r.protocol_type.map(s);
+        out.protocol_name = r.protocol_name.map(s);
+    } else {
+        out.protocol_name = Some(s(r.protocol_name.unwrap_or_default()));
+    }
+    out.members = r
+        .members
+        .into_iter()
+        .map(|(id, instance, metadata)| {
+            let mut m = JoinGroupResponseMember::default()
+                .with_member_id(s(id))
+                .with_metadata(metadata);
+            if version >= 5 {
+                m.group_instance_id = instance.map(s);
+            }
+            m
+        })
+        .collect();
+    out
+}
+
+pub(super) async fn sync_group(
+    broker: &Arc<Broker>,
+    request: SyncGroupRequest,
+    version: i16,
+) -> SyncGroupResponse {
+    let assignments = request
+        .assignments
+        .into_iter()
+        .map(|a| (a.member_id.to_string(), a.assignment))
+        .collect();
+    let r = broker
+        .coordinator
+        .sync_group(
+            &request.group_id,
+            &request.member_id,
+            request.group_instance_id.as_deref(),
+            request.generation_id,
+            request.protocol_type.as_deref(),
+            request.protocol_name.as_deref(),
+            assignments,
+        )
+        .await;
+    let mut out = SyncGroupResponse::default()
+        .with_error_code(r.error)
+        .with_assignment(r.assignment);
+    if version >= 5 {
+        out.protocol_type = r.protocol_type.map(s);
+        out.protocol_name = r.protocol_name.map(s);
+    }
+    out
+}
+
+pub(super) fn heartbeat(broker: &Arc<Broker>, request: HeartbeatRequest) -> HeartbeatResponse {
+    let code = broker.coordinator.heartbeat(
+        &request.group_id,
+        &request.member_id,
+        request.group_instance_id.as_deref(),
+        request.generation_id,
+    );
+    HeartbeatResponse::default().with_error_code(code)
+}
+
+pub(super) fn leave_group(
+    broker: &Arc<Broker>,
+    request: LeaveGroupRequest,
+    version: i16,
+) -> LeaveGroupResponse {
+    let members: Vec<(String, Option<String>)> = if version >= 3 {
+        request
+            .members
+            .iter()
+            .map(|m| {
+                (
+                    m.member_id.to_string(),
+                    m.group_instance_id.as_ref().map(|i| i.to_string()),
+                )
+            })
+            .collect()
+    } else {
+        vec![(request.member_id.to_string(), None)]
+    };
+    let (top, codes) = broker.coordinator.leave_group(&request.group_id, &members);
+    if version < 3 {
+        return LeaveGroupResponse::default().with_error_code(if top != 0 {
+            top
+        } else {
+            codes[0]
+        });
+    }
+    LeaveGroupResponse::default()
+        .with_error_code(top)
+        .with_members(
+            members
+                .into_iter()
+                .zip(codes)
+                .map(|((m, i), code)| {
+                    MemberResponse::default()
+                        .with_member_id(s(m))
+                        .with_group_instance_id(i.map(s))
+                        .with_error_code(code)
+                })
+                .collect(),
+        )
+}
+
+pub(super) fn offset_commit(
+    broker: &Arc<Broker>,
+    request: OffsetCommitRequest,
+) -> OffsetCommitResponse {
+    let entries: Vec<CommitEntry> = request
+        .topics
+        .iter()
+        .flat_map(|t| {
+            t.partitions.iter().map(|p| CommitEntry {
+                topic: t.name.to_string(),
+                partition: p.partition_index,
+                offset: p.committed_offset,
+                leader_epoch: p.committed_leader_epoch,
+                metadata: p.committed_metadata.as_ref().map(|m| m.to_string()),
+            })
+        })
+        .collect();
+    let codes = broker.coordinator.commit_offsets(
+        &request.group_id,
+        &request.member_id,
+        request.group_instance_id.as_deref(),
+        request.generation_id_or_member_epoch,
+        &entries,
+    );
+    let mut codes = match codes {
+        Ok(c) => c.into_iter(),
+        Err(e) => vec![e; entries.len()].into_iter(),
+    };
+    let topics = request
+        .topics
+        .into_iter()
+        .map(|t| {
+            OffsetCommitResponseTopic::default()
+                .with_name(t.name)
+                .with_partitions(
+                    t.partitions
+                        .iter()
+                        .map(|p| {
+                            OffsetCommitResponsePartition::default()
+                                .with_partition_index(p.partition_index)
+                                .with_error_code(codes.next().unwrap_or(0))
+                        })
+                        .collect(),
+                )
+        })
+        .collect();
+    OffsetCommitResponse::default().with_topics(topics)
+}
+
+/// One group's committed offsets as (topic, [(partition, offset, epoch, metadata, code)]).
+type FetchedTopics = Vec<(String, Vec<(i32, i64, i32, Option<String>, i16)>)>;
+
+fn fetch_group(
+    broker: &Arc<Broker>,
+    group: &str,
+    topics: Option<Vec<(String, Vec<i32>)>>,
+) -> Result<FetchedTopics, i16> {
+    let rows = broker.coordinator.fetch_offsets(group, topics.as_deref())?;
+    let mut out: FetchedTopics = Vec::new();
+    for (t, p, v) in rows {
+        let entry = match v {
+            Some(v) => (p, v.offset, v.leader_epoch, Some(v.metadata), 0),
+            None => (p, -1, -1, Some(String::new()), 0),
+        };
+        match out.last_mut() {
+            Some((name, parts)) if *name == t => parts.push(entry),
+            _ => out.push((t, vec![entry])),
+        }
+    }
+    Ok(out)
+}
+
+pub(super) fn offset_fetch(
+    broker: &Arc<Broker>,
+    request: OffsetFetchRequest,
+    version: i16,
+) -> OffsetFetchResponse {
+    if version >= 8 {
+        let groups = request
+            .groups
+            .into_iter()
+            .map(|g| {
+                let topics = g.topics.map(|ts| {
+                    ts.into_iter()
+                        .map(|t| (t.name.to_string(), t.partition_indexes))
+                        .collect()
+                });
+                let mut out = OffsetFetchResponseGroup::default().with_group_id(g.group_id.clone());
+                match fetch_group(broker, &g.group_id, topics) {
+                    Ok(ts) => {
+                        out.topics = ts
+                            .into_iter()
+                            .map(|(name, parts)| {
+                                OffsetFetchResponseTopics::default()
+                                    .with_name(TopicName(s(name)))
+                                    .with_partitions(
+                                        parts
+                                            .into_iter()
+                                            .map(|(p, o, e, m, c)| {
+                                                OffsetFetchResponsePartitions::default()
+                                                    .with_partition_index(p)
+                                                    .with_committed_offset(o)
+                                                    .with_committed_leader_epoch(e)
+                                                    .with_metadata(m.map(s))
+                                                    .with_error_code(c)
+                                            })
+                                            .collect(),
+                                    )
+                            })
+                            .collect()
+                    }
+                    Err(e) => out.error_code = e,
+                }
+                out
+            })
+            .collect();
+        return OffsetFetchResponse::default().with_groups(groups);
+    }
+    let topics = request.topics.map(|ts| {
+        ts.into_iter()
+            .map(|t| (t.name.to_string(), t.partition_indexes))
+            .collect()
+    });
+    let mut out = OffsetFetchResponse::default();
+    match fetch_group(broker, &request.group_id, topics) {
+        Ok(ts) => {
+            out.topics = ts
+                .into_iter()
+                .map(|(name, parts)| {
+                    OffsetFetchResponseTopic::default()
+                        .with_name(TopicName(s(name)))
+                        .with_partitions(
+                            parts
+                                .into_iter()
+                                .map(|(p, o, e, m, c)| {
+                                    let mut r = OffsetFetchResponsePartition::default()
+                                        .with_partition_index(p)
+                                        .with_committed_offset(o)
+                                        .with_metadata(m.map(s))
+                                        .with_error_code(c);
+                                    if version >= 5 {
+                                        r.committed_leader_epoch = e;
+                                    }
+                                    r
+                                })
+                                .collect(),
+                        )
+                })
+                .collect()
+        }
+        Err(e) if version >= 2 => out.error_code = e,
+        Err(_) => {}
+    }
+    out
+}
+
+pub(super) fn list_groups(
+    broker: &Arc<Broker>,
+    request: ListGroupsRequest,
+    version: i16,
+) -> ListGroupsResponse {
+    let states: Vec<String> = request
+        .states_filter
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let wants_classic = request.types_filter.is_empty()
+        || request
+            .types_filter
+            .iter()
+            .any(|t| t.eq_ignore_ascii_case("classic"));
+    let groups = if wants_classic {
+        broker.coordinator.list_groups(&states)
+    } else {
+        Vec::new()
+    };
+    ListGroupsResponse::default().with_groups(
+        groups
+            .into_iter()
+            .map(|(id, protocol_type, state)| {
+                let mut g = ListedGroup::default()
+                    .with_group_id(GroupId(s(id)))
+                    .with_protocol_type(s(protocol_type));
+                if version >= 4 {
+                    g.group_state = s(state);
+                }
+                if version >= 5 {
+                    g.group_type = s("classic");
+                }
+                g
+            })
+            .collect(),
+    )
+}
+
+pub(super) fn describe_groups(
+    broker: &Arc<Broker>,
+    request: DescribeGroupsRequest,
+    version: i16,
+) -> DescribeGroupsResponse {
+    let groups = request
+        .groups
+        .into_iter()
+        .map(|id| {
+            let d = broker.coordinator.describe_group(&id);
+            let mut g = DescribedGroup::default()
+                .with_error_code(d.error)
+                .with_group_id(id)
+                .with_group_state(s(d.state))
+                .with_protocol_type(s(d.protocol_type))
+                .with_protocol_data(s(d.protocol))
+                .with_members(
+                    d.members
+                        .into_iter()
+                        .map(|m| {
+                            let mut out = DescribedGroupMember::default()
+                                .with_member_id(s(m.member_id))
+                                .with_client_id(s(m.client_id))
+                                .with_client_host(s(m.client_host))
+                                .with_member_metadata(m.metadata)
+                                .with_member_assignment(m.assignment);
+                            if version >= 4 {
+                                out.group_instance_id = m.group_instance_id.map(s);
+                            }
+                            out
+                        })
+                        .collect(),
+                );
+            if version >= 3 {
+                g.authorized_operations = i32::MIN;
+            }
+            g
+        })
+        .collect();
+    DescribeGroupsResponse::default().with_groups(groups)
+}
+
+pub(super) fn delete_groups(
+    broker: &Arc<Broker>,
+    request: DeleteGroupsRequest,
+) -> DeleteGroupsResponse {
+    DeleteGroupsResponse::default().with_results(
+        request
+            .groups_names
+            .into_iter()
+            .map(|g| {
+                let code = broker.coordinator.delete_group(&g);
+                DeletableGroupResult::default()
+                    .with_group_id(g)
+                    .with_error_code(code)
+            })
+            .collect(),
+    )
+}
+
+pub(super) fn offset_delete(
+    broker: &Arc<Broker>,
+    request: OffsetDeleteRequest,
+) -> OffsetDeleteResponse {
+    let partitions: Vec<(String, i32)> = request
+        .topics
+        .iter()
+        .flat_map(|t| {
+            t.partitions
+                .iter()
+                .map(|p| (t.name.to_string(), p.partition_index))
+        })
+        .collect();
+    match broker
+        .coordinator
+        .delete_offsets(&request.group_id, &partitions)
+    {
+        Err(e) => OffsetDeleteResponse::default().with_error_code(e),
+        Ok(codes) => {
+            let mut codes = codes.into_iter();
+            OffsetDeleteResponse::default().with_topics(
+                request
+                    .topics
+                    .into_iter()
+                    .map(|t| {
+                        OffsetDeleteResponseTopic::default()
+                            .with_name(t.name)
+                            .with_partitions(
+                                t.partitions
+                                    .iter()
+                                    .map(|p| {
+                                        OffsetDeleteResponsePartition::default()
+                                            .with_partition_index(p.partition_index)
+                                            .with_error_code(codes.next().unwrap_or(0))
+                                    })
+                                    .collect(),
+                            )
+                    })
+                    .collect(),
+            )
+        }
+    }
+}
