@@ -508,6 +508,14 @@ impl GroupCoordinator {
             .group
             .lock()
             .heartbeat(member_id, instance_id, generation, now_ms());
+        if code != codes::NONE {
+            tracing::debug!(
+                group = group_id,
+                member = member_id,
+                code,
+                "heartbeat refused"
+            );
+        }
         handle.wake.notify_one();
         code
     }
