@@ -1,0 +1,379 @@
+//! The classic group state machine, driven directly with a clock: join and sync phases,
+//! KIP-394 member ids, generations, session and rebalance timeouts, static membership,
+//! commit validation; and the coordinator's replay of `__consumer_offsets` from a real log.
+
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use strom_coordinator::group::{
+    codes, Group, GroupLimits, GroupState, JoinRequest, RecordSink, Reply,
+};
+use strom_coordinator::records::{GroupValue, RecordKey};
+use strom_coordinator::{CommitEntry, CoordinatorConfig, GroupCoordinator};
+
+#[derive(Default)]
+struct Memory(Mutex<Vec<(Vec<u8>, Option<Vec<u8>>)>>);
+
+impl RecordSink for Memory {
+    fn append(&self, records: &[(Vec<u8>, Option<Vec<u8>>)]) -> Result<(), String> {
+        self.0.lock().unwrap().extend_from_slice(records);
+        Ok(())
+    }
+}
+
+fn join_req(member: &str, instance: Option<&str>) -> JoinRequest {
+    JoinRequest {
+        member_id: member.into(),
+        group_instance_id: instance.map(String::from),
+        client_id: "client".into(),
+        client_host: "/127.0.0.1".into(),
+        session_timeout_ms: 10_000,
+        rebalance_timeout_ms: 30_000,
+        protocol_type: "consumer".into(),
+        protocols: vec![("range".into(), Bytes::from_static(b"meta"))],
+        require_known_member_id: true,
+    }
+}
+
+fn now_value<T: std::fmt::Debug>(r: Reply<T>) -> T {
+    match r {
+        Reply::Now(v) => v,
+        Reply::Later(_) => panic!("expected an answer now"),
+    }
+}
+
+fn later<T>(r: Reply<T>) -> tokio::sync::oneshot::Receiver<T> {
+    match r {
+        Reply::Later(rx) => rx,
+        Reply::Now(_) => panic!("expected to wait"),
+    }
+}
+
+const T0: i64 = 1_000_000;
+
+/// A member id through KIP-394's round trip, then its join (which waits).
+fn join_new(
+    g: &mut Group,
+    sink: &Memory,
+    now: i64,
+) -> (
+    String,
+    tokio::sync::oneshot::Receiver<strom_coordinator::JoinResponse>,
+) {
+    let limits = GroupLimits::default();
+    let first = now_value(g.join(join_req("", None), &limits, sink, now));
+    assert_eq!(first.error, codes::MEMBER_ID_REQUIRED);
+    assert!(first.member_id.starts_with("client-"));
+    let rx = later(g.join(join_req(&first.member_id, None), &limits, sink, now));
+    (first.member_id, rx)
+}
+
+#[test]
+fn join_sync_heartbeat_and_a_second_member() {
+    let sink = Memory::default();
+    let limits = GroupLimits::default();
+    let mut g = Group::new("g", 0, T0);
+    let (a, mut rx_a) = join_new(&mut g, &sink, T0);
+    let ja = rx_a
+        .try_recv()
+        .expect("a single member completes the join at once");
+    assert_eq!(
+        (ja.error, ja.generation, ja.leader.as_str()),
+        (0, 1, a.as_str())
+    );
+    assert_eq!(ja.members.len(), 1);
+    assert_eq!(g.state, GroupState::CompletingRebalance);
+    // The leader's SyncGroup stores the assignment, then answers.
+    let mut rx = later(g.sync(
+        &a,
+        None,
+        1,
+        Some("consumer"),
+        Some("range"),
+        vec![(a.clone(), Bytes::from_static(b"all"))],
+        &sink,
+        T0,
+    ));
+    assert_eq!(
+        rx.try_recv().unwrap().assignment,
+        Bytes::from_static(b"all")
+    );
+    assert_eq!(g.state, GroupState::Stable);
+    let stored = sink.0.lock().unwrap().clone();
+    assert_eq!(stored.len(), 1);
+    assert_eq!(
+        RecordKey::decode(&stored[0].0).unwrap(),
+        Some(RecordKey::Group { group: "g".into() })
+    );
+    let value = GroupValue::decode(stored[0].1.as_deref().unwrap()).unwrap();
+    assert_eq!((value.generation, value.members.len()), (1, 1));
+    assert_eq!(value.members[0].assignment, Bytes::from_static(b"all"));
+
+    assert_eq!(g.heartbeat(&a, None, 1, T0 + 100), codes::NONE);
+    assert_eq!(
+        g.heartbeat(&a, None, 0, T0 + 100),
+        codes::ILLEGAL_GENERATION
+    );
+    assert_eq!(
+        g.heartbeat("stranger", None, 1, T0 + 100),
+        codes::UNKNOWN_MEMBER_ID
+    );
+
+    // A second member: the group prepares to rebalance and waits for a to rejoin.
+    let (b, mut rx_b) = join_new(&mut g, &sink, T0 + 200);
+    assert_eq!(g.state, GroupState::PreparingRebalance);
+    assert!(rx_b.try_recv().is_err(), "b waits for a");
+    assert_eq!(
+        g.heartbeat(&a, None, 1, T0 + 300),
+        codes::REBALANCE_IN_PROGRESS
+    );
+    let s = now_value(g.sync(&a, None, 1, None, None, vec![], &sink, T0 + 300));
+    assert_eq!(s.error, codes::REBALANCE_IN_PROGRESS);
+    let mut rx_a = later(g.join(join_req(&a, None), &limits, &sink, T0 + 400));
+    let (ja, jb) = (rx_a.try_recv().unwrap(), rx_b.try_recv().unwrap());
+    assert_eq!((ja.generation, jb.generation), (2, 2));
+    assert_eq!(ja.leader, a, "the leader stays the leader");
+    assert_eq!(
+        (ja.members.len(), jb.members.len()),
+        (2, 0),
+        "only the leader sees members"
+    );
+    // The follower syncs first and waits for the leader.
+    let mut rx_b = later(g.sync(&b, None, 2, None, None, vec![], &sink, T0 + 500));
+    assert!(rx_b.try_recv().is_err());
+    let _ = g.sync(
+        &a,
+        None,
+        2,
+        None,
+        None,
+        vec![
+            (a.clone(), Bytes::from_static(b"A")),
+            (b.clone(), Bytes::from_static(b"B")),
+        ],
+        &sink,
+        T0 + 600,
+    );
+    assert_eq!(
+        rx_b.try_recv().unwrap().assignment,
+        Bytes::from_static(b"B")
+    );
+    // A commit from an old generation is refused; from the current one accepted.
+    assert_eq!(
+        g.validate_commit(&b, None, 1, T0 + 700),
+        Err(codes::ILLEGAL_GENERATION)
+    );
+    assert_eq!(g.validate_commit(&b, None, 2, T0 + 700), Ok(()));
+    assert_eq!(
+        g.validate_commit("", None, -1, T0 + 700),
+        Err(codes::UNKNOWN_MEMBER_ID),
+        "no manual commits into a group with members"
+    );
+}
+
+#[test]
+fn sessions_expire_and_members_that_do_not_rejoin_are_dropped() {
+    let sink = Memory::default();
+    let limits = GroupLimits::default();
+    let mut g = Group::new("g", 0, T0);
+    let (a, _) = join_new(&mut g, &sink, T0);
+    let _ = g.sync(&a, None, 1, None, None, vec![], &sink, T0);
+    let (b, _) = join_new(&mut g, &sink, T0);
+    let _ = g.join(join_req(&a, None), &limits, &sink, T0);
+    let _ = g.sync(&a, None, 2, None, None, vec![], &sink, T0);
+    assert_eq!(g.state, GroupState::Stable);
+    // b stops heartbeating; a keeps going. At b's session timeout, b is removed.
+    assert_eq!(g.next_deadline(), Some(T0 + 10_000));
+    g.heartbeat(&a, None, 2, T0 + 9_000);
+    g.on_timer(T0 + 10_000);
+    assert!(!g.members.contains_key(&b));
+    assert_eq!(g.state, GroupState::PreparingRebalance);
+    // a keeps heartbeating (told REBALANCE_IN_PROGRESS) but never rejoins: at the end of
+    // the rebalance timeout it is dropped and the group is empty.
+    for t in [15_000, 25_000, 35_000] {
+        assert_eq!(
+            g.heartbeat(&a, None, 2, T0 + t),
+            codes::REBALANCE_IN_PROGRESS
+        );
+        g.on_timer(T0 + t);
+        assert!(g.members.contains_key(&a));
+    }
+    let deadline = g.next_deadline().unwrap();
+    assert_eq!(deadline, T0 + 10_000 + 30_000);
+    g.on_timer(deadline);
+    assert_eq!(g.state, GroupState::Empty);
+    assert!(g.take_dirty(), "the empty group is stored");
+    assert_eq!(g.generation, 3);
+}
+
+#[test]
+fn the_initial_delay_holds_the_first_rebalance_open() {
+    let sink = Memory::default();
+    let mut g = Group::new("g", 3_000, T0);
+    let (_, mut rx_a) = join_new(&mut g, &sink, T0);
+    let (_, mut rx_b) = join_new(&mut g, &sink, T0 + 1_000);
+    assert!(rx_a.try_recv().is_err() && rx_b.try_recv().is_err());
+    // Each join pushes the end out by the delay: 1000 + 3000.
+    assert_eq!(g.next_deadline(), Some(T0 + 4_000));
+    g.on_timer(T0 + 4_000);
+    assert_eq!(rx_a.try_recv().unwrap().generation, 1);
+    assert_eq!(rx_b.try_recv().unwrap().generation, 1);
+}
+
+#[test]
+fn a_static_member_returns_without_a_rebalance_and_fences_its_old_id() {
+    let sink = Memory::default();
+    let limits = GroupLimits::default();
+    let mut g = Group::new("g", 0, T0);
+    let mut rx = later(g.join(join_req("", Some("i1")), &limits, &sink, T0));
+    let first = rx.try_recv().unwrap();
+    let old = first.member_id.clone();
+    let _ = g.sync(
+        &old,
+        Some("i1"),
+        1,
+        None,
+        None,
+        vec![(old.clone(), Bytes::from_static(b"P"))],
+        &sink,
+        T0,
+    );
+    // The same instance comes back (a restart): a new member id, same generation, no
+    // rebalance, and it is not told to lead.
+    let back = now_value(g.join(join_req("", Some("i1")), &limits, &sink, T0 + 100));
+    assert_eq!(back.error, 0);
+    assert_ne!(back.member_id, old);
+    assert_eq!(back.generation, 1);
+    assert!(back.members.is_empty());
+    assert_eq!(g.state, GroupState::Stable);
+    let s = now_value(g.sync(
+        &back.member_id,
+        Some("i1"),
+        1,
+        None,
+        None,
+        vec![],
+        &sink,
+        T0 + 100,
+    ));
+    assert_eq!(
+        s.assignment,
+        Bytes::from_static(b"P"),
+        "it keeps its partitions"
+    );
+    assert_eq!(
+        g.heartbeat(&old, Some("i1"), 1, T0 + 200),
+        codes::FENCED_INSTANCE_ID
+    );
+    let j = now_value(g.join(join_req(&old, Some("i1")), &limits, &sink, T0 + 200));
+    assert_eq!(j.error, codes::FENCED_INSTANCE_ID);
+    // Leaving by instance id.
+    assert_eq!(g.leave("", Some("i1"), T0 + 300), codes::NONE);
+    assert_eq!(g.state, GroupState::Empty);
+}
+
+#[test]
+fn invalid_joins_get_kafkas_codes() {
+    let sink = Memory::default();
+    let limits = GroupLimits::default();
+    let mut g = Group::new("g", 0, T0);
+    let mut r = join_req("", None);
+    r.session_timeout_ms = 10;
+    assert_eq!(
+        now_value(g.join(r, &limits, &sink, T0)).error,
+        codes::INVALID_SESSION_TIMEOUT
+    );
+    assert_eq!(
+        now_value(g.join(join_req("nobody", None), &limits, &sink, T0)).error,
+        codes::UNKNOWN_MEMBER_ID
+    );
+    let (_a, _) = join_new(&mut g, &sink, T0);
+    let mut other = join_req("", None);
+    other.protocols = vec![("roundrobin-only".into(), Bytes::new())];
+    assert_eq!(
+        now_value(g.join(other, &limits, &sink, T0)).error,
+        codes::INCONSISTENT_GROUP_PROTOCOL
+    );
+    let small = GroupLimits {
+        max_size: 1,
+        ..GroupLimits::default()
+    };
+    let second = now_value(g.join(join_req("", None), &small, &sink, T0));
+    let again = now_value(g.join(join_req(&second.member_id, None), &small, &sink, T0));
+    assert_eq!(again.error, codes::GROUP_MAX_SIZE_REACHED);
+}
+
+#[tokio::test]
+async fn the_coordinator_replays_offsets_and_groups_from_its_partition() {
+    let dir = tempfile::tempdir().unwrap();
+    let tp = strom_types::TopicPartition::new("__consumer_offsets", 0);
+    let open = || {
+        strom_storage::Log::open(
+            dir.path(),
+            tp.clone(),
+            strom_storage::LogConfig::default(),
+            strom_storage::OpenOptions::standalone(),
+        )
+        .unwrap()
+        .0
+    };
+    let config = CoordinatorConfig {
+        offsets_topic_partitions: 1,
+        ..CoordinatorConfig::default()
+    };
+    let c = GroupCoordinator::new(config.clone());
+    assert!(!c.is_coordinator_for("grp"));
+    let log = open();
+    c.load_partition(0, log.clone(), 0).unwrap();
+    let entry = |p, o| CommitEntry {
+        topic: "t".into(),
+        partition: p,
+        offset: o,
+        leader_epoch: 3,
+        metadata: Some("m".into()),
+    };
+    // Manual-assignment commits (no member, generation -1) create an empty group.
+    assert_eq!(
+        c.commit_offsets("grp", "", None, -1, &[entry(0, 10), entry(1, 20)]),
+        Ok(vec![0, 0])
+    );
+    assert_eq!(
+        c.commit_offsets("grp", "", None, -1, &[entry(0, 11)]),
+        Ok(vec![0])
+    );
+    let big = CommitEntry {
+        metadata: Some("x".repeat(5000)),
+        ..entry(2, 1)
+    };
+    assert_eq!(
+        c.commit_offsets("grp", "", None, -1, &[big]),
+        Ok(vec![codes::OFFSET_METADATA_TOO_LARGE])
+    );
+    assert_eq!(
+        c.commit_offsets("other", "m", None, 4, &[entry(0, 1)]),
+        Err(codes::ILLEGAL_GENERATION)
+    );
+    assert_eq!(c.delete_offsets("grp", &[("t".into(), 1)]), Ok(vec![0]));
+    log.close().unwrap();
+    drop(log);
+
+    // A fresh coordinator loading the same partition sees the same offsets.
+    let c2 = GroupCoordinator::new(config);
+    c2.load_partition(0, open(), 0).unwrap();
+    let got = c2.fetch_offsets("grp", None).unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!((got[0].1, got[0].2.as_ref().unwrap().offset), (0, 11));
+    assert_eq!(got[0].2.as_ref().unwrap().leader_epoch, 3);
+    assert_eq!(
+        c2.list_groups(&[]),
+        vec![("grp".to_string(), String::new(), "Empty")]
+    );
+    assert_eq!(c2.delete_group("grp"), 0);
+    assert_eq!(c2.delete_group("grp"), codes::GROUP_ID_NOT_FOUND);
+    assert!(c2.fetch_offsets("grp", None).unwrap().is_empty());
+    c2.unload_partition(0);
+    assert_eq!(
+        c2.fetch_offsets("grp", None),
+        Err(strom_coordinator::NOT_COORDINATOR)
+    );
+}
