@@ -19,7 +19,7 @@ use strom_types::record::BatchBuilder;
 use tokio::sync::Notify;
 
 use crate::group::{
-    codes, Group, GroupLimits, GroupState, JoinRequest, JoinResponse, RecordSink, Reply,
+    codes, Group, GroupLimits, GroupState, JoinRequest, JoinResponse, Record, RecordSink, Reply,
     SyncResponse,
 };
 use crate::records::{GroupValue, OffsetValue, RecordKey};
@@ -116,7 +116,7 @@ struct PartitionSink {
 }
 
 impl RecordSink for PartitionSink {
-    fn append(&self, records: &[(Vec<u8>, Option<Vec<u8>>)]) -> Result<(), String> {
+    fn append(&self, records: &[Record]) -> Result<(), String> {
         let now = now_ms();
         let mut b = BatchBuilder::new(Compression::None);
         for (k, v) in records {
@@ -715,7 +715,7 @@ impl GroupCoordinator {
             GroupState::Empty => {}
             _ => return codes::NON_EMPTY_GROUP,
         }
-        let mut records: Vec<(Vec<u8>, Option<Vec<u8>>)> = g
+        let mut records: Vec<Record> = g
             .offsets
             .keys()
             .map(|(t, p)| {

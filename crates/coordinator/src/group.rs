@@ -49,10 +49,13 @@ pub mod codes {
     pub const GROUP_SUBSCRIBED_TO_TOPIC: i16 = 86;
 }
 
+/// One `__consumer_offsets` record: encoded key, and value (`None` is a tombstone).
+pub type Record = (Vec<u8>, Option<Vec<u8>>);
+
 /// Where a group's durable records go (its `__consumer_offsets` partition).
 pub trait RecordSink {
-    /// Appends records (key, value or tombstone) atomically, durably per the log's settings.
-    fn append(&self, records: &[(Vec<u8>, Option<Vec<u8>>)]) -> Result<(), String>;
+    /// Appends records atomically, durably per the log's settings.
+    fn append(&self, records: &[Record]) -> Result<(), String>;
 }
 
 /// The group states, with Kafka's names.

@@ -2,20 +2,20 @@
 //! KIP-394 member ids, generations, session and rebalance timeouts, static membership,
 //! commit validation; and the coordinator's replay of `__consumer_offsets` from a real log.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 use bytes::Bytes;
 use strom_coordinator::group::{
-    codes, Group, GroupLimits, GroupState, JoinRequest, RecordSink, Reply,
+    codes, Group, GroupLimits, GroupState, JoinRequest, Record, RecordSink, Reply,
 };
 use strom_coordinator::records::{GroupValue, RecordKey};
 use strom_coordinator::{CommitEntry, CoordinatorConfig, GroupCoordinator};
 
 #[derive(Default)]
-struct Memory(Mutex<Vec<(Vec<u8>, Option<Vec<u8>>)>>);
+struct Memory(Mutex<Vec<Record>>);
 
 impl RecordSink for Memory {
-    fn append(&self, records: &[(Vec<u8>, Option<Vec<u8>>)]) -> Result<(), String> {
+    fn append(&self, records: &[Record]) -> Result<(), String> {
         self.0.lock().unwrap().extend_from_slice(records);
         Ok(())
     }
