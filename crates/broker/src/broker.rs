@@ -109,6 +109,7 @@ impl Broker {
             .load_offsets_partitions()
             .map_err(|r| anyhow::anyhow!("loading {OFFSETS_TOPIC}: {}", r.message))?;
         broker.logs.start_background();
+        broker.coordinator.start_expiry();
         Ok(broker)
     }
 

@@ -266,6 +266,16 @@ impl BrokerConfig {
                     c.coordinator.limits.max_session_timeout_ms =
                         int()?.clamp(0, i32::MAX as i64) as i32
                 }
+                "offsets.retention.minutes" => {
+                    let v = int()?;
+                    if v < 1 {
+                        return Err(bad("must be at least 1"));
+                    }
+                    c.coordinator.offsets_retention_ms = v.saturating_mul(60_000);
+                }
+                "offsets.retention.check.interval.ms" => {
+                    c.coordinator.offsets_retention_check_interval_ms = int()?.max(1) as u64
+                }
                 "group.max.size" => {
                     let v = int()?;
                     if v < 1 {

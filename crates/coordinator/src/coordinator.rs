@@ -39,6 +39,10 @@ pub struct CoordinatorConfig {
     pub offset_metadata_max_bytes: usize,
     /// Session and size limits and the initial rebalance delay.
     pub limits: GroupLimits,
+    /// offsets.retention.minutes (7 days), in ms: how long an empty group's offsets stay.
+    pub offsets_retention_ms: i64,
+    /// offsets.retention.check.interval.ms (10 minutes).
+    pub offsets_retention_check_interval_ms: u64,
 }
 
 impl Default for CoordinatorConfig {
@@ -47,6 +51,8 @@ impl Default for CoordinatorConfig {
             offsets_topic_partitions: 50,
             offset_metadata_max_bytes: 4096,
             limits: GroupLimits::default(),
+            offsets_retention_ms: 7 * 24 * 60 * 60 * 1000,
+            offsets_retention_check_interval_ms: 600_000,
         }
     }
 }
@@ -789,6 +795,102 @@ impl GroupCoordinator {
             }
         }
         Ok(out)
+    }
+}
+
+impl GroupCoordinator {
+    /// Expires the offsets of empty groups older than offsets.retention.minutes, counted
+    /// from when the group became empty (or from the commit, for groups that never had
+    /// members), as Kafka does since KIP-211. A group left with no members and no offsets
+    /// is deleted. Returns the offsets removed.
+    pub fn expire_offsets(&self, now: i64) -> usize {
+        let handles: Vec<(String, Arc<GroupHandle>)> = self
+            .groups
+            .lock()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let retention = self.config.offsets_retention_ms;
+        let mut removed = 0;
+        for (name, h) in handles {
+            let mut g = h.group.lock();
+            if g.state != GroupState::Empty {
+                continue;
+            }
+            let had_members = g.protocol_type.is_some();
+            let expired: Vec<(String, i32)> = g
+                .offsets
+                .iter()
+                .filter(|(_, v)| {
+                    let base = if had_members {
+                        g.state_since_ms.max(v.commit_timestamp)
+                    } else {
+                        v.commit_timestamp
+                    };
+                    now.saturating_sub(base) > retention
+                })
+                .map(|(k, _)| k.clone())
+                .collect();
+            let mut records: Vec<Record> = expired
+                .iter()
+                .map(|(t, p)| {
+                    let key = RecordKey::Offset {
+                        group: name.clone(),
+                        topic: t.clone(),
+                        partition: *p,
+                    };
+                    (key.encode(), None)
+                })
+                .collect();
+            let delete_group = g.offsets.len() == expired.len();
+            if delete_group {
+                records.push((
+                    RecordKey::Group {
+                        group: name.clone(),
+                    }
+                    .encode(),
+                    None,
+                ));
+            }
+            if expired.is_empty() && !delete_group {
+                continue;
+            }
+            if let Err(e) = h.sink.append(&records) {
+                tracing::warn!(group = %name, error = %e, "could not expire offsets");
+                continue;
+            }
+            for k in &expired {
+                g.offsets.remove(k);
+            }
+            removed += expired.len();
+            if delete_group {
+                g.kill(now);
+                drop(g);
+                h.wake.notify_one();
+                self.groups.lock().remove(&name);
+                tracing::info!(group = %name, offsets = expired.len(), "expired an empty group and its offsets");
+            }
+        }
+        removed
+    }
+
+    /// Runs [`GroupCoordinator::expire_offsets`] every offsets.retention.check.interval.ms
+    /// on the current tokio runtime, for as long as the coordinator lives.
+    pub fn start_expiry(self: &Arc<Self>) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let weak = Arc::downgrade(self);
+        let every = std::time::Duration::from_millis(
+            self.config.offsets_retention_check_interval_ms.max(1),
+        );
+        runtime.spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                let Some(c) = weak.upgrade() else { return };
+                c.expire_offsets(now_ms());
+            }
+        });
     }
 }
 

@@ -377,3 +377,45 @@ async fn the_coordinator_replays_offsets_and_groups_from_its_partition() {
         Err(strom_coordinator::NOT_COORDINATOR)
     );
 }
+
+#[tokio::test]
+async fn offsets_of_empty_groups_expire_after_the_retention() {
+    let dir = tempfile::tempdir().unwrap();
+    let tp = strom_types::TopicPartition::new("__consumer_offsets", 0);
+    let log = strom_storage::Log::open(
+        dir.path(),
+        tp,
+        strom_storage::LogConfig::default(),
+        strom_storage::OpenOptions::standalone(),
+    )
+    .unwrap()
+    .0;
+    let config = CoordinatorConfig {
+        offsets_topic_partitions: 1,
+        offsets_retention_ms: 60_000,
+        ..CoordinatorConfig::default()
+    };
+    let c = GroupCoordinator::new(config);
+    c.load_partition(0, log, 0).unwrap();
+    let entry = CommitEntry {
+        topic: "t".into(),
+        partition: 0,
+        offset: 5,
+        leader_epoch: -1,
+        metadata: None,
+    };
+    c.commit_offsets("old", "", None, -1, std::slice::from_ref(&entry))
+        .unwrap();
+    let now = strom_storage::now_ms();
+    assert_eq!(
+        c.expire_offsets(now + 59_000),
+        0,
+        "still within the retention"
+    );
+    assert_eq!(c.expire_offsets(now + 61_000), 1);
+    assert!(c.fetch_offsets("old", None).unwrap().is_empty());
+    assert!(
+        c.list_groups(&[]).is_empty(),
+        "the empty group went with its offsets"
+    );
+}
