@@ -19,6 +19,10 @@ conf = {"bootstrap.servers": bootstrap, "group.id": group, "auto.offset.reset": 
 for kv in sys.argv[4:]:
     k, v = kv.split("=", 1)
     conf[k] = v
+if conf.get("group.protocol") == "consumer":
+    # KIP-848: the broker owns session and heartbeat timing.
+    conf.pop("session.timeout.ms")
+    conf.pop("heartbeat.interval.ms")
 running = True
 fatal = []
 

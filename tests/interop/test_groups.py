@@ -276,3 +276,37 @@ def test_admin_lists_describes_deletes_groups_and_offsets(group_server):
     c.close()
     assert got[0].offset == 5
     kadmin.close()
+
+
+def test_kip848_consumer_group_splits_partitions_and_survives_a_member_leaving(tmp_path):
+    s = Server(tmp_path / "d", "group.consumer.heartbeat.interval.ms=300")
+    conf = ("group.protocol=consumer",)
+    a = b = None
+    try:
+        create(s.addr, "k848")
+        a = Member(s.addr, "g848", "k848", *conf)
+        wait_for("a owns all", lambda: a.assigned == list(range(6)))
+        b = Member(s.addr, "g848", "k848", *conf)
+        wait_for("split 3/3", lambda: b.assigned is not None and len(b.assigned) == 3
+                 and len(a.assigned) == 3)
+        assert set(a.assigned).isdisjoint(b.assigned)
+        produce(s.addr, "k848", range(300))
+        wait_for("300 records", lambda: len(a.records) + len(b.records) >= 300)
+        assert sorted(a.records + b.records, key=int) == [str(i) for i in range(300)]
+
+        admin = AdminClient({"bootstrap.servers": s.addr})
+        d = admin.describe_consumer_groups(["g848"])["g848"].result(10)
+        assert str(d.type).endswith("CONSUMER") and len(d.members) == 2
+        assert sorted(sum(([tp.partition for tp in m.assignment.topic_partitions]
+                           for m in d.members), [])) == list(range(6))
+
+        b.stop()
+        wait_for("a owns all again", lambda: a.assigned == list(range(6)))
+        produce(s.addr, "k848", range(300, 400))
+        wait_for("100 more", lambda: len(a.records) + len(b.records) >= 400)
+        assert sorted(a.records + b.records, key=int) == [str(i) for i in range(400)]
+    finally:
+        for m in (a, b):
+            if m is not None and m.proc.poll() is None:
+                m.kill()
+        s.stop()

@@ -276,6 +276,14 @@ impl BrokerConfig {
                 "offsets.retention.check.interval.ms" => {
                     c.coordinator.offsets_retention_check_interval_ms = int()?.max(1) as u64
                 }
+                "group.consumer.session.timeout.ms" => {
+                    c.coordinator.consumer_session_timeout_ms =
+                        int()?.clamp(1, i64::from(i32::MAX)) as i32
+                }
+                "group.consumer.heartbeat.interval.ms" => {
+                    c.coordinator.consumer_heartbeat_interval_ms =
+                        int()?.clamp(1, i64::from(i32::MAX)) as i32
+                }
                 "group.max.size" => {
                     let v = int()?;
                     if v < 1 {

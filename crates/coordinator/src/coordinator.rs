@@ -18,6 +18,10 @@ use strom_types::compression::Compression;
 use strom_types::record::BatchBuilder;
 use tokio::sync::Notify;
 
+use crate::consumer_group::{
+    Assignment, ConsumerMember, Heartbeat as ConsumerHeartbeat,
+    HeartbeatResponse as ConsumerHeartbeatResponse, TopicsView,
+};
 use crate::group::{
     codes, Group, GroupLimits, GroupState, JoinRequest, JoinResponse, Record, RecordSink, Reply,
     SyncResponse,
@@ -43,6 +47,10 @@ pub struct CoordinatorConfig {
     pub offsets_retention_ms: i64,
     /// offsets.retention.check.interval.ms (10 minutes).
     pub offsets_retention_check_interval_ms: u64,
+    /// group.consumer.session.timeout.ms (45 s): KIP-848 members' session.
+    pub consumer_session_timeout_ms: i32,
+    /// group.consumer.heartbeat.interval.ms (5 s): how often KIP-848 members heartbeat.
+    pub consumer_heartbeat_interval_ms: i32,
 }
 
 impl Default for CoordinatorConfig {
@@ -53,6 +61,8 @@ impl Default for CoordinatorConfig {
             limits: GroupLimits::default(),
             offsets_retention_ms: 7 * 24 * 60 * 60 * 1000,
             offsets_retention_check_interval_ms: 600_000,
+            consumer_session_timeout_ms: 45_000,
+            consumer_heartbeat_interval_ms: 5_000,
         }
     }
 }
@@ -113,6 +123,21 @@ pub struct GroupDescription {
     pub protocol: String,
     /// Members.
     pub members: Vec<MemberDescription>,
+}
+
+/// A KIP-848 group as ConsumerGroupDescribe shows it.
+#[derive(Debug, Clone)]
+pub struct ConsumerGroupDescription {
+    /// Empty, Assigning, Reconciling or Stable.
+    pub state: &'static str,
+    /// Group epoch.
+    pub group_epoch: i32,
+    /// Target assignment epoch.
+    pub assignment_epoch: i32,
+    /// Assignor in use.
+    pub assignor: String,
+    /// Members with their target assignments.
+    pub members: Vec<(ConsumerMember, Assignment)>,
 }
 
 /// Appends a group's records to its partition.
@@ -642,29 +667,100 @@ impl GroupCoordinator {
         })
     }
 
-    /// ListGroups: (group id, protocol type, state) of every group here, filtered by state
-    /// names (case-insensitive) when given.
-    pub fn list_groups(&self, states: &[String]) -> Vec<(String, String, &'static str)> {
+    /// ListGroups: (group id, protocol type, state, group type) of every group here,
+    /// filtered by state names (case-insensitive) when given.
+    pub fn list_groups_typed(
+        &self,
+        states: &[String],
+    ) -> Vec<(String, String, &'static str, &'static str)> {
         let handles: Vec<Arc<GroupHandle>> = self.groups.lock().values().cloned().collect();
         let mut out: Vec<_> = handles
             .iter()
             .filter_map(|h| {
                 let g = h.group.lock();
-                let state = g.state.name();
+                let (state, protocol_type, kind) = g.listing();
                 if g.state == GroupState::Dead
                     || (!states.is_empty() && !states.iter().any(|s| s.eq_ignore_ascii_case(state)))
                 {
                     return None;
                 }
-                Some((
-                    g.id.clone(),
-                    g.protocol_type.clone().unwrap_or_default(),
-                    state,
-                ))
+                Some((g.id.clone(), protocol_type, state, kind))
             })
             .collect();
         out.sort();
         out
+    }
+
+    /// [`GroupCoordinator::list_groups_typed`] without the group type.
+    pub fn list_groups(&self, states: &[String]) -> Vec<(String, String, &'static str)> {
+        self.list_groups_typed(states)
+            .into_iter()
+            .map(|(a, b, c, _)| (a, b, c))
+            .collect()
+    }
+
+    /// ConsumerGroupHeartbeat (KIP-848). `topics` is the cluster's topics now.
+    pub fn consumer_heartbeat(
+        &self,
+        group_id: &str,
+        req: ConsumerHeartbeat,
+        topics: &TopicsView,
+    ) -> Result<ConsumerHeartbeatResponse, i16> {
+        if group_id.is_empty() {
+            return Err(codes::INVALID_GROUP_ID);
+        }
+        let handle = if req.member_epoch == 0 {
+            self.get_or_create(group_id)?
+        } else {
+            self.sink_for(group_id)?;
+            self.existing(group_id)
+                .ok_or(crate::consumer_group::codes::UNKNOWN_MEMBER_ID)?
+        };
+        let mut g = handle.group.lock();
+        if !g.members.is_empty() || g.state == GroupState::Dead {
+            // A classic group with members is not a consumer group (Kafka's answer).
+            return Err(codes::GROUP_ID_NOT_FOUND);
+        }
+        let max = self.config.limits.max_size;
+        let session = i64::from(self.config.consumer_session_timeout_ms);
+        let r = g.modern.get_or_insert_with(Default::default).heartbeat(
+            req,
+            topics,
+            session,
+            max,
+            now_ms(),
+        );
+        drop(g);
+        handle.wake.notify_one();
+        r
+    }
+
+    /// ConsumerGroupDescribe for one group: `Err(GROUP_ID_NOT_FOUND)` unless it is a
+    /// KIP-848 group (Kafka's answer for classic groups, which clients then describe with
+    /// DescribeGroups).
+    pub fn consumer_describe(&self, group_id: &str) -> Result<ConsumerGroupDescription, i16> {
+        self.sink_for(group_id)?;
+        let h = self.existing(group_id).ok_or(codes::GROUP_ID_NOT_FOUND)?;
+        let g = h.group.lock();
+        let Some(m) = g.modern.as_ref().filter(|_| g.members.is_empty()) else {
+            return Err(codes::GROUP_ID_NOT_FOUND);
+        };
+        Ok(ConsumerGroupDescription {
+            state: m.state_name(),
+            group_epoch: m.group_epoch,
+            assignment_epoch: m.assignment_epoch,
+            assignor: m.assignor.clone(),
+            members: m
+                .members
+                .values()
+                .map(|mm| {
+                    (
+                        mm.clone(),
+                        m.target.get(&mm.id).cloned().unwrap_or_default(),
+                    )
+                })
+                .collect(),
+        })
     }
 
     /// DescribeGroups for one group.
@@ -718,7 +814,7 @@ impl GroupCoordinator {
         let mut g = h.group.lock();
         match g.state {
             GroupState::Dead => return codes::GROUP_ID_NOT_FOUND,
-            GroupState::Empty => {}
+            GroupState::Empty if !g.has_modern_members() => {}
             _ => return codes::NON_EMPTY_GROUP,
         }
         let mut records: Vec<Record> = g
@@ -814,7 +910,7 @@ impl GroupCoordinator {
         let mut removed = 0;
         for (name, h) in handles {
             let mut g = h.group.lock();
-            if g.state != GroupState::Empty {
+            if g.state != GroupState::Empty || g.has_modern_members() {
                 continue;
             }
             let had_members = g.protocol_type.is_some();

@@ -11,6 +11,7 @@ use std::collections::{BTreeMap, HashMap};
 use bytes::Bytes;
 use tokio::sync::oneshot;
 
+use crate::consumer_group::ConsumerGroup;
 use crate::records::{GroupValue, MemberValue, OffsetValue, RecordKey};
 
 /// Kafka error codes the state machine answers with.
@@ -237,6 +238,8 @@ pub struct Group {
     initial_delay_ms: i64,
     /// The metadata changed in a way that must be stored (see [`Group::take_dirty`]).
     dirty: bool,
+    /// The KIP-848 side, once a member used ConsumerGroupHeartbeat.
+    pub modern: Option<ConsumerGroup>,
 }
 
 /// Limits from the broker config.
@@ -283,6 +286,7 @@ impl Group {
             sync_deadline: None,
             initial_delay_ms,
             dirty: false,
+            modern: None,
         }
     }
 
@@ -306,6 +310,7 @@ impl Group {
             .filter(|m| m.join_waiter.is_none() && m.sync_waiter.is_none())
             .map(|m| m.heartbeat_deadline);
         members
+            .chain(self.modern.as_ref().and_then(ConsumerGroup::next_deadline))
             .chain(self.pending.values().copied())
             .chain(self.rebalance_deadline)
             .chain(self.sync_deadline)
@@ -426,6 +431,13 @@ impl Group {
         if self.state == GroupState::Dead {
             return Reply::Now(JoinResponse::error(
                 codes::COORDINATOR_NOT_AVAILABLE,
+                &req.member_id,
+            ));
+        }
+        if self.has_modern_members() {
+            // A KIP-848 group with members: classic members cannot join it.
+            return Reply::Now(JoinResponse::error(
+                codes::INCONSISTENT_GROUP_PROTOCOL,
                 &req.member_id,
             ));
         }
@@ -962,6 +974,9 @@ impl Group {
 
     /// Expires sessions and ends join and sync phases whose time is up.
     pub fn on_timer(&mut self, now: i64) {
+        if let Some(m) = self.modern.as_mut() {
+            m.on_timer(now);
+        }
         self.pending.retain(|_, deadline| *deadline > now);
         let expired: Vec<String> = self
             .members
@@ -1013,6 +1028,9 @@ impl Group {
         if self.state == GroupState::Dead {
             return Err(codes::COORDINATOR_NOT_AVAILABLE);
         }
+        if let Some(m) = self.modern.as_ref().filter(|m| !m.members.is_empty()) {
+            return m.validate_commit(member_id, generation);
+        }
         if generation < 0 && member_id.is_empty() && self.members.is_empty() {
             return Ok(());
         }
@@ -1035,6 +1053,28 @@ impl Group {
             out.extend(subscription_topics(&m.metadata(&protocol))?);
         }
         Some(out)
+    }
+
+    /// True when KIP-848 members are in the group.
+    pub fn has_modern_members(&self) -> bool {
+        self.modern.as_ref().is_some_and(|m| !m.members.is_empty())
+    }
+
+    /// State name, protocol type and group type as ListGroups shows them.
+    pub fn listing(&self) -> (&'static str, String, &'static str) {
+        match &self.modern {
+            Some(m)
+                if !m.members.is_empty()
+                    || self.members.is_empty() && self.protocol_type.is_none() =>
+            {
+                (m.state_name(), "consumer".into(), "consumer")
+            }
+            _ => (
+                self.state.name(),
+                self.protocol_type.clone().unwrap_or_default(),
+                "classic",
+            ),
+        }
     }
 
     /// Marks the group deleted, answering anyone still waiting.

@@ -399,20 +399,17 @@ pub(super) fn list_groups(
         .iter()
         .map(|s| s.to_string())
         .collect();
-    let wants_classic = request.types_filter.is_empty()
-        || request
-            .types_filter
-            .iter()
-            .any(|t| t.eq_ignore_ascii_case("classic"));
-    let groups = if wants_classic {
-        broker.coordinator.list_groups(&states)
-    } else {
-        Vec::new()
-    };
+    let types: Vec<String> = request
+        .types_filter
+        .iter()
+        .map(|t| t.to_lowercase())
+        .collect();
+    let groups = broker.coordinator.list_groups_typed(&states);
     ListGroupsResponse::default().with_groups(
         groups
             .into_iter()
-            .map(|(id, protocol_type, state)| {
+            .filter(|(_, _, _, kind)| types.is_empty() || types.iter().any(|t| t == kind))
+            .map(|(id, protocol_type, state, kind)| {
                 let mut g = ListedGroup::default()
                     .with_group_id(GroupId(s(id)))
                     .with_protocol_type(s(protocol_type));
@@ -420,7 +417,7 @@ pub(super) fn list_groups(
                     g.group_state = s(state);
                 }
                 if version >= 5 {
-                    g.group_type = s("classic");
+                    g.group_type = s(kind);
                 }
                 g
             })
@@ -530,4 +527,143 @@ pub(super) fn offset_delete(
             )
         }
     }
+}
+
+/// The cluster's topics as the KIP-848 assignors see them: name to (id, partitions).
+fn topics_view(broker: &Arc<Broker>) -> strom_coordinator::TopicsView {
+    broker
+        .image()
+        .topics
+        .values()
+        .map(|t| (t.name.clone(), (t.topic_id, t.partitions.len() as i32)))
+        .collect()
+}
+
+fn assignment_of(
+    tps: impl IntoIterator<Item = (uuid::Uuid, Vec<i32>)>,
+) -> strom_coordinator::Assignment {
+    tps.into_iter()
+        .map(|(t, ps)| (t, ps.into_iter().collect()))
+        .collect()
+}
+
+/// ConsumerGroupHeartbeat (KIP-848): join, heartbeat, reconcile, leave.
+pub(super) fn consumer_group_heartbeat(
+    broker: &Arc<Broker>,
+    request: ConsumerGroupHeartbeatRequest,
+    client_id: &str,
+    peer: SocketAddr,
+) -> ConsumerGroupHeartbeatResponse {
+    use kafka_protocol::messages::consumer_group_heartbeat_response::{
+        Assignment, TopicPartitions,
+    };
+    let req = strom_coordinator::consumer_group::Heartbeat {
+        member_id: request.member_id.to_string(),
+        member_epoch: request.member_epoch,
+        instance_id: request.instance_id.map(|i| i.to_string()),
+        rack_id: request.rack_id.map(|r| r.to_string()),
+        rebalance_timeout_ms: request.rebalance_timeout_ms,
+        subscribed_topic_names: request
+            .subscribed_topic_names
+            .map(|ts| ts.into_iter().map(|t| t.to_string()).collect()),
+        server_assignor: request.server_assignor.map(|a| a.to_string()),
+        owned: request
+            .topic_partitions
+            .map(|tps| assignment_of(tps.into_iter().map(|tp| (tp.topic_id, tp.partitions)))),
+        client_id: client_id.to_string(),
+        client_host: format!("/{}", peer.ip()),
+    };
+    let topics = topics_view(broker);
+    let interval = broker.coordinator.config().consumer_heartbeat_interval_ms;
+    match broker
+        .coordinator
+        .consumer_heartbeat(&request.group_id, req, &topics)
+    {
+        Ok(r) => ConsumerGroupHeartbeatResponse::default()
+            .with_member_id(Some(s(r.member_id)))
+            .with_member_epoch(r.member_epoch)
+            .with_heartbeat_interval_ms(interval)
+            .with_assignment(r.assignment.map(|a| {
+                Assignment::default().with_topic_partitions(
+                    a.into_iter()
+                        .map(|(t, ps)| {
+                            TopicPartitions::default()
+                                .with_topic_id(t)
+                                .with_partitions(ps.into_iter().collect())
+                        })
+                        .collect(),
+                )
+            })),
+        Err(code) => ConsumerGroupHeartbeatResponse::default()
+            .with_error_code(code)
+            .with_member_epoch(-1)
+            .with_heartbeat_interval_ms(interval),
+    }
+}
+
+/// ConsumerGroupDescribe: KIP-848 groups; classic ones are GROUP_ID_NOT_FOUND, as in Kafka.
+pub(super) fn consumer_group_describe(
+    broker: &Arc<Broker>,
+    request: ConsumerGroupDescribeRequest,
+) -> ConsumerGroupDescribeResponse {
+    use kafka_protocol::messages::consumer_group_describe_response::{
+        Assignment, DescribedGroup, Member, TopicPartitions,
+    };
+    let image = broker.image();
+    let render = |a: &strom_coordinator::Assignment| {
+        Assignment::default().with_topic_partitions(
+            a.iter()
+                .map(|(t, ps)| {
+                    TopicPartitions::default()
+                        .with_topic_id(*t)
+                        .with_topic_name(TopicName(s(image
+                            .topic_by_id(t)
+                            .map(|x| x.name.clone())
+                            .unwrap_or_default())))
+                        .with_partitions(ps.iter().copied().collect())
+                })
+                .collect(),
+        )
+    };
+    let groups = request
+        .group_ids
+        .into_iter()
+        .map(|id| match broker.coordinator.consumer_describe(&id) {
+            Err(code) => DescribedGroup::default()
+                .with_group_id(id)
+                .with_error_code(code)
+                .with_group_state(s("Dead"))
+                .with_authorized_operations(i32::MIN),
+            Ok(d) => DescribedGroup::default()
+                .with_group_id(id)
+                .with_group_state(s(d.state))
+                .with_group_epoch(d.group_epoch)
+                .with_assignment_epoch(d.assignment_epoch)
+                .with_assignor_name(s(d.assignor))
+                .with_authorized_operations(i32::MIN)
+                .with_members(
+                    d.members
+                        .iter()
+                        .map(|(m, target)| {
+                            Member::default()
+                                .with_member_id(s(m.id.clone()))
+                                .with_instance_id(m.instance_id.clone().map(s))
+                                .with_rack_id(m.rack_id.clone().map(s))
+                                .with_member_epoch(m.epoch)
+                                .with_client_id(s(m.client_id.clone()))
+                                .with_client_host(s(m.client_host.clone()))
+                                .with_subscribed_topic_names(
+                                    m.subscribed
+                                        .iter()
+                                        .map(|t| TopicName(s(t.clone())))
+                                        .collect(),
+                                )
+                                .with_assignment(render(&m.assigned))
+                                .with_target_assignment(render(target))
+                        })
+                        .collect(),
+                ),
+        })
+        .collect();
+    ConsumerGroupDescribeResponse::default().with_groups(groups)
 }

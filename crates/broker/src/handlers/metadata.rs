@@ -21,13 +21,21 @@ pub(super) fn handle(
     let node = broker.config.node_id;
     let (host, port) = broker.advertised();
     let mut image = broker.image();
-    // v0 asks for all topics with an empty list; later versions with null.
+    // v0 asks for all topics with an empty list; later versions with null. From v10 a topic
+    // may be asked for by id alone (KIP-516), as KIP-848 consumers do for their assignments.
+    let mut by_id = Vec::new();
     let wanted: Option<Vec<String>> = match request.topics {
         None => None,
         Some(t) if t.is_empty() && version == 0 => None,
         Some(t) => Some(
             t.iter()
-                .filter_map(|t| t.name.as_ref().map(|n| n.0.to_string()))
+                .filter_map(|t| match &t.name {
+                    Some(n) => Some(n.0.to_string()),
+                    None => {
+                        by_id.push(t.topic_id);
+                        None
+                    }
+                })
                 .collect(),
         ),
     };
@@ -65,6 +73,16 @@ pub(super) fn handle(
                     }
                 }
             }
+        }
+    }
+    for id in by_id {
+        match image.topic_by_id(&id) {
+            Some(t) => topics.push(topic_entry(t, node)),
+            None => topics.push(
+                MetadataResponseTopic::default()
+                    .with_error_code(ResponseError::UnknownTopicId.code())
+                    .with_topic_id(id),
+            ),
         }
     }
     MetadataResponse::default()

@@ -76,6 +76,8 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeGroups, 0, 5),
     (ApiKey::DeleteGroups, 0, 2),
     (ApiKey::OffsetDelete, 0, 0),
+    (ApiKey::ConsumerGroupHeartbeat, 0, 1),
+    (ApiKey::ConsumerGroupDescribe, 0, 1),
 ];
 
 fn supported(api_key: i16, version: i16) -> bool {
@@ -222,6 +224,16 @@ pub async fn handle(
         }
         ApiKey::DeleteGroups => {
             let r = groups::delete_groups(broker, decode(body, version)?);
+            respond(key, version, correlation_id, &r)?
+        }
+        ApiKey::ConsumerGroupHeartbeat => {
+            let client_id = header.client_id.clone().unwrap_or_default();
+            let r =
+                groups::consumer_group_heartbeat(broker, decode(body, version)?, &client_id, peer);
+            respond(key, version, correlation_id, &r)?
+        }
+        ApiKey::ConsumerGroupDescribe => {
+            let r = groups::consumer_group_describe(broker, decode(body, version)?);
             respond(key, version, correlation_id, &r)?
         }
         ApiKey::OffsetDelete => {

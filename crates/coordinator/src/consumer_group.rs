@@ -1,0 +1,498 @@
+//! KIP-848 consumer groups (`group.protocol=consumer`): the coordinator computes the target
+//! assignment itself (uniform or range assignor) and moves each member to it through
+//! ConsumerGroupHeartbeat, one step at a time: a member first gives up the partitions it
+//! must revoke (keeping its epoch), and only then gets the next epoch and the partitions that
+//! no other member still holds.
+//!
+//! Members and their epochs live in memory only: after a coordinator restart a member's next
+//! heartbeat is UNKNOWN_MEMBER_ID and it rejoins with epoch 0 (committed offsets are kept in
+//! `__consumer_offsets` like any group's).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+/// Partitions by topic id.
+pub type Assignment = BTreeMap<uuid::Uuid, BTreeSet<i32>>;
+
+/// Topics the coordinator can assign: name to (id, partition count).
+pub type TopicsView = HashMap<String, (uuid::Uuid, i32)>;
+
+/// Error codes of the KIP-848 protocol.
+pub mod codes {
+    /// UNKNOWN_MEMBER_ID.
+    pub const UNKNOWN_MEMBER_ID: i16 = 25;
+    /// INVALID_REQUEST.
+    pub const INVALID_REQUEST: i16 = 42;
+    /// FENCED_MEMBER_EPOCH.
+    pub const FENCED_MEMBER_EPOCH: i16 = 110;
+    /// UNSUPPORTED_ASSIGNOR.
+    pub const UNSUPPORTED_ASSIGNOR: i16 = 112;
+    /// STALE_MEMBER_EPOCH.
+    pub const STALE_MEMBER_EPOCH: i16 = 113;
+    /// GROUP_MAX_SIZE_REACHED.
+    pub const GROUP_MAX_SIZE_REACHED: i16 = 81;
+}
+
+/// The assignors the coordinator runs (group.consumer.assignors; the first is the default).
+pub const ASSIGNORS: &[&str] = &["uniform", "range"];
+
+/// A ConsumerGroupHeartbeat, in the coordinator's terms.
+#[derive(Debug, Clone, Default)]
+pub struct Heartbeat {
+    /// Member id (empty on a v0 join: the coordinator picks one).
+    pub member_id: String,
+    /// 0 to join, -1 to leave, -2 for a static member's temporary leave, else its epoch.
+    pub member_epoch: i32,
+    /// Static instance id.
+    pub instance_id: Option<String>,
+    /// Rack.
+    pub rack_id: Option<String>,
+    /// Rebalance timeout (ms).
+    pub rebalance_timeout_ms: i32,
+    /// Subscribed topic names (`None` = unchanged).
+    pub subscribed_topic_names: Option<Vec<String>>,
+    /// Preferred server assignor (`None` = unchanged).
+    pub server_assignor: Option<String>,
+    /// Partitions the member owns now (`None` = unchanged).
+    pub owned: Option<Assignment>,
+    /// Client id.
+    pub client_id: String,
+    /// Client host.
+    pub client_host: String,
+}
+
+/// The answer to a heartbeat.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeartbeatResponse {
+    /// Member id.
+    pub member_id: String,
+    /// The member's epoch now.
+    pub member_epoch: i32,
+    /// The member's assignment, when it changed (or on join).
+    pub assignment: Option<Assignment>,
+}
+
+/// One member of a consumer group.
+#[derive(Debug, Clone)]
+pub struct ConsumerMember {
+    /// Member id.
+    pub id: String,
+    /// Static instance id.
+    pub instance_id: Option<String>,
+    /// Rack.
+    pub rack_id: Option<String>,
+    /// Client id.
+    pub client_id: String,
+    /// Client host.
+    pub client_host: String,
+    /// Current epoch.
+    pub epoch: i32,
+    previous_epoch: i32,
+    /// Subscribed topics.
+    pub subscribed: Vec<String>,
+    /// Preferred assignor.
+    pub assignor: Option<String>,
+    /// What the member was told it owns.
+    pub assigned: Assignment,
+    /// What it was told to give up and has not confirmed yet.
+    revoking: Assignment,
+    /// The last assignment sent, to send only changes.
+    last_sent: Option<Assignment>,
+    /// Session expiry (ms).
+    deadline: i64,
+}
+
+/// A KIP-848 group's membership and assignment.
+#[derive(Debug, Default)]
+pub struct ConsumerGroup {
+    /// Bumped by every change of members, subscriptions or topic sizes.
+    pub group_epoch: i32,
+    /// The epoch the target assignment was computed for.
+    pub assignment_epoch: i32,
+    /// Members by id.
+    pub members: BTreeMap<String, ConsumerMember>,
+    /// Target assignment per member.
+    pub target: HashMap<String, Assignment>,
+    /// Partition counts of the subscribed topics the target was computed from.
+    topic_sizes: BTreeMap<String, i32>,
+    /// The assignor in use.
+    pub assignor: String,
+}
+
+fn contains(a: &Assignment, t: &uuid::Uuid, p: i32) -> bool {
+    a.get(t).is_some_and(|s| s.contains(&p))
+}
+
+fn minus(a: &Assignment, b: &Assignment) -> Assignment {
+    let mut out = Assignment::new();
+    for (t, ps) in a {
+        for p in ps {
+            if !contains(b, t, *p) {
+                out.entry(*t).or_default().insert(*p);
+            }
+        }
+    }
+    out
+}
+
+fn count(a: &Assignment) -> usize {
+    a.values().map(BTreeSet::len).sum()
+}
+
+impl ConsumerGroup {
+    /// Kafka's state names: Empty, Assigning, Reconciling, Stable.
+    pub fn state_name(&self) -> &'static str {
+        if self.members.is_empty() {
+            "Empty"
+        } else if self.assignment_epoch < self.group_epoch {
+            "Assigning"
+        } else if self
+            .members
+            .values()
+            .any(|m| m.epoch != self.assignment_epoch || !m.revoking.is_empty())
+        {
+            "Reconciling"
+        } else {
+            "Stable"
+        }
+    }
+
+    /// The earliest session expiry.
+    pub fn next_deadline(&self) -> Option<i64> {
+        self.members.values().map(|m| m.deadline).min()
+    }
+
+    /// Removes members whose session expired; true if any went.
+    pub fn on_timer(&mut self, now: i64) -> bool {
+        let expired: Vec<String> = self
+            .members
+            .values()
+            .filter(|m| m.deadline <= now)
+            .map(|m| m.id.clone())
+            .collect();
+        for id in &expired {
+            tracing::info!(member = %id, "consumer group member session timed out");
+            self.remove(id);
+        }
+        !expired.is_empty()
+    }
+
+    fn remove(&mut self, id: &str) {
+        if self.members.remove(id).is_some() {
+            self.target.remove(id);
+            self.group_epoch += 1;
+        }
+    }
+
+    /// Validates an OffsetCommit's member and epoch.
+    pub fn validate_commit(&self, member_id: &str, epoch: i32) -> Result<(), i16> {
+        let m = self
+            .members
+            .get(member_id)
+            .ok_or(codes::UNKNOWN_MEMBER_ID)?;
+        if epoch != m.epoch {
+            return Err(codes::STALE_MEMBER_EPOCH);
+        }
+        Ok(())
+    }
+
+    /// ConsumerGroupHeartbeat.
+    pub fn heartbeat(
+        &mut self,
+        req: Heartbeat,
+        topics: &TopicsView,
+        session_timeout_ms: i64,
+        max_size: usize,
+        now: i64,
+    ) -> Result<HeartbeatResponse, i16> {
+        if let Some(a) = &req.server_assignor {
+            if !ASSIGNORS.contains(&a.as_str()) {
+                return Err(codes::UNSUPPORTED_ASSIGNOR);
+            }
+        }
+        let id = match req.member_epoch {
+            0 => {
+                if req.subscribed_topic_names.is_none() {
+                    return Err(codes::INVALID_REQUEST);
+                }
+                let id = if req.member_id.is_empty() {
+                    uuid::Uuid::new_v4().to_string()
+                } else {
+                    req.member_id.clone()
+                };
+                // A static member coming back replaces its old incarnation.
+                if let Some(instance) = &req.instance_id {
+                    let old: Vec<String> = self
+                        .members
+                        .values()
+                        .filter(|m| m.instance_id.as_ref() == Some(instance) && m.id != id)
+                        .map(|m| m.id.clone())
+                        .collect();
+                    for o in old {
+                        self.remove(&o);
+                    }
+                }
+                if self.members.contains_key(&id) {
+                    // Rejoining after being fenced: start over.
+                    self.remove(&id);
+                }
+                if self.members.len() >= max_size {
+                    return Err(codes::GROUP_MAX_SIZE_REACHED);
+                }
+                self.members.insert(
+                    id.clone(),
+                    ConsumerMember {
+                        id: id.clone(),
+                        instance_id: req.instance_id.clone(),
+                        rack_id: req.rack_id.clone(),
+                        client_id: req.client_id.clone(),
+                        client_host: req.client_host.clone(),
+                        epoch: 0,
+                        previous_epoch: -1,
+                        subscribed: Vec::new(),
+                        assignor: None,
+                        assigned: Assignment::new(),
+                        revoking: Assignment::new(),
+                        last_sent: None,
+                        deadline: now + session_timeout_ms,
+                    },
+                );
+                self.group_epoch += 1;
+                id
+            }
+            -1 | -2 => {
+                if !self.members.contains_key(&req.member_id) {
+                    return Err(codes::UNKNOWN_MEMBER_ID);
+                }
+                self.remove(&req.member_id);
+                return Ok(HeartbeatResponse {
+                    member_id: req.member_id,
+                    member_epoch: req.member_epoch,
+                    assignment: None,
+                });
+            }
+            epoch => {
+                let m = self
+                    .members
+                    .get(&req.member_id)
+                    .ok_or(codes::UNKNOWN_MEMBER_ID)?;
+                if epoch != m.epoch && epoch != m.previous_epoch {
+                    return Err(codes::FENCED_MEMBER_EPOCH);
+                }
+                req.member_id.clone()
+            }
+        };
+        let Some(m) = self.members.get_mut(&id) else {
+            return Err(codes::UNKNOWN_MEMBER_ID);
+        };
+        m.deadline = now + session_timeout_ms;
+        let mut changed = false;
+        if let Some(mut names) = req.subscribed_topic_names.clone() {
+            names.sort();
+            names.dedup();
+            if names != m.subscribed {
+                m.subscribed = names;
+                changed = true;
+            }
+        }
+        if let Some(a) = &req.server_assignor {
+            m.assignor = Some(a.clone());
+        }
+        if let Some(owned) = &req.owned {
+            // Partitions the member no longer reports are released.
+            let still = m.revoking.clone();
+            m.revoking = Assignment::new();
+            for (t, ps) in still {
+                for p in ps {
+                    if contains(owned, &t, p) {
+                        m.revoking.entry(t).or_default().insert(p);
+                    }
+                }
+            }
+        }
+        if changed {
+            self.group_epoch += 1;
+        }
+        self.refresh_target(topics);
+        self.reconcile(&id);
+        let Some(m) = self.members.get_mut(&id) else {
+            return Err(codes::UNKNOWN_MEMBER_ID);
+        };
+        let assignment = if m.last_sent.as_ref() != Some(&m.assigned) || req.member_epoch == 0 {
+            m.last_sent = Some(m.assigned.clone());
+            Some(m.assigned.clone())
+        } else {
+            None
+        };
+        Ok(HeartbeatResponse {
+            member_id: id,
+            member_epoch: m.epoch,
+            assignment,
+        })
+    }
+
+    /// Recomputes the target assignment when the group epoch moved or a subscribed topic
+    /// changed size.
+    fn refresh_target(&mut self, topics: &TopicsView) {
+        let subscribed: BTreeSet<&String> =
+            self.members.values().flat_map(|m| &m.subscribed).collect();
+        let sizes: BTreeMap<String, i32> = subscribed
+            .iter()
+            .filter_map(|t| topics.get(*t).map(|(_, n)| ((*t).clone(), *n)))
+            .collect();
+        if sizes != self.topic_sizes {
+            self.topic_sizes = sizes;
+            self.group_epoch += 1;
+        }
+        if self.assignment_epoch == self.group_epoch {
+            return;
+        }
+        self.assignor = self
+            .members
+            .values()
+            .filter_map(|m| m.assignor.clone())
+            .next()
+            .unwrap_or_else(|| ASSIGNORS[0].to_string());
+        self.target = match self.assignor.as_str() {
+            "range" => self.range(topics),
+            _ => self.uniform(topics),
+        };
+        self.assignment_epoch = self.group_epoch;
+        tracing::info!(epoch = self.group_epoch, members = self.members.len(), assignor = %self.assignor, "consumer group target assignment");
+    }
+
+    /// Balanced and sticky: members keep what they have up to their share, the rest goes to
+    /// the least loaded subscribed member.
+    fn uniform(&self, topics: &TopicsView) -> HashMap<String, Assignment> {
+        let mut out: HashMap<String, Assignment> = self
+            .members
+            .keys()
+            .map(|id| (id.clone(), Assignment::new()))
+            .collect();
+        let mut all: Vec<(String, uuid::Uuid, i32)> = Vec::new();
+        for (name, n) in &self.topic_sizes {
+            let Some((tid, _)) = topics.get(name) else {
+                continue;
+            };
+            all.extend((0..*n).map(|p| (name.clone(), *tid, p)));
+        }
+        let members = self.members.len().max(1);
+        let quota = all.len().div_ceil(members);
+        let mut load: HashMap<&String, usize> = self.members.keys().map(|k| (k, 0)).collect();
+        let mut unassigned = Vec::new();
+        for (name, tid, p) in &all {
+            let keeper = self.members.values().find(|m| {
+                contains(&m.assigned, tid, *p)
+                    && m.subscribed.contains(name)
+                    && load.get(&m.id).copied().unwrap_or(0) < quota
+            });
+            match keeper {
+                Some(m) => {
+                    out.entry(m.id.clone())
+                        .or_default()
+                        .entry(*tid)
+                        .or_default()
+                        .insert(*p);
+                    *load.entry(&m.id).or_default() += 1;
+                }
+                None => unassigned.push((name, tid, p)),
+            }
+        }
+        for (name, tid, p) in unassigned {
+            let target = self
+                .members
+                .values()
+                .filter(|m| m.subscribed.contains(name))
+                .min_by_key(|m| (load.get(&m.id).copied().unwrap_or(0), m.id.clone()));
+            if let Some(m) = target {
+                out.entry(m.id.clone())
+                    .or_default()
+                    .entry(*tid)
+                    .or_default()
+                    .insert(*p);
+                *load.entry(&m.id).or_default() += 1;
+            }
+        }
+        out
+    }
+
+    /// Kafka's range assignor, per topic: members sorted by id get consecutive ranges.
+    fn range(&self, topics: &TopicsView) -> HashMap<String, Assignment> {
+        let mut out: HashMap<String, Assignment> = self
+            .members
+            .keys()
+            .map(|id| (id.clone(), Assignment::new()))
+            .collect();
+        for (name, n) in &self.topic_sizes {
+            let Some((tid, _)) = topics.get(name) else {
+                continue;
+            };
+            let subs: Vec<&String> = self
+                .members
+                .values()
+                .filter(|m| m.subscribed.contains(name))
+                .map(|m| &m.id)
+                .collect();
+            if subs.is_empty() {
+                continue;
+            }
+            let (per, extra) = (*n as usize / subs.len(), *n as usize % subs.len());
+            let mut next = 0i32;
+            for (i, id) in subs.iter().enumerate() {
+                let take = per + usize::from(i < extra);
+                let set = out
+                    .entry((*id).clone())
+                    .or_default()
+                    .entry(*tid)
+                    .or_default();
+                for p in next..next + take as i32 {
+                    set.insert(p);
+                }
+                next += take as i32;
+            }
+        }
+        out
+    }
+
+    /// Moves one member towards its target: revoke first (same epoch), then the new epoch
+    /// with every target partition no other member still holds.
+    fn reconcile(&mut self, id: &str) {
+        let target = self.target.get(id).cloned().unwrap_or_default();
+        let held_by_others: Assignment = {
+            let mut h = Assignment::new();
+            for m in self.members.values().filter(|m| m.id != id) {
+                for a in [&m.assigned, &m.revoking] {
+                    for (t, ps) in a {
+                        h.entry(*t).or_default().extend(ps.iter().copied());
+                    }
+                }
+            }
+            h
+        };
+        let epoch = self.assignment_epoch;
+        let Some(m) = self.members.get_mut(id) else {
+            return;
+        };
+        let to_revoke = minus(&m.assigned, &target);
+        if count(&to_revoke) > 0 {
+            m.assigned = minus(&m.assigned, &to_revoke);
+            for (t, ps) in to_revoke {
+                m.revoking.entry(t).or_default().extend(ps);
+            }
+            return;
+        }
+        if !m.revoking.is_empty() {
+            return;
+        }
+        if m.epoch != epoch {
+            m.previous_epoch = m.epoch;
+            m.epoch = epoch;
+        }
+        for (t, ps) in minus(&target, &m.assigned) {
+            for p in ps {
+                if !contains(&held_by_others, &t, p) {
+                    m.assigned.entry(t).or_default().insert(p);
+                }
+            }
+        }
+    }
+}
