@@ -360,8 +360,9 @@ impl ConsumerGroup {
         tracing::info!(epoch = self.group_epoch, members = self.members.len(), assignor = %self.assignor, "consumer group target assignment");
     }
 
-    /// Balanced and sticky: members keep what they have up to their share, the rest goes to
-    /// the least loaded subscribed member.
+    /// Balanced and sticky: every member's share is the floor or the ceiling of partitions
+    /// over members (exactly `partitions % members` get the ceiling). Members keep what they
+    /// own within their share; the rest goes to the least loaded subscribed member.
     fn uniform(&self, topics: &TopicsView) -> HashMap<String, Assignment> {
         let mut out: HashMap<String, Assignment> = self
             .members
@@ -376,39 +377,70 @@ impl ConsumerGroup {
             all.extend((0..*n).map(|p| (name.clone(), *tid, p)));
         }
         let members = self.members.len().max(1);
-        let quota = all.len().div_ceil(members);
+        let base = all.len() / members;
+        let mut extra = all.len() % members;
         let mut load: HashMap<&String, usize> = self.members.keys().map(|k| (k, 0)).collect();
-        let mut unassigned = Vec::new();
-        for (name, tid, p) in &all {
-            let keeper = self.members.values().find(|m| {
-                contains(&m.assigned, tid, *p)
-                    && m.subscribed.contains(name)
-                    && load.get(&m.id).copied().unwrap_or(0) < quota
-            });
-            match keeper {
-                Some(m) => {
-                    out.entry(m.id.clone())
-                        .or_default()
-                        .entry(*tid)
-                        .or_default()
-                        .insert(*p);
-                    *load.entry(&m.id).or_default() += 1;
+        let owner = |name: &String, tid: &uuid::Uuid, p: i32| {
+            self.members
+                .values()
+                .find(|m| contains(&m.assigned, tid, p) && m.subscribed.contains(name))
+        };
+        let mut placed = vec![false; all.len()];
+        let mut give = |out: &mut HashMap<String, Assignment>, id: &String, tid: uuid::Uuid, p| {
+            out.entry(id.clone())
+                .or_default()
+                .entry(tid)
+                .or_default()
+                .insert(p);
+        };
+        // Keep current partitions up to the floor share, then one more while ceilings last.
+        for ceiling in [false, true] {
+            for (i, (name, tid, p)) in all.iter().enumerate() {
+                if placed[i] {
+                    continue;
                 }
-                None => unassigned.push((name, tid, p)),
+                let Some(m) = owner(name, tid, *p) else {
+                    continue;
+                };
+                let l = load.get(&m.id).copied().unwrap_or(0);
+                let keep = if ceiling {
+                    l == base && extra > 0
+                } else {
+                    l < base
+                };
+                if keep {
+                    if ceiling {
+                        extra -= 1;
+                    }
+                    give(&mut out, &m.id, *tid, *p);
+                    *load.entry(&m.id).or_default() += 1;
+                    placed[i] = true;
+                }
             }
         }
-        for (name, tid, p) in unassigned {
-            let target = self
-                .members
-                .values()
-                .filter(|m| m.subscribed.contains(name))
+        for (i, (name, tid, p)) in all.iter().enumerate() {
+            if placed[i] {
+                continue;
+            }
+            let eligible = || {
+                self.members
+                    .values()
+                    .filter(|m| m.subscribed.contains(name))
+            };
+            let with_room = eligible()
+                .filter(|m| {
+                    let l = load.get(&m.id).copied().unwrap_or(0);
+                    l < base || (l == base && extra > 0)
+                })
                 .min_by_key(|m| (load.get(&m.id).copied().unwrap_or(0), m.id.clone()));
+            let target = with_room.or_else(|| {
+                eligible().min_by_key(|m| (load.get(&m.id).copied().unwrap_or(0), m.id.clone()))
+            });
             if let Some(m) = target {
-                out.entry(m.id.clone())
-                    .or_default()
-                    .entry(*tid)
-                    .or_default()
-                    .insert(*p);
+                if load.get(&m.id).copied().unwrap_or(0) >= base && extra > 0 {
+                    extra -= 1;
+                }
+                give(&mut out, &m.id, *tid, *p);
                 *load.entry(&m.id).or_default() += 1;
             }
         }

@@ -67,8 +67,9 @@ fn run(assignor: &str) {
             .wrapping_add(1442695040888963407);
         (seed >> 33) as usize
     };
-    for round in 0..6 {
-        // Members join one by one (and one leaves in round 4).
+    for round in 0..8 {
+        // Members join one by one (and one leaves in round 4); 12 partitions do not split
+        // evenly over 5, 7 or 8 members, which checks the floor/ceiling shares.
         if round == 4 {
             let gone = clients.remove(1);
             let r = g.heartbeat(
