@@ -81,22 +81,34 @@ def time_to_stable(bootstrap, topic, n, protocol, heartbeat_ms):
 
 
 def commit_rate(bootstrap, topic, asynchronous, seconds=3.0):
+    """Committed offsets per second: synchronous commits one at a time, or asynchronous ones
+    with at most 1000 in flight, counting only those the broker acknowledged."""
+    done = [0]
+
+    def on_commit(err, _parts):
+        if err is None:
+            done[0] += 1
+
     c = Consumer({"bootstrap.servers": bootstrap, "group.id": "commits-" + uuid.uuid4().hex[:6],
-                  "enable.auto.commit": False})
-    n, offset = 0, 0
+                  "enable.auto.commit": False, "on_commit": on_commit})
+    issued, offset = 0, 0
     end = time.time() + seconds
     start = time.perf_counter()
     while time.time() < end:
         offset += 1
-        c.commit(offsets=[TopicPartition(topic, offset % 100, offset)], asynchronous=asynchronous)
-        n += 1
-        if asynchronous and n % 1000 == 0:
-            c.poll(0)
-    if asynchronous:
-        c.commit(offsets=[TopicPartition(topic, 0, offset + 1)], asynchronous=False)
+        if asynchronous:
+            while issued - done[0] > 1000:
+                c.poll(0.001)
+            c.commit(offsets=[TopicPartition(topic, offset % 100, offset)], asynchronous=True)
+        else:
+            c.commit(offsets=[TopicPartition(topic, offset % 100, offset)], asynchronous=False)
+            done[0] = issued + 1
+        issued += 1
+    while done[0] < issued and time.perf_counter() - start < seconds + 30:
+        c.poll(0.01)
     elapsed = time.perf_counter() - start
     c.close()
-    return n / elapsed
+    return done[0] / elapsed
 
 
 def main():

@@ -386,7 +386,7 @@ impl ConsumerGroup {
                 .find(|m| contains(&m.assigned, tid, p) && m.subscribed.contains(name))
         };
         let mut placed = vec![false; all.len()];
-        let mut give = |out: &mut HashMap<String, Assignment>, id: &String, tid: uuid::Uuid, p| {
+        let give = |out: &mut HashMap<String, Assignment>, id: &String, tid: uuid::Uuid, p| {
             out.entry(id.clone())
                 .or_default()
                 .entry(tid)
