@@ -310,3 +310,35 @@ def test_kip848_consumer_group_splits_partitions_and_survives_a_member_leaving(t
             if m is not None and m.proc.poll() is None:
                 m.kill()
         s.stop()
+
+
+def test_kip848_membership_survives_a_broker_kill(tmp_path):
+    """The group's epochs and assignments are records in __consumer_offsets: after a SIGKILL
+    and restart of the broker, members carry on with their epochs, without losing or
+    revoking their partitions."""
+    s = Server(tmp_path / "d", "group.consumer.heartbeat.interval.ms=300")
+    port = s.addr.rsplit(":", 1)[1]
+    conf = ("group.protocol=consumer",)
+    members = []
+    try:
+        create(s.addr, "k848r")
+        members = [Member(s.addr, "g848r", "k848r", *conf) for _ in range(2)]
+        wait_for("split 3/3", lambda: all(m.assigned is not None and len(m.assigned) == 3
+                                          for m in members))
+        produce(s.addr, "k848r", range(60))
+        wait_for("60 records", lambda: sum(len(m.records) for m in members) >= 60)
+        before = [(list(m.assigned), len(m.revocations)) for m in members]
+        s.kill()
+        s = Server(tmp_path / "d", "group.consumer.heartbeat.interval.ms=300",
+                   f"listeners=PLAINTEXT://127.0.0.1:{port}")
+        produce(s.addr, "k848r", range(60, 120))
+        wait_for("60 more", lambda: sum(len(m.records) for m in members) >= 120)
+        time.sleep(1)
+        assert [(list(m.assigned), len(m.revocations)) for m in members] == before
+        keys = sorted(sum((m.records for m in members), []), key=int)
+        assert keys == [str(i) for i in range(120)]
+    finally:
+        for m in members:
+            if m.proc.poll() is None:
+                m.kill()
+        s.stop()

@@ -10,6 +10,12 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+use crate::group::Record;
+use crate::records::{
+    decode_epoch, decode_target, encode_epoch, encode_target, ConsumerMemberValue,
+    CurrentAssignmentValue, RecordKey,
+};
+
 /// Partitions by topic id.
 pub type Assignment = BTreeMap<uuid::Uuid, BTreeSet<i32>>;
 
@@ -91,6 +97,8 @@ pub struct ConsumerMember {
     pub subscribed: Vec<String>,
     /// Preferred assignor.
     pub assignor: Option<String>,
+    /// Rebalance timeout (ms).
+    pub rebalance_timeout_ms: i32,
     /// What the member was told it owns.
     pub assigned: Assignment,
     /// What it was told to give up and has not confirmed yet.
@@ -116,6 +124,11 @@ pub struct ConsumerGroup {
     topic_sizes: BTreeMap<String, i32>,
     /// The assignor in use.
     pub assignor: String,
+    /// The records last written for this group, by key: only changes are written again.
+    persisted: HashMap<RecordKey, Vec<u8>>,
+    /// Rebuilt from records, whose target already reflects the topics: the first look at
+    /// topic sizes after a restore is not a change.
+    restored: bool,
 }
 
 fn contains(a: &Assignment, t: &uuid::Uuid, p: i32) -> bool {
@@ -139,6 +152,149 @@ fn count(a: &Assignment) -> usize {
 }
 
 impl ConsumerGroup {
+    /// The records that bring `__consumer_offsets` up to date with this group (Kafka's
+    /// KIP-848 record types 3, 5, 6, 7 and 8), with tombstones for members that left; all
+    /// of them are tombstoned once the group has no members.
+    pub fn take_records(&mut self, group: &str) -> Vec<Record> {
+        let mut desired: HashMap<RecordKey, Vec<u8>> = HashMap::new();
+        if !self.members.is_empty() {
+            let g = || group.to_string();
+            desired.insert(
+                RecordKey::ConsumerGroup { group: g() },
+                encode_epoch(self.group_epoch),
+            );
+            desired.insert(
+                RecordKey::TargetMetadata { group: g() },
+                encode_epoch(self.assignment_epoch),
+            );
+            for m in self.members.values() {
+                let value = ConsumerMemberValue {
+                    instance_id: m.instance_id.clone(),
+                    rack_id: m.rack_id.clone(),
+                    client_id: m.client_id.clone(),
+                    client_host: m.client_host.clone(),
+                    subscribed_topic_names: m.subscribed.clone(),
+                    subscribed_topic_regex: None,
+                    rebalance_timeout_ms: m.rebalance_timeout_ms,
+                    server_assignor: m.assignor.clone(),
+                };
+                desired.insert(
+                    RecordKey::ConsumerMember {
+                        group: g(),
+                        member: m.id.clone(),
+                    },
+                    value.encode(),
+                );
+                desired.insert(
+                    RecordKey::TargetMember {
+                        group: g(),
+                        member: m.id.clone(),
+                    },
+                    encode_target(&self.target.get(&m.id).cloned().unwrap_or_default()),
+                );
+                let state = if !m.revoking.is_empty() {
+                    1
+                } else if m.epoch != self.assignment_epoch {
+                    2
+                } else {
+                    0
+                };
+                let current = CurrentAssignmentValue {
+                    member_epoch: m.epoch,
+                    previous_member_epoch: m.previous_epoch,
+                    state,
+                    assigned: m.assigned.clone(),
+                    pending_revocation: m.revoking.clone(),
+                };
+                desired.insert(
+                    RecordKey::CurrentAssignment {
+                        group: g(),
+                        member: m.id.clone(),
+                    },
+                    current.encode(),
+                );
+            }
+        }
+        let mut out: Vec<Record> = desired
+            .iter()
+            .filter(|(k, v)| self.persisted.get(*k) != Some(*v))
+            .map(|(k, v)| (k.encode(), Some(v.clone())))
+            .collect();
+        out.extend(
+            self.persisted
+                .keys()
+                .filter(|k| !desired.contains_key(*k))
+                .map(|k| (k.encode(), None)),
+        );
+        self.persisted = desired;
+        out
+    }
+
+    /// Rebuilds a group from its replayed records (the latest value of each key), with
+    /// fresh sessions. `None` when no member is left in them.
+    pub fn restore(
+        records: HashMap<RecordKey, Vec<u8>>,
+        session_timeout_ms: i64,
+        now: i64,
+    ) -> Option<ConsumerGroup> {
+        let mut g = ConsumerGroup::default();
+        let mut current: HashMap<String, CurrentAssignmentValue> = HashMap::new();
+        for (k, v) in &records {
+            match k {
+                RecordKey::ConsumerGroup { .. } => g.group_epoch = decode_epoch(v).ok()?,
+                RecordKey::TargetMetadata { .. } => g.assignment_epoch = decode_epoch(v).ok()?,
+                RecordKey::TargetMember { member, .. } => {
+                    g.target.insert(member.clone(), decode_target(v).ok()?);
+                }
+                RecordKey::CurrentAssignment { member, .. } => {
+                    current.insert(member.clone(), CurrentAssignmentValue::decode(v).ok()?);
+                }
+                RecordKey::ConsumerMember { member, .. } => {
+                    let m = ConsumerMemberValue::decode(v).ok()?;
+                    g.members.insert(
+                        member.clone(),
+                        ConsumerMember {
+                            id: member.clone(),
+                            instance_id: m.instance_id,
+                            rack_id: m.rack_id,
+                            client_id: m.client_id,
+                            client_host: m.client_host,
+                            epoch: 0,
+                            previous_epoch: -1,
+                            subscribed: m.subscribed_topic_names,
+                            assignor: m.server_assignor,
+                            rebalance_timeout_ms: m.rebalance_timeout_ms,
+                            assigned: Assignment::new(),
+                            revoking: Assignment::new(),
+                            last_sent: None,
+                            deadline: now + session_timeout_ms,
+                        },
+                    );
+                }
+                _ => {}
+            }
+        }
+        for (id, m) in g.members.iter_mut() {
+            if let Some(c) = current.remove(id) {
+                m.epoch = c.member_epoch;
+                m.previous_epoch = c.previous_member_epoch;
+                m.assigned = c.assigned;
+                m.revoking = c.pending_revocation;
+                m.last_sent = Some(m.assigned.clone());
+            }
+        }
+        g.target.retain(|id, _| g.members.contains_key(id));
+        g.assignor = g
+            .members
+            .values()
+            .filter_map(|m| m.assignor.clone())
+            .next()
+            .unwrap_or_else(|| ASSIGNORS[0].to_string());
+        g.persisted = records;
+        g.restored = true;
+        (!g.members.is_empty()).then_some(g)
+    }
+
     /// Kafka's state names: Empty, Assigning, Reconciling, Stable.
     pub fn state_name(&self) -> &'static str {
         if self.members.is_empty() {
@@ -250,6 +406,7 @@ impl ConsumerGroup {
                         previous_epoch: -1,
                         subscribed: Vec::new(),
                         assignor: None,
+                        rebalance_timeout_ms: req.rebalance_timeout_ms,
                         assigned: Assignment::new(),
                         revoking: Assignment::new(),
                         last_sent: None,
@@ -341,8 +498,11 @@ impl ConsumerGroup {
             .collect();
         if sizes != self.topic_sizes {
             self.topic_sizes = sizes;
-            self.group_epoch += 1;
+            if !self.restored {
+                self.group_epoch += 1;
+            }
         }
+        self.restored = false;
         if self.assignment_epoch == self.group_epoch {
             return;
         }

@@ -19,7 +19,7 @@ use strom_types::record::BatchBuilder;
 use tokio::sync::Notify;
 
 use crate::consumer_group::{
-    Assignment, ConsumerMember, Heartbeat as ConsumerHeartbeat,
+    Assignment, ConsumerGroup, ConsumerMember, Heartbeat as ConsumerHeartbeat,
     HeartbeatResponse as ConsumerHeartbeatResponse, TopicsView,
 };
 use crate::group::{
@@ -237,6 +237,7 @@ impl GroupCoordinator {
         let mut metadata: HashMap<String, Option<GroupValue>> = HashMap::new();
         let mut offsets: HashMap<String, HashMap<(String, i32), Option<OffsetValue>>> =
             HashMap::new();
+        let mut modern: HashMap<String, HashMap<RecordKey, Vec<u8>>> = HashMap::new();
         let mut records = 0usize;
         let mut offset = log.log_start_offset();
         let end = log.log_end_offset();
@@ -292,6 +293,13 @@ impl GroupCoordinator {
                             };
                             metadata.insert(group, value);
                         }
+                        Ok(Some(k)) => {
+                            let entry = modern.entry(k.group().to_string()).or_default();
+                            match r.value {
+                                Some(v) => entry.insert(k, v.to_vec()),
+                                None => entry.remove(&k),
+                            };
+                        }
                         Ok(None) => {}
                         Err(e) => tracing::warn!(error = %e, "skipping a record key that does not decode"),
                     }
@@ -306,6 +314,7 @@ impl GroupCoordinator {
         }
         let mut names: Vec<String> = metadata.keys().cloned().collect();
         names.extend(offsets.keys().cloned());
+        names.extend(modern.keys().cloned());
         names.sort();
         names.dedup();
         let mut loaded = Vec::new();
@@ -319,8 +328,17 @@ impl GroupCoordinator {
                     group.offsets.insert((t, p), v);
                 }
             }
+            if let Some(recs) = modern.remove(&name) {
+                group.modern = ConsumerGroup::restore(
+                    recs,
+                    i64::from(self.config.consumer_session_timeout_ms),
+                    now,
+                );
+            }
             let deleted = matches!(metadata.get(&name), Some(None)) && group.offsets.is_empty();
-            if deleted || (group.members.is_empty() && group.offsets.is_empty()) {
+            if !group.has_modern_members()
+                && (deleted || (group.members.is_empty() && group.offsets.is_empty()))
+            {
                 continue;
             }
             loaded.push(group);
@@ -730,6 +748,7 @@ impl GroupCoordinator {
             max,
             now_ms(),
         );
+        store_if_dirty(&mut g, &handle.sink);
         drop(g);
         handle.wake.notify_one();
         r
@@ -1000,6 +1019,15 @@ fn error_join(error: i16, member_id: &str) -> JoinResponse {
 }
 
 fn store_if_dirty(g: &mut Group, sink: &PartitionSink) {
+    let id = g.id.clone();
+    if let Some(m) = g.modern.as_mut() {
+        let records = m.take_records(&id);
+        if !records.is_empty() {
+            if let Err(e) = sink.append(&records) {
+                tracing::warn!(group = %id, error = %e, "could not store consumer group state");
+            }
+        }
+    }
     if g.take_dirty() {
         let key = RecordKey::Group {
             group: g.id.clone(),

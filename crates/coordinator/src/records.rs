@@ -51,13 +51,50 @@ pub enum RecordKey {
         /// Group id.
         group: String,
     },
+    /// A KIP-848 group's epoch (key version 3, ConsumerGroupMetadata).
+    ConsumerGroup {
+        /// Group id.
+        group: String,
+    },
+    /// A KIP-848 member's metadata (key version 5, ConsumerGroupMemberMetadata).
+    ConsumerMember {
+        /// Group id.
+        group: String,
+        /// Member id.
+        member: String,
+    },
+    /// A KIP-848 group's target assignment epoch (key version 6).
+    TargetMetadata {
+        /// Group id.
+        group: String,
+    },
+    /// A KIP-848 member's target assignment (key version 7).
+    TargetMember {
+        /// Group id.
+        group: String,
+        /// Member id.
+        member: String,
+    },
+    /// A KIP-848 member's current assignment and epochs (key version 8).
+    CurrentAssignment {
+        /// Group id.
+        group: String,
+        /// Member id.
+        member: String,
+    },
 }
 
 impl RecordKey {
     /// The group the record belongs to.
     pub fn group(&self) -> &str {
         match self {
-            RecordKey::Offset { group, .. } | RecordKey::Group { group } => group,
+            RecordKey::Offset { group, .. }
+            | RecordKey::Group { group }
+            | RecordKey::ConsumerGroup { group }
+            | RecordKey::ConsumerMember { group, .. }
+            | RecordKey::TargetMetadata { group }
+            | RecordKey::TargetMember { group, .. }
+            | RecordKey::CurrentAssignment { group, .. } => group,
         }
     }
 
@@ -79,6 +116,25 @@ impl RecordKey {
                 b.put_i16(2);
                 put_str(&mut b, group);
             }
+            RecordKey::ConsumerGroup { group } | RecordKey::TargetMetadata { group } => {
+                b.put_i16(if matches!(self, RecordKey::ConsumerGroup { .. }) {
+                    3
+                } else {
+                    6
+                });
+                put_str(&mut b, group);
+            }
+            RecordKey::ConsumerMember { group, member }
+            | RecordKey::TargetMember { group, member }
+            | RecordKey::CurrentAssignment { group, member } => {
+                b.put_i16(match self {
+                    RecordKey::ConsumerMember { .. } => 5,
+                    RecordKey::TargetMember { .. } => 7,
+                    _ => 8,
+                });
+                put_str(&mut b, group);
+                put_str(&mut b, member);
+            }
         }
         b
     }
@@ -96,6 +152,21 @@ impl RecordKey {
             2 => RecordKey::Group {
                 group: get_str(&mut buf)?,
             },
+            3 => RecordKey::ConsumerGroup {
+                group: get_str(&mut buf)?,
+            },
+            6 => RecordKey::TargetMetadata {
+                group: get_str(&mut buf)?,
+            },
+            5 | 7 | 8 => {
+                let group = get_str(&mut buf)?;
+                let member = get_str(&mut buf)?;
+                match version {
+                    5 => RecordKey::ConsumerMember { group, member },
+                    7 => RecordKey::TargetMember { group, member },
+                    _ => RecordKey::CurrentAssignment { group, member },
+                }
+            }
             v if v > 2 => return Ok(None),
             v => {
                 return Err(RecordError::UnknownVersion {
@@ -286,6 +357,264 @@ impl GroupValue {
     }
 }
 
+/// Partitions by topic id, as the KIP-848 records store them.
+pub type TopicPartitions = std::collections::BTreeMap<uuid::Uuid, std::collections::BTreeSet<i32>>;
+
+/// A KIP-848 member's metadata (ConsumerGroupMemberMetadataValue, version 0, flexible).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ConsumerMemberValue {
+    /// Static instance id.
+    pub instance_id: Option<String>,
+    /// Rack.
+    pub rack_id: Option<String>,
+    /// Client id.
+    pub client_id: String,
+    /// Client host.
+    pub client_host: String,
+    /// Subscribed topics.
+    pub subscribed_topic_names: Vec<String>,
+    /// Subscribed regular expression.
+    pub subscribed_topic_regex: Option<String>,
+    /// Rebalance timeout (ms).
+    pub rebalance_timeout_ms: i32,
+    /// Preferred server assignor.
+    pub server_assignor: Option<String>,
+}
+
+impl ConsumerMemberValue {
+    /// Encodes version 0.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut b = Vec::with_capacity(64);
+        b.put_i16(0);
+        put_compact_opt_str(&mut b, self.instance_id.as_deref());
+        put_compact_opt_str(&mut b, self.rack_id.as_deref());
+        put_compact_opt_str(&mut b, Some(&self.client_id));
+        put_compact_opt_str(&mut b, Some(&self.client_host));
+        put_uvarint(&mut b, self.subscribed_topic_names.len() as u64 + 1);
+        for t in &self.subscribed_topic_names {
+            put_compact_opt_str(&mut b, Some(t));
+        }
+        put_compact_opt_str(&mut b, self.subscribed_topic_regex.as_deref());
+        b.put_i32(self.rebalance_timeout_ms);
+        put_compact_opt_str(&mut b, self.server_assignor.as_deref());
+        b.put_u8(0); // no tagged fields
+        b
+    }
+
+    /// Decodes version 0 (tagged fields, such as a classic member's protocols, skipped).
+    pub fn decode(mut buf: &[u8]) -> Result<Self> {
+        flexible_version(&mut buf, "consumer member value")?;
+        let instance_id = get_compact_opt_str(&mut buf)?;
+        let rack_id = get_compact_opt_str(&mut buf)?;
+        let client_id = get_compact_opt_str(&mut buf)?.unwrap_or_default();
+        let client_host = get_compact_opt_str(&mut buf)?.unwrap_or_default();
+        let n = get_count(&mut buf)?;
+        let mut subscribed_topic_names = Vec::with_capacity(n);
+        for _ in 0..n {
+            subscribed_topic_names.push(get_compact_opt_str(&mut buf)?.unwrap_or_default());
+        }
+        let subscribed_topic_regex = get_compact_opt_str(&mut buf)?;
+        let rebalance_timeout_ms = get_i32(&mut buf)?;
+        let server_assignor = get_compact_opt_str(&mut buf)?;
+        skip_tags(&mut buf)?;
+        Ok(ConsumerMemberValue {
+            instance_id,
+            rack_id,
+            client_id,
+            client_host,
+            subscribed_topic_names,
+            subscribed_topic_regex,
+            rebalance_timeout_ms,
+            server_assignor,
+        })
+    }
+}
+
+/// A KIP-848 member's current assignment (ConsumerGroupCurrentMemberAssignmentValue).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct CurrentAssignmentValue {
+    /// Member epoch.
+    pub member_epoch: i32,
+    /// Previous member epoch.
+    pub previous_member_epoch: i32,
+    /// Kafka's MemberState: 0 stable, 1 unrevoked partitions, 2 unreleased partitions.
+    pub state: i8,
+    /// Partitions the member holds.
+    pub assigned: TopicPartitions,
+    /// Partitions it must still revoke.
+    pub pending_revocation: TopicPartitions,
+}
+
+impl CurrentAssignmentValue {
+    /// Encodes version 0.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut b = Vec::with_capacity(64);
+        b.put_i16(0);
+        b.put_i32(self.member_epoch);
+        b.put_i32(self.previous_member_epoch);
+        b.put_i8(self.state);
+        put_topic_partitions(&mut b, &self.assigned);
+        put_topic_partitions(&mut b, &self.pending_revocation);
+        b.put_u8(0);
+        b
+    }
+
+    /// Decodes version 0.
+    pub fn decode(mut buf: &[u8]) -> Result<Self> {
+        flexible_version(&mut buf, "current assignment value")?;
+        let member_epoch = get_i32(&mut buf)?;
+        let previous_member_epoch = get_i32(&mut buf)?;
+        need(buf, 1)?;
+        let state = buf.get_i8();
+        let assigned = get_topic_partitions(&mut buf)?;
+        let pending_revocation = get_topic_partitions(&mut buf)?;
+        skip_tags(&mut buf)?;
+        Ok(CurrentAssignmentValue {
+            member_epoch,
+            previous_member_epoch,
+            state,
+            assigned,
+            pending_revocation,
+        })
+    }
+}
+
+/// An epoch value (ConsumerGroupMetadataValue and ConsumerGroupTargetAssignmentMetadataValue
+/// both start with one int32).
+pub fn encode_epoch(epoch: i32) -> Vec<u8> {
+    let mut b = Vec::with_capacity(7);
+    b.put_i16(0);
+    b.put_i32(epoch);
+    b.put_u8(0);
+    b
+}
+
+/// Reads [`encode_epoch`]'s layout.
+pub fn decode_epoch(mut buf: &[u8]) -> Result<i32> {
+    flexible_version(&mut buf, "epoch value")?;
+    let epoch = get_i32(&mut buf)?;
+    skip_tags(&mut buf)?;
+    Ok(epoch)
+}
+
+/// ConsumerGroupTargetAssignmentMemberValue, version 0.
+pub fn encode_target(partitions: &TopicPartitions) -> Vec<u8> {
+    let mut b = Vec::with_capacity(32);
+    b.put_i16(0);
+    put_topic_partitions(&mut b, partitions);
+    b.put_u8(0);
+    b
+}
+
+/// Reads [`encode_target`]'s layout.
+pub fn decode_target(mut buf: &[u8]) -> Result<TopicPartitions> {
+    flexible_version(&mut buf, "target assignment value")?;
+    let out = get_topic_partitions(&mut buf)?;
+    skip_tags(&mut buf)?;
+    Ok(out)
+}
+
+fn flexible_version(buf: &mut &[u8], what: &'static str) -> Result<()> {
+    let version = get_i16(buf)?;
+    if version != 0 {
+        return Err(RecordError::UnknownVersion { what, version });
+    }
+    Ok(())
+}
+
+fn put_uvarint(b: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        b.put_u8((v as u8) | 0x80);
+        v >>= 7;
+    }
+    b.put_u8(v as u8);
+}
+
+fn get_uvarint(buf: &mut &[u8]) -> Result<u64> {
+    let mut v: u64 = 0;
+    for shift in (0..35).step_by(7) {
+        need(buf, 1)?;
+        let byte = buf.get_u8();
+        v |= u64::from(byte & 0x7f) << shift;
+        if byte & 0x80 == 0 {
+            return Ok(v);
+        }
+    }
+    Err(RecordError::Truncated)
+}
+
+/// A compact array's length; bounded by the bytes left (each element needs one at least).
+fn get_count(buf: &mut &[u8]) -> Result<usize> {
+    let n = get_uvarint(buf)?;
+    if n == 0 {
+        return Ok(0);
+    }
+    let n = (n - 1) as usize;
+    if n > buf.len() {
+        return Err(RecordError::Truncated);
+    }
+    Ok(n)
+}
+
+fn put_compact_opt_str(b: &mut Vec<u8>, s: Option<&str>) {
+    match s {
+        None => put_uvarint(b, 0),
+        Some(s) => {
+            put_uvarint(b, s.len() as u64 + 1);
+            b.put_slice(s.as_bytes());
+        }
+    }
+}
+
+fn get_compact_opt_str(buf: &mut &[u8]) -> Result<Option<String>> {
+    let n = get_uvarint(buf)?;
+    if n == 0 {
+        return Ok(None);
+    }
+    take_utf8(buf, (n - 1) as usize).map(Some)
+}
+
+fn skip_tags(buf: &mut &[u8]) -> Result<()> {
+    let n = get_uvarint(buf)?;
+    for _ in 0..n {
+        let _tag = get_uvarint(buf)?;
+        let size = get_uvarint(buf)? as usize;
+        need(buf, size)?;
+        buf.advance(size);
+    }
+    Ok(())
+}
+
+fn put_topic_partitions(b: &mut Vec<u8>, tps: &TopicPartitions) {
+    put_uvarint(b, tps.len() as u64 + 1);
+    for (topic, parts) in tps {
+        b.put_slice(topic.as_bytes());
+        put_uvarint(b, parts.len() as u64 + 1);
+        for p in parts {
+            b.put_i32(*p);
+        }
+        b.put_u8(0);
+    }
+}
+
+fn get_topic_partitions(buf: &mut &[u8]) -> Result<TopicPartitions> {
+    let n = get_count(buf)?;
+    let mut out = TopicPartitions::new();
+    for _ in 0..n {
+        need(buf, 16)?;
+        let mut id = [0u8; 16];
+        id.copy_from_slice(&buf[..16]);
+        buf.advance(16);
+        let count = get_count(buf)?;
+        let set = out.entry(uuid::Uuid::from_bytes(id)).or_default();
+        for _ in 0..count {
+            set.insert(get_i32(buf)?);
+        }
+        skip_tags(buf)?;
+    }
+    Ok(out)
+}
+
 fn put_str(b: &mut Vec<u8>, s: &str) {
     b.put_i16(s.len().min(i16::MAX as usize) as i16);
     b.put_slice(&s.as_bytes()[..s.len().min(i16::MAX as usize)]);
@@ -390,8 +719,77 @@ mod tests {
         };
         assert_eq!(g.encode(), [0, 2, 0, 3, b'g', b'r', b'p']);
         assert_eq!(RecordKey::decode(&g.encode()), Ok(Some(g)));
-        assert_eq!(RecordKey::decode(&[0, 3, 0, 0]), Ok(None));
+        assert_eq!(
+            RecordKey::decode(&[0, 4, 0, 0]),
+            Ok(None),
+            "partition metadata: not kept"
+        );
         assert_eq!(RecordKey::decode(&[0]), Err(RecordError::Truncated));
+    }
+
+    #[test]
+    fn kip848_records_round_trip() {
+        for k in [
+            RecordKey::ConsumerGroup { group: "g".into() },
+            RecordKey::TargetMetadata { group: "g".into() },
+            RecordKey::ConsumerMember {
+                group: "g".into(),
+                member: "m".into(),
+            },
+            RecordKey::TargetMember {
+                group: "g".into(),
+                member: "m".into(),
+            },
+            RecordKey::CurrentAssignment {
+                group: "g".into(),
+                member: "m".into(),
+            },
+        ] {
+            assert_eq!(RecordKey::decode(&k.encode()), Ok(Some(k)));
+        }
+        // Key version 5 is the member metadata: version, then the two strings.
+        assert_eq!(
+            RecordKey::ConsumerMember {
+                group: "g".into(),
+                member: "m".into()
+            }
+            .encode(),
+            [0, 5, 0, 1, b'g', 0, 1, b'm']
+        );
+        let m = ConsumerMemberValue {
+            instance_id: None,
+            rack_id: Some("r1".into()),
+            client_id: "c".into(),
+            client_host: "/127.0.0.1".into(),
+            subscribed_topic_names: vec!["a".into(), "b".into()],
+            subscribed_topic_regex: None,
+            rebalance_timeout_ms: 300_000,
+            server_assignor: Some("uniform".into()),
+        };
+        assert_eq!(ConsumerMemberValue::decode(&m.encode()), Ok(m.clone()));
+        let mut tps = TopicPartitions::new();
+        tps.entry(uuid::Uuid::from_u128(7))
+            .or_default()
+            .extend([0, 3]);
+        let c = CurrentAssignmentValue {
+            member_epoch: 4,
+            previous_member_epoch: 3,
+            state: 1,
+            assigned: tps.clone(),
+            pending_revocation: TopicPartitions::new(),
+        };
+        assert_eq!(CurrentAssignmentValue::decode(&c.encode()), Ok(c.clone()));
+        assert_eq!(decode_target(&encode_target(&tps)), Ok(tps));
+        assert_eq!(decode_epoch(&encode_epoch(9)), Ok(9));
+        // Damage is an error, never a panic or a huge allocation.
+        let bytes = c.encode();
+        for cut in 0..bytes.len() {
+            assert!(CurrentAssignmentValue::decode(&bytes[..cut]).is_err());
+        }
+        let bytes = m.encode();
+        for cut in 0..bytes.len() {
+            assert!(ConsumerMemberValue::decode(&bytes[..cut]).is_err());
+        }
     }
 
     #[test]

@@ -419,3 +419,103 @@ async fn offsets_of_empty_groups_expire_after_the_retention() {
         "the empty group went with its offsets"
     );
 }
+
+#[tokio::test]
+async fn kip848_groups_are_replayed_with_their_epochs_and_assignments() {
+    use strom_coordinator::consumer_group::Heartbeat;
+    let dir = tempfile::tempdir().unwrap();
+    let tp = strom_types::TopicPartition::new("__consumer_offsets", 0);
+    let open = || {
+        strom_storage::Log::open(
+            dir.path(),
+            tp.clone(),
+            strom_storage::LogConfig::default(),
+            strom_storage::OpenOptions::standalone(),
+        )
+        .unwrap()
+        .0
+    };
+    let config = CoordinatorConfig {
+        offsets_topic_partitions: 1,
+        ..CoordinatorConfig::default()
+    };
+    let mut topics = strom_coordinator::TopicsView::new();
+    topics.insert("t".into(), (uuid::Uuid::from_u128(5), 4));
+    let c = GroupCoordinator::new(config.clone());
+    let log = open();
+    c.load_partition(0, log.clone(), 0).unwrap();
+    // Two members, each adopting what it is sent, until both are stable.
+    let mut members: Vec<(String, i32, strom_coordinator::Assignment)> = vec![
+        (String::new(), 0, Default::default()),
+        (String::new(), 0, Default::default()),
+    ];
+    for _ in 0..6 {
+        for m in members.iter_mut() {
+            let r = c
+                .consumer_heartbeat(
+                    "modern",
+                    Heartbeat {
+                        member_id: m.0.clone(),
+                        member_epoch: m.1,
+                        subscribed_topic_names: Some(vec!["t".into()]),
+                        owned: Some(m.2.clone()),
+                        ..Default::default()
+                    },
+                    &topics,
+                )
+                .unwrap();
+            m.0 = r.member_id;
+            m.1 = r.member_epoch;
+            if let Some(a) = r.assignment {
+                m.2 = a;
+            }
+        }
+    }
+    let before = c.consumer_describe("modern").unwrap();
+    assert_eq!(before.state, "Stable");
+    log.close().unwrap();
+    drop(log);
+
+    let c2 = GroupCoordinator::new(config);
+    c2.load_partition(0, open(), 0).unwrap();
+    let after = c2.consumer_describe("modern").unwrap();
+    assert_eq!(
+        (after.group_epoch, after.assignment_epoch),
+        (before.group_epoch, before.assignment_epoch)
+    );
+    let summary = |d: &strom_coordinator::ConsumerGroupDescription| {
+        d.members
+            .iter()
+            .map(|(m, t)| (m.id.clone(), m.epoch, m.assigned.clone(), t.clone()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(summary(&after), summary(&before));
+    // The members carry on with their epochs: no UNKNOWN_MEMBER_ID, no rejoin.
+    for m in &members {
+        let r = c2
+            .consumer_heartbeat(
+                "modern",
+                Heartbeat {
+                    member_id: m.0.clone(),
+                    member_epoch: m.1,
+                    owned: Some(m.2.clone()),
+                    ..Default::default()
+                },
+                &topics,
+            )
+            .unwrap();
+        assert_eq!(r.member_epoch, m.1);
+    }
+    // Leaving writes tombstones: after a reload the group has one member.
+    c2.consumer_heartbeat(
+        "modern",
+        Heartbeat {
+            member_id: members[0].0.clone(),
+            member_epoch: -1,
+            ..Default::default()
+        },
+        &topics,
+    )
+    .unwrap();
+    assert_eq!(c2.consumer_describe("modern").unwrap().members.len(), 1);
+}
