@@ -248,6 +248,11 @@ def test_admin_lists_describes_deletes_groups_and_offsets(group_server):
         wait_for("12 records", lambda: len(m.records) >= 12)
         listed = {g.group_id: g for g in a.list_consumer_groups().result(10).valid}
         assert "admg" in listed and str(listed["admg"].state).endswith("STABLE")
+        # ListGroups' state filter.
+        from confluent_kafka import ConsumerGroupState
+        stable = a.list_consumer_groups(states={ConsumerGroupState.STABLE}).result(10).valid
+        empty = a.list_consumer_groups(states={ConsumerGroupState.EMPTY}).result(10).valid
+        assert "admg" in {g.group_id for g in stable} and "admg" not in {g.group_id for g in empty}
         d = a.describe_consumer_groups(["admg"])["admg"].result(10)
         assert len(d.members) == 1 and len(d.members[0].assignment.topic_partitions) == 6
         assert d.partition_assignor == "range"
