@@ -10,6 +10,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+use crate::codes;
 use crate::group::Record;
 use crate::records::{
     decode_epoch, decode_target, encode_epoch, encode_target, ConsumerMemberValue,
@@ -21,22 +22,6 @@ pub type Assignment = BTreeMap<uuid::Uuid, BTreeSet<i32>>;
 
 /// Topics the coordinator can assign: name to (id, partition count).
 pub type TopicsView = HashMap<String, (uuid::Uuid, i32)>;
-
-/// Error codes of the KIP-848 protocol.
-pub mod codes {
-    /// UNKNOWN_MEMBER_ID.
-    pub const UNKNOWN_MEMBER_ID: i16 = 25;
-    /// INVALID_REQUEST.
-    pub const INVALID_REQUEST: i16 = 42;
-    /// FENCED_MEMBER_EPOCH.
-    pub const FENCED_MEMBER_EPOCH: i16 = 110;
-    /// UNSUPPORTED_ASSIGNOR.
-    pub const UNSUPPORTED_ASSIGNOR: i16 = 112;
-    /// STALE_MEMBER_EPOCH.
-    pub const STALE_MEMBER_EPOCH: i16 = 113;
-    /// GROUP_MAX_SIZE_REACHED.
-    pub const GROUP_MAX_SIZE_REACHED: i16 = 81;
-}
 
 /// The assignors the coordinator runs (group.consumer.assignors; the first is the default).
 pub const ASSIGNORS: &[&str] = &["uniform", "range"];

@@ -18,21 +18,19 @@ use strom_types::compression::Compression;
 use strom_types::record::BatchBuilder;
 use tokio::sync::Notify;
 
+use crate::codes;
 use crate::consumer_group::{
     Assignment, ConsumerGroup, ConsumerMember, Heartbeat as ConsumerHeartbeat,
     HeartbeatResponse as ConsumerHeartbeatResponse, TopicsView,
 };
 use crate::group::{
-    codes, Group, GroupLimits, GroupState, JoinRequest, JoinResponse, Record, RecordSink, Reply,
+    Group, GroupLimits, GroupState, JoinRequest, JoinResponse, Record, RecordSink, Reply,
     SyncResponse,
 };
 use crate::records::{GroupValue, OffsetValue, RecordKey};
 
 /// The internal topic holding groups and offsets.
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
-
-/// NOT_COORDINATOR.
-pub const NOT_COORDINATOR: i16 = 16;
 
 /// The coordinator's settings, from Kafka's broker properties.
 #[derive(Debug, Clone)]
@@ -113,7 +111,7 @@ pub struct MemberDescription {
 /// A group as DescribeGroups shows it.
 #[derive(Debug, Clone)]
 pub struct GroupDescription {
-    /// Error code (NONE, or NOT_COORDINATOR).
+    /// Error code (NONE, or codes::NOT_COORDINATOR).
     pub error: i16,
     /// State name; `Dead` for an unknown group.
     pub state: &'static str,
@@ -388,7 +386,7 @@ impl GroupCoordinator {
             .read()
             .get(&self.partition_for(group))
             .cloned()
-            .ok_or(NOT_COORDINATOR)
+            .ok_or(codes::NOT_COORDINATOR)
     }
 
     fn existing(&self, group: &str) -> Option<Arc<GroupHandle>> {
@@ -731,8 +729,7 @@ impl GroupCoordinator {
             self.get_or_create(group_id)?
         } else {
             self.sink_for(group_id)?;
-            self.existing(group_id)
-                .ok_or(crate::consumer_group::codes::UNKNOWN_MEMBER_ID)?
+            self.existing(group_id).ok_or(codes::UNKNOWN_MEMBER_ID)?
         };
         let mut g = handle.group.lock();
         if !g.members.is_empty() || g.state == GroupState::Dead {

@@ -11,44 +11,9 @@ use std::collections::{BTreeMap, HashMap};
 use bytes::Bytes;
 use tokio::sync::oneshot;
 
+use crate::codes;
 use crate::consumer_group::ConsumerGroup;
 use crate::records::{GroupValue, MemberValue, OffsetValue, RecordKey};
-
-/// Kafka error codes the state machine answers with.
-pub mod codes {
-    /// No error.
-    pub const NONE: i16 = 0;
-    /// COORDINATOR_NOT_AVAILABLE.
-    pub const COORDINATOR_NOT_AVAILABLE: i16 = 15;
-    /// ILLEGAL_GENERATION.
-    pub const ILLEGAL_GENERATION: i16 = 22;
-    /// INCONSISTENT_GROUP_PROTOCOL.
-    pub const INCONSISTENT_GROUP_PROTOCOL: i16 = 23;
-    /// INVALID_GROUP_ID.
-    pub const INVALID_GROUP_ID: i16 = 24;
-    /// UNKNOWN_MEMBER_ID.
-    pub const UNKNOWN_MEMBER_ID: i16 = 25;
-    /// INVALID_SESSION_TIMEOUT.
-    pub const INVALID_SESSION_TIMEOUT: i16 = 26;
-    /// REBALANCE_IN_PROGRESS.
-    pub const REBALANCE_IN_PROGRESS: i16 = 27;
-    /// OFFSET_METADATA_TOO_LARGE.
-    pub const OFFSET_METADATA_TOO_LARGE: i16 = 12;
-    /// KAFKA_STORAGE_ERROR.
-    pub const KAFKA_STORAGE_ERROR: i16 = 56;
-    /// NON_EMPTY_GROUP.
-    pub const NON_EMPTY_GROUP: i16 = 68;
-    /// GROUP_ID_NOT_FOUND.
-    pub const GROUP_ID_NOT_FOUND: i16 = 69;
-    /// MEMBER_ID_REQUIRED.
-    pub const MEMBER_ID_REQUIRED: i16 = 79;
-    /// FENCED_INSTANCE_ID.
-    pub const FENCED_INSTANCE_ID: i16 = 82;
-    /// GROUP_MAX_SIZE_REACHED.
-    pub const GROUP_MAX_SIZE_REACHED: i16 = 81;
-    /// GROUP_SUBSCRIBED_TO_TOPIC.
-    pub const GROUP_SUBSCRIBED_TO_TOPIC: i16 = 86;
-}
 
 /// One `__consumer_offsets` record: encoded key, and value (`None` is a tombstone).
 pub type Record = (Vec<u8>, Option<Vec<u8>>);
@@ -496,11 +461,7 @@ impl Group {
                         ));
                     }
                 }
-                if self.state == GroupState::PreparingRebalance {
-                    self.check_join_complete(now);
-                } else {
-                    self.prepare_rebalance(now, "member rejoined with new metadata");
-                }
+                self.rebalance_or_wait(now, "member rejoined with new metadata");
                 Reply::Later(rx)
             }
         }
@@ -586,11 +547,7 @@ impl Group {
                 member.protocols = req.protocols;
                 member.join_waiter = Some(tx);
                 self.members.insert(new_id, member);
-                if self.state == GroupState::PreparingRebalance {
-                    self.check_join_complete(now);
-                } else {
-                    self.prepare_rebalance(now, "static member rejoined");
-                }
+                self.rebalance_or_wait(now, "static member rejoined");
                 Reply::Later(rx)
             }
         }
@@ -642,6 +599,16 @@ impl Group {
             _ => self.prepare_rebalance(now, "member joined"),
         }
         Reply::Later(rx)
+    }
+
+    /// A member (re)joined: in the join phase, see whether everyone is in; otherwise start
+    /// one.
+    fn rebalance_or_wait(&mut self, now: i64, reason: &str) {
+        if self.state == GroupState::PreparingRebalance {
+            self.check_join_complete(now);
+        } else {
+            self.prepare_rebalance(now, reason);
+        }
     }
 
     fn prepare_rebalance(&mut self, now: i64, reason: &str) {

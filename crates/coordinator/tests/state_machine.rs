@@ -5,8 +5,9 @@
 use std::sync::Mutex;
 
 use bytes::Bytes;
+use strom_coordinator::codes;
 use strom_coordinator::group::{
-    codes, Group, GroupLimits, GroupState, JoinRequest, Record, RecordSink, Reply,
+    Group, GroupLimits, GroupState, JoinRequest, Record, RecordSink, Reply,
 };
 use strom_coordinator::records::{GroupValue, RecordKey};
 use strom_coordinator::{CommitEntry, CoordinatorConfig, GroupCoordinator};

@@ -1,0 +1,43 @@
+//! The Kafka error codes the coordinator answers with, in one place (the values of
+//! Kafka's `Errors` enum, which kafka-protocol exposes only through a non-const method).
+
+/// No error.
+pub const NONE: i16 = 0;
+/// COORDINATOR_NOT_AVAILABLE.
+pub const COORDINATOR_NOT_AVAILABLE: i16 = 15;
+/// ILLEGAL_GENERATION.
+pub const ILLEGAL_GENERATION: i16 = 22;
+/// INCONSISTENT_GROUP_PROTOCOL.
+pub const INCONSISTENT_GROUP_PROTOCOL: i16 = 23;
+/// NOT_COORDINATOR.
+pub const NOT_COORDINATOR: i16 = 16;
+/// INVALID_GROUP_ID.
+pub const INVALID_GROUP_ID: i16 = 24;
+/// UNKNOWN_MEMBER_ID.
+pub const UNKNOWN_MEMBER_ID: i16 = 25;
+/// INVALID_SESSION_TIMEOUT.
+pub const INVALID_SESSION_TIMEOUT: i16 = 26;
+/// REBALANCE_IN_PROGRESS.
+pub const REBALANCE_IN_PROGRESS: i16 = 27;
+/// OFFSET_METADATA_TOO_LARGE.
+pub const OFFSET_METADATA_TOO_LARGE: i16 = 12;
+/// NON_EMPTY_GROUP.
+pub const NON_EMPTY_GROUP: i16 = 68;
+/// GROUP_ID_NOT_FOUND.
+pub const GROUP_ID_NOT_FOUND: i16 = 69;
+/// MEMBER_ID_REQUIRED.
+pub const MEMBER_ID_REQUIRED: i16 = 79;
+/// FENCED_INSTANCE_ID.
+pub const FENCED_INSTANCE_ID: i16 = 82;
+/// GROUP_MAX_SIZE_REACHED.
+pub const GROUP_MAX_SIZE_REACHED: i16 = 81;
+/// GROUP_SUBSCRIBED_TO_TOPIC.
+pub const GROUP_SUBSCRIBED_TO_TOPIC: i16 = 86;
+/// INVALID_REQUEST.
+pub const INVALID_REQUEST: i16 = 42;
+/// FENCED_MEMBER_EPOCH.
+pub const FENCED_MEMBER_EPOCH: i16 = 110;
+/// UNSUPPORTED_ASSIGNOR.
+pub const UNSUPPORTED_ASSIGNOR: i16 = 112;
+/// STALE_MEMBER_EPOCH.
+pub const STALE_MEMBER_EPOCH: i16 = 113;
