@@ -50,15 +50,20 @@ def emit(obj):
 owned = set()
 
 
+def report(**extra):
+    emit({**extra, "assigned": sorted({p for _, p in owned}),
+          "tps": sorted(f"{t}:{p}" for t, p in owned)})
+
+
 def assigned(_consumer, partitions):
     # Eager assignors revoke everything first; cooperative ones add and remove increments.
-    owned.update(tp.partition for tp in partitions)
-    emit({"assigned": sorted(owned)})
+    owned.update((tp.topic, tp.partition) for tp in partitions)
+    report()
 
 
 def revoked(_consumer, partitions):
-    owned.difference_update(tp.partition for tp in partitions)
-    emit({"revoked": sorted(tp.partition for tp in partitions), "owned": sorted(owned)})
+    owned.difference_update((tp.topic, tp.partition) for tp in partitions)
+    report(revoked=sorted(tp.partition for tp in partitions))
 
 
 c = Consumer(conf)

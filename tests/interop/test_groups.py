@@ -32,6 +32,7 @@ class Member:
         self.records = []
         self.assignments = []
         self.revocations = []
+        self.tps = []
         self.fatal = None
         self.lock = threading.Lock()
         threading.Thread(target=self._read, daemon=True).start()
@@ -41,12 +42,14 @@ class Member:
         for line in self.proc.stdout:
             ev = json.loads(line)
             with self.lock:
-                if "assigned" in ev:
+                if "revoked" in ev:
                     self.assigned = ev["assigned"]
-                    self.assignments.append(ev["assigned"])
-                elif "revoked" in ev:
-                    self.assigned = ev["owned"]
+                    self.tps = ev["tps"]
                     self.revocations.append(ev["revoked"])
+                elif "assigned" in ev:
+                    self.assigned = ev["assigned"]
+                    self.tps = ev["tps"]
+                    self.assignments.append(ev["assigned"])
                 elif "fatal" in ev:
                     self.fatal = ev["fatal"]
                 elif "k" in ev:
@@ -346,4 +349,21 @@ def test_kip848_membership_survives_a_broker_kill(tmp_path):
         for m in members:
             if m.proc.poll() is None:
                 m.kill()
+        s.stop()
+
+
+def test_kip848_regex_subscription_follows_new_topics(tmp_path):
+    s = Server(tmp_path / "d", "group.consumer.heartbeat.interval.ms=300")
+    m = None
+    try:
+        for t in ("rx-a", "rx-b", "unrelated"):
+            create(s.addr, t, 2)
+        m = Member(s.addr, "grx", "^rx-.*", "group.protocol=consumer")
+        wait_for("rx-a and rx-b", lambda: m.tps == ["rx-a:0", "rx-a:1", "rx-b:0", "rx-b:1"])
+        create(s.addr, "rx-c", 1)
+        wait_for("the new matching topic", lambda: "rx-c:0" in m.tps)
+        assert not any(tp.startswith("unrelated") for tp in m.tps)
+    finally:
+        if m is not None and m.proc.poll() is None:
+            m.kill()
         s.stop()

@@ -41,6 +41,8 @@ pub struct Heartbeat {
     pub rebalance_timeout_ms: i32,
     /// Subscribed topic names (`None` = unchanged).
     pub subscribed_topic_names: Option<Vec<String>>,
+    /// Subscribed topic regular expression, RE2 syntax (`None` = unchanged, empty = none).
+    pub subscribed_topic_regex: Option<String>,
     /// Preferred server assignor (`None` = unchanged).
     pub server_assignor: Option<String>,
     /// Partitions the member owns now (`None` = unchanged).
@@ -80,6 +82,14 @@ pub struct ConsumerMember {
     previous_epoch: i32,
     /// Subscribed topics.
     pub subscribed: Vec<String>,
+    /// Subscribed regular expression.
+    pub regex: Option<String>,
+    /// `regex`, compiled to match whole topic names.
+    compiled: Option<regex::Regex>,
+    /// Topics it subscribes to now: the names plus the topics the regex matches.
+    pub effective: Vec<String>,
+    /// When partitions it was told to revoke must be given up by (its rebalance timeout).
+    revoke_deadline: Option<i64>,
     /// Preferred assignor.
     pub assignor: Option<String>,
     /// Rebalance timeout (ms).
@@ -114,6 +124,11 @@ pub struct ConsumerGroup {
     /// Rebuilt from records, whose target already reflects the topics: the first look at
     /// topic sizes after a restore is not a change.
     restored: bool,
+}
+
+/// A subscription regex, matching whole topic names (Kafka matches the full name).
+fn compile(pattern: &str) -> Option<regex::Regex> {
+    regex::Regex::new(&format!("^(?:{pattern})$")).ok()
 }
 
 fn contains(a: &Assignment, t: &uuid::Uuid, p: i32) -> bool {
@@ -159,7 +174,7 @@ impl ConsumerGroup {
                     client_id: m.client_id.clone(),
                     client_host: m.client_host.clone(),
                     subscribed_topic_names: m.subscribed.clone(),
-                    subscribed_topic_regex: None,
+                    subscribed_topic_regex: m.regex.clone(),
                     rebalance_timeout_ms: m.rebalance_timeout_ms,
                     server_assignor: m.assignor.clone(),
                 };
@@ -247,6 +262,10 @@ impl ConsumerGroup {
                             epoch: 0,
                             previous_epoch: -1,
                             subscribed: m.subscribed_topic_names,
+                            compiled: m.subscribed_topic_regex.as_deref().and_then(compile),
+                            regex: m.subscribed_topic_regex,
+                            effective: Vec::new(),
+                            revoke_deadline: None,
                             assignor: m.server_assignor,
                             rebalance_timeout_ms: m.rebalance_timeout_ms,
                             assigned: Assignment::new(),
@@ -299,7 +318,10 @@ impl ConsumerGroup {
 
     /// The earliest session expiry.
     pub fn next_deadline(&self) -> Option<i64> {
-        self.members.values().map(|m| m.deadline).min()
+        self.members
+            .values()
+            .flat_map(|m| std::iter::once(m.deadline).chain(m.revoke_deadline))
+            .min()
     }
 
     /// Removes members whose session expired; true if any went.
@@ -307,11 +329,11 @@ impl ConsumerGroup {
         let expired: Vec<String> = self
             .members
             .values()
-            .filter(|m| m.deadline <= now)
+            .filter(|m| m.deadline <= now || m.revoke_deadline.is_some_and(|d| d <= now))
             .map(|m| m.id.clone())
             .collect();
         for id in &expired {
-            tracing::info!(member = %id, "consumer group member session timed out");
+            tracing::info!(member = %id, "consumer group member timed out (session, or revoking beyond its rebalance timeout)");
             self.remove(id);
         }
         !expired.is_empty()
@@ -352,7 +374,7 @@ impl ConsumerGroup {
         }
         let id = match req.member_epoch {
             0 => {
-                if req.subscribed_topic_names.is_none() {
+                if req.subscribed_topic_names.is_none() && req.subscribed_topic_regex.is_none() {
                     return Err(codes::INVALID_REQUEST);
                 }
                 let id = if req.member_id.is_empty() {
@@ -390,6 +412,10 @@ impl ConsumerGroup {
                         epoch: 0,
                         previous_epoch: -1,
                         subscribed: Vec::new(),
+                        regex: None,
+                        compiled: None,
+                        effective: Vec::new(),
+                        revoke_deadline: None,
                         assignor: None,
                         rebalance_timeout_ms: req.rebalance_timeout_ms,
                         assigned: Assignment::new(),
@@ -436,6 +462,17 @@ impl ConsumerGroup {
                 changed = true;
             }
         }
+        if let Some(re) = &req.subscribed_topic_regex {
+            let re = (!re.is_empty()).then(|| re.clone());
+            if re != m.regex {
+                m.compiled = match &re {
+                    Some(p) => Some(compile(p).ok_or(codes::INVALID_REGULAR_EXPRESSION)?),
+                    None => None,
+                };
+                m.regex = re;
+                changed = true;
+            }
+        }
         if let Some(a) = &req.server_assignor {
             m.assignor = Some(a.clone());
         }
@@ -455,7 +492,7 @@ impl ConsumerGroup {
             self.group_epoch += 1;
         }
         self.refresh_target(topics);
-        self.reconcile(&id);
+        self.reconcile(&id, now);
         let Some(m) = self.members.get_mut(&id) else {
             return Err(codes::UNKNOWN_MEMBER_ID);
         };
@@ -475,8 +512,31 @@ impl ConsumerGroup {
     /// Recomputes the target assignment when the group epoch moved or a subscribed topic
     /// changed size.
     fn refresh_target(&mut self, topics: &TopicsView) {
+        // Regular expressions are matched against the topics as they are now: a new topic
+        // that matches changes the subscription, as in Kafka.
+        let mut moved = false;
+        for m in self.members.values_mut() {
+            let mut e = m.subscribed.clone();
+            if let Some(r) = &m.compiled {
+                e.extend(
+                    topics
+                        .keys()
+                        .filter(|t| !t.starts_with("__") && r.is_match(t))
+                        .cloned(),
+                );
+            }
+            e.sort();
+            e.dedup();
+            if e != m.effective {
+                m.effective = e;
+                moved = true;
+            }
+        }
+        if moved && !self.restored {
+            self.group_epoch += 1;
+        }
         let subscribed: BTreeSet<&String> =
-            self.members.values().flat_map(|m| &m.subscribed).collect();
+            self.members.values().flat_map(|m| &m.effective).collect();
         let sizes: BTreeMap<String, i32> = subscribed
             .iter()
             .filter_map(|t| topics.get(*t).map(|(_, n)| ((*t).clone(), *n)))
@@ -528,7 +588,7 @@ impl ConsumerGroup {
         let owner = |name: &String, tid: &uuid::Uuid, p: i32| {
             self.members
                 .values()
-                .find(|m| contains(&m.assigned, tid, p) && m.subscribed.contains(name))
+                .find(|m| contains(&m.assigned, tid, p) && m.effective.contains(name))
         };
         let mut placed = vec![false; all.len()];
         let give = |out: &mut HashMap<String, Assignment>, id: &String, tid: uuid::Uuid, p| {
@@ -567,11 +627,7 @@ impl ConsumerGroup {
             if placed[i] {
                 continue;
             }
-            let eligible = || {
-                self.members
-                    .values()
-                    .filter(|m| m.subscribed.contains(name))
-            };
+            let eligible = || self.members.values().filter(|m| m.effective.contains(name));
             let with_room = eligible()
                 .filter(|m| {
                     let l = load.get(&m.id).copied().unwrap_or(0);
@@ -606,7 +662,7 @@ impl ConsumerGroup {
             let subs: Vec<&String> = self
                 .members
                 .values()
-                .filter(|m| m.subscribed.contains(name))
+                .filter(|m| m.effective.contains(name))
                 .map(|m| &m.id)
                 .collect();
             if subs.is_empty() {
@@ -632,7 +688,7 @@ impl ConsumerGroup {
 
     /// Moves one member towards its target: revoke first (same epoch), then the new epoch
     /// with every target partition no other member still holds.
-    fn reconcile(&mut self, id: &str) {
+    fn reconcile(&mut self, id: &str, now: i64) {
         let target = self.target.get(id).cloned().unwrap_or_default();
         let held_by_others: Assignment = {
             let mut h = Assignment::new();
@@ -649,12 +705,22 @@ impl ConsumerGroup {
         let Some(m) = self.members.get_mut(id) else {
             return;
         };
+        if m.revoking.is_empty() {
+            m.revoke_deadline = None;
+        }
         let to_revoke = minus(&m.assigned, &target);
         if count(&to_revoke) > 0 {
             m.assigned = minus(&m.assigned, &to_revoke);
             for (t, ps) in to_revoke {
                 m.revoking.entry(t).or_default().extend(ps);
             }
+            // A member that does not give them up within its rebalance timeout is removed.
+            let timeout = if m.rebalance_timeout_ms > 0 {
+                i64::from(m.rebalance_timeout_ms)
+            } else {
+                300_000
+            };
+            m.revoke_deadline.get_or_insert(now + timeout);
             return;
         }
         if !m.revoking.is_empty() {

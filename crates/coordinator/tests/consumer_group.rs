@@ -167,3 +167,100 @@ fn stale_epochs_are_fenced_and_unknown_members_refused() {
     assert!(g.on_timer(45_001));
     assert_eq!(g.state_name(), "Empty");
 }
+
+#[test]
+fn regex_subscriptions_follow_the_topics_that_match() {
+    let mut g = ConsumerGroup::default();
+    let mut view = topics(); // "a" (7 partitions) and "b" (5)
+    view.insert("other".into(), (uuid::Uuid::from_u128(3), 2));
+    view.insert("__consumer_offsets".into(), (uuid::Uuid::from_u128(4), 50));
+    let join = |g: &mut ConsumerGroup, view: &TopicsView, regex: &str| {
+        g.heartbeat(
+            Heartbeat {
+                member_epoch: 0,
+                subscribed_topic_regex: Some(regex.into()),
+                ..Default::default()
+            },
+            view,
+            45_000,
+            1000,
+            0,
+        )
+    };
+    assert_eq!(
+        join(&mut g, &view, "[").unwrap_err(),
+        128,
+        "INVALID_REGULAR_EXPRESSION"
+    );
+    let r = join(&mut g, &view, "a|b|__.*").unwrap();
+    let owned: usize = r.assignment.unwrap().values().map(|s| s.len()).sum();
+    assert_eq!(owned, 12, "a and b, not 'other', never internal topics");
+    // A topic created later that matches is picked up at the next heartbeat.
+    view.insert("b".into(), (uuid::Uuid::from_u128(2), 6));
+    let r = g
+        .heartbeat(
+            Heartbeat {
+                member_id: r.member_id,
+                member_epoch: r.member_epoch,
+                ..Default::default()
+            },
+            &view,
+            45_000,
+            1000,
+            1,
+        )
+        .unwrap();
+    let owned: usize = r.assignment.unwrap().values().map(|s| s.len()).sum();
+    assert_eq!(owned, 13);
+}
+
+#[test]
+fn a_member_that_does_not_revoke_in_its_rebalance_timeout_is_removed() {
+    let mut g = ConsumerGroup::default();
+    let hb = |g: &mut ConsumerGroup, id: &str, epoch: i32, owned: Option<Assignment>, now| {
+        g.heartbeat(
+            Heartbeat {
+                member_id: id.into(),
+                member_epoch: epoch,
+                rebalance_timeout_ms: 10_000,
+                subscribed_topic_names: Some(vec!["a".into(), "b".into()]),
+                owned,
+                ..Default::default()
+            },
+            &topics(),
+            45_000,
+            1000,
+            now,
+        )
+        .unwrap()
+    };
+    let a = hb(&mut g, "", 0, None, 0);
+    let all = a.assignment.clone().unwrap();
+    let a = hb(&mut g, &a.member_id, a.member_epoch, Some(all.clone()), 100);
+    let b = hb(&mut g, "", 0, None, 200);
+    // a is told to give up half, and never confirms (it keeps reporting everything).
+    let a2 = hb(&mut g, &a.member_id, a.member_epoch, Some(all.clone()), 300);
+    assert!(
+        a2.assignment
+            .unwrap()
+            .values()
+            .map(|s| s.len())
+            .sum::<usize>()
+            < 12
+    );
+    let _ = hb(
+        &mut g,
+        &a.member_id,
+        a.member_epoch,
+        Some(all.clone()),
+        5_000,
+    );
+    assert_eq!(g.members.len(), 2);
+    assert!(g.next_deadline().unwrap() <= 300 + 10_000);
+    assert!(
+        g.on_timer(300 + 10_000),
+        "removed at its rebalance timeout, before its session"
+    );
+    assert_eq!(g.members.len(), 1);
+    assert!(g.members.contains_key(&b.member_id));
+}

@@ -566,6 +566,7 @@ pub(super) fn consumer_group_heartbeat(
         subscribed_topic_names: request
             .subscribed_topic_names
             .map(|ts| ts.into_iter().map(|t| t.to_string()).collect()),
+        subscribed_topic_regex: request.subscribed_topic_regex.map(|r| r.to_string()),
         server_assignor: request.server_assignor.map(|a| a.to_string()),
         owned: request
             .topic_partitions
@@ -658,6 +659,7 @@ pub(super) fn consumer_group_describe(
                                         .map(|t| TopicName(s(t.clone())))
                                         .collect(),
                                 )
+                                .with_subscribed_topic_regex(m.regex.clone().map(s))
                                 .with_assignment(render(&m.assigned))
                                 .with_target_assignment(render(target))
                         })
