@@ -1,45 +1,47 @@
-//! The Kafka error codes the coordinator answers with, in one place (the values of
-//! Kafka's `Errors` enum, which kafka-protocol exposes only through a non-const method).
+//! The Kafka error codes the coordinator answers with, in one place, as constants taken
+//! from kafka-protocol's table of Kafka's errors.
+
+use kafka_protocol::ResponseError;
 
 /// No error.
 pub const NONE: i16 = 0;
 /// COORDINATOR_NOT_AVAILABLE.
-pub const COORDINATOR_NOT_AVAILABLE: i16 = 15;
+pub const COORDINATOR_NOT_AVAILABLE: i16 = ResponseError::CoordinatorNotAvailable.code();
 /// ILLEGAL_GENERATION.
-pub const ILLEGAL_GENERATION: i16 = 22;
+pub const ILLEGAL_GENERATION: i16 = ResponseError::IllegalGeneration.code();
 /// INCONSISTENT_GROUP_PROTOCOL.
-pub const INCONSISTENT_GROUP_PROTOCOL: i16 = 23;
+pub const INCONSISTENT_GROUP_PROTOCOL: i16 = ResponseError::InconsistentGroupProtocol.code();
 /// NOT_COORDINATOR.
-pub const NOT_COORDINATOR: i16 = 16;
+pub const NOT_COORDINATOR: i16 = ResponseError::NotCoordinator.code();
 /// INVALID_GROUP_ID.
-pub const INVALID_GROUP_ID: i16 = 24;
+pub const INVALID_GROUP_ID: i16 = ResponseError::InvalidGroupId.code();
 /// UNKNOWN_MEMBER_ID.
-pub const UNKNOWN_MEMBER_ID: i16 = 25;
+pub const UNKNOWN_MEMBER_ID: i16 = ResponseError::UnknownMemberId.code();
 /// INVALID_SESSION_TIMEOUT.
-pub const INVALID_SESSION_TIMEOUT: i16 = 26;
+pub const INVALID_SESSION_TIMEOUT: i16 = ResponseError::InvalidSessionTimeout.code();
 /// REBALANCE_IN_PROGRESS.
-pub const REBALANCE_IN_PROGRESS: i16 = 27;
+pub const REBALANCE_IN_PROGRESS: i16 = ResponseError::RebalanceInProgress.code();
 /// OFFSET_METADATA_TOO_LARGE.
-pub const OFFSET_METADATA_TOO_LARGE: i16 = 12;
+pub const OFFSET_METADATA_TOO_LARGE: i16 = ResponseError::OffsetMetadataTooLarge.code();
 /// NON_EMPTY_GROUP.
-pub const NON_EMPTY_GROUP: i16 = 68;
+pub const NON_EMPTY_GROUP: i16 = ResponseError::NonEmptyGroup.code();
 /// GROUP_ID_NOT_FOUND.
-pub const GROUP_ID_NOT_FOUND: i16 = 69;
+pub const GROUP_ID_NOT_FOUND: i16 = ResponseError::GroupIdNotFound.code();
 /// MEMBER_ID_REQUIRED.
-pub const MEMBER_ID_REQUIRED: i16 = 79;
+pub const MEMBER_ID_REQUIRED: i16 = ResponseError::MemberIdRequired.code();
 /// FENCED_INSTANCE_ID.
-pub const FENCED_INSTANCE_ID: i16 = 82;
+pub const FENCED_INSTANCE_ID: i16 = ResponseError::FencedInstanceId.code();
 /// GROUP_MAX_SIZE_REACHED.
-pub const GROUP_MAX_SIZE_REACHED: i16 = 81;
+pub const GROUP_MAX_SIZE_REACHED: i16 = ResponseError::GroupMaxSizeReached.code();
 /// GROUP_SUBSCRIBED_TO_TOPIC.
-pub const GROUP_SUBSCRIBED_TO_TOPIC: i16 = 86;
+pub const GROUP_SUBSCRIBED_TO_TOPIC: i16 = ResponseError::GroupSubscribedToTopic.code();
 /// INVALID_REQUEST.
-pub const INVALID_REQUEST: i16 = 42;
+pub const INVALID_REQUEST: i16 = ResponseError::InvalidRequest.code();
 /// FENCED_MEMBER_EPOCH.
-pub const FENCED_MEMBER_EPOCH: i16 = 110;
+pub const FENCED_MEMBER_EPOCH: i16 = ResponseError::FencedMemberEpoch.code();
 /// UNSUPPORTED_ASSIGNOR.
-pub const UNSUPPORTED_ASSIGNOR: i16 = 112;
+pub const UNSUPPORTED_ASSIGNOR: i16 = ResponseError::UnsupportedAssignor.code();
 /// STALE_MEMBER_EPOCH.
-pub const STALE_MEMBER_EPOCH: i16 = 113;
+pub const STALE_MEMBER_EPOCH: i16 = ResponseError::StaleMemberEpoch.code();
 /// INVALID_REGULAR_EXPRESSION.
-pub const INVALID_REGULAR_EXPRESSION: i16 = 128;
+pub const INVALID_REGULAR_EXPRESSION: i16 = ResponseError::InvalidRegularExpression.code();

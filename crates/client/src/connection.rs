@@ -1,0 +1,215 @@
+//! One connection to one broker. Requests are written as they come (pipelined) and each
+//! response is routed to its caller by correlation id by a reader task. At connect the
+//! broker's API versions are fetched (ApiVersions, falling back to v0 when the broker answers
+//! UNSUPPORTED_VERSION), and [`Connection::version`] picks the highest version both sides
+//! speak.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Buf, Bytes, BytesMut};
+use kafka_protocol::messages::{
+    ApiVersionsRequest, ApiVersionsResponse, RequestHeader, ResponseHeader,
+};
+use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Message, Request, StrBytes};
+use parking_lot::Mutex;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::net::TcpStream;
+use tokio::sync::oneshot;
+
+use crate::error::{ClientError, Result};
+
+/// Largest response accepted (a fetch can be large; a corrupt length must not allocate GBs).
+const MAX_RESPONSE: usize = 256 << 20;
+
+type Pending = Arc<Mutex<Option<HashMap<i32, oneshot::Sender<Bytes>>>>>;
+
+/// A connection to one broker.
+#[derive(Debug)]
+pub struct Connection {
+    addr: String,
+    client_id: String,
+    writer: tokio::sync::Mutex<OwnedWriteHalf>,
+    pending: Pending,
+    next_id: AtomicI32,
+    versions: HashMap<i16, (i16, i16)>,
+    timeout: Duration,
+}
+
+impl Connection {
+    /// Connects to `addr` and negotiates API versions.
+    pub async fn connect(addr: &str, client_id: &str, timeout: Duration) -> Result<Connection> {
+        let io = |source| ClientError::Io {
+            addr: addr.to_string(),
+            source,
+        };
+        let stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
+            .await
+            .map_err(|_| ClientError::Timeout(timeout))?
+            .map_err(io)?;
+        stream.set_nodelay(true).map_err(io)?;
+        let (mut reader, writer) = stream.into_split();
+        let pending: Pending = Arc::new(Mutex::new(Some(HashMap::new())));
+        let routes = pending.clone();
+        let peer = addr.to_string();
+        tokio::spawn(async move {
+            let outcome: std::io::Result<()> = async {
+                loop {
+                    let size = reader.read_i32().await?;
+                    if size < 4 || size as usize > MAX_RESPONSE {
+                        return Err(std::io::Error::new(
+                            std::io::ErrorKind::InvalidData,
+                            format!("response size {size}"),
+                        ));
+                    }
+                    let mut body = vec![0u8; size as usize];
+                    reader.read_exact(&mut body).await?;
+                    let correlation = i32::from_be_bytes([body[0], body[1], body[2], body[3]]);
+                    let waiter = routes.lock().as_mut().and_then(|m| m.remove(&correlation));
+                    match waiter {
+                        Some(tx) => {
+                            let _ = tx.send(Bytes::from(body));
+                        }
+                        None => tracing::warn!(%peer, correlation, "response nobody waits for"),
+                    }
+                }
+            }
+            .await;
+            if let Err(e) = outcome {
+                tracing::debug!(%peer, error = %e, "connection closed");
+            }
+            // Every waiter learns the connection is gone (their senders drop).
+            routes.lock().take();
+        });
+        let mut conn = Connection {
+            addr: addr.to_string(),
+            client_id: client_id.to_string(),
+            writer: tokio::sync::Mutex::new(writer),
+            pending,
+            next_id: AtomicI32::new(1),
+            versions: HashMap::new(),
+            timeout,
+        };
+        conn.versions = conn.fetch_versions().await?;
+        Ok(conn)
+    }
+
+    /// The broker's address.
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    async fn fetch_versions(&self) -> Result<HashMap<i16, (i16, i16)>> {
+        let mut request = ApiVersionsRequest::default();
+        let max = ApiVersionsRequest::VERSIONS.max.min(3);
+        if max >= 3 {
+            request.client_software_name = StrBytes::from_static_str("strom-client");
+            request.client_software_version = StrBytes::from_static_str(env!("CARGO_PKG_VERSION"));
+        }
+        let mut r: ApiVersionsResponse = self.send_at(&request, max).await?;
+        if r.error_code == 35 {
+            // Too new for the broker: it answered in v0 with what it supports; ask in v0.
+            r = self.send_at(&ApiVersionsRequest::default(), 0).await?;
+        }
+        if r.error_code != 0 {
+            return Err(ClientError::kafka(r.error_code));
+        }
+        Ok(r.api_keys
+            .iter()
+            .map(|k| (k.api_key, (k.min_version, k.max_version)))
+            .collect())
+    }
+
+    /// The highest version of `R` both this client and the broker speak.
+    pub fn version<R: Request>(&self) -> Result<i16> {
+        let (lo, hi) = self
+            .versions
+            .get(&R::KEY)
+            .copied()
+            .ok_or(ClientError::UnsupportedVersion { api_key: R::KEY })?;
+        let top = hi.min(R::VERSIONS.max);
+        if top < lo.max(R::VERSIONS.min) {
+            return Err(ClientError::UnsupportedVersion { api_key: R::KEY });
+        }
+        Ok(top)
+    }
+
+    /// Sends `request` at the best common version and waits for its response.
+    pub async fn send<R: Request>(&self, request: &R) -> Result<R::Response> {
+        let version = self.version::<R>()?;
+        self.send_at(request, version).await
+    }
+
+    /// Sends `request` at `version` and waits for its response (within the timeout).
+    pub async fn send_at<R: Request>(&self, request: &R, version: i16) -> Result<R::Response> {
+        let (correlation, rx) = self.register()?;
+        self.write(request, version, correlation).await?;
+        let body = match tokio::time::timeout(self.timeout, rx).await {
+            Err(_) => {
+                if let Some(m) = self.pending.lock().as_mut() {
+                    m.remove(&correlation);
+                }
+                return Err(ClientError::Timeout(self.timeout));
+            }
+            Ok(Err(_)) => return Err(ClientError::Closed),
+            Ok(Ok(body)) => body,
+        };
+        let mut buf = body;
+        let header_version = R::Response::header_version(version);
+        ResponseHeader::decode(&mut buf, header_version)
+            .map_err(|e| ClientError::Protocol(format!("response header: {e}")))?;
+        let response = R::Response::decode(&mut buf, version)
+            .map_err(|e| ClientError::Protocol(format!("api {} v{version}: {e}", R::KEY)))?;
+        if buf.has_remaining() {
+            tracing::debug!(
+                api_key = R::KEY,
+                version,
+                extra = buf.remaining(),
+                "bytes after a response"
+            );
+        }
+        Ok(response)
+    }
+
+    /// Sends a request that gets no response (Produce with acks=0).
+    pub async fn send_no_response<R: Request>(&self, request: &R, version: i16) -> Result<()> {
+        let correlation = self.next_id.fetch_add(1, Ordering::Relaxed);
+        self.write(request, version, correlation).await
+    }
+
+    fn register(&self) -> Result<(i32, oneshot::Receiver<Bytes>)> {
+        let correlation = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        self.pending
+            .lock()
+            .as_mut()
+            .ok_or(ClientError::Closed)?
+            .insert(correlation, tx);
+        Ok((correlation, rx))
+    }
+
+    async fn write<R: Request>(&self, request: &R, version: i16, correlation: i32) -> Result<()> {
+        let mut buf = BytesMut::with_capacity(64);
+        buf.extend_from_slice(&[0, 0, 0, 0]);
+        RequestHeader::default()
+            .with_request_api_key(R::KEY)
+            .with_request_api_version(version)
+            .with_correlation_id(correlation)
+            .with_client_id(Some(StrBytes::from_string(self.client_id.clone())))
+            .encode(&mut buf, R::header_version(version))
+            .map_err(|e| ClientError::Protocol(format!("request header: {e}")))?;
+        request
+            .encode(&mut buf, version)
+            .map_err(|e| ClientError::Protocol(format!("api {} v{version}: {e}", R::KEY)))?;
+        let size = (buf.len() - 4) as i32;
+        buf[..4].copy_from_slice(&size.to_be_bytes());
+        let mut w = self.writer.lock().await;
+        w.write_all(&buf).await.map_err(|source| ClientError::Io {
+            addr: self.addr.clone(),
+            source,
+        })
+    }
+}

@@ -1,0 +1,92 @@
+//! The client's errors: I/O, protocol, and Kafka's own error codes by name.
+
+use kafka_protocol::ResponseError;
+
+/// Result alias for the client.
+pub type Result<T, E = ClientError> = std::result::Result<T, E>;
+
+/// What went wrong talking to a broker.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The connection failed or closed.
+    #[error("connection to {addr}: {source}")]
+    Io {
+        /// The broker address.
+        addr: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A message could not be encoded or a response did not decode.
+    #[error("protocol error: {0}")]
+    Protocol(String),
+    /// The broker does not serve a version of this API that the client speaks.
+    #[error("broker does not support api key {api_key} at any version this client speaks")]
+    UnsupportedVersion {
+        /// The API.
+        api_key: i16,
+    },
+    /// The broker answered with a Kafka error code.
+    #[error("broker error {name} ({code})")]
+    Kafka {
+        /// The code.
+        code: i16,
+        /// Kafka's name for it, e.g. `UNKNOWN_TOPIC_OR_PARTITION`.
+        name: String,
+    },
+    /// No answer in time.
+    #[error("timed out after {0:?}")]
+    Timeout(std::time::Duration),
+    /// The connection was closed while the request waited.
+    #[error("connection closed")]
+    Closed,
+}
+
+impl ClientError {
+    /// The error for a non-zero Kafka error code.
+    pub fn kafka(code: i16) -> ClientError {
+        let name = ResponseError::try_from_code(code)
+            .map(|e| format!("{e:?}"))
+            .unwrap_or_else(|| "UNKNOWN".into());
+        ClientError::Kafka {
+            code,
+            name: screaming_snake(&name),
+        }
+    }
+
+    /// True when retrying (after refreshing metadata) may succeed.
+    pub fn is_retriable(&self) -> bool {
+        match self {
+            ClientError::Kafka { code, .. } => ResponseError::try_from_code(*code)
+                .map(|e| e.is_retriable())
+                .unwrap_or(false),
+            ClientError::Io { .. } | ClientError::Timeout(_) | ClientError::Closed => true,
+            _ => false,
+        }
+    }
+}
+
+/// `UnknownTopicOrPartition` to `UNKNOWN_TOPIC_OR_PARTITION`, Kafka's spelling.
+fn screaming_snake(camel: &str) -> String {
+    let mut out = String::with_capacity(camel.len() + 8);
+    for (i, c) in camel.chars().enumerate() {
+        if c.is_uppercase() && i > 0 {
+            out.push('_');
+        }
+        out.push(c.to_ascii_uppercase());
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kafka_errors_carry_kafkas_names() {
+        let e = ClientError::kafka(3);
+        assert_eq!(e.to_string(), "broker error UNKNOWN_TOPIC_OR_PARTITION (3)");
+        assert!(e.is_retriable());
+        assert!(!ClientError::kafka(87).is_retriable(), "INVALID_RECORD");
+    }
+}
