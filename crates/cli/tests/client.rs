@@ -124,3 +124,113 @@ async fn versions_pipelining_errors_and_key_placement() {
         "{err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_producer_batches_compresses_keeps_order_and_kcat_reads_it_back() {
+    use strom_client::{Producer, ProducerConfig, ProducerRecord};
+    let dir = tempfile::tempdir().unwrap();
+    let s = start(dir.path());
+    let mut config = ProducerConfig::default();
+    for (k, v) in [
+        ("bootstrap.servers", s.1.as_str()),
+        ("compression.type", "lz4"),
+        ("linger.ms", "10"),
+        ("batch.size", "4096"),
+        ("acks", "all"),
+    ] {
+        config.set(k, v).unwrap();
+    }
+    assert!(config.set("linger.ms", "soon").is_err());
+    assert!(config.set("no.such.config", "1").is_err());
+    let conn = Connection::connect(&s.1, "setup", Duration::from_secs(10))
+        .await
+        .unwrap();
+    let create = CreateTopicsRequest::default()
+        .with_timeout_ms(5000)
+        .with_topics(vec![CreatableTopic::default()
+            .with_name(TopicName(StrBytes::from_static_str("prod")))
+            .with_num_partitions(5)
+            .with_replication_factor(1)]);
+    assert_eq!(conn.send(&create).await.unwrap().topics[0].error_code, 0);
+
+    let producer = Producer::new(config);
+    let mut pending = Vec::new();
+    for i in 0..3000 {
+        let key = format!("key-{}", i % 97);
+        let record = ProducerRecord {
+            topic: "prod".into(),
+            key: Some(bytes::Bytes::from(key.clone())),
+            value: Some(bytes::Bytes::from(format!("value-{i}"))),
+            headers: vec![("h".into(), Some(bytes::Bytes::from_static(b"1")))],
+            ..Default::default()
+        };
+        pending.push((key, i, producer.send(record).await.unwrap()));
+    }
+    producer.flush().await;
+    let mut last: std::collections::HashMap<i32, i64> = std::collections::HashMap::new();
+    let mut per_partition = vec![0i64; 5];
+    for (key, i, fut) in pending {
+        let md = fut.await.unwrap();
+        assert_eq!(
+            md.partition,
+            partition_for_key(key.as_bytes(), 5),
+            "record {i}"
+        );
+        // Offsets follow send order within a partition, with no gaps.
+        let prev = last.insert(md.partition, md.offset);
+        assert_eq!(md.offset, prev.map_or(0, |p| p + 1), "record {i}");
+        per_partition[md.partition as usize] += 1;
+    }
+    // Keyless records stick to a partition per batch, so they do not all land in one.
+    let mut keyless = Vec::new();
+    for i in 0..2000 {
+        let record = ProducerRecord {
+            topic: "prod".into(),
+            value: Some(bytes::Bytes::from(vec![b'x'; 100 + i % 7])),
+            ..Default::default()
+        };
+        keyless.push(producer.send(record).await.unwrap());
+    }
+    producer.flush().await;
+    let mut used = std::collections::HashSet::new();
+    for f in keyless {
+        let md = f.await.unwrap();
+        used.insert(md.partition);
+        per_partition[md.partition as usize] += 1;
+    }
+    assert!(used.len() > 1, "sticky partitions move on after each batch");
+    producer.close().await;
+
+    // kcat (librdkafka) reads back what Strom's producer wrote: counts, keys and values.
+    let out = Command::new("kcat")
+        .args([
+            "-b",
+            &s.1,
+            "-C",
+            "-t",
+            "prod",
+            "-o",
+            "beginning",
+            "-e",
+            "-q",
+            "-f",
+            "%p %k %s\n",
+        ])
+        .output()
+        .expect("kcat is installed by scripts/test");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut counts = vec![0i64; 5];
+    for line in text.lines() {
+        let mut parts = line.splitn(3, ' ');
+        let p: usize = parts.next().unwrap().parse().unwrap();
+        counts[p] += 1;
+        let key = parts.next().unwrap();
+        if let Some(n) = key.strip_prefix("key-") {
+            assert_eq!(partition_for_key(key.as_bytes(), 5) as usize, p);
+            assert!(n.parse::<u32>().unwrap() < 97);
+            assert!(parts.next().unwrap().starts_with("value-"));
+        }
+    }
+    assert_eq!(counts, per_partition);
+    assert_eq!(counts.iter().sum::<i64>(), 5000);
+}

@@ -97,6 +97,11 @@ impl Connection {
         Ok(conn)
     }
 
+    /// True once the connection is gone (every later request fails with `Closed`).
+    pub fn is_closed(&self) -> bool {
+        self.pending.lock().is_none()
+    }
+
     /// The broker's address.
     pub fn addr(&self) -> &str {
         &self.addr

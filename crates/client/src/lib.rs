@@ -5,14 +5,20 @@
 //!   requests matched to responses by correlation id.
 //! - [`partitioner`]: Kafka's default partitioner, byte for byte (murmur2 of the key; sticky
 //!   partitions for records without a key, KIP-480).
+//! - [`cluster`]: brokers, topics and leaders from Metadata, and a connection per broker.
+//! - [`producer`]: batching by batch.size and linger.ms, compression, acks, retries in
+//!   order, buffer.memory back-pressure, delivery.timeout.ms.
 //! - [`error`]: typed errors that name the Kafka error.
 //!
-//! The producer, consumer and admin clients are built on these (issue 5, in progress).
+//! The consumer and admin clients come next (issue 5, in progress).
 
+pub mod cluster;
 pub mod connection;
 pub mod error;
 pub mod partitioner;
+pub mod producer;
 
 pub use connection::Connection;
 pub use error::{ClientError, Result};
 pub use partitioner::{murmur2, partition_for_key, StickyPartitioner};
+pub use producer::{Producer, ProducerConfig, ProducerRecord, RecordMetadata};

@@ -1,0 +1,191 @@
+//! What the client knows of the cluster: brokers, topics and partition leaders (from
+//! Metadata), and one [`Connection`] per broker, opened on first use. Metadata is refreshed
+//! on demand (after NOT_LEADER_OR_FOLLOWER, UNKNOWN_TOPIC_OR_PARTITION, a lost connection)
+//! and when it is older than metadata.max.age.ms.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+use kafka_protocol::messages::{MetadataRequest, TopicName};
+use kafka_protocol::protocol::StrBytes;
+use parking_lot::{Mutex, RwLock};
+
+use crate::connection::Connection;
+use crate::error::{ClientError, Result};
+
+/// One partition as Metadata describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionInfo {
+    /// Partition index.
+    pub partition: i32,
+    /// Leader node id (-1 when leaderless).
+    pub leader: i32,
+    /// Leader epoch.
+    pub leader_epoch: i32,
+}
+
+/// One topic as Metadata describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicInfo {
+    /// Topic id (16 bytes, as Kafka encodes it).
+    pub id: [u8; 16],
+    /// Partitions by index.
+    pub partitions: Vec<PartitionInfo>,
+}
+
+#[derive(Debug, Default)]
+struct Snapshot {
+    brokers: HashMap<i32, String>,
+    topics: HashMap<String, TopicInfo>,
+    fetched: Option<Instant>,
+}
+
+/// Brokers, topics and connections.
+#[derive(Debug)]
+pub struct Cluster {
+    bootstrap: Vec<String>,
+    client_id: String,
+    timeout: Duration,
+    max_age: Duration,
+    snapshot: RwLock<Snapshot>,
+    connections: Mutex<HashMap<String, Arc<Connection>>>,
+    refreshing: tokio::sync::Mutex<()>,
+}
+
+impl Cluster {
+    /// A cluster reached through `bootstrap` (host:port, as bootstrap.servers lists them).
+    pub fn new(bootstrap: Vec<String>, client_id: &str, timeout: Duration) -> Arc<Cluster> {
+        Arc::new(Cluster {
+            bootstrap,
+            client_id: client_id.to_string(),
+            timeout,
+            max_age: Duration::from_secs(300),
+            snapshot: RwLock::new(Snapshot::default()),
+            connections: Mutex::new(HashMap::new()),
+            refreshing: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    /// The connection to `addr`, opened if needed.
+    pub async fn connection(&self, addr: &str) -> Result<Arc<Connection>> {
+        if let Some(c) = self.connections.lock().get(addr) {
+            if !c.is_closed() {
+                return Ok(c.clone());
+            }
+        }
+        let c = Arc::new(Connection::connect(addr, &self.client_id, self.timeout).await?);
+        self.connections.lock().insert(addr.to_string(), c.clone());
+        Ok(c)
+    }
+
+    /// Any broker: a known one, else a bootstrap server.
+    pub async fn any_connection(&self) -> Result<Arc<Connection>> {
+        let known: Vec<String> = self.snapshot.read().brokers.values().cloned().collect();
+        let mut last = None;
+        for addr in known.iter().chain(self.bootstrap.iter()) {
+            match self.connection(addr).await {
+                Ok(c) => return Ok(c),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or(ClientError::Protocol("no bootstrap servers".into())))
+    }
+
+    /// Fetches metadata for `topics` (all topics when empty), creating them if the broker
+    /// auto-creates.
+    pub async fn refresh(&self, topics: &[String]) -> Result<()> {
+        let _one = self.refreshing.lock().await;
+        let conn = self.any_connection().await?;
+        let request = MetadataRequest::default()
+            .with_allow_auto_topic_creation(true)
+            .with_topics(if topics.is_empty() {
+                None
+            } else {
+                Some(
+                    topics
+                        .iter()
+                        .map(|t| {
+                            MetadataRequestTopic::default()
+                                .with_name(Some(TopicName(StrBytes::from_string(t.clone()))))
+                        })
+                        .collect(),
+                )
+            });
+        let r = conn.send(&request).await?;
+        let mut snap = self.snapshot.write();
+        for b in &r.brokers {
+            snap.brokers
+                .insert(b.node_id.0, format!("{}:{}", b.host, b.port));
+        }
+        for t in &r.topics {
+            let Some(name) = &t.name else { continue };
+            if t.error_code != 0 {
+                snap.topics.remove(name.0.as_str());
+                continue;
+            }
+            let mut partitions: Vec<PartitionInfo> = t
+                .partitions
+                .iter()
+                .map(|p| PartitionInfo {
+                    partition: p.partition_index,
+                    leader: p.leader_id.0,
+                    leader_epoch: p.leader_epoch,
+                })
+                .collect();
+            partitions.sort_by_key(|p| p.partition);
+            snap.topics.insert(
+                name.0.to_string(),
+                TopicInfo {
+                    id: *t.topic_id.as_bytes(),
+                    partitions,
+                },
+            );
+        }
+        snap.fetched = Some(Instant::now());
+        Ok(())
+    }
+
+    /// The topic's metadata, fetched if unknown or stale.
+    pub async fn topic(&self, topic: &str) -> Result<TopicInfo> {
+        let stale = self
+            .snapshot
+            .read()
+            .fetched
+            .is_none_or(|f| f.elapsed() > self.max_age);
+        if stale || !self.snapshot.read().topics.contains_key(topic) {
+            self.refresh(&[topic.to_string()]).await?;
+        }
+        self.snapshot
+            .read()
+            .topics
+            .get(topic)
+            .cloned()
+            .ok_or_else(|| ClientError::kafka(3))
+    }
+
+    /// The connection to the leader of `topic`/`partition`.
+    pub async fn leader(&self, topic: &str, partition: i32) -> Result<Arc<Connection>> {
+        let info = self.topic(topic).await?;
+        let leader = info
+            .partitions
+            .iter()
+            .find(|p| p.partition == partition)
+            .map(|p| p.leader)
+            .ok_or_else(|| ClientError::kafka(3))?;
+        let addr = self
+            .snapshot
+            .read()
+            .brokers
+            .get(&leader)
+            .cloned()
+            .ok_or_else(|| ClientError::kafka(5))?; // LEADER_NOT_AVAILABLE
+        self.connection(&addr).await
+    }
+
+    /// Forgets what is known of `topic`, so the next use asks again.
+    pub fn invalidate(&self, topic: &str) {
+        self.snapshot.write().topics.remove(topic);
+    }
+}

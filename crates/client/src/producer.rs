@@ -1,0 +1,594 @@
+//! The producer: `send` places a record in its partition's open batch (Kafka's partitioner)
+//! and returns a future of its offset; a sender task ships batches when they reach
+//! batch.size, when linger.ms has passed, or on flush, one request per leader. Each
+//! partition has at most one request in flight and a retried batch goes back to the front
+//! of its partition's queue, so records keep their order under retries. buffer.memory bounds
+//! what waits (send waits for room); delivery.timeout.ms bounds how long a record may take.
+
+use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::{ProduceRequest, TopicName};
+use kafka_protocol::protocol::StrBytes;
+use parking_lot::Mutex;
+use strom_types::compression::Compression;
+use strom_types::record::BatchBuilder;
+use tokio::sync::{oneshot, Notify, OwnedSemaphorePermit, Semaphore};
+
+use crate::cluster::Cluster;
+use crate::error::{ClientError, Result};
+use crate::partitioner::{partition_for_key, StickyPartitioner};
+
+/// Producer settings, under Kafka's client property names.
+#[derive(Debug, Clone)]
+pub struct ProducerConfig {
+    /// bootstrap.servers.
+    pub bootstrap_servers: Vec<String>,
+    /// client.id.
+    pub client_id: String,
+    /// acks: 0, 1 or -1 (all; Kafka's default).
+    pub acks: i16,
+    /// linger.ms (5, Kafka 4's default).
+    pub linger: Duration,
+    /// batch.size in bytes (16384).
+    pub batch_size: usize,
+    /// compression.type (none).
+    pub compression: Compression,
+    /// request.timeout.ms (30 s).
+    pub request_timeout: Duration,
+    /// delivery.timeout.ms (120 s).
+    pub delivery_timeout: Duration,
+    /// retry.backoff.ms (100).
+    pub retry_backoff: Duration,
+    /// buffer.memory in bytes (32 MiB).
+    pub buffer_memory: usize,
+}
+
+impl Default for ProducerConfig {
+    fn default() -> Self {
+        ProducerConfig {
+            bootstrap_servers: vec!["localhost:9092".into()],
+            client_id: "strom-producer".into(),
+            acks: -1,
+            linger: Duration::from_millis(5),
+            batch_size: 16_384,
+            compression: Compression::None,
+            request_timeout: Duration::from_secs(30),
+            delivery_timeout: Duration::from_secs(120),
+            retry_backoff: Duration::from_millis(100),
+            buffer_memory: 32 << 20,
+        }
+    }
+}
+
+impl ProducerConfig {
+    /// Sets one property by its Kafka name; an unknown name or a bad value is an error that
+    /// names it.
+    pub fn set(&mut self, key: &str, value: &str) -> Result<()> {
+        let bad = || ClientError::Protocol(format!("invalid value '{value}' for {key}"));
+        let ms = || {
+            value
+                .parse::<u64>()
+                .map(Duration::from_millis)
+                .map_err(|_| bad())
+        };
+        match key {
+            "bootstrap.servers" => {
+                self.bootstrap_servers = value.split(',').map(|s| s.trim().to_string()).collect()
+            }
+            "client.id" => self.client_id = value.to_string(),
+            "acks" => {
+                self.acks = match value {
+                    "all" | "-1" => -1,
+                    "1" => 1,
+                    "0" => 0,
+                    _ => return Err(bad()),
+                }
+            }
+            "linger.ms" => self.linger = ms()?,
+            "batch.size" => self.batch_size = value.parse().map_err(|_| bad())?,
+            "compression.type" => {
+                self.compression = match value {
+                    "none" => Compression::None,
+                    "gzip" => Compression::Gzip,
+                    "snappy" => Compression::Snappy,
+                    "lz4" => Compression::Lz4,
+                    "zstd" => Compression::Zstd,
+                    _ => return Err(bad()),
+                }
+            }
+            "request.timeout.ms" => self.request_timeout = ms()?,
+            "delivery.timeout.ms" => self.delivery_timeout = ms()?,
+            "retry.backoff.ms" => self.retry_backoff = ms()?,
+            "buffer.memory" => self.buffer_memory = value.parse().map_err(|_| bad())?,
+            _ => {
+                return Err(ClientError::Protocol(format!(
+                    "unknown producer config {key}"
+                )))
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A record to send.
+#[derive(Debug, Clone, Default)]
+pub struct ProducerRecord {
+    /// Topic.
+    pub topic: String,
+    /// Partition, or `None` for the partitioner's choice.
+    pub partition: Option<i32>,
+    /// Key.
+    pub key: Option<Bytes>,
+    /// Value (`None` is a tombstone).
+    pub value: Option<Bytes>,
+    /// Headers, in order.
+    pub headers: Vec<(String, Option<Bytes>)>,
+    /// Timestamp (ms), or `None` for now.
+    pub timestamp: Option<i64>,
+}
+
+/// Where a record was written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordMetadata {
+    /// Partition.
+    pub partition: i32,
+    /// Offset (-1 with acks=0).
+    pub offset: i64,
+    /// The record's timestamp (the broker's under LogAppendTime).
+    pub timestamp: i64,
+}
+
+type Waiter = oneshot::Sender<Result<RecordMetadata>>;
+
+/// A topic and partition.
+type Tp = (String, i32);
+
+/// Batches taken for sending, each with its partition.
+type Taken = Vec<(Tp, Batch)>;
+
+struct Batch {
+    builder: BatchBuilder,
+    waiters: Vec<(Waiter, i64)>,
+    created: Instant,
+    bytes: usize,
+    _memory: Option<OwnedSemaphorePermit>,
+    attempts: u32,
+    keyless: bool,
+}
+
+#[derive(Default)]
+struct Queue {
+    open: Option<Batch>,
+    ready: VecDeque<Batch>,
+    in_flight: bool,
+    retry_at: Option<Instant>,
+}
+
+#[derive(Default)]
+struct State {
+    queues: HashMap<(String, i32), Queue>,
+    flushing: usize,
+    closed: bool,
+}
+
+impl State {
+    fn idle(&self) -> bool {
+        self.queues
+            .values()
+            .all(|q| q.open.is_none() && q.ready.is_empty() && !q.in_flight)
+    }
+}
+
+struct Inner {
+    config: ProducerConfig,
+    cluster: Arc<Cluster>,
+    sticky: StickyPartitioner,
+    state: Mutex<State>,
+    wake: Notify,
+    drained: Notify,
+    memory: Arc<Semaphore>,
+}
+
+/// An asynchronous Kafka producer.
+pub struct Producer {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Producer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Producer")
+            .field("client_id", &self.inner.config.client_id)
+            .finish()
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+impl Producer {
+    /// A producer; its sender task runs on the current tokio runtime.
+    pub fn new(config: ProducerConfig) -> Producer {
+        let cluster = Cluster::new(
+            config.bootstrap_servers.clone(),
+            &config.client_id,
+            config.request_timeout,
+        );
+        let inner = Arc::new(Inner {
+            memory: Arc::new(Semaphore::new(config.buffer_memory.min(u32::MAX as usize))),
+            config,
+            cluster,
+            sticky: StickyPartitioner::default(),
+            state: Mutex::new(State::default()),
+            wake: Notify::new(),
+            drained: Notify::new(),
+        });
+        tokio::spawn(sender(inner.clone()));
+        Producer { inner }
+    }
+
+    /// Queues `record`; the returned future resolves once the broker has it (per acks). Waits
+    /// for room when buffer.memory is full.
+    pub async fn send(
+        &self,
+        record: ProducerRecord,
+    ) -> Result<impl Future<Output = Result<RecordMetadata>>> {
+        let inner = &self.inner;
+        let topic = inner.cluster.topic(&record.topic).await?;
+        let count = topic.partitions.len() as i32;
+        let partition = match (record.partition, &record.key) {
+            (Some(p), _) => p,
+            (None, Some(k)) => partition_for_key(k, count),
+            (None, None) => inner.sticky.partition(&record.topic, count),
+        };
+        let size = 32
+            + record.key.as_ref().map_or(0, |k| k.len())
+            + record.value.as_ref().map_or(0, |v| v.len())
+            + record
+                .headers
+                .iter()
+                .map(|(k, v)| k.len() + v.as_ref().map_or(0, |v| v.len()) + 8)
+                .sum::<usize>();
+        let permit = inner
+            .memory
+            .clone()
+            .acquire_many_owned(size.min(inner.config.buffer_memory) as u32)
+            .await
+            .map_err(|_| ClientError::Closed)?;
+        let timestamp = record.timestamp.unwrap_or_else(now_ms);
+        let (tx, rx) = oneshot::channel();
+        let mut full = false;
+        {
+            let mut state = inner.state.lock();
+            if state.closed {
+                return Err(ClientError::Closed);
+            }
+            let q = state
+                .queues
+                .entry((record.topic.clone(), partition))
+                .or_default();
+            if q.open
+                .as_ref()
+                .is_some_and(|b| b.bytes + size > inner.config.batch_size)
+            {
+                if let Some(b) = q.open.take() {
+                    if b.keyless {
+                        inner.sticky.next_batch(&record.topic, partition, count);
+                    }
+                    q.ready.push_back(b);
+                    full = true;
+                }
+            }
+            let batch = q.open.get_or_insert_with(|| Batch {
+                builder: BatchBuilder::new(inner.config.compression),
+                waiters: Vec::new(),
+                created: Instant::now(),
+                bytes: 0,
+                _memory: None,
+                attempts: 0,
+                keyless: record.key.is_none() && record.partition.is_none(),
+            });
+            let headers: Vec<(&[u8], Option<&[u8]>)> = record
+                .headers
+                .iter()
+                .map(|(k, v)| (k.as_bytes(), v.as_deref()))
+                .collect();
+            batch.builder.append(
+                timestamp,
+                record.key.as_deref(),
+                record.value.as_deref(),
+                &headers,
+            );
+            batch.bytes += size;
+            batch.waiters.push((tx, timestamp));
+            match &mut batch._memory {
+                Some(p) => p.merge(permit),
+                slot => *slot = Some(permit),
+            }
+            if batch.bytes >= inner.config.batch_size {
+                full = true;
+            }
+        }
+        // A full batch goes now; a new one may end its linger sooner than what the sender
+        // sleeps for. Either way the sender looks again.
+        let _ = full;
+        inner.wake.notify_one();
+        Ok(async move { rx.await.unwrap_or(Err(ClientError::Closed)) })
+    }
+
+    /// Sends everything queued now and waits until each of it has an outcome.
+    pub async fn flush(&self) {
+        self.inner.state.lock().flushing += 1;
+        self.inner.wake.notify_one();
+        loop {
+            let drained = self.inner.drained.notified();
+            if self.inner.state.lock().idle() {
+                break;
+            }
+            let _ = tokio::time::timeout(Duration::from_millis(50), drained).await;
+        }
+        self.inner.state.lock().flushing -= 1;
+    }
+
+    /// Flushes, then stops the sender.
+    pub async fn close(&self) {
+        self.flush().await;
+        self.inner.state.lock().closed = true;
+        self.inner.wake.notify_one();
+    }
+}
+
+/// What the sender takes out of the queues in one round: per partition, one batch.
+fn take_ready(inner: &Inner) -> (Taken, Option<Instant>) {
+    let now = Instant::now();
+    let mut state = inner.state.lock();
+    let flushing = state.flushing > 0 || state.closed;
+    let linger = inner.config.linger;
+    let mut out = Vec::new();
+    let mut next: Option<Instant> = None;
+    for (tp, q) in state.queues.iter_mut() {
+        if q.in_flight {
+            continue;
+        }
+        if let Some(at) = q.retry_at {
+            if at > now {
+                next = Some(next.map_or(at, |n| n.min(at)));
+                continue;
+            }
+            q.retry_at = None;
+        }
+        if q.ready.is_empty() {
+            let due = q
+                .open
+                .as_ref()
+                .map(|b| (flushing || b.created + linger <= now, b.created + linger));
+            match due {
+                Some((true, _)) => {
+                    if let Some(b) = q.open.take() {
+                        q.ready.push_back(b);
+                    }
+                }
+                Some((false, at)) => next = Some(next.map_or(at, |n| n.min(at))),
+                None => {}
+            }
+        }
+        if let Some(b) = q.ready.pop_front() {
+            q.in_flight = true;
+            out.push((tp.clone(), b));
+        }
+    }
+    (out, next)
+}
+
+async fn sender(inner: Arc<Inner>) {
+    loop {
+        let woken = inner.wake.notified();
+        let (batches, next) = take_ready(&inner);
+        if batches.is_empty() {
+            {
+                let state = inner.state.lock();
+                if state.idle() {
+                    inner.drained.notify_waiters();
+                    if state.closed {
+                        return;
+                    }
+                }
+            }
+            match next {
+                Some(at) => {
+                    let _ = tokio::time::timeout_at(at.into(), woken).await;
+                }
+                None => woken.await,
+            }
+            continue;
+        }
+        // One request per leader.
+        let mut by_leader: HashMap<String, Taken> = HashMap::new();
+        for (tp, b) in batches {
+            match inner.cluster.leader(&tp.0, tp.1).await {
+                Ok(conn) => by_leader
+                    .entry(conn.addr().to_string())
+                    .or_default()
+                    .push((tp, b)),
+                Err(e) => finish(&inner, tp, b, Err(e)),
+            }
+        }
+        for (addr, group) in by_leader {
+            let inner = inner.clone();
+            tokio::spawn(async move { send_to(&inner, &addr, group).await });
+        }
+    }
+}
+
+async fn send_to(inner: &Arc<Inner>, addr: &str, group: Taken) {
+    let mut topics: HashMap<String, Vec<PartitionProduceData>> = HashMap::new();
+    let mut pending = Vec::new();
+    for ((topic, partition), batch) in group {
+        match batch.builder.build(0) {
+            Ok(bytes) => {
+                topics.entry(topic.clone()).or_default().push(
+                    PartitionProduceData::default()
+                        .with_index(partition)
+                        .with_records(Some(Bytes::from(bytes))),
+                );
+                pending.push(((topic, partition), batch));
+            }
+            Err(e) => finish(
+                inner,
+                (topic, partition),
+                batch,
+                Err(ClientError::Protocol(format!("compression: {e}"))),
+            ),
+        }
+    }
+    let request = ProduceRequest::default()
+        .with_acks(inner.config.acks)
+        .with_timeout_ms(inner.config.request_timeout.as_millis() as i32)
+        .with_topic_data(
+            topics
+                .into_iter()
+                .map(|(t, ps)| {
+                    TopicProduceData::default()
+                        .with_name(TopicName(StrBytes::from_string(t)))
+                        .with_partition_data(ps)
+                })
+                .collect(),
+        );
+    let conn = match inner.cluster.connection(addr).await {
+        Ok(c) => c,
+        Err(e) => {
+            for (tp, b) in pending {
+                retry_or_fail(inner, tp, b, e.is_retriable(), e.to_string());
+            }
+            return;
+        }
+    };
+    if inner.config.acks == 0 {
+        let outcome = match conn.version::<ProduceRequest>() {
+            Ok(v) => conn.send_no_response(&request, v).await,
+            Err(e) => Err(e),
+        };
+        for (tp, b) in pending {
+            let r = outcome
+                .as_ref()
+                .map(|_| -1)
+                .map_err(|e| ClientError::Protocol(e.to_string()));
+            finish(inner, tp, b, r);
+        }
+        return;
+    }
+    match conn.send(&request).await {
+        Err(e) => {
+            let retriable = e.is_retriable();
+            for (tp, b) in pending {
+                retry_or_fail(inner, tp, b, retriable, e.to_string());
+            }
+        }
+        Ok(response) => {
+            let mut results: HashMap<(String, i32), (i16, i64, i64)> = HashMap::new();
+            for t in &response.responses {
+                for p in &t.partition_responses {
+                    results.insert(
+                        (t.name.0.to_string(), p.index),
+                        (p.error_code, p.base_offset, p.log_append_time_ms),
+                    );
+                }
+            }
+            for (tp, b) in pending {
+                match results.get(&tp).copied() {
+                    Some((0, base, append_time)) => {
+                        finish_with_time(inner, tp, b, Ok(base), append_time)
+                    }
+                    Some((code, _, _)) => {
+                        let e = ClientError::kafka(code);
+                        if e.is_retriable() {
+                            inner.cluster.invalidate(&tp.0);
+                        }
+                        retry_or_fail(inner, tp, b, e.is_retriable(), e.to_string());
+                    }
+                    None => retry_or_fail(inner, tp, b, true, "no answer for the partition".into()),
+                }
+            }
+        }
+    }
+}
+
+/// Puts a failed batch back at the front of its partition's queue after retry.backoff.ms, or
+/// fails its records once delivery.timeout.ms has passed or the error is final.
+fn retry_or_fail(
+    inner: &Arc<Inner>,
+    tp: (String, i32),
+    mut batch: Batch,
+    retriable: bool,
+    why: String,
+) {
+    batch.attempts += 1;
+    if retriable && batch.created.elapsed() < inner.config.delivery_timeout {
+        tracing::debug!(topic = %tp.0, partition = tp.1, attempts = batch.attempts, %why, "retrying a batch");
+        let mut state = inner.state.lock();
+        let q = state.queues.entry(tp).or_default();
+        q.ready.push_front(batch);
+        q.in_flight = false;
+        q.retry_at = Some(Instant::now() + inner.config.retry_backoff);
+        drop(state);
+        inner.wake.notify_one();
+        return;
+    }
+    let err = if retriable {
+        ClientError::Timeout(inner.config.delivery_timeout)
+    } else {
+        ClientError::Protocol(why)
+    };
+    finish(inner, tp, batch, Err(err));
+}
+
+fn finish(inner: &Arc<Inner>, tp: (String, i32), batch: Batch, outcome: Result<i64>) {
+    finish_with_time(inner, tp, batch, outcome, -1)
+}
+
+/// Resolves every record of a batch and frees its partition for the next request.
+fn finish_with_time(
+    inner: &Arc<Inner>,
+    tp: (String, i32),
+    batch: Batch,
+    outcome: Result<i64>,
+    append_time: i64,
+) {
+    let partition = tp.1;
+    {
+        let mut state = inner.state.lock();
+        if let Some(q) = state.queues.get_mut(&tp) {
+            q.in_flight = false;
+        }
+    }
+    match outcome {
+        Ok(base) => {
+            for (i, (w, ts)) in batch.waiters.into_iter().enumerate() {
+                let _ = w.send(Ok(RecordMetadata {
+                    partition,
+                    offset: if base < 0 { -1 } else { base + i as i64 },
+                    timestamp: if append_time >= 0 { append_time } else { ts },
+                }));
+            }
+        }
+        Err(e) => {
+            let text = e.to_string();
+            let mut first = Some(e);
+            for (w, _) in batch.waiters {
+                let err = first
+                    .take()
+                    .unwrap_or_else(|| ClientError::Protocol(text.clone()));
+                let _ = w.send(Err(err));
+            }
+        }
+    }
+    inner.wake.notify_one();
+}
