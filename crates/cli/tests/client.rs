@@ -306,3 +306,78 @@ async fn the_consumer_reads_what_kcat_wrote_from_any_starting_point() {
     }
     assert_eq!(again[0].offset, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_client_manages_topics_configs_records_and_describes_the_cluster() {
+    use strom_client::Admin;
+    let dir = tempfile::tempdir().unwrap();
+    let s = start(dir.path());
+    let admin = Admin::new(vec![s.1.clone()], "admin-test", Duration::from_secs(10));
+    admin
+        .create_topic("adm", 2, 1, &[("retention.ms".into(), "3600000".into())])
+        .await
+        .unwrap();
+    let e = admin.create_topic("adm", 2, 1, &[]).await.unwrap_err();
+    assert_eq!(e.to_string(), "broker error TOPIC_ALREADY_EXISTS (36)");
+    let e = admin.create_topic("rf3", 1, 3, &[]).await.unwrap_err();
+    assert!(e.to_string().contains("INVALID_REPLICATION_FACTOR"), "{e}");
+
+    admin.add_partitions("adm", 4).await.unwrap();
+    let d = admin.describe_topics(&["adm".into()]).await.unwrap();
+    assert_eq!(d.len(), 1);
+    assert_eq!(d[0].partitions.len(), 4);
+    assert_eq!(
+        (d[0].partitions[3].leader, d[0].partitions[3].isr.clone()),
+        (1, vec![1])
+    );
+
+    let configs = admin.describe_topic_configs("adm").await.unwrap();
+    let retention = configs.iter().find(|c| c.name == "retention.ms").unwrap();
+    assert_eq!(
+        (retention.value.as_deref(), retention.source),
+        (Some("3600000"), 1)
+    );
+    admin
+        .alter_topic_configs(
+            "adm",
+            &[
+                ("retention.ms".into(), None),
+                ("segment.bytes".into(), Some("1048576".into())),
+            ],
+        )
+        .await
+        .unwrap();
+    let configs = admin.describe_topic_configs("adm").await.unwrap();
+    let get = |n: &str| configs.iter().find(|c| c.name == n).unwrap().clone();
+    assert_eq!(get("retention.ms").source, 5, "back to the default");
+    assert_eq!(get("segment.bytes").value.as_deref(), Some("1048576"));
+
+    // Records: produce ten with the native producer, delete below 6.
+    let mut config = strom_client::ProducerConfig::default();
+    config.set("bootstrap.servers", &s.1).unwrap();
+    let p = strom_client::Producer::new(config);
+    let mut fs = Vec::new();
+    for _ in 0..10 {
+        let r = strom_client::ProducerRecord {
+            topic: "adm".into(),
+            partition: Some(0),
+            value: Some(bytes::Bytes::from_static(b"x")),
+            ..Default::default()
+        };
+        fs.push(p.send(r).await.unwrap());
+    }
+    p.flush().await;
+    for f in fs {
+        f.await.unwrap();
+    }
+    assert_eq!(admin.delete_records("adm", 0, 6).await.unwrap(), 6);
+
+    let c = admin.describe_cluster().await.unwrap();
+    assert_eq!(c.controller, 1);
+    assert_eq!(c.cluster_id.len(), 22);
+    assert_eq!(c.brokers, vec![(1, s.1.clone())]);
+
+    admin.delete_topic("adm").await.unwrap();
+    let e = admin.delete_topic("adm").await.unwrap_err();
+    assert!(e.to_string().contains("UNKNOWN_TOPIC_OR_PARTITION"), "{e}");
+}

@@ -5,6 +5,7 @@
 //!   requests matched to responses by correlation id.
 //! - [`partitioner`]: Kafka's default partitioner, byte for byte (murmur2 of the key; sticky
 //!   partitions for records without a key, KIP-480).
+//! - [`admin`]: topics, topic configs, records and the cluster.
 //! - [`cluster`]: brokers, topics and leaders from Metadata, and a connection per broker.
 //! - [`producer`]: batching by batch.size and linger.ms, compression, acks, retries in
 //!   order, buffer.memory back-pressure, delivery.timeout.ms.
@@ -12,8 +13,9 @@
 //!   codec.
 //! - [`error`]: typed errors that name the Kafka error.
 //!
-//! Consumer groups, the admin client and the CLI come next (issue 5, in progress).
+//! Consumer groups, group administration and the CLI come next (issue 5, in progress).
 
+pub mod admin;
 pub mod cluster;
 pub mod connection;
 pub mod consumer;
@@ -21,6 +23,7 @@ pub mod error;
 pub mod partitioner;
 pub mod producer;
 
+pub use admin::Admin;
 pub use connection::Connection;
 pub use consumer::{Consumer, ConsumerConfig, ConsumerRecord, StartAt};
 pub use error::{ClientError, Result};

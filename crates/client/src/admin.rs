@@ -1,0 +1,312 @@
+//! The admin client: topics (create, delete, list, describe, add partitions), topic configs
+//! (describe, incremental alter), records (delete before an offset) and the cluster
+//! (describe). Each call sends the request at the best version both sides speak and turns
+//! Kafka error codes into typed errors that name them.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
+use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
+use kafka_protocol::messages::delete_records_request::{
+    DeleteRecordsPartition, DeleteRecordsTopic,
+};
+use kafka_protocol::messages::delete_topics_request::DeleteTopicState;
+use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
+use kafka_protocol::messages::incremental_alter_configs_request::{
+    AlterConfigsResource, AlterableConfig,
+};
+use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+use kafka_protocol::messages::{
+    CreatePartitionsRequest, CreateTopicsRequest, DeleteRecordsRequest, DeleteTopicsRequest,
+    DescribeClusterRequest, DescribeConfigsRequest, IncrementalAlterConfigsRequest,
+    MetadataRequest, TopicName,
+};
+use kafka_protocol::protocol::StrBytes;
+
+use crate::cluster::Cluster;
+use crate::error::{ClientError, Result};
+
+fn s(v: &str) -> StrBytes {
+    StrBytes::from_string(v.to_string())
+}
+
+fn check(code: i16) -> Result<()> {
+    if code == 0 {
+        Ok(())
+    } else {
+        Err(ClientError::kafka(code))
+    }
+}
+
+/// One partition of a described topic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionDescription {
+    /// Partition index.
+    pub partition: i32,
+    /// Leader node.
+    pub leader: i32,
+    /// Replica nodes.
+    pub replicas: Vec<i32>,
+    /// In-sync replicas.
+    pub isr: Vec<i32>,
+}
+
+/// A described topic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicDescription {
+    /// Name.
+    pub name: String,
+    /// True for the broker's internal topics.
+    pub internal: bool,
+    /// Partitions, by index.
+    pub partitions: Vec<PartitionDescription>,
+}
+
+/// One config of a topic, as DescribeConfigs gives it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigEntry {
+    /// Name.
+    pub name: String,
+    /// Value.
+    pub value: Option<String>,
+    /// Kafka's ConfigSource (1 topic override, 4 static broker config, 5 default, ...).
+    pub source: i8,
+    /// True when it cannot be changed.
+    pub read_only: bool,
+}
+
+/// The cluster as DescribeCluster gives it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterDescription {
+    /// Cluster id.
+    pub cluster_id: String,
+    /// Controller node.
+    pub controller: i32,
+    /// Brokers: (node id, host:port).
+    pub brokers: Vec<(i32, String)>,
+}
+
+/// An admin client.
+#[derive(Debug)]
+pub struct Admin {
+    cluster: Arc<Cluster>,
+    timeout: Duration,
+}
+
+impl Admin {
+    /// An admin client for the cluster behind `bootstrap`.
+    pub fn new(bootstrap: Vec<String>, client_id: &str, timeout: Duration) -> Admin {
+        Admin {
+            cluster: Cluster::new(bootstrap, client_id, timeout),
+            timeout,
+        }
+    }
+
+    fn timeout_ms(&self) -> i32 {
+        self.timeout.as_millis().min(i32::MAX as u128) as i32
+    }
+
+    /// Creates a topic (`partitions`/`replication_factor` of -1 take the broker's defaults).
+    pub async fn create_topic(
+        &self,
+        name: &str,
+        partitions: i32,
+        replication_factor: i16,
+        configs: &[(String, String)],
+    ) -> Result<()> {
+        let conn = self.cluster.any_connection().await?;
+        let request = CreateTopicsRequest::default()
+            .with_timeout_ms(self.timeout_ms())
+            .with_topics(vec![CreatableTopic::default()
+                .with_name(TopicName(s(name)))
+                .with_num_partitions(partitions)
+                .with_replication_factor(replication_factor)
+                .with_configs(
+                    configs
+                        .iter()
+                        .map(|(k, v)| {
+                            CreatableTopicConfig::default()
+                                .with_name(s(k))
+                                .with_value(Some(s(v)))
+                        })
+                        .collect(),
+                )]);
+        let r = conn.send(&request).await?;
+        let t = r
+            .topics
+            .first()
+            .ok_or_else(|| ClientError::Protocol("empty CreateTopics response".into()))?;
+        check(t.error_code)
+    }
+
+    /// Deletes a topic and its data.
+    pub async fn delete_topic(&self, name: &str) -> Result<()> {
+        let conn = self.cluster.any_connection().await?;
+        let version = conn.version::<DeleteTopicsRequest>()?;
+        let mut request = DeleteTopicsRequest::default().with_timeout_ms(self.timeout_ms());
+        if version >= 6 {
+            request.topics = vec![DeleteTopicState::default().with_name(Some(TopicName(s(name))))];
+        } else {
+            request.topic_names = vec![TopicName(s(name))];
+        }
+        let r = conn.send_at(&request, version).await?;
+        let t = r
+            .responses
+            .first()
+            .ok_or_else(|| ClientError::Protocol("empty DeleteTopics response".into()))?;
+        self.cluster.invalidate(name);
+        check(t.error_code)
+    }
+
+    /// Every topic with its partitions (`names` empty), or the named ones.
+    pub async fn describe_topics(&self, names: &[String]) -> Result<Vec<TopicDescription>> {
+        let conn = self.cluster.any_connection().await?;
+        let request = MetadataRequest::default()
+            .with_allow_auto_topic_creation(false)
+            .with_topics(if names.is_empty() {
+                None
+            } else {
+                Some(
+                    names
+                        .iter()
+                        .map(|n| MetadataRequestTopic::default().with_name(Some(TopicName(s(n)))))
+                        .collect(),
+                )
+            });
+        let r = conn.send(&request).await?;
+        let mut out = Vec::new();
+        for t in r.topics {
+            check(t.error_code)?;
+            let mut partitions: Vec<PartitionDescription> = t
+                .partitions
+                .iter()
+                .map(|p| PartitionDescription {
+                    partition: p.partition_index,
+                    leader: p.leader_id.0,
+                    replicas: p.replica_nodes.iter().map(|b| b.0).collect(),
+                    isr: p.isr_nodes.iter().map(|b| b.0).collect(),
+                })
+                .collect();
+            partitions.sort_by_key(|p| p.partition);
+            out.push(TopicDescription {
+                name: t.name.map(|n| n.0.to_string()).unwrap_or_default(),
+                internal: t.is_internal,
+                partitions,
+            });
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    /// Grows a topic to `total` partitions.
+    pub async fn add_partitions(&self, name: &str, total: i32) -> Result<()> {
+        let conn = self.cluster.any_connection().await?;
+        let request = CreatePartitionsRequest::default()
+            .with_timeout_ms(self.timeout_ms())
+            .with_topics(vec![CreatePartitionsTopic::default()
+                .with_name(TopicName(s(name)))
+                .with_count(total)]);
+        let r = conn.send(&request).await?;
+        self.cluster.invalidate(name);
+        let t = r
+            .results
+            .first()
+            .ok_or_else(|| ClientError::Protocol("empty CreatePartitions response".into()))?;
+        check(t.error_code)
+    }
+
+    /// Every config of a topic with its value and source.
+    pub async fn describe_topic_configs(&self, name: &str) -> Result<Vec<ConfigEntry>> {
+        let conn = self.cluster.any_connection().await?;
+        let request = DescribeConfigsRequest::default().with_resources(vec![
+            DescribeConfigsResource::default()
+                .with_resource_type(2)
+                .with_resource_name(s(name))
+                .with_configuration_keys(None),
+        ]);
+        let r = conn.send(&request).await?;
+        let res = r
+            .results
+            .first()
+            .ok_or_else(|| ClientError::Protocol("empty DescribeConfigs response".into()))?;
+        check(res.error_code)?;
+        Ok(res
+            .configs
+            .iter()
+            .map(|c| ConfigEntry {
+                name: c.name.to_string(),
+                value: c.value.as_ref().map(|v| v.to_string()),
+                source: c.config_source,
+                read_only: c.read_only,
+            })
+            .collect())
+    }
+
+    /// Sets (`Some`) or removes (`None`) topic configs, leaving the others as they are.
+    pub async fn alter_topic_configs(
+        &self,
+        name: &str,
+        changes: &[(String, Option<String>)],
+    ) -> Result<()> {
+        let conn = self.cluster.any_connection().await?;
+        let request = IncrementalAlterConfigsRequest::default().with_resources(vec![
+            AlterConfigsResource::default()
+                .with_resource_type(2)
+                .with_resource_name(s(name))
+                .with_configs(
+                    changes
+                        .iter()
+                        .map(|(k, v)| {
+                            AlterableConfig::default()
+                                .with_name(s(k))
+                                .with_config_operation(if v.is_some() { 0 } else { 1 })
+                                .with_value(v.as_deref().map(s))
+                        })
+                        .collect(),
+                ),
+        ]);
+        let r = conn.send(&request).await?;
+        let res = r.responses.first().ok_or_else(|| {
+            ClientError::Protocol("empty IncrementalAlterConfigs response".into())
+        })?;
+        check(res.error_code)
+    }
+
+    /// Deletes the records of a partition below `offset` (-1: all); returns the new low
+    /// watermark.
+    pub async fn delete_records(&self, topic: &str, partition: i32, offset: i64) -> Result<i64> {
+        let conn = self.cluster.leader(topic, partition).await?;
+        let request = DeleteRecordsRequest::default()
+            .with_timeout_ms(self.timeout_ms())
+            .with_topics(vec![DeleteRecordsTopic::default()
+                .with_name(TopicName(s(topic)))
+                .with_partitions(vec![DeleteRecordsPartition::default()
+                    .with_partition_index(partition)
+                    .with_offset(offset)])]);
+        let r = conn.send(&request).await?;
+        let p = r
+            .topics
+            .first()
+            .and_then(|t| t.partitions.first())
+            .ok_or_else(|| ClientError::Protocol("empty DeleteRecords response".into()))?;
+        check(p.error_code)?;
+        Ok(p.low_watermark)
+    }
+
+    /// The cluster id, controller and brokers.
+    pub async fn describe_cluster(&self) -> Result<ClusterDescription> {
+        let conn = self.cluster.any_connection().await?;
+        let r = conn.send(&DescribeClusterRequest::default()).await?;
+        check(r.error_code)?;
+        Ok(ClusterDescription {
+            cluster_id: r.cluster_id.to_string(),
+            controller: r.controller_id.0,
+            brokers: r
+                .brokers
+                .iter()
+                .map(|b| (b.broker_id.0, format!("{}:{}", b.host, b.port)))
+                .collect(),
+        })
+    }
+}
