@@ -1,5 +1,9 @@
 //! The `strom` command. `strom server` runs a broker: with no arguments a single node
-//! (broker and controller) on 127.0.0.1:9092 with its data in ./strom-data.
+//! (broker and controller) on 127.0.0.1:9092 with its data in ./strom-data. `strom topic`,
+//! `produce`, `consume` and `cluster` are clients of any Kafka-compatible cluster
+//! (`--bootstrap-server`, or `STROM_BROKERS`).
+
+mod tools;
 
 use std::path::PathBuf;
 
@@ -16,6 +20,8 @@ use strom_broker::{Broker, BrokerConfig};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    #[command(flatten)]
+    conn: tools::Conn,
 }
 
 #[derive(Subcommand)]
@@ -33,6 +39,30 @@ enum Command {
         #[arg(long = "override", value_name = "KEY=VALUE")]
         overrides: Vec<String>,
     },
+    /// Create, list, describe, delete and configure topics.
+    Topic {
+        #[command(subcommand)]
+        cmd: tools::TopicCmd,
+    },
+    /// Produce records from stdin, one per line.
+    ///
+    /// Example: printf 'k1:hello\n' | strom produce orders --key-separator :
+    Produce(tools::ProduceArgs),
+    /// Print records of a topic.
+    ///
+    /// Example: strom consume orders --from beginning -e -f '{partition}:{offset} {key}={value}'
+    Consume(tools::ConsumeArgs),
+    /// The cluster's id, controller and brokers.
+    Cluster {
+        #[command(subcommand)]
+        cmd: ClusterCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum ClusterCmd {
+    /// Cluster id, controller and brokers.
+    Info,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -43,9 +73,26 @@ fn main() -> anyhow::Result<()> {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .init();
-    match Cli::parse().command {
-        Command::Server { config, overrides } => server(config, overrides),
+    let cli = Cli::parse();
+    let client = |f: std::pin::Pin<Box<dyn std::future::Future<Output = anyhow::Result<()>>>>| {
+        tokio::runtime::Runtime::new()?.block_on(f)
+    };
+    let conn = &cli.conn;
+    let outcome = match cli.command {
+        Command::Server { config, overrides } => return server(config, overrides),
+        Command::Topic { cmd } => client(Box::pin(tools::topic(conn, cmd))),
+        Command::Produce(args) => client(Box::pin(tools::produce(conn, args))),
+        Command::Consume(args) => client(Box::pin(tools::consume(conn, args))),
+        Command::Cluster {
+            cmd: ClusterCmd::Info,
+        } => client(Box::pin(tools::cluster_info(conn))),
+    };
+    // Client commands: one clear line and exit status 1, which scripts can trust.
+    if let Err(e) = outcome {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
     }
+    Ok(())
 }
 
 fn server(file: Option<PathBuf>, overrides: Vec<String>) -> anyhow::Result<()> {

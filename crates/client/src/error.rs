@@ -9,7 +9,7 @@ pub type Result<T, E = ClientError> = std::result::Result<T, E>;
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     /// The connection failed or closed.
-    #[error("connection to {addr}: {source}")]
+    #[error("connection to {addr} failed")]
     Io {
         /// The broker address.
         addr: String,

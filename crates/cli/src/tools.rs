@@ -1,0 +1,521 @@
+//! The client subcommands of `strom`: `topic`, `produce`, `consume` and `cluster`, built on
+//! `strom-client`. Human tables by default, `--output json` for scripts; errors go to stderr
+//! and exit with status 1.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, Write};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use bytes::Bytes;
+use clap::{Args, Subcommand, ValueEnum};
+use strom_client::{
+    Admin, Consumer, ConsumerConfig, ConsumerRecord, Producer, ProducerConfig, ProducerRecord,
+    StartAt,
+};
+
+/// How results are printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    /// Aligned columns for people.
+    Table,
+    /// One JSON document for scripts.
+    Json,
+}
+
+/// Where the cluster is and how to print.
+#[derive(Debug, Args)]
+pub struct Conn {
+    /// Brokers to bootstrap from (host:port, comma-separated).
+    #[arg(
+        long = "bootstrap-server",
+        short = 'b',
+        env = "STROM_BROKERS",
+        default_value = "localhost:9092",
+        global = true
+    )]
+    pub bootstrap: String,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "table", global = true)]
+    pub output: Output,
+}
+
+impl Conn {
+    fn servers(&self) -> Vec<String> {
+        self.bootstrap
+            .split(',')
+            .map(|s| s.trim().to_string())
+            .collect()
+    }
+
+    fn admin(&self) -> Admin {
+        Admin::new(self.servers(), "strom-cli", Duration::from_secs(30))
+    }
+}
+
+/// `strom topic ...`.
+#[derive(Debug, Subcommand)]
+pub enum TopicCmd {
+    /// Create a topic.
+    ///
+    /// Example: strom topic create orders --partitions 6 --config retention.ms=86400000
+    Create {
+        /// Topic name.
+        name: String,
+        /// Partitions (the broker's num.partitions when omitted).
+        #[arg(long, short = 'p', default_value_t = -1)]
+        partitions: i32,
+        /// Replication factor (the broker's default when omitted).
+        #[arg(long, short = 'r', default_value_t = -1)]
+        replicas: i16,
+        /// Topic config, key=value; repeatable.
+        #[arg(long = "config", short = 'c', value_name = "KEY=VALUE")]
+        configs: Vec<String>,
+    },
+    /// List topics.
+    List,
+    /// Show a topic's partitions, leaders, replicas, ISR and configs.
+    Describe {
+        /// Topic name.
+        name: String,
+    },
+    /// Delete topics and their data.
+    Delete {
+        /// Topic names.
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Set or remove topic configs.
+    ///
+    /// Example: strom topic alter-config orders --set retention.ms=3600000 --delete cleanup.policy
+    AlterConfig {
+        /// Topic name.
+        name: String,
+        /// key=value to set; repeatable.
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+        /// Key to reset to its default; repeatable.
+        #[arg(long = "delete", value_name = "KEY")]
+        delete: Vec<String>,
+    },
+    /// Grow a topic to a number of partitions.
+    AddPartitions {
+        /// Topic name.
+        name: String,
+        /// The new total.
+        #[arg(long)]
+        total: i32,
+    },
+}
+
+/// `strom produce`.
+#[derive(Debug, Args)]
+pub struct ProduceArgs {
+    /// Topic.
+    pub topic: String,
+    /// Split each line into key and value at the first occurrence of this.
+    #[arg(long)]
+    pub key_separator: Option<String>,
+    /// Header key=value on every record; repeatable.
+    #[arg(long = "header", short = 'H', value_name = "KEY=VALUE")]
+    pub headers: Vec<String>,
+    /// Partition (the partitioner's choice when omitted).
+    #[arg(long, short = 'p')]
+    pub partition: Option<i32>,
+    /// none, gzip, snappy, lz4 or zstd.
+    #[arg(long, default_value = "none")]
+    pub compression: String,
+    /// 0, 1 or all.
+    #[arg(long, default_value = "all")]
+    pub acks: String,
+    /// Print partition and offset of each record.
+    #[arg(long, short = 'v')]
+    pub verbose: bool,
+}
+
+/// `strom consume`.
+#[derive(Debug, Args)]
+pub struct ConsumeArgs {
+    /// Topic.
+    pub topic: String,
+    /// beginning, end, an offset, or @TIMESTAMP (ms).
+    #[arg(long, default_value = "end")]
+    pub from: String,
+    /// Only this partition.
+    #[arg(long, short = 'p')]
+    pub partition: Option<i32>,
+    /// Stop after this many records.
+    #[arg(long, short = 'n')]
+    pub num: Option<usize>,
+    /// Stop when every partition is read to its end.
+    #[arg(long, short = 'e')]
+    pub exit_at_end: bool,
+    /// Output template: {key} {value} {partition} {offset} {timestamp} {headers}.
+    #[arg(long, short = 'f', default_value = "{value}")]
+    pub format: String,
+    /// Shorthand for --format '{key}\t{value}'.
+    #[arg(long)]
+    pub print_keys: bool,
+}
+
+fn kv(s: &str) -> anyhow::Result<(String, String)> {
+    let (k, v) = s
+        .split_once('=')
+        .with_context(|| format!("'{s}' is not key=value"))?;
+    Ok((k.to_string(), v.to_string()))
+}
+
+fn table(rows: &[Vec<String>]) {
+    let widths: Vec<usize> = (0..rows.first().map_or(0, Vec::len))
+        .map(|c| rows.iter().map(|r| r[c].len()).max().unwrap_or(0))
+        .collect();
+    for r in rows {
+        let line: Vec<String> = r
+            .iter()
+            .zip(&widths)
+            .map(|(cell, w)| format!("{cell:<w$}"))
+            .collect();
+        println!("{}", line.join("  ").trim_end());
+    }
+}
+
+/// Runs `strom topic ...`.
+pub async fn topic(conn: &Conn, cmd: TopicCmd) -> anyhow::Result<()> {
+    let admin = conn.admin();
+    match cmd {
+        TopicCmd::Create {
+            name,
+            partitions,
+            replicas,
+            configs,
+        } => {
+            let configs = configs
+                .iter()
+                .map(|c| kv(c))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            admin
+                .create_topic(&name, partitions, replicas, &configs)
+                .await?;
+            match conn.output {
+                Output::Json => println!("{}", serde_json::json!({ "created": name })),
+                Output::Table => println!("created topic {name}"),
+            }
+        }
+        TopicCmd::List => {
+            let topics = admin.describe_topics(&[]).await?;
+            match conn.output {
+                Output::Json => println!(
+                    "{}",
+                    serde_json::json!(topics
+                        .iter()
+                        .map(|t| serde_json::json!({"name": t.name, "partitions": t.partitions.len(), "internal": t.internal}))
+                        .collect::<Vec<_>>())
+                ),
+                Output::Table => {
+                    let mut rows = vec![vec!["NAME".into(), "PARTITIONS".into()]];
+                    rows.extend(topics.iter().map(|t| vec![t.name.clone(), t.partitions.len().to_string()]));
+                    table(&rows);
+                }
+            }
+        }
+        TopicCmd::Describe { name } => {
+            let d = admin
+                .describe_topics(std::slice::from_ref(&name))
+                .await?
+                .pop()
+                .with_context(|| format!("topic {name} not found"))?;
+            let configs = admin.describe_topic_configs(&name).await?;
+            let overrides: BTreeMap<String, String> = configs
+                .iter()
+                .filter(|c| c.source == 1)
+                .map(|c| (c.name.clone(), c.value.clone().unwrap_or_default()))
+                .collect();
+            let consumer = Consumer::new(consumer_config(conn, 1)?);
+            let mut offsets = Vec::new();
+            for p in &d.partitions {
+                let lo = consumer
+                    .resolve(&name, p.partition, StartAt::Earliest)
+                    .await?;
+                let hi = consumer
+                    .resolve(&name, p.partition, StartAt::Latest)
+                    .await?;
+                offsets.push((lo, hi));
+            }
+            match conn.output {
+                Output::Json => println!(
+                    "{}",
+                    serde_json::json!({
+                        "name": d.name,
+                        "partitions": d.partitions.iter().zip(&offsets).map(|(p, (lo, hi))| serde_json::json!({
+                            "partition": p.partition, "leader": p.leader, "replicas": p.replicas,
+                            "isr": p.isr, "log_start_offset": lo, "log_end_offset": hi,
+                        })).collect::<Vec<_>>(),
+                        "configs": overrides,
+                    })
+                ),
+                Output::Table => {
+                    println!("NAME        {}", d.name);
+                    println!("PARTITIONS  {}", d.partitions.len());
+                    for (k, v) in &overrides {
+                        println!("CONFIG      {k}={v}");
+                    }
+                    println!();
+                    let mut rows = vec![[
+                        "PARTITION",
+                        "LEADER",
+                        "REPLICAS",
+                        "ISR",
+                        "LOG-START",
+                        "HIGH-WATERMARK",
+                    ]
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect::<Vec<_>>()];
+                    for (p, (lo, hi)) in d.partitions.iter().zip(&offsets) {
+                        rows.push(vec![
+                            p.partition.to_string(),
+                            p.leader.to_string(),
+                            format!("{:?}", p.replicas),
+                            format!("{:?}", p.isr),
+                            lo.to_string(),
+                            hi.to_string(),
+                        ]);
+                    }
+                    table(&rows);
+                }
+            }
+        }
+        TopicCmd::Delete { names } => {
+            for n in &names {
+                admin
+                    .delete_topic(n)
+                    .await
+                    .with_context(|| format!("deleting {n}"))?;
+                if conn.output == Output::Table {
+                    println!("deleted topic {n}");
+                }
+            }
+            if conn.output == Output::Json {
+                println!("{}", serde_json::json!({ "deleted": names }));
+            }
+        }
+        TopicCmd::AlterConfig { name, set, delete } => {
+            let mut changes: Vec<(String, Option<String>)> = set
+                .iter()
+                .map(|s| kv(s).map(|(k, v)| (k, Some(v))))
+                .collect::<anyhow::Result<_>>()?;
+            changes.extend(delete.into_iter().map(|k| (k, None)));
+            if changes.is_empty() {
+                bail!("nothing to change: give --set key=value or --delete key");
+            }
+            admin.alter_topic_configs(&name, &changes).await?;
+            if conn.output == Output::Table {
+                println!("altered {} config(s) of {name}", changes.len());
+            } else {
+                println!("{}", serde_json::json!({ "altered": name }));
+            }
+        }
+        TopicCmd::AddPartitions { name, total } => {
+            admin.add_partitions(&name, total).await?;
+            if conn.output == Output::Table {
+                println!("{name} now has {total} partitions");
+            } else {
+                println!(
+                    "{}",
+                    serde_json::json!({ "topic": name, "partitions": total })
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Runs `strom cluster info`.
+pub async fn cluster_info(conn: &Conn) -> anyhow::Result<()> {
+    let c = conn.admin().describe_cluster().await?;
+    match conn.output {
+        Output::Json => println!(
+            "{}",
+            serde_json::json!({
+                "cluster_id": c.cluster_id, "controller": c.controller,
+                "brokers": c.brokers.iter().map(|(id, addr)| serde_json::json!({"id": id, "address": addr})).collect::<Vec<_>>(),
+            })
+        ),
+        Output::Table => {
+            println!("CLUSTER     {}", c.cluster_id);
+            println!("CONTROLLER  {}", c.controller);
+            println!();
+            let mut rows = vec![vec!["ID".to_string(), "ADDRESS".to_string()]];
+            rows.extend(
+                c.brokers
+                    .iter()
+                    .map(|(id, a)| vec![id.to_string(), a.clone()]),
+            );
+            table(&rows);
+        }
+    }
+    Ok(())
+}
+
+/// Runs `strom produce`: one record per line of stdin.
+pub async fn produce(conn: &Conn, args: ProduceArgs) -> anyhow::Result<()> {
+    let mut config = ProducerConfig::default();
+    config.set("bootstrap.servers", &conn.bootstrap)?;
+    config.set("compression.type", &args.compression)?;
+    config.set("acks", &args.acks)?;
+    config.set("client.id", "strom-cli")?;
+    let headers: Vec<(String, Option<Bytes>)> = args
+        .headers
+        .iter()
+        .map(|h| kv(h).map(|(k, v)| (k, Some(Bytes::from(v)))))
+        .collect::<anyhow::Result<_>>()?;
+    let producer = Producer::new(config);
+    let mut pending = Vec::new();
+    let stdin = std::io::stdin();
+    for line in stdin.lock().lines() {
+        let line = line.context("reading stdin")?;
+        let (key, value) = match &args.key_separator {
+            Some(sep) => match line.split_once(sep.as_str()) {
+                Some((k, v)) => (Some(Bytes::from(k.to_string())), v.to_string()),
+                None => (None, line.clone()),
+            },
+            None => (None, line.clone()),
+        };
+        let record = ProducerRecord {
+            topic: args.topic.clone(),
+            partition: args.partition,
+            key,
+            value: Some(Bytes::from(value)),
+            headers: headers.clone(),
+            timestamp: None,
+        };
+        pending.push(producer.send(record).await?);
+    }
+    producer.flush().await;
+    let mut failed = 0usize;
+    let mut out = std::io::stdout().lock();
+    for (i, f) in pending.into_iter().enumerate() {
+        match f.await {
+            Ok(md) if args.verbose => writeln!(
+                out,
+                "record {i}: partition {} offset {}",
+                md.partition, md.offset
+            )?,
+            Ok(_) => {}
+            Err(e) => {
+                failed += 1;
+                eprintln!("record {i} (line {}): {e}", i + 1);
+            }
+        }
+    }
+    producer.close().await;
+    if failed > 0 {
+        bail!("{failed} record(s) not delivered");
+    }
+    Ok(())
+}
+
+fn consumer_config(conn: &Conn, wait_ms: u64) -> anyhow::Result<ConsumerConfig> {
+    let mut config = ConsumerConfig::default();
+    config.set("bootstrap.servers", &conn.bootstrap)?;
+    config.set("client.id", "strom-cli")?;
+    config.set("fetch.max.wait.ms", &wait_ms.to_string())?;
+    Ok(config)
+}
+
+fn render(format: &str, r: &ConsumerRecord) -> String {
+    let text = |b: &Option<Bytes>| {
+        b.as_ref()
+            .map(|b| String::from_utf8_lossy(b).into_owned())
+            .unwrap_or_else(|| "null".into())
+    };
+    let headers = r
+        .headers
+        .iter()
+        .map(|(k, v)| format!("{k}={}", text(v)))
+        .collect::<Vec<_>>()
+        .join(",");
+    format
+        .replace("{key}", &text(&r.key))
+        .replace("{value}", &text(&r.value))
+        .replace("{partition}", &r.partition.to_string())
+        .replace("{offset}", &r.offset.to_string())
+        .replace("{timestamp}", &r.timestamp.to_string())
+        .replace("{headers}", &headers)
+        .replace("\\t", "\t")
+        .replace("\\n", "\n")
+}
+
+/// Runs `strom consume` (manual assignment of every partition, or one): prints records
+/// until Ctrl-C, --num records, or the end with --exit-at-end.
+pub async fn consume(conn: &Conn, args: ConsumeArgs) -> anyhow::Result<()> {
+    let start = match args.from.as_str() {
+        "beginning" | "earliest" => StartAt::Earliest,
+        "end" | "latest" => StartAt::Latest,
+        s if s.starts_with('@') => {
+            StartAt::Timestamp(s[1..].parse().context("--from @TIMESTAMP (ms)")?)
+        }
+        s => StartAt::Offset(
+            s.parse()
+                .context("--from: beginning, end, OFFSET or @TIMESTAMP")?,
+        ),
+    };
+    let admin = conn.admin();
+    let d = admin
+        .describe_topics(std::slice::from_ref(&args.topic))
+        .await?
+        .pop()
+        .with_context(|| format!("topic {} not found", args.topic))?;
+    let partitions: Vec<i32> = match args.partition {
+        Some(p) => vec![p],
+        None => d.partitions.iter().map(|p| p.partition).collect(),
+    };
+    let mut consumer = Consumer::new(consumer_config(conn, 500)?);
+    let assignment: Vec<(String, i32, StartAt)> = partitions
+        .iter()
+        .map(|p| (args.topic.clone(), *p, start))
+        .collect();
+    consumer.assign(&assignment).await?;
+    let mut ends = BTreeMap::new();
+    if args.exit_at_end {
+        for p in &partitions {
+            ends.insert(
+                *p,
+                consumer.resolve(&args.topic, *p, StartAt::Latest).await?,
+            );
+        }
+    }
+    let format = if args.print_keys {
+        "{key}\t{value}".to_string()
+    } else {
+        args.format.clone()
+    };
+    let mut printed = 0usize;
+    let mut out = std::io::stdout().lock();
+    loop {
+        if args.exit_at_end
+            && partitions
+                .iter()
+                .all(|p| consumer.position(&args.topic, *p).unwrap_or(0) >= ends[p])
+        {
+            break;
+        }
+        let records = tokio::select! {
+            r = consumer.poll() => r?,
+            _ = tokio::signal::ctrl_c() => break,
+        };
+        for r in records {
+            if args.exit_at_end && r.offset >= ends[&r.partition] {
+                continue;
+            }
+            writeln!(out, "{}", render(&format, &r))?;
+            printed += 1;
+            if args.num.is_some_and(|n| printed >= n) {
+                out.flush()?;
+                return Ok(());
+            }
+        }
+        out.flush()?;
+    }
+    Ok(())
+}

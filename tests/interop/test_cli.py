@@ -1,0 +1,96 @@
+"""The `strom` client subcommands end to end against the real broker, and interop both ways
+with confluent-kafka; the partitioner checked against kafka-python's murmur2 (which matches
+Java's) for 10,000 random keys and several partition counts."""
+import json
+import os
+import random
+import string
+import subprocess
+
+import time
+import uuid
+
+from confluent_kafka import Consumer, OFFSET_BEGINNING, Producer, TopicPartition
+from kafka.partitioner.default import murmur2
+
+from conftest import STROM
+
+
+def strom(server, *args, stdin=None, check=True):
+    env = {**os.environ, "STROM_BROKERS": server.addr, "RUST_LOG": "warn"}
+    r = subprocess.run([STROM, *args], input=stdin, capture_output=True, text=True, env=env,
+                       timeout=60)
+    if check:
+        assert r.returncode == 0, r.stderr
+    return r
+
+
+def test_topic_subcommands_and_cluster_info(server):
+    strom(server, "topic", "create", "cli-t", "-p", "3", "-c", "retention.ms=3600000")
+    r = strom(server, "topic", "create", "cli-t", check=False)
+    assert r.returncode == 1 and "TOPIC_ALREADY_EXISTS" in r.stderr
+    listed = json.loads(strom(server, "topic", "list", "--output", "json").stdout)
+    assert {"name": "cli-t", "partitions": 3, "internal": False} in listed
+    strom(server, "topic", "alter-config", "cli-t", "--set", "segment.bytes=1048576",
+          "--delete", "retention.ms")
+    strom(server, "topic", "add-partitions", "cli-t", "--total", "4")
+    d = json.loads(strom(server, "topic", "describe", "cli-t", "--output", "json").stdout)
+    assert len(d["partitions"]) == 4 and d["configs"] == {"segment.bytes": "1048576"}
+    assert d["partitions"][0]["isr"] == [1]
+    text = strom(server, "topic", "describe", "cli-t").stdout
+    assert "HIGH-WATERMARK" in text and "segment.bytes=1048576" in text
+    info = json.loads(strom(server, "cluster", "info", "--output", "json").stdout)
+    assert info["controller"] == 1 and info["brokers"][0]["address"] == server.addr
+    strom(server, "topic", "delete", "cli-t")
+    r = strom(server, "topic", "delete", "cli-t", check=False)
+    assert r.returncode == 1 and "UNKNOWN_TOPIC_OR_PARTITION" in r.stderr
+
+
+def test_produce_with_strom_consume_with_confluent_and_back(server):
+    strom(server, "topic", "create", "both", "-p", "2")
+    lines = "".join(f"k{i}:value {i}\n" for i in range(500))
+    strom(server, "produce", "both", "--key-separator", ":", "-H", "src=strom",
+          "--compression", "zstd", stdin=lines)
+    msgs = read_exactly(server.addr, "both", 2, 500)
+    got = {(m.key().decode(), m.value().decode()) for m in msgs}
+    assert got == {(f"k{i}", f"value {i}") for i in range(500)}
+    assert all(m.headers() == [("src", b"strom")] for m in msgs)
+
+    p = Producer({"bootstrap.servers": server.addr, "compression.type": "lz4"})
+    for i in range(100):
+        p.produce("back", key=f"c{i}".encode(), value=f"from confluent {i}".encode(),
+                  headers=[("h", b"x")], partition=0)
+    assert p.flush(10) == 0
+    out = strom(server, "consume", "back", "--from", "beginning", "-e",
+                "-f", "{offset} {key} {value} {headers}").stdout.splitlines()
+    assert out[0] == "0 c0 from confluent 0 h=x" and len(out) == 100
+    out = strom(server, "consume", "back", "--from", "95", "-e", "--print-keys").stdout
+    assert out.splitlines() == [f"c{i}\tfrom confluent {i}" for i in range(95, 100)]
+    out = strom(server, "consume", "back", "--from", "beginning", "-n", "3").stdout
+    assert out.splitlines() == [f"from confluent {i}" for i in range(3)]
+
+
+def read_exactly(addr, topic, partitions, count, timeout=60):
+    c = Consumer({"bootstrap.servers": addr, "group.id": "x-" + uuid.uuid4().hex,
+                  "enable.auto.commit": False})
+    c.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(partitions)])
+    out, deadline = [], time.time() + timeout
+    while len(out) < count and time.time() < deadline:
+        out.extend(m for m in c.consume(1000, 0.5) if not m.error())
+    c.close()
+    assert len(out) == count
+    return out
+
+
+def test_partitioner_matches_kafka_for_10000_random_keys(server):
+    rng = random.Random(7)
+    keys = ["".join(rng.choice(string.ascii_letters + string.digits + "-_./")
+                    for _ in range(rng.randint(1, 40))) for _ in range(10000)]
+    for n in (3, 7, 16):
+        topic = f"murmur-{n}"
+        strom(server, "topic", "create", topic, "-p", str(n))
+        strom(server, "produce", topic, "--key-separator", "\t",
+              stdin="".join(f"{k}\tv\n" for k in keys))
+        msgs = read_exactly(server.addr, topic, n, 10000)
+        for m in msgs:
+            assert m.partition() == (murmur2(m.key()) & 0x7FFFFFFF) % n, m.key()
