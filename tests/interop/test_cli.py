@@ -94,3 +94,16 @@ def test_partitioner_matches_kafka_for_10000_random_keys(server):
         msgs = read_exactly(server.addr, topic, n, 10000)
         for m in msgs:
             assert m.partition() == (murmur2(m.key()) & 0x7FFFFFFF) % n, m.key()
+
+
+def test_perf_produce_and_consume_report_what_they_did(server):
+    strom(server, "topic", "create", "perf", "-p", "2")
+    out = strom(server, "perf", "produce", "perf", "--records", "20000", "--record-size", "64",
+                "--acks", "all", "--compression", "lz4").stdout
+    assert out.startswith("20000 records sent,") and "p99.9" in out
+    msgs = read_exactly(server.addr, "perf", 2, 20000)
+    assert all(len(m.value()) == 64 for m in msgs[:100])
+    out = strom(server, "perf", "consume", "perf", "--records", "20000").stdout
+    assert out.startswith("20000 records consumed,")
+    r = strom(server, "perf", "produce", "nope-topic", "--records", "1", "--acks", "7", check=False)
+    assert r.returncode == 1 and "acks" in r.stderr

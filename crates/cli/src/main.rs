@@ -52,6 +52,11 @@ enum Command {
     ///
     /// Example: strom consume orders --from beginning -e -f '{partition}:{offset} {key}={value}'
     Consume(tools::ConsumeArgs),
+    /// Load generators: producer throughput and latency, consumer throughput.
+    Perf {
+        #[command(subcommand)]
+        cmd: tools::PerfCmd,
+    },
     /// The cluster's id, controller and brokers.
     Cluster {
         #[command(subcommand)]
@@ -83,6 +88,7 @@ fn main() -> anyhow::Result<()> {
         Command::Topic { cmd } => client(Box::pin(tools::topic(conn, cmd))),
         Command::Produce(args) => client(Box::pin(tools::produce(conn, args))),
         Command::Consume(args) => client(Box::pin(tools::consume(conn, args))),
+        Command::Perf { cmd } => client(Box::pin(tools::perf(conn, cmd))),
         Command::Cluster {
             cmd: ClusterCmd::Info,
         } => client(Box::pin(tools::cluster_info(conn))),

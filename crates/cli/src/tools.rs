@@ -519,3 +519,194 @@ pub async fn consume(conn: &Conn, args: ConsumeArgs) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// `strom perf ...`.
+#[derive(Debug, Subcommand)]
+pub enum PerfCmd {
+    /// Produce generated records as fast as allowed and report throughput and latency.
+    ///
+    /// Example: strom perf produce bench --records 1000000 --record-size 100 --acks all
+    Produce(PerfProduceArgs),
+    /// Read a topic from the beginning and report throughput.
+    ///
+    /// Example: strom perf consume bench --records 1000000
+    Consume {
+        /// Topic.
+        topic: String,
+        /// Stop after this many records.
+        #[arg(long)]
+        records: usize,
+    },
+}
+
+/// `strom perf produce`.
+#[derive(Debug, Args)]
+pub struct PerfProduceArgs {
+    /// Topic.
+    pub topic: String,
+    /// Records to send.
+    #[arg(long)]
+    pub records: usize,
+    /// Value size in bytes.
+    #[arg(long, default_value_t = 100)]
+    pub record_size: usize,
+    /// Records per second at most (-1: no limit).
+    #[arg(long, default_value_t = -1)]
+    pub throughput: i64,
+    /// 0, 1 or all.
+    #[arg(long, default_value = "1")]
+    pub acks: String,
+    /// batch.size in bytes.
+    #[arg(long, default_value_t = 16384)]
+    pub batch_size: usize,
+    /// linger.ms.
+    #[arg(long, default_value_t = 5)]
+    pub linger_ms: u64,
+    /// none, gzip, snappy, lz4 or zstd.
+    #[arg(long, default_value = "none")]
+    pub compression: String,
+}
+
+fn percentile(sorted: &[u64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() as f64 * q) as usize).min(sorted.len() - 1);
+    sorted[i] as f64 / 1000.0
+}
+
+/// Runs `strom perf ...`.
+pub async fn perf(conn: &Conn, cmd: PerfCmd) -> anyhow::Result<()> {
+    match cmd {
+        PerfCmd::Produce(a) => perf_produce(conn, a).await,
+        PerfCmd::Consume { topic, records } => perf_consume(conn, &topic, records).await,
+    }
+}
+
+async fn perf_produce(conn: &Conn, a: PerfProduceArgs) -> anyhow::Result<()> {
+    use futures_util::StreamExt;
+    let mut config = ProducerConfig::default();
+    config.set("bootstrap.servers", &conn.bootstrap)?;
+    config.set("acks", &a.acks)?;
+    config.set("compression.type", &a.compression)?;
+    config.set("batch.size", &a.batch_size.to_string())?;
+    config.set("linger.ms", &a.linger_ms.to_string())?;
+    config.set("client.id", "strom-perf")?;
+    let producer = Producer::new(config);
+    let value = Bytes::from(vec![b'x'; a.record_size]);
+    let (tx, mut rx) = tokio::sync::mpsc::channel(100_000);
+    // Completions are collected concurrently: latency is send to acknowledgement.
+    let collector = tokio::spawn(async move {
+        let mut inflight = futures_util::stream::FuturesUnordered::new();
+        let mut latencies: Vec<u64> = Vec::new();
+        let mut errors = 0usize;
+        let mut window = (std::time::Instant::now(), 0usize, 0u64, 0u64);
+        let mut open = true;
+        loop {
+            tokio::select! {
+                item = rx.recv(), if open => match item {
+                    Some(f) => inflight.push(f),
+                    None => open = false,
+                },
+                Some((started, result)) = inflight.next(), if !inflight.is_empty() => {
+                    let started: std::time::Instant = started;
+                    let us = started.elapsed().as_micros() as u64;
+                    match result {
+                        Ok(_) => latencies.push(us),
+                        Err(_) => errors += 1,
+                    }
+                    window.1 += 1;
+                    window.2 += us;
+                    window.3 = window.3.max(us);
+                    let elapsed = window.0.elapsed();
+                    if elapsed >= Duration::from_secs(1) {
+                        eprintln!(
+                            "{} records acknowledged, {:.0} records/s, {:.1} ms avg latency, {:.1} ms max",
+                            latencies.len(),
+                            window.1 as f64 / elapsed.as_secs_f64(),
+                            window.2 as f64 / window.1.max(1) as f64 / 1000.0,
+                            window.3 as f64 / 1000.0
+                        );
+                        window = (std::time::Instant::now(), 0, 0, 0);
+                    }
+                },
+                else => break,
+            }
+        }
+        (latencies, errors)
+    });
+    let start = std::time::Instant::now();
+    for i in 0..a.records {
+        if a.throughput > 0 {
+            let due = start + Duration::from_secs_f64(i as f64 / a.throughput as f64);
+            tokio::time::sleep_until(due.into()).await;
+        }
+        let record = ProducerRecord {
+            topic: a.topic.clone(),
+            value: Some(value.clone()),
+            ..Default::default()
+        };
+        let sent = std::time::Instant::now();
+        let fut = producer.send(record).await?;
+        tx.send(Box::pin(async move { (sent, fut.await) })).await?;
+    }
+    drop(tx);
+    producer.flush().await;
+    let (mut latencies, errors) = collector.await?;
+    let elapsed = start.elapsed().as_secs_f64();
+    producer.close().await;
+    latencies.sort_unstable();
+    let n = latencies.len();
+    println!(
+        "{n} records sent, {:.0} records/s ({:.2} MB/s), {:.2} ms avg latency, {:.2} ms max; latency p50 {:.2} ms, p95 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms",
+        n as f64 / elapsed,
+        (n * a.record_size) as f64 / elapsed / 1e6,
+        latencies.iter().sum::<u64>() as f64 / n.max(1) as f64 / 1000.0,
+        latencies.last().copied().unwrap_or(0) as f64 / 1000.0,
+        percentile(&latencies, 0.5),
+        percentile(&latencies, 0.95),
+        percentile(&latencies, 0.99),
+        percentile(&latencies, 0.999),
+    );
+    if errors > 0 {
+        bail!("{errors} record(s) not delivered");
+    }
+    Ok(())
+}
+
+async fn perf_consume(conn: &Conn, topic: &str, records: usize) -> anyhow::Result<()> {
+    let d = conn
+        .admin()
+        .describe_topics(&[topic.to_string()])
+        .await?
+        .pop()
+        .with_context(|| format!("topic {topic} not found"))?;
+    let mut config = consumer_config(conn, 100)?;
+    config.set("max.partition.fetch.bytes", &(8 << 20).to_string())?;
+    let mut consumer = Consumer::new(config);
+    let assignment: Vec<(String, i32, StartAt)> = d
+        .partitions
+        .iter()
+        .map(|p| (topic.to_string(), p.partition, StartAt::Earliest))
+        .collect();
+    consumer.assign(&assignment).await?;
+    let start = std::time::Instant::now();
+    let (mut n, mut bytes) = (0usize, 0usize);
+    while n < records {
+        let batch = consumer.poll().await?;
+        if batch.is_empty() && start.elapsed() > Duration::from_secs(60) {
+            bail!("only {n} records after 60 s");
+        }
+        for r in batch {
+            bytes += r.value.as_ref().map_or(0, |v| v.len());
+            n += 1;
+        }
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    println!(
+        "{n} records consumed, {:.0} records/s ({:.2} MB/s)",
+        n as f64 / elapsed,
+        bytes as f64 / elapsed / 1e6
+    );
+    Ok(())
+}
