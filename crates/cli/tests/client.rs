@@ -2,10 +2,12 @@
 //! pipelined requests answered to the right caller, typed Kafka errors, and keyed records
 //! landing on the partition Kafka's partitioner picks.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+mod common;
+
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use common::Server;
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::{
     ApiVersionsRequest, CreateTopicsRequest, FetchRequest, MetadataRequest, ProduceRequest,
@@ -14,46 +16,11 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 use strom_client::{partition_for_key, ClientError, Connection};
 
-struct Server(Child, String);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start(dir: &std::path::Path) -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_strom"))
-        .args([
-            "server",
-            "--override",
-            "listeners=PLAINTEXT://127.0.0.1:0",
-            "--override",
-        ])
-        .arg(format!("log.dirs={}", dir.display()))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .split_whitespace()
-        .find(|w| w.starts_with("127.0.0.1:"))
-        .unwrap()
-        .trim_end_matches(',')
-        .to_string();
-    Server(child, addr)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn versions_pipelining_errors_and_key_placement() {
     let dir = tempfile::tempdir().unwrap();
-    let s = start(dir.path());
-    let conn = Connection::connect(&s.1, "client-test", Duration::from_secs(10))
+    let s = Server::start(dir.path(), &[]);
+    let conn = Connection::connect(&s.addr, "client-test", Duration::from_secs(10))
         .await
         .unwrap();
     // The highest version both sides speak.
@@ -129,10 +96,10 @@ async fn versions_pipelining_errors_and_key_placement() {
 async fn the_producer_batches_compresses_keeps_order_and_kcat_reads_it_back() {
     use strom_client::{Producer, ProducerConfig, ProducerRecord};
     let dir = tempfile::tempdir().unwrap();
-    let s = start(dir.path());
+    let s = Server::start(dir.path(), &[]);
     let mut config = ProducerConfig::default();
     for (k, v) in [
-        ("bootstrap.servers", s.1.as_str()),
+        ("bootstrap.servers", s.addr.as_str()),
         ("compression.type", "lz4"),
         ("linger.ms", "10"),
         ("batch.size", "4096"),
@@ -142,7 +109,7 @@ async fn the_producer_batches_compresses_keeps_order_and_kcat_reads_it_back() {
     }
     assert!(config.set("linger.ms", "soon").is_err());
     assert!(config.set("no.such.config", "1").is_err());
-    let conn = Connection::connect(&s.1, "setup", Duration::from_secs(10))
+    let conn = Connection::connect(&s.addr, "setup", Duration::from_secs(10))
         .await
         .unwrap();
     let create = CreateTopicsRequest::default()
@@ -205,7 +172,7 @@ async fn the_producer_batches_compresses_keeps_order_and_kcat_reads_it_back() {
     let out = Command::new("kcat")
         .args([
             "-b",
-            &s.1,
+            &s.addr,
             "-C",
             "-t",
             "prod",
@@ -240,12 +207,12 @@ async fn the_consumer_reads_what_kcat_wrote_from_any_starting_point() {
     use std::io::Write;
     use strom_client::consumer::{Consumer, ConsumerConfig, StartAt};
     let dir = tempfile::tempdir().unwrap();
-    let s = start(dir.path());
+    let s = Server::start(dir.path(), &[]);
     // kcat (librdkafka) writes 300 keyed records with headers, zstd-compressed.
     let mut kcat = Command::new("kcat")
         .args([
-            "-b", &s.1, "-P", "-t", "cons", "-p", "0", "-K", ":", "-z", "zstd", "-H", "h=1", "-H",
-            "h=2",
+            "-b", &s.addr, "-P", "-t", "cons", "-p", "0", "-K", ":", "-z", "zstd", "-H", "h=1",
+            "-H", "h=2",
         ])
         .stdin(Stdio::piped())
         .spawn()
@@ -259,7 +226,7 @@ async fn the_consumer_reads_what_kcat_wrote_from_any_starting_point() {
     assert!(kcat.wait().unwrap().success());
 
     let mut config = ConsumerConfig::default();
-    config.set("bootstrap.servers", &s.1).unwrap();
+    config.set("bootstrap.servers", &s.addr).unwrap();
     config.set("fetch.max.wait.ms", "100").unwrap();
     config.set("max.partition.fetch.bytes", "1024").unwrap();
     config.set("auto.offset.reset", "earliest").unwrap();
@@ -311,8 +278,8 @@ async fn the_consumer_reads_what_kcat_wrote_from_any_starting_point() {
 async fn the_admin_client_manages_topics_configs_records_and_describes_the_cluster() {
     use strom_client::Admin;
     let dir = tempfile::tempdir().unwrap();
-    let s = start(dir.path());
-    let admin = Admin::new(vec![s.1.clone()], "admin-test", Duration::from_secs(10));
+    let s = Server::start(dir.path(), &[]);
+    let admin = Admin::new(vec![s.addr.clone()], "admin-test", Duration::from_secs(10));
     admin
         .create_topic("adm", 2, 1, &[("retention.ms".into(), "3600000".into())])
         .await
@@ -354,7 +321,7 @@ async fn the_admin_client_manages_topics_configs_records_and_describes_the_clust
 
     // Records: produce ten with the native producer, delete below 6.
     let mut config = strom_client::ProducerConfig::default();
-    config.set("bootstrap.servers", &s.1).unwrap();
+    config.set("bootstrap.servers", &s.addr).unwrap();
     let p = strom_client::Producer::new(config);
     let mut fs = Vec::new();
     for _ in 0..10 {
@@ -375,7 +342,7 @@ async fn the_admin_client_manages_topics_configs_records_and_describes_the_clust
     let c = admin.describe_cluster().await.unwrap();
     assert_eq!(c.controller, 1);
     assert_eq!(c.cluster_id.len(), 22);
-    assert_eq!(c.brokers, vec![(1, s.1.clone())]);
+    assert_eq!(c.brokers, vec![(1, s.addr.clone())]);
 
     admin.delete_topic("adm").await.unwrap();
     let e = admin.delete_topic("adm").await.unwrap_err();

@@ -2,12 +2,14 @@
 //! for bad batches, idempotent producers (InitProducerId, retries, sequence gaps) across a
 //! restart, ApiVersions for a too-new version, and idle connections closing.
 
-use std::io::{BufRead, BufReader, Read, Write};
+mod common;
+
+use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
+use common::Server;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
     ApiKey, CreateTopicsRequest, InitProducerIdRequest, InitProducerIdResponse, ProduceRequest,
@@ -16,45 +18,6 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use strom_types::compression::Compression;
 use strom_types::record::BatchBuilder;
-
-struct Server(Child, String);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start(dir: &std::path::Path, extra: &[&str]) -> Server {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_strom"));
-    cmd.args([
-        "server",
-        "--override",
-        "listeners=PLAINTEXT://127.0.0.1:0",
-        "--override",
-    ])
-    .arg(format!("log.dirs={}", dir.display()));
-    for e in extra {
-        cmd.args(["--override", e]);
-    }
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .split_whitespace()
-        .find(|w| w.starts_with("127.0.0.1:"))
-        .unwrap()
-        .trim_end_matches(',')
-        .to_string();
-    Server(child, addr)
-}
 
 fn call<Req: Encodable, Resp: Decodable>(
     conn: &mut TcpStream,
@@ -155,8 +118,8 @@ fn strom_types_now() -> i64 {
 #[test]
 fn produce_errors_carry_kafkas_codes_and_the_connection_survives() {
     let dir = tempfile::tempdir().unwrap();
-    let s = start(dir.path(), &["message.max.bytes=10000"]);
-    let mut conn = TcpStream::connect(&s.1).unwrap();
+    let s = Server::start(dir.path(), &["message.max.bytes=10000"]);
+    let mut conn = TcpStream::connect(&s.addr).unwrap();
     let create = CreateTopicsRequest::default()
         .with_timeout_ms(1000)
         .with_topics(vec![
@@ -207,8 +170,8 @@ fn produce_errors_carry_kafkas_codes_and_the_connection_survives() {
 #[test]
 fn idempotent_producers_get_unique_ids_and_retries_are_not_written_twice() {
     let dir = tempfile::tempdir().unwrap();
-    let s = start(dir.path(), &[]);
-    let mut conn = TcpStream::connect(&s.1).unwrap();
+    let s = Server::start(dir.path(), &[]);
+    let mut conn = TcpStream::connect(&s.addr).unwrap();
     create_topic(&mut conn, "idem");
     let (code, pid, epoch) = init_producer_id(&mut conn, 4);
     assert_eq!((code, epoch), (0, 0));
@@ -266,8 +229,8 @@ fn idempotent_producers_get_unique_ids_and_retries_are_not_written_twice() {
     drop(s);
 
     // After a kill -9 and restart: ids are never handed out twice and the sequences are known.
-    let s = start(dir.path(), &[]);
-    let mut conn = TcpStream::connect(&s.1).unwrap();
+    let s = Server::start(dir.path(), &[]);
+    let mut conn = TcpStream::connect(&s.addr).unwrap();
     let (_, third, _) = init_producer_id(&mut conn, 4);
     assert!(third != pid && third != other, "{third} reused");
     assert_eq!(
@@ -287,8 +250,8 @@ fn idempotent_producers_get_unique_ids_and_retries_are_not_written_twice() {
 #[test]
 fn too_new_api_versions_gets_v0_answer_and_idle_connections_close() {
     let dir = tempfile::tempdir().unwrap();
-    let s = start(dir.path(), &["connections.max.idle.ms=300"]);
-    let mut conn = TcpStream::connect(&s.1).unwrap();
+    let s = Server::start(dir.path(), &["connections.max.idle.ms=300"]);
+    let mut conn = TcpStream::connect(&s.addr).unwrap();
     // ApiVersions v99: answered in v0 with UNSUPPORTED_VERSION and the list of APIs.
     let frame = [0, 18, 0, 99, 0, 0, 0, 9, 0, 0, 0]; // header v2: empty client id, no tags
     conn.write_all(&(frame.len() as i32).to_be_bytes()).unwrap();
