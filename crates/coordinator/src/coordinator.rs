@@ -836,22 +836,9 @@ impl GroupCoordinator {
         let mut records: Vec<Record> = g
             .offsets
             .keys()
-            .map(|(t, p)| {
-                let key = RecordKey::Offset {
-                    group: group_id.to_string(),
-                    topic: t.clone(),
-                    partition: *p,
-                };
-                (key.encode(), None)
-            })
+            .map(|(t, p)| offset_tombstone(group_id, t, *p))
             .collect();
-        records.push((
-            RecordKey::Group {
-                group: group_id.to_string(),
-            }
-            .encode(),
-            None,
-        ));
+        records.push(group_tombstone(group_id));
         if let Err(e) = h.sink.append(&records) {
             tracing::warn!(group = group_id, error = %e, "could not delete the group");
             return codes::COORDINATOR_NOT_AVAILABLE;
@@ -887,12 +874,7 @@ impl GroupCoordinator {
             }
             out.push(codes::NONE);
             if g.offsets.contains_key(&(t.clone(), *p)) {
-                let key = RecordKey::Offset {
-                    group: group_id.to_string(),
-                    topic: t.clone(),
-                    partition: *p,
-                };
-                records.push((key.encode(), None));
+                records.push(offset_tombstone(group_id, t, *p));
             }
         }
         if !records.is_empty() {
@@ -945,24 +927,11 @@ impl GroupCoordinator {
                 .collect();
             let mut records: Vec<Record> = expired
                 .iter()
-                .map(|(t, p)| {
-                    let key = RecordKey::Offset {
-                        group: name.clone(),
-                        topic: t.clone(),
-                        partition: *p,
-                    };
-                    (key.encode(), None)
-                })
+                .map(|(t, p)| offset_tombstone(&name, t, *p))
                 .collect();
             let delete_group = g.offsets.len() == expired.len();
             if delete_group {
-                records.push((
-                    RecordKey::Group {
-                        group: name.clone(),
-                    }
-                    .encode(),
-                    None,
-                ));
+                records.push(group_tombstone(&name));
             }
             if expired.is_empty() && !delete_group {
                 continue;
@@ -1015,6 +984,24 @@ fn error_join(error: i16, member_id: &str) -> JoinResponse {
     }
 }
 
+/// The tombstone of a committed offset.
+fn offset_tombstone(group: &str, topic: &str, partition: i32) -> Record {
+    let key = RecordKey::Offset {
+        group: group.to_string(),
+        topic: topic.to_string(),
+        partition,
+    };
+    (key.encode(), None)
+}
+
+/// The tombstone of a classic group's metadata.
+fn group_tombstone(group: &str) -> Record {
+    let key = RecordKey::Group {
+        group: group.to_string(),
+    };
+    (key.encode(), None)
+}
+
 fn store_if_dirty(g: &mut Group, sink: &PartitionSink) {
     let id = g.id.clone();
     if let Some(m) = g.modern.as_mut() {
@@ -1026,10 +1013,7 @@ fn store_if_dirty(g: &mut Group, sink: &PartitionSink) {
         }
     }
     if g.take_dirty() {
-        let key = RecordKey::Group {
-            group: g.id.clone(),
-        };
-        if let Err(e) = sink.append(&[(key.encode(), Some(g.value().encode()))]) {
+        if let Err(e) = g.persist(sink) {
             tracing::warn!(group = %g.id, error = %e, "could not store group metadata");
         }
     }

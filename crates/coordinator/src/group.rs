@@ -350,7 +350,8 @@ impl Group {
         }
     }
 
-    fn persist(&self, sink: &dyn RecordSink) -> Result<(), String> {
+    /// Writes the group's metadata record.
+    pub(crate) fn persist(&self, sink: &dyn RecordSink) -> Result<(), String> {
         let key = RecordKey::Group {
             group: self.id.clone(),
         };
