@@ -16,15 +16,13 @@ use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
 use kafka_protocol::messages::incremental_alter_configs_request::{
     AlterConfigsResource, AlterableConfig,
 };
-use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::{
     CreatePartitionsRequest, CreateTopicsRequest, DeleteRecordsRequest, DeleteTopicsRequest,
-    DescribeClusterRequest, DescribeConfigsRequest, IncrementalAlterConfigsRequest,
-    MetadataRequest, TopicName,
+    DescribeClusterRequest, DescribeConfigsRequest, IncrementalAlterConfigsRequest, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 
-use crate::cluster::Cluster;
+use crate::cluster::{metadata_request, Cluster};
 use crate::error::{ClientError, Result};
 
 fn s(v: &str) -> StrBytes {
@@ -162,18 +160,7 @@ impl Admin {
     /// Every topic with its partitions (`names` empty), or the named ones.
     pub async fn describe_topics(&self, names: &[String]) -> Result<Vec<TopicDescription>> {
         let conn = self.cluster.any_connection().await?;
-        let request = MetadataRequest::default()
-            .with_allow_auto_topic_creation(false)
-            .with_topics(if names.is_empty() {
-                None
-            } else {
-                Some(
-                    names
-                        .iter()
-                        .map(|n| MetadataRequestTopic::default().with_name(Some(TopicName(s(n)))))
-                        .collect(),
-                )
-            });
+        let request = metadata_request(names, false);
         let r = conn.send(&request).await?;
         let mut out = Vec::new();
         for t in r.topics {

@@ -35,6 +35,21 @@ pub struct TopicInfo {
     pub partitions: Vec<PartitionInfo>,
 }
 
+/// A Metadata request for `topics` (every topic when empty).
+pub(crate) fn metadata_request(topics: &[String], auto_create: bool) -> MetadataRequest {
+    MetadataRequest::default()
+        .with_allow_auto_topic_creation(auto_create)
+        .with_topics((!topics.is_empty()).then(|| {
+            topics
+                .iter()
+                .map(|t| {
+                    MetadataRequestTopic::default()
+                        .with_name(Some(TopicName(StrBytes::from_string(t.clone()))))
+                })
+                .collect()
+        }))
+}
+
 #[derive(Debug, Default)]
 struct Snapshot {
     brokers: HashMap<i32, String>,
@@ -98,21 +113,7 @@ impl Cluster {
     pub async fn refresh(&self, topics: &[String]) -> Result<()> {
         let _one = self.refreshing.lock().await;
         let conn = self.any_connection().await?;
-        let request = MetadataRequest::default()
-            .with_allow_auto_topic_creation(true)
-            .with_topics(if topics.is_empty() {
-                None
-            } else {
-                Some(
-                    topics
-                        .iter()
-                        .map(|t| {
-                            MetadataRequestTopic::default()
-                                .with_name(Some(TopicName(StrBytes::from_string(t.clone()))))
-                        })
-                        .collect(),
-                )
-            });
+        let request = metadata_request(topics, true);
         let r = conn.send(&request).await?;
         let mut snap = self.snapshot.write();
         for b in &r.brokers {
@@ -147,21 +148,38 @@ impl Cluster {
         Ok(())
     }
 
-    /// The topic's metadata, fetched if unknown or stale.
-    pub async fn topic(&self, topic: &str) -> Result<TopicInfo> {
-        let stale = self
-            .snapshot
-            .read()
-            .fetched
-            .is_none_or(|f| f.elapsed() > self.max_age);
-        if stale || !self.snapshot.read().topics.contains_key(topic) {
+    /// Refreshes when `topic` is unknown or the metadata is older than its max age.
+    async fn ensure(&self, topic: &str) -> Result<()> {
+        let fresh = {
+            let snap = self.snapshot.read();
+            snap.fetched.is_some_and(|f| f.elapsed() <= self.max_age)
+                && snap.topics.contains_key(topic)
+        };
+        if !fresh {
             self.refresh(&[topic.to_string()]).await?;
         }
+        Ok(())
+    }
+
+    /// The topic's metadata, fetched if unknown or stale.
+    pub async fn topic(&self, topic: &str) -> Result<TopicInfo> {
+        self.ensure(topic).await?;
         self.snapshot
             .read()
             .topics
             .get(topic)
             .cloned()
+            .ok_or_else(|| ClientError::kafka(3))
+    }
+
+    /// How many partitions `topic` has (per record on the producer's path: no copy).
+    pub async fn partition_count(&self, topic: &str) -> Result<i32> {
+        self.ensure(topic).await?;
+        self.snapshot
+            .read()
+            .topics
+            .get(topic)
+            .map(|t| t.partitions.len() as i32)
             .ok_or_else(|| ClientError::kafka(3))
     }
 

@@ -242,8 +242,7 @@ impl Producer {
         record: ProducerRecord,
     ) -> Result<impl Future<Output = Result<RecordMetadata>>> {
         let inner = &self.inner;
-        let topic = inner.cluster.topic(&record.topic).await?;
-        let count = topic.partitions.len() as i32;
+        let count = inner.cluster.partition_count(&record.topic).await?;
         let partition = match (record.partition, &record.key) {
             (Some(p), _) => p,
             (None, Some(k)) => partition_for_key(k, count),
@@ -265,7 +264,6 @@ impl Producer {
             .map_err(|_| ClientError::Closed)?;
         let timestamp = record.timestamp.unwrap_or_else(now_ms);
         let (tx, rx) = oneshot::channel();
-        let mut full = false;
         {
             let mut state = inner.state.lock();
             if state.closed {
@@ -284,7 +282,6 @@ impl Producer {
                         inner.sticky.next_batch(&record.topic, partition, count);
                     }
                     q.ready.push_back(b);
-                    full = true;
                 }
             }
             let batch = q.open.get_or_insert_with(|| Batch {
@@ -313,13 +310,9 @@ impl Producer {
                 Some(p) => p.merge(permit),
                 slot => *slot = Some(permit),
             }
-            if batch.bytes >= inner.config.batch_size {
-                full = true;
-            }
         }
         // A full batch goes now; a new one may end its linger sooner than what the sender
         // sleeps for. Either way the sender looks again.
-        let _ = full;
         inner.wake.notify_one();
         Ok(async move { rx.await.unwrap_or(Err(ClientError::Closed)) })
     }
@@ -329,11 +322,12 @@ impl Producer {
         self.inner.state.lock().flushing += 1;
         self.inner.wake.notify_one();
         loop {
+            // Registered before the check, so the sender's notice cannot slip between them.
             let drained = self.inner.drained.notified();
             if self.inner.state.lock().idle() {
                 break;
             }
-            let _ = tokio::time::timeout(Duration::from_millis(50), drained).await;
+            drained.await;
         }
         self.inner.state.lock().flushing -= 1;
     }
@@ -366,10 +360,11 @@ fn take_ready(inner: &Inner) -> (Taken, Option<Instant>) {
             q.retry_at = None;
         }
         if q.ready.is_empty() {
-            let due = q
-                .open
-                .as_ref()
-                .map(|b| (flushing || b.created + linger <= now, b.created + linger));
+            let due = q.open.as_ref().map(|b| {
+                let due =
+                    flushing || b.created + linger <= now || b.bytes >= inner.config.batch_size;
+                (due, b.created + linger)
+            });
             match due {
                 Some((true, _)) => {
                     if let Some(b) = q.open.take() {
