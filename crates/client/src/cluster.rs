@@ -33,6 +33,8 @@ pub struct TopicInfo {
     pub id: [u8; 16],
     /// Partitions by index.
     pub partitions: Vec<PartitionInfo>,
+    /// True for the broker's internal topics (`__consumer_offsets`).
+    pub internal: bool,
 }
 
 /// A Metadata request for `topics` (every topic when empty).
@@ -55,6 +57,8 @@ struct Snapshot {
     brokers: HashMap<i32, String>,
     topics: HashMap<String, TopicInfo>,
     fetched: Option<Instant>,
+    /// When every topic was last listed.
+    all_fetched: Option<Instant>,
 }
 
 /// Brokers, topics and connections.
@@ -72,11 +76,22 @@ pub struct Cluster {
 impl Cluster {
     /// A cluster reached through `bootstrap` (host:port, as bootstrap.servers lists them).
     pub fn new(bootstrap: Vec<String>, client_id: &str, timeout: Duration) -> Arc<Cluster> {
+        Cluster::with_max_age(bootstrap, client_id, timeout, Duration::from_secs(300))
+    }
+
+    /// As [`Cluster::new`], with metadata.max.age.ms: metadata older than this is fetched
+    /// again on its next use.
+    pub fn with_max_age(
+        bootstrap: Vec<String>,
+        client_id: &str,
+        timeout: Duration,
+        max_age: Duration,
+    ) -> Arc<Cluster> {
         Arc::new(Cluster {
             bootstrap,
             client_id: client_id.to_string(),
             timeout,
-            max_age: Duration::from_secs(300),
+            max_age,
             snapshot: RwLock::new(Snapshot::default()),
             connections: Mutex::new(HashMap::new()),
             refreshing: tokio::sync::Mutex::new(()),
@@ -116,6 +131,11 @@ impl Cluster {
         let request = metadata_request(topics, true);
         let r = conn.send(&request).await?;
         let mut snap = self.snapshot.write();
+        if topics.is_empty() {
+            // Every topic was listed: forget the ones that are gone.
+            snap.topics.clear();
+            snap.all_fetched = Some(Instant::now());
+        }
         for b in &r.brokers {
             snap.brokers
                 .insert(b.node_id.0, format!("{}:{}", b.host, b.port));
@@ -141,6 +161,7 @@ impl Cluster {
                 TopicInfo {
                     id: *t.topic_id.as_bytes(),
                     partitions,
+                    internal: t.is_internal,
                 },
             );
         }
@@ -200,6 +221,36 @@ impl Cluster {
             .cloned()
             .ok_or_else(|| ClientError::kafka(5))?; // LEADER_NOT_AVAILABLE
         self.connection(&addr).await
+    }
+
+    /// Every topic of the cluster (listed again when the last listing is older than
+    /// metadata.max.age.ms, or when `fresh` asks for it).
+    pub async fn all_topics(&self, fresh: bool) -> Result<HashMap<String, TopicInfo>> {
+        let stale = self
+            .snapshot
+            .read()
+            .all_fetched
+            .is_none_or(|f| f.elapsed() > self.max_age);
+        if fresh || stale {
+            self.refresh(&[]).await?;
+        }
+        Ok(self.snapshot.read().topics.clone())
+    }
+
+    /// The name of the topic with id `id` (KIP-516), listing every topic once if it is not
+    /// known yet; `None` if no such topic exists.
+    pub async fn topic_name(&self, id: [u8; 16]) -> Result<Option<String>> {
+        let find = |snap: &Snapshot| {
+            snap.topics
+                .iter()
+                .find(|(_, t)| t.id == id)
+                .map(|(n, _)| n.clone())
+        };
+        if let Some(name) = find(&self.snapshot.read()) {
+            return Ok(Some(name));
+        }
+        self.refresh(&[]).await?;
+        Ok(find(&self.snapshot.read()))
     }
 
     /// Forgets what is known of `topic`, so the next use asks again.

@@ -142,6 +142,21 @@ impl Connection {
         Ok(top)
     }
 
+    /// The highest version of `R` both sides speak, capped at `cap` (the newest version whose
+    /// fields this client fills in).
+    pub fn version_up_to<R: Request>(&self, cap: i16) -> Result<i16> {
+        let (lo, _) = self
+            .versions
+            .get(&R::KEY)
+            .copied()
+            .ok_or(ClientError::UnsupportedVersion { api_key: R::KEY })?;
+        let v = self.version::<R>()?.min(cap);
+        if v < lo {
+            return Err(ClientError::UnsupportedVersion { api_key: R::KEY });
+        }
+        Ok(v)
+    }
+
     /// Sends `request` at the best common version and waits for its response.
     pub async fn send<R: Request>(&self, request: &R) -> Result<R::Response> {
         let version = self.version::<R>()?;
@@ -150,14 +165,25 @@ impl Connection {
 
     /// Sends `request` at `version` and waits for its response (within the timeout).
     pub async fn send_at<R: Request>(&self, request: &R, version: i16) -> Result<R::Response> {
+        self.send_within(request, version, self.timeout).await
+    }
+
+    /// Sends `request` at `version` and waits up to `timeout` for its response (a JoinGroup
+    /// may legitimately wait for a whole rebalance timeout).
+    pub async fn send_within<R: Request>(
+        &self,
+        request: &R,
+        version: i16,
+        timeout: Duration,
+    ) -> Result<R::Response> {
         let (correlation, rx) = self.register()?;
         self.write(request, version, correlation).await?;
-        let body = match tokio::time::timeout(self.timeout, rx).await {
+        let body = match tokio::time::timeout(timeout, rx).await {
             Err(_) => {
                 if let Some(m) = self.pending.lock().as_mut() {
                     m.remove(&correlation);
                 }
-                return Err(ClientError::Timeout(self.timeout));
+                return Err(ClientError::Timeout(timeout));
             }
             Ok(Err(_)) => return Err(ClientError::Closed),
             Ok(Ok(body)) => body,

@@ -9,23 +9,28 @@
 //! - [`cluster`]: brokers, topics and leaders from Metadata, and a connection per broker.
 //! - [`producer`]: batching by batch.size and linger.ms, compression, acks, retries in
 //!   order, buffer.memory back-pressure, delivery.timeout.ms.
-//! - [`consumer`]: manual assignment, seeks by offset or time, long-poll fetches of any
-//!   codec.
+//! - [`consumer`]: manual assignment or consumer groups, seeks by offset or time, long-poll
+//!   fetches of any codec sent ahead of `poll`, commits (sync, async, automatic).
+//! - [`group`]: group membership under the classic protocol or KIP-848, and committed
+//!   offsets; [`assignor`]: the classic protocol's range, roundrobin and cooperative-sticky
+//!   assignors.
 //! - [`error`]: typed errors that name the Kafka error.
-//!
-//! Consumer groups, group administration and the CLI come next (issue 5, in progress).
 
 pub mod admin;
+pub mod assignor;
 pub mod cluster;
 pub mod connection;
 pub mod consumer;
 pub mod error;
+pub mod group;
 pub mod partitioner;
 pub mod producer;
 
 pub use admin::Admin;
+pub use assignor::Assignor;
 pub use connection::Connection;
-pub use consumer::{Consumer, ConsumerConfig, ConsumerRecord, StartAt};
+pub use consumer::{Consumer, ConsumerConfig, ConsumerRecord, RebalanceListener, StartAt};
 pub use error::{ClientError, Result};
+pub use group::{GroupProtocol, TopicPartition};
 pub use partitioner::{murmur2, partition_for_key, StickyPartitioner};
 pub use producer::{Producer, ProducerConfig, ProducerRecord, RecordMetadata};
