@@ -107,3 +107,72 @@ def test_perf_produce_and_consume_report_what_they_did(server):
     assert out.startswith("20000 records consumed,")
     r = strom(server, "perf", "produce", "nope-topic", "--records", "1", "--acks", "7", check=False)
     assert r.returncode == 1 and "acks" in r.stderr
+
+
+def test_consume_group_shares_partitions_with_confluent_and_commits_on_ctrl_c(server):
+    """`strom consume --group` and a librdkafka consumer in one classic group: each side
+    decodes the other's assignment (whoever leads), every new record is read once, and
+    Ctrl-C commits what strom printed, so the partitions it hands back are not read again."""
+    import signal
+    import threading
+    strom(server, "topic", "create", "shared", "-p", "4")
+    p = Producer({"bootstrap.servers": server.addr})
+
+    def produce(lo, hi):
+        for i in range(lo, hi):
+            p.produce("shared", key=f"k{i}".encode(), value=f"v{i}".encode())
+        assert p.flush(10) == 0
+
+    produce(0, 400)
+    env = {**os.environ, "STROM_BROKERS": server.addr, "RUST_LOG": "warn"}
+    proc = subprocess.Popen([STROM, "consume", "shared", "--group", "mix", "--from", "beginning",
+                             "-X", "heartbeat.interval.ms=300", "-f", "{partition} {value}"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    lines = []
+    reader = threading.Thread(target=lambda: lines.extend(iter(proc.stdout.readline, "")),
+                              daemon=True)
+    reader.start()
+
+    def wait_for(cond, what, timeout=60):
+        deadline = time.time() + timeout
+        while not cond():
+            assert time.time() < deadline, what
+            poll_confluent()
+
+    c = None
+    mine = []
+
+    def poll_confluent():
+        if c is None:
+            time.sleep(0.1)
+            return
+        m = c.poll(0.1)
+        if m is not None and not m.error():
+            mine.append(m.value().decode())
+
+    wait_for(lambda: len(lines) >= 400, "strom reads the first 400 alone")
+    assert sorted(line.split()[1] for line in lines) == sorted(f"v{i}" for i in range(400))
+    c = Consumer({"bootstrap.servers": server.addr, "group.id": "mix",
+                  "auto.offset.reset": "earliest", "partition.assignment.strategy": "range",
+                  "heartbeat.interval.ms": 300})
+    c.subscribe(["shared"])
+    wait_for(lambda: len(c.assignment()) == 2, "confluent gets half the partitions")
+    produce(400, 600)
+    wait_for(lambda: len(lines) + len(mine) >= 600, "the 200 new records")
+    time.sleep(0.5)
+    poll_confluent()
+    new = sorted([line.split()[1] for line in lines[400:]] + mine)
+    assert new == sorted(f"v{i}" for i in range(400, 600)), "each new record read once"
+    theirs = {int(line.split()[0]) for line in lines[400:]}
+    assert theirs.isdisjoint({tp.partition for tp in c.assignment()})
+
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=30) == 0, proc.stderr.read()
+    wait_for(lambda: len(c.assignment()) == 4, "confluent takes over every partition")
+    produce(600, 650)
+    wait_for(lambda: len(mine) >= len(new) - len(lines[400:]) + 50, "the last 50")
+    time.sleep(1)
+    poll_confluent()
+    assert sorted(mine[-50:]) == sorted(f"v{i}" for i in range(600, 650))
+    assert len(mine) == len(set(mine)), "nothing strom printed was read again"
+    c.close()

@@ -2,7 +2,7 @@
 //! `strom-client`. Human tables by default, `--output json` for scripts; errors go to stderr
 //! and exit with status 1.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::{BufRead, Write};
 use std::time::Duration;
 
@@ -136,12 +136,19 @@ pub struct ProduceArgs {
 /// `strom consume`.
 #[derive(Debug, Args)]
 pub struct ConsumeArgs {
-    /// Topic.
-    pub topic: String,
-    /// beginning, end, an offset, or @TIMESTAMP (ms).
+    /// Topics.
+    #[arg(required = true)]
+    pub topics: Vec<String>,
+    /// Consume as a member of this consumer group: partitions are shared with the group's
+    /// other members, reading resumes from the group's committed offsets, and what was
+    /// printed is committed on exit (Ctrl-C, --num, --exit-at-end).
+    #[arg(long, short = 'g')]
+    pub group: Option<String>,
+    /// beginning, end, an offset, or @TIMESTAMP (ms). With --group, beginning or end: where
+    /// partitions without a committed offset start.
     #[arg(long, default_value = "end")]
     pub from: String,
-    /// Only this partition.
+    /// Only this partition (of each topic; not with --group).
     #[arg(long, short = 'p')]
     pub partition: Option<i32>,
     /// Stop after this many records.
@@ -150,12 +157,15 @@ pub struct ConsumeArgs {
     /// Stop when every partition is read to its end.
     #[arg(long, short = 'e')]
     pub exit_at_end: bool,
-    /// Output template: {key} {value} {partition} {offset} {timestamp} {headers}.
+    /// Output template: {topic} {key} {value} {partition} {offset} {timestamp} {headers}.
     #[arg(long, short = 'f', default_value = "{value}")]
     pub format: String,
     /// Shorthand for --format '{key}\t{value}'.
     #[arg(long)]
     pub print_keys: bool,
+    /// A consumer property (Kafka's name), e.g. -X group.protocol=consumer; repeatable.
+    #[arg(short = 'X', value_name = "KEY=VALUE", value_parser = kv)]
+    pub property: Vec<(String, String)>,
 }
 
 fn kv(s: &str) -> anyhow::Result<(String, String)> {
@@ -436,6 +446,7 @@ fn render(format: &str, r: &ConsumerRecord) -> String {
         .collect::<Vec<_>>()
         .join(",");
     format
+        .replace("{topic}", &r.topic)
         .replace("{key}", &text(&r.key))
         .replace("{value}", &text(&r.value))
         .replace("{partition}", &r.partition.to_string())
@@ -446,8 +457,9 @@ fn render(format: &str, r: &ConsumerRecord) -> String {
         .replace("\\n", "\n")
 }
 
-/// Runs `strom consume` (manual assignment of every partition, or one): prints records
-/// until Ctrl-C, --num records, or the end with --exit-at-end.
+/// Runs `strom consume`: prints records until Ctrl-C, --num records, or the end with
+/// --exit-at-end. Without --group every partition (or one) is assigned by hand; with it the
+/// consumer joins the group and commits what it printed when it stops.
 pub async fn consume(conn: &Conn, args: ConsumeArgs) -> anyhow::Result<()> {
     let start = match args.from.as_str() {
         "beginning" | "earliest" => StartAt::Earliest,
@@ -460,62 +472,104 @@ pub async fn consume(conn: &Conn, args: ConsumeArgs) -> anyhow::Result<()> {
                 .context("--from: beginning, end, OFFSET or @TIMESTAMP")?,
         ),
     };
-    let admin = conn.admin();
-    let d = admin
-        .describe_topics(std::slice::from_ref(&args.topic))
-        .await?
-        .pop()
-        .with_context(|| format!("topic {} not found", args.topic))?;
-    let partitions: Vec<i32> = match args.partition {
-        Some(p) => vec![p],
-        None => d.partitions.iter().map(|p| p.partition).collect(),
-    };
-    let mut consumer = Consumer::new(consumer_config(conn, 500)?);
-    let assignment: Vec<(String, i32, StartAt)> = partitions
-        .iter()
-        .map(|p| (args.topic.clone(), *p, start))
-        .collect();
-    consumer.assign(&assignment).await?;
-    let mut ends = BTreeMap::new();
-    if args.exit_at_end {
-        for p in &partitions {
-            ends.insert(
-                *p,
-                consumer.resolve(&args.topic, *p, StartAt::Latest).await?,
-            );
-        }
+    let mut config = consumer_config(conn, 500)?;
+    for (k, v) in &args.property {
+        config.set(k, v)?;
     }
+    let mut consumer = match &args.group {
+        Some(group) => {
+            if args.partition.is_some() {
+                anyhow::bail!("--partition cannot be used with --group (the group assigns)");
+            }
+            config.set("group.id", group)?;
+            config.auto_offset_reset = match start {
+                StartAt::Earliest | StartAt::Latest => start,
+                _ => anyhow::bail!("with --group, --from takes beginning or end"),
+            };
+            let mut c = Consumer::new(config);
+            let topics: Vec<&str> = args.topics.iter().map(String::as_str).collect();
+            c.subscribe(&topics)?;
+            c
+        }
+        None => {
+            let admin = conn.admin();
+            let mut assignment = Vec::new();
+            for d in admin.describe_topics(&args.topics).await? {
+                for p in &d.partitions {
+                    if args.partition.is_none_or(|only| only == p.partition) {
+                        assignment.push((d.name.clone(), p.partition, start));
+                    }
+                }
+            }
+            if assignment.is_empty() {
+                anyhow::bail!("no such partition");
+            }
+            let mut c = Consumer::new(config);
+            c.assign(&assignment).await?;
+            c
+        }
+    };
     let format = if args.print_keys {
         "{key}\t{value}".to_string()
     } else {
         args.format.clone()
     };
+    // The log end offsets where --exit-at-end stops, looked up as partitions arrive.
+    let mut ends: HashMap<(String, i32), i64> = HashMap::new();
+    // The next offset after what was printed, per partition: what a group commits.
+    let mut printed_to: HashMap<(String, i32), i64> = HashMap::new();
     let mut printed = 0usize;
     let mut out = std::io::stdout().lock();
-    loop {
-        if args.exit_at_end
-            && partitions
-                .iter()
-                .all(|p| consumer.position(&args.topic, *p).unwrap_or(0) >= ends[p])
-        {
-            break;
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
+    'outer: loop {
+        if args.exit_at_end {
+            let assigned = consumer.assignment();
+            let mut done = !assigned.is_empty();
+            for (t, p) in assigned {
+                let end = match ends.get(&(t.clone(), p)) {
+                    Some(e) => *e,
+                    None => {
+                        let e = consumer.resolve(&t, p, StartAt::Latest).await?;
+                        ends.insert((t.clone(), p), e);
+                        e
+                    }
+                };
+                done &= consumer.position(&t, p).unwrap_or(0) >= end;
+            }
+            if done {
+                break;
+            }
         }
         let records = tokio::select! {
             r = consumer.poll() => r?,
-            _ = tokio::signal::ctrl_c() => break,
+            _ = &mut ctrl_c => break,
         };
         for r in records {
-            if args.exit_at_end && r.offset >= ends[&r.partition] {
+            let tp = (r.topic.clone(), r.partition);
+            if args.exit_at_end && ends.get(&tp).is_some_and(|e| r.offset >= *e) {
                 continue;
             }
             writeln!(out, "{}", render(&format, &r))?;
+            printed_to.insert(tp, r.offset + 1);
             printed += 1;
             if args.num.is_some_and(|n| printed >= n) {
-                out.flush()?;
-                return Ok(());
+                break 'outer;
             }
         }
         out.flush()?;
+    }
+    out.flush()?;
+    if args.group.is_some() {
+        // Commit exactly what was printed (not records fetched but cut off by --num) of the
+        // partitions still ours (revoked ones were committed when revoked), then leave.
+        printed_to.retain(|(t, p), _| consumer.position(t, *p).is_some());
+        for ((t, p), o) in &printed_to {
+            consumer.seek(t, *p, StartAt::Offset(*o)).await?;
+        }
+        let offsets: Vec<((String, i32), i64)> = printed_to.into_iter().collect();
+        consumer.commit_offsets(&offsets).await?;
+        consumer.close().await?;
     }
     Ok(())
 }
