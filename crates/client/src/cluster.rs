@@ -125,11 +125,29 @@ impl Cluster {
 
     /// Fetches metadata for `topics` (all topics when empty), creating them if the broker
     /// auto-creates.
+    /// A lost connection or an unreachable broker is retried with backoff, on any known
+    /// broker, for up to the request timeout (Kafka's producer likewise blocks up to
+    /// max.block.ms for metadata).
     pub async fn refresh(&self, topics: &[String]) -> Result<()> {
         let _one = self.refreshing.lock().await;
-        let conn = self.any_connection().await?;
         let request = metadata_request(topics, true);
-        let r = conn.send(&request).await?;
+        let deadline = Instant::now() + self.timeout;
+        let mut backoff = Duration::from_millis(50);
+        let r = loop {
+            let outcome = match self.any_connection().await {
+                Ok(conn) => conn.send(&request).await,
+                Err(e) => Err(e),
+            };
+            match outcome {
+                Ok(r) => break r,
+                Err(e) if e.is_retriable() && Instant::now() + backoff < deadline => {
+                    tracing::debug!(error = %e, "metadata request failed; retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                }
+                Err(e) => return Err(e),
+            }
+        };
         let mut snap = self.snapshot.write();
         if topics.is_empty() {
             // Every topic was listed: forget the ones that are gone.

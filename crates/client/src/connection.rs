@@ -176,35 +176,57 @@ impl Connection {
         version: i16,
         timeout: Duration,
     ) -> Result<R::Response> {
-        let (correlation, rx) = self.register()?;
-        self.write(request, version, correlation).await?;
-        let body = match tokio::time::timeout(timeout, rx).await {
-            Err(_) => {
-                if let Some(m) = self.pending.lock().as_mut() {
-                    m.remove(&correlation);
-                }
-                return Err(ClientError::Timeout(timeout));
-            }
-            Ok(Err(_)) => return Err(ClientError::Closed),
-            Ok(Ok(body)) => body,
-        };
-        let mut buf = body;
-        let header_version = R::Response::header_version(version);
-        ResponseHeader::decode(&mut buf, header_version)
-            .map_err(|e| ClientError::Protocol(format!("response header: {e}")))?;
-        let response = R::Response::decode(&mut buf, version)
-            .map_err(|e| ClientError::Protocol(format!("api {} v{version}: {e}", R::KEY)))?;
-        if buf.has_remaining() {
-            tracing::debug!(
-                api_key = R::KEY,
-                version,
-                extra = buf.remaining(),
-                "bytes after a response"
-            );
-        }
-        Ok(response)
+        self.start(request, version, timeout).await?.await
     }
 
+    /// Writes `request` now and returns a future of its response that borrows nothing, so
+    /// requests go on the wire in the order they are started even when their responses are
+    /// awaited elsewhere (the producer keeps a partition's batches in order this way).
+    pub async fn start<R: Request>(
+        &self,
+        request: &R,
+        version: i16,
+        timeout: Duration,
+    ) -> Result<impl std::future::Future<Output = Result<R::Response>> + Send + 'static> {
+        let (correlation, rx) = self.register()?;
+        self.write(request, version, correlation).await?;
+        let pending = self.pending.clone();
+        Ok(async move {
+            let body = match tokio::time::timeout(timeout, rx).await {
+                Err(_) => {
+                    if let Some(m) = pending.lock().as_mut() {
+                        m.remove(&correlation);
+                    }
+                    return Err(ClientError::Timeout(timeout));
+                }
+                Ok(Err(_)) => return Err(ClientError::Closed),
+                Ok(Ok(body)) => body,
+            };
+            decode_response::<R>(body, version)
+        })
+    }
+}
+
+/// Decodes a response body (after the size) of `R` at `version`.
+fn decode_response<R: Request>(body: Bytes, version: i16) -> Result<R::Response> {
+    let mut buf = body;
+    let header_version = R::Response::header_version(version);
+    ResponseHeader::decode(&mut buf, header_version)
+        .map_err(|e| ClientError::Protocol(format!("response header: {e}")))?;
+    let response = R::Response::decode(&mut buf, version)
+        .map_err(|e| ClientError::Protocol(format!("api {} v{version}: {e}", R::KEY)))?;
+    if buf.has_remaining() {
+        tracing::debug!(
+            api_key = R::KEY,
+            version,
+            extra = buf.remaining(),
+            "bytes after a response"
+        );
+    }
+    Ok(response)
+}
+
+impl Connection {
     /// Sends a request that gets no response (Produce with acks=0).
     pub async fn send_no_response<R: Request>(&self, request: &R, version: i16) -> Result<()> {
         let correlation = self.next_id.fetch_add(1, Ordering::Relaxed);

@@ -1,9 +1,15 @@
 //! The producer: `send` places a record in its partition's open batch (Kafka's partitioner)
 //! and returns a future of its offset; a sender task ships batches when they reach
-//! batch.size, when linger.ms has passed, or on flush, one request per leader. Each
-//! partition has at most one request in flight and a retried batch goes back to the front
-//! of its partition's queue, so records keep their order under retries. buffer.memory bounds
-//! what waits (send waits for room); delivery.timeout.ms bounds how long a record may take.
+//! batch.size, when linger.ms has passed, or on flush, one request per leader, with up to
+//! max.in.flight.requests.per.connection batches of a partition in flight.
+//!
+//! Idempotence (enable.idempotence, on by default as in Kafka 3+, with acks=all and at most 5
+//! in flight) takes a producer id from InitProducerId and numbers each partition's batches;
+//! the broker drops a retried batch it already has and refuses one that would skip a
+//! number, so a retried batch and those after it go back in sequence order and records keep
+//! their order and are written once. Without idempotence, one batch per partition is in
+//! flight when max.in.flight is 1. buffer.memory bounds what waits (send waits for room);
+//! delivery.timeout.ms bounds how long a record may take.
 
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
@@ -12,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-use kafka_protocol::messages::{ProduceRequest, TopicName};
+use kafka_protocol::messages::{InitProducerIdRequest, ProduceRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use parking_lot::Mutex;
 use strom_types::compression::Compression;
@@ -46,6 +52,12 @@ pub struct ProducerConfig {
     pub retry_backoff: Duration,
     /// buffer.memory in bytes (32 MiB).
     pub buffer_memory: usize,
+    /// enable.idempotence (true). In effect with acks=all and max.in.flight at most 5, and
+    /// when the broker serves InitProducerId; otherwise off, as Kafka does when it is not
+    /// set explicitly.
+    pub enable_idempotence: bool,
+    /// max.in.flight.requests.per.connection (5): batches of one partition in flight.
+    pub max_in_flight: usize,
 }
 
 impl Default for ProducerConfig {
@@ -61,6 +73,8 @@ impl Default for ProducerConfig {
             delivery_timeout: Duration::from_secs(120),
             retry_backoff: Duration::from_millis(100),
             buffer_memory: 32 << 20,
+            enable_idempotence: true,
+            max_in_flight: 5,
         }
     }
 }
@@ -105,6 +119,19 @@ impl ProducerConfig {
             "delivery.timeout.ms" => self.delivery_timeout = ms()?,
             "retry.backoff.ms" => self.retry_backoff = ms()?,
             "buffer.memory" => self.buffer_memory = value.parse().map_err(|_| bad())?,
+            "enable.idempotence" => {
+                self.enable_idempotence = match value {
+                    "true" => true,
+                    "false" => false,
+                    _ => return Err(bad()),
+                }
+            }
+            "max.in.flight.requests.per.connection" => {
+                self.max_in_flight = value.parse().map_err(|_| bad())?;
+                if self.max_in_flight == 0 {
+                    return Err(bad());
+                }
+            }
             _ => {
                 return Err(ClientError::Protocol(format!(
                     "unknown producer config {key}"
@@ -148,6 +175,9 @@ type Waiter = oneshot::Sender<Result<RecordMetadata>>;
 /// A topic and partition.
 type Tp = (String, i32);
 
+const OUT_OF_ORDER_SEQUENCE_NUMBER: i16 = 45;
+const DUPLICATE_SEQUENCE_NUMBER: i16 = 46;
+
 /// Batches taken for sending, each with its partition.
 type Taken = Vec<(Tp, Batch)>;
 
@@ -159,14 +189,18 @@ struct Batch {
     _memory: Option<OwnedSemaphorePermit>,
     attempts: u32,
     keyless: bool,
+    /// The base sequence, fixed when the batch is first sent (idempotence).
+    sequence: Option<i32>,
 }
 
 #[derive(Default)]
 struct Queue {
     open: Option<Batch>,
     ready: VecDeque<Batch>,
-    in_flight: bool,
+    in_flight: usize,
     retry_at: Option<Instant>,
+    /// The next batch's base sequence (idempotence).
+    next_sequence: i32,
 }
 
 #[derive(Default)]
@@ -180,7 +214,7 @@ impl State {
     fn idle(&self) -> bool {
         self.queues
             .values()
-            .all(|q| q.open.is_none() && q.ready.is_empty() && !q.in_flight)
+            .all(|q| q.open.is_none() && q.ready.is_empty() && q.in_flight == 0)
     }
 }
 
@@ -192,6 +226,11 @@ struct Inner {
     wake: Notify,
     drained: Notify,
     memory: Arc<Semaphore>,
+    /// The producer id and epoch once InitProducerId answered; `None` while idempotence
+    /// waits for it or is off.
+    producer_id: Mutex<Option<(i64, i16)>>,
+    /// Idempotence in effect (turned off if the broker has no InitProducerId).
+    idempotent: std::sync::atomic::AtomicBool,
 }
 
 /// An asynchronous Kafka producer.
@@ -222,8 +261,12 @@ impl Producer {
             &config.client_id,
             config.request_timeout,
         );
+        let idempotent =
+            config.enable_idempotence && config.acks == -1 && config.max_in_flight <= 5;
         let inner = Arc::new(Inner {
             memory: Arc::new(Semaphore::new(config.buffer_memory.min(u32::MAX as usize))),
+            producer_id: Mutex::new(None),
+            idempotent: std::sync::atomic::AtomicBool::new(idempotent),
             config,
             cluster,
             sticky: StickyPartitioner::default(),
@@ -292,6 +335,7 @@ impl Producer {
                 _memory: None,
                 attempts: 0,
                 keyless: record.key.is_none() && record.partition.is_none(),
+                sequence: None,
             });
             let headers: Vec<(&[u8], Option<&[u8]>)> = record
                 .headers
@@ -343,16 +387,27 @@ impl Producer {
 /// What the sender takes out of the queues in one round: per partition, one batch.
 fn take_ready(inner: &Inner) -> (Taken, Option<Instant>) {
     let now = Instant::now();
+    let idempotent = inner.is_idempotent();
+    let producer = *inner.producer_id.lock();
+    if idempotent && producer.is_none() {
+        return (Vec::new(), None); // InitProducerId first
+    }
+    let max_in_flight = inner.config.max_in_flight;
     let mut state = inner.state.lock();
     let flushing = state.flushing > 0 || state.closed;
     let linger = inner.config.linger;
     let mut out = Vec::new();
     let mut next: Option<Instant> = None;
     for (tp, q) in state.queues.iter_mut() {
-        if q.in_flight {
+        if q.in_flight >= max_in_flight {
             continue;
         }
         if let Some(at) = q.retry_at {
+            // A retry waits for the backoff and for every batch still in flight, so the
+            // batches go out again in order.
+            if q.in_flight > 0 {
+                continue;
+            }
             if at > now {
                 next = Some(next.map_or(at, |n| n.min(at)));
                 continue;
@@ -375,15 +430,79 @@ fn take_ready(inner: &Inner) -> (Taken, Option<Instant>) {
                 None => {}
             }
         }
-        if let Some(b) = q.ready.pop_front() {
-            q.in_flight = true;
+        if let Some(mut b) = q.ready.pop_front() {
+            if let (Some((id, epoch)), true) = (producer, idempotent) {
+                if b.sequence.is_none() {
+                    let seq = q.next_sequence;
+                    // Sequences wrap to 0 after i32::MAX, as Kafka's do.
+                    let next = i64::from(seq) + i64::from(b.builder.len());
+                    q.next_sequence = (next % (i64::from(i32::MAX) + 1)) as i32;
+                    b.sequence = Some(seq);
+                    let builder =
+                        std::mem::replace(&mut b.builder, BatchBuilder::new(Compression::None));
+                    b.builder = builder.producer(id, epoch, seq);
+                }
+            }
+            q.in_flight += 1;
             out.push((tp.clone(), b));
         }
     }
     (out, next)
 }
 
+impl Inner {
+    fn is_idempotent(&self) -> bool {
+        self.idempotent.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+/// Gets a producer id and epoch (InitProducerId, no transactional id), retrying while the
+/// cluster is unreachable; a broker without the API turns idempotence off.
+async fn init_producer_id(inner: &Inner) {
+    let mut backoff = inner.config.retry_backoff;
+    loop {
+        let outcome = async {
+            let conn = inner.cluster.any_connection().await?;
+            let r = conn
+                .send(
+                    &InitProducerIdRequest::default()
+                        .with_transaction_timeout_ms(i32::MAX)
+                        .with_producer_id((-1).into())
+                        .with_producer_epoch(-1),
+                )
+                .await?;
+            match r.error_code {
+                0 => Ok((r.producer_id.0, r.producer_epoch)),
+                code => Err(ClientError::kafka(code)),
+            }
+        }
+        .await;
+        match outcome {
+            Ok(pid) => {
+                tracing::debug!(producer_id = pid.0, epoch = pid.1, "idempotent producer");
+                *inner.producer_id.lock() = Some(pid);
+                return;
+            }
+            Err(e) if e.is_retriable() => {
+                tracing::debug!(error = %e, "InitProducerId; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "no producer id; idempotence is off");
+                inner
+                    .idempotent
+                    .store(false, std::sync::atomic::Ordering::Relaxed);
+                return;
+            }
+        }
+    }
+}
+
 async fn sender(inner: Arc<Inner>) {
+    if inner.is_idempotent() {
+        init_producer_id(&inner).await;
+    }
     loop {
         let woken = inner.wake.notified();
         let (batches, next) = take_ready(&inner);
@@ -416,9 +535,10 @@ async fn sender(inner: Arc<Inner>) {
                 Err(e) => finish(&inner, tp, b, Err(e)),
             }
         }
+        // Written here, in the order taken, so a partition's batches reach the broker in
+        // order; the responses are awaited on their own tasks.
         for (addr, group) in by_leader {
-            let inner = inner.clone();
-            tokio::spawn(async move { send_to(&inner, &addr, group).await });
+            send_to(&inner, &addr, group).await;
         }
     }
 }
@@ -480,7 +600,30 @@ async fn send_to(inner: &Arc<Inner>, addr: &str, group: Taken) {
         }
         return;
     }
-    match conn.send(&request).await {
+    let response = match conn.version::<ProduceRequest>() {
+        Ok(v) => conn.start(&request, v, inner.config.request_timeout).await,
+        Err(e) => Err(e),
+    };
+    let response = match response {
+        Ok(r) => r,
+        Err(e) => {
+            for (tp, b) in pending {
+                retry_or_fail(inner, tp, b, e.is_retriable(), e.to_string());
+            }
+            return;
+        }
+    };
+    let inner = inner.clone();
+    tokio::spawn(async move { complete(&inner, pending, response.await) });
+}
+
+/// Resolves or retries the batches of one Produce request by its response.
+fn complete(
+    inner: &Arc<Inner>,
+    pending: Vec<((String, i32), Batch)>,
+    response: Result<kafka_protocol::messages::ProduceResponse>,
+) {
+    match response {
         Err(e) => {
             let retriable = e.is_retriable();
             for (tp, b) in pending {
@@ -501,6 +644,14 @@ async fn send_to(inner: &Arc<Inner>, addr: &str, group: Taken) {
                 match results.get(&tp).copied() {
                     Some((0, base, append_time)) => {
                         finish_with_time(inner, tp, b, Ok(base), append_time)
+                    }
+                    // Already written by an earlier attempt whose answer was lost (the
+                    // broker gives no offset then): delivered.
+                    Some((DUPLICATE_SEQUENCE_NUMBER, _, _)) => finish(inner, tp, b, Ok(-1)),
+                    // A batch before this one failed and is being retried: this one goes
+                    // again after it.
+                    Some((OUT_OF_ORDER_SEQUENCE_NUMBER, _, _)) if b.sequence.is_some() => {
+                        retry_or_fail(inner, tp, b, true, "out of order sequence".into())
                     }
                     Some((code, _, _)) => {
                         let e = ClientError::kafka(code);
@@ -530,8 +681,17 @@ fn retry_or_fail(
         tracing::debug!(topic = %tp.0, partition = tp.1, attempts = batch.attempts, %why, "retrying a batch");
         let mut state = inner.state.lock();
         let q = state.queues.entry(tp).or_default();
-        q.ready.push_front(batch);
-        q.in_flight = false;
+        // In sequence order among the batches waiting (idempotence); first otherwise.
+        let at = match batch.sequence {
+            Some(seq) => q
+                .ready
+                .iter()
+                .position(|b| b.sequence.is_none_or(|s| s > seq))
+                .unwrap_or(q.ready.len()),
+            None => 0,
+        };
+        q.ready.insert(at, batch);
+        q.in_flight = q.in_flight.saturating_sub(1);
         q.retry_at = Some(Instant::now() + inner.config.retry_backoff);
         drop(state);
         inner.wake.notify_one();
@@ -561,7 +721,7 @@ fn finish_with_time(
     {
         let mut state = inner.state.lock();
         if let Some(q) = state.queues.get_mut(&tp) {
-            q.in_flight = false;
+            q.in_flight = q.in_flight.saturating_sub(1);
         }
     }
     match outcome {
