@@ -619,6 +619,9 @@ pub struct PerfProduceArgs {
     /// none, gzip, snappy, lz4 or zstd.
     #[arg(long, default_value = "none")]
     pub compression: String,
+    /// A producer property (Kafka's name), e.g. -X enable.idempotence=false; repeatable.
+    #[arg(short = 'X', value_name = "KEY=VALUE", value_parser = kv)]
+    pub property: Vec<(String, String)>,
 }
 
 fn percentile(sorted: &[u64], q: f64) -> f64 {
@@ -646,6 +649,9 @@ async fn perf_produce(conn: &Conn, a: PerfProduceArgs) -> anyhow::Result<()> {
     config.set("batch.size", &a.batch_size.to_string())?;
     config.set("linger.ms", &a.linger_ms.to_string())?;
     config.set("client.id", "strom-perf")?;
+    for (k, v) in &a.property {
+        config.set(k, v)?;
+    }
     let producer = Producer::new(config);
     let value = Bytes::from(vec![b'x'; a.record_size]);
     let (tx, mut rx) = tokio::sync::mpsc::channel(100_000);

@@ -100,13 +100,25 @@ impl Cluster {
 
     /// The connection to `addr`, opened if needed.
     pub async fn connection(&self, addr: &str) -> Result<Arc<Connection>> {
-        if let Some(c) = self.connections.lock().get(addr) {
+        self.connection_for(addr, "").await
+    }
+
+    /// A connection to `addr` of its own for `purpose` (the group coordinator's, as Kafka's
+    /// consumer keeps one): a broker serves a connection's requests in order, so heartbeats
+    /// must not queue behind long-poll fetches.
+    pub async fn connection_for(&self, addr: &str, purpose: &str) -> Result<Arc<Connection>> {
+        let key = if purpose.is_empty() {
+            addr.to_string()
+        } else {
+            format!("{purpose}@{addr}")
+        };
+        if let Some(c) = self.connections.lock().get(&key) {
             if !c.is_closed() {
                 return Ok(c.clone());
             }
         }
         let c = Arc::new(Connection::connect(addr, &self.client_id, self.timeout).await?);
-        self.connections.lock().insert(addr.to_string(), c.clone());
+        self.connections.lock().insert(key, c.clone());
         Ok(c)
     }
 

@@ -929,7 +929,9 @@ pub(crate) async fn find_coordinator(cluster: &Cluster, group: &str) -> Result<A
             (r.error_code, r.host.to_string(), r.port)
         };
         if code == 0 {
-            return cluster.connection(&format!("{host}:{port}")).await;
+            return cluster
+                .connection_for(&format!("{host}:{port}"), "coordinator")
+                .await;
         }
         let e = ClientError::kafka(code);
         if !e.is_retriable() {
