@@ -31,6 +31,7 @@ enum Command {
     /// Examples:
     ///   strom server
     ///   strom server --config server.properties --override log.dirs=/var/lib/strom
+    #[command(verbatim_doc_comment)]
     Server {
         /// A server.properties file (Kafka's property names).
         #[arg(long)]
@@ -46,11 +47,18 @@ enum Command {
     },
     /// Produce records from stdin, one per line.
     ///
-    /// Example: printf 'k1:hello\n' | strom produce orders --key-separator :
+    /// Examples:
+    ///   printf 'k1:hello\n' | strom produce orders --key-separator :
+    ///   strom produce orders --header source=import --compression zstd --acks all < lines.txt
+    #[command(verbatim_doc_comment)]
     Produce(tools::ProduceArgs),
-    /// Print records of a topic.
+    /// Print records of topics.
     ///
-    /// Example: strom consume orders --from beginning -e -f '{partition}:{offset} {key}={value}'
+    /// Examples:
+    ///   strom consume orders --from beginning -e -f '{partition}:{offset} {key}={value}'
+    ///   strom consume orders payments --group audit --from beginning
+    ///   strom consume orders --from @1767225600000 -n 10
+    #[command(verbatim_doc_comment)]
     Consume(tools::ConsumeArgs),
     /// Load generators: producer throughput and latency, consumer throughput.
     Perf {
@@ -67,6 +75,9 @@ enum Command {
 #[derive(Subcommand)]
 enum ClusterCmd {
     /// Cluster id, controller and brokers.
+    ///
+    /// Example: strom cluster info --output json
+    #[command(verbatim_doc_comment)]
     Info,
 }
 

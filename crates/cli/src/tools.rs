@@ -59,6 +59,7 @@ pub enum TopicCmd {
     /// Create a topic.
     ///
     /// Example: strom topic create orders --partitions 6 --config retention.ms=86400000
+    #[command(verbatim_doc_comment)]
     Create {
         /// Topic name.
         name: String,
@@ -73,13 +74,24 @@ pub enum TopicCmd {
         configs: Vec<String>,
     },
     /// List topics.
+    ///
+    /// Examples:
+    ///   strom topic list
+    ///   strom topic list --output json
+    #[command(verbatim_doc_comment)]
     List,
-    /// Show a topic's partitions, leaders, replicas, ISR and configs.
+    /// Show a topic's partitions, leaders, replicas, ISR, offsets and configs.
+    ///
+    /// Example: strom topic describe orders
+    #[command(verbatim_doc_comment)]
     Describe {
         /// Topic name.
         name: String,
     },
     /// Delete topics and their data.
+    ///
+    /// Example: strom topic delete orders old-orders
+    #[command(verbatim_doc_comment)]
     Delete {
         /// Topic names.
         #[arg(required = true)]
@@ -88,6 +100,7 @@ pub enum TopicCmd {
     /// Set or remove topic configs.
     ///
     /// Example: strom topic alter-config orders --set retention.ms=3600000 --delete cleanup.policy
+    #[command(verbatim_doc_comment)]
     AlterConfig {
         /// Topic name.
         name: String,
@@ -99,6 +112,9 @@ pub enum TopicCmd {
         delete: Vec<String>,
     },
     /// Grow a topic to a number of partitions.
+    ///
+    /// Example: strom topic add-partitions orders --total 12
+    #[command(verbatim_doc_comment)]
     AddPartitions {
         /// Topic name.
         name: String,
@@ -580,10 +596,12 @@ pub enum PerfCmd {
     /// Produce generated records as fast as allowed and report throughput and latency.
     ///
     /// Example: strom perf produce bench --records 1000000 --record-size 100 --acks all
+    #[command(verbatim_doc_comment)]
     Produce(PerfProduceArgs),
     /// Read a topic from the beginning and report throughput.
     ///
     /// Example: strom perf consume bench --records 1000000
+    #[command(verbatim_doc_comment)]
     Consume {
         /// Topic.
         topic: String,
