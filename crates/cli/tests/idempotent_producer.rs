@@ -149,3 +149,47 @@ async fn retries_after_lost_responses_write_each_record_once_in_order() {
         assert_eq!(seen, &sorted, "partition {p} in send order");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_batch_does_not_block_the_partition() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &[]);
+    let admin = Admin::new(vec![s.addr.clone()], "t", Duration::from_secs(10));
+    admin
+        .create_topic(
+            "small",
+            1,
+            1,
+            &[("max.message.bytes".into(), "10000".into())],
+        )
+        .await
+        .unwrap();
+    let mut config = ProducerConfig::default();
+    for (k, v) in [
+        ("bootstrap.servers", s.addr.as_str()),
+        ("linger.ms", "20"),
+        ("batch.size", "1000"),
+        ("delivery.timeout.ms", "5000"),
+    ] {
+        config.set(k, v).unwrap();
+    }
+    let p = Producer::new(config);
+    let record = |v: Vec<u8>| ProducerRecord {
+        topic: "small".into(),
+        partition: Some(0),
+        value: Some(Bytes::from(v)),
+        ..Default::default()
+    };
+    let a = p.send(record(b"a".to_vec())).await.unwrap();
+    let big = p.send(record(vec![b'x'; 50_000])).await.unwrap();
+    let c = p.send(record(b"c".to_vec())).await.unwrap();
+    p.flush().await;
+    assert_eq!(a.await.unwrap().offset, 0);
+    let e = big.await.unwrap_err();
+    assert!(e.to_string().contains("TOO_LARGE"), "{e}");
+    // The refused batch's sequence numbers must not leave a gap that stalls the rest.
+    assert_eq!(c.await.expect("the next batch still lands").offset, 1);
+    let d = p.send(record(b"d".to_vec())).await.unwrap();
+    p.flush().await;
+    assert_eq!(d.await.unwrap().offset, 2);
+}

@@ -191,6 +191,8 @@ struct Batch {
     keyless: bool,
     /// The base sequence, fixed when the batch is first sent (idempotence).
     sequence: Option<i32>,
+    /// The producer id and epoch the sequence belongs to.
+    producer: Option<(i64, i16)>,
 }
 
 #[derive(Default)]
@@ -336,6 +338,7 @@ impl Producer {
                 attempts: 0,
                 keyless: record.key.is_none() && record.partition.is_none(),
                 sequence: None,
+                producer: None,
             });
             let headers: Vec<(&[u8], Option<&[u8]>)> = record
                 .headers
@@ -432,12 +435,14 @@ fn take_ready(inner: &Inner) -> (Taken, Option<Instant>) {
         }
         if let Some(mut b) = q.ready.pop_front() {
             if let (Some((id, epoch)), true) = (producer, idempotent) {
-                if b.sequence.is_none() {
+                // A batch numbered under a producer id since replaced is numbered again.
+                if b.sequence.is_none() || b.producer != Some((id, epoch)) {
                     let seq = q.next_sequence;
                     // Sequences wrap to 0 after i32::MAX, as Kafka's do.
                     let next = i64::from(seq) + i64::from(b.builder.len());
                     q.next_sequence = (next % (i64::from(i32::MAX) + 1)) as i32;
                     b.sequence = Some(seq);
+                    b.producer = Some((id, epoch));
                     let builder =
                         std::mem::replace(&mut b.builder, BatchBuilder::new(Compression::None));
                     b.builder = builder.producer(id, epoch, seq);
@@ -497,6 +502,19 @@ async fn init_producer_id(inner: &Inner) {
             }
         }
     }
+}
+
+/// Drops the producer id, numbers every partition from 0 again, and asks for a new id.
+fn reset_producer_id(inner: &Arc<Inner>) {
+    *inner.producer_id.lock() = None;
+    for q in inner.state.lock().queues.values_mut() {
+        q.next_sequence = 0;
+    }
+    let inner = inner.clone();
+    tokio::spawn(async move {
+        init_producer_id(&inner).await;
+        inner.wake.notify_one();
+    });
 }
 
 async fn sender(inner: Arc<Inner>) {
@@ -702,6 +720,12 @@ fn retry_or_fail(
     } else {
         ClientError::Protocol(why)
     };
+    if batch.producer.is_some() && batch.producer == *inner.producer_id.lock() {
+        // A numbered batch is given up: its sequence numbers leave a gap the broker would
+        // refuse every later batch of the partition for. As Kafka's producer does, start
+        // over with a new producer id and sequences from 0.
+        reset_producer_id(inner);
+    }
     finish(inner, tp, batch, Err(err));
 }
 
