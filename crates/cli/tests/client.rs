@@ -348,3 +348,51 @@ async fn the_admin_client_manages_topics_configs_records_and_describes_the_clust
     let e = admin.delete_topic("adm").await.unwrap_err();
     assert!(e.to_string().contains("UNKNOWN_TOPIC_OR_PARTITION"), "{e}");
 }
+
+/// Sends every record to the partition named by its value's first byte.
+struct ByFirstByte;
+
+impl strom_client::Partitioner for ByFirstByte {
+    fn partition(&self, _: &str, _: Option<&[u8]>, value: Option<&[u8]>, count: i32) -> i32 {
+        value
+            .and_then(|v| v.first())
+            .map_or(0, |b| i32::from(b - b'0'))
+            % (count + 1)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_custom_partitioner_decides_and_an_explicit_partition_wins() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &[]);
+    let admin = strom_client::Admin::new(vec![s.addr.clone()], "t", Duration::from_secs(10));
+    admin.create_topic("custom", 3, 1, &[]).await.unwrap();
+    let mut config = strom_client::ProducerConfig::default();
+    config.set("bootstrap.servers", &s.addr).unwrap();
+    let p = strom_client::Producer::with_partitioner(config, std::sync::Arc::new(ByFirstByte));
+    let send = |value: &'static [u8], partition: Option<i32>| {
+        let p = &p;
+        async move {
+            let r = strom_client::ProducerRecord {
+                topic: "custom".into(),
+                key: Some(bytes::Bytes::from_static(b"same-key")),
+                value: Some(bytes::Bytes::from_static(value)),
+                partition,
+                ..Default::default()
+            };
+            p.send(r).await
+        }
+    };
+    let two = send(b"2x", None).await.unwrap();
+    let one = send(b"1x", None).await.unwrap();
+    let explicit = send(b"2x", Some(0)).await.unwrap();
+    // The partitioner says 3 of 3 partitions: refused before anything is queued.
+    let Err(e) = send(b"3x", None).await else {
+        panic!("partition 3 of 3 accepted")
+    };
+    assert!(e.to_string().contains("UNKNOWN_TOPIC_OR_PARTITION"), "{e}");
+    p.flush().await;
+    assert_eq!(two.await.unwrap().partition, 2);
+    assert_eq!(one.await.unwrap().partition, 1);
+    assert_eq!(explicit.await.unwrap().partition, 0);
+}

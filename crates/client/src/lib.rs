@@ -33,4 +33,4 @@ pub use consumer::{Consumer, ConsumerConfig, ConsumerRecord, RebalanceListener, 
 pub use error::{ClientError, Result};
 pub use group::{GroupProtocol, TopicPartition};
 pub use partitioner::{murmur2, partition_for_key, StickyPartitioner};
-pub use producer::{Producer, ProducerConfig, ProducerRecord, RecordMetadata};
+pub use producer::{Partitioner, Producer, ProducerConfig, ProducerRecord, RecordMetadata};

@@ -142,6 +142,19 @@ impl ProducerConfig {
     }
 }
 
+/// Chooses the partition of records sent without one (Kafka's `partitioner.class`); the
+/// default is Kafka's own (murmur2 of the key, sticky batches without a key).
+pub trait Partitioner: Send + Sync {
+    /// The partition, in `0..partition_count`, for a record of `topic`.
+    fn partition(
+        &self,
+        topic: &str,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        partition_count: i32,
+    ) -> i32;
+}
+
 /// A record to send.
 #[derive(Debug, Clone, Default)]
 pub struct ProducerRecord {
@@ -224,6 +237,7 @@ struct Inner {
     config: ProducerConfig,
     cluster: Arc<Cluster>,
     sticky: StickyPartitioner,
+    custom: Option<Arc<dyn Partitioner>>,
     state: Mutex<State>,
     wake: Notify,
     drained: Notify,
@@ -258,6 +272,15 @@ fn now_ms() -> i64 {
 impl Producer {
     /// A producer; its sender task runs on the current tokio runtime.
     pub fn new(config: ProducerConfig) -> Producer {
+        Producer::build(config, None)
+    }
+
+    /// A producer whose records without a partition go where `partitioner` says.
+    pub fn with_partitioner(config: ProducerConfig, partitioner: Arc<dyn Partitioner>) -> Producer {
+        Producer::build(config, Some(partitioner))
+    }
+
+    fn build(config: ProducerConfig, custom: Option<Arc<dyn Partitioner>>) -> Producer {
         let cluster = Cluster::new(
             config.bootstrap_servers.clone(),
             &config.client_id,
@@ -272,6 +295,7 @@ impl Producer {
             config,
             cluster,
             sticky: StickyPartitioner::default(),
+            custom,
             state: Mutex::new(State::default()),
             wake: Notify::new(),
             drained: Notify::new(),
@@ -288,11 +312,20 @@ impl Producer {
     ) -> Result<impl Future<Output = Result<RecordMetadata>>> {
         let inner = &self.inner;
         let count = inner.cluster.partition_count(&record.topic).await?;
-        let partition = match (record.partition, &record.key) {
-            (Some(p), _) => p,
-            (None, Some(k)) => partition_for_key(k, count),
-            (None, None) => inner.sticky.partition(&record.topic, count),
+        let partition = match (record.partition, &record.key, &inner.custom) {
+            (Some(p), _, _) => p,
+            (None, key, Some(custom)) => custom.partition(
+                &record.topic,
+                key.as_deref(),
+                record.value.as_deref(),
+                count,
+            ),
+            (None, Some(k), None) => partition_for_key(k, count),
+            (None, None, None) => inner.sticky.partition(&record.topic, count),
         };
+        if partition < 0 || partition >= count {
+            return Err(ClientError::kafka(3)); // UNKNOWN_TOPIC_OR_PARTITION
+        }
         let size = 32
             + record.key.as_ref().map_or(0, |k| k.len())
             + record.value.as_ref().map_or(0, |v| v.len())
