@@ -376,8 +376,25 @@ impl Consumer {
         self.positions.get(&(topic.to_string(), partition)).copied()
     }
 
-    /// The offset `start` stands for (ListOffsets for all but an explicit offset).
+    /// The offset `start` stands for (ListOffsets for all but an explicit offset). A lost
+    /// connection or a moved leader is retried a few times with fresh metadata.
     pub async fn resolve(&self, topic: &str, partition: i32, start: StartAt) -> Result<i64> {
+        let mut backoff = Duration::from_millis(50);
+        for _ in 0..5 {
+            match self.resolve_once(topic, partition, start).await {
+                Err(e) if e.is_retriable() => {
+                    tracing::debug!(error = %e, topic, partition, "ListOffsets; retrying");
+                    self.cluster.invalidate(topic);
+                    tokio::time::sleep(backoff).await;
+                    backoff *= 2;
+                }
+                outcome => return outcome,
+            }
+        }
+        self.resolve_once(topic, partition, start).await
+    }
+
+    async fn resolve_once(&self, topic: &str, partition: i32, start: StartAt) -> Result<i64> {
         let timestamp = match start {
             StartAt::Offset(o) => return Ok(o),
             StartAt::Earliest => -2,
@@ -407,7 +424,7 @@ impl Consumer {
         }
         if p.offset < 0 {
             // No record at or after the timestamp: the end.
-            return Box::pin(self.resolve(topic, partition, StartAt::Latest)).await;
+            return Box::pin(self.resolve_once(topic, partition, StartAt::Latest)).await;
         }
         Ok(p.offset)
     }
