@@ -1,8 +1,9 @@
 //! The `strom` command. `strom server` runs a broker: with no arguments a single node
 //! (broker and controller) on 127.0.0.1:9092 with its data in ./strom-data. `strom topic`,
-//! `produce`, `consume` and `cluster` are clients of any Kafka-compatible cluster
+//! `produce`, `consume`, `group`, `perf` and `cluster` are clients of any Kafka-compatible cluster
 //! (`--bootstrap-server`, or `STROM_BROKERS`).
 
+mod group_cmd;
 mod tools;
 
 use std::path::PathBuf;
@@ -60,6 +61,11 @@ enum Command {
     ///   strom consume orders --from @1767225600000 -n 10
     #[command(verbatim_doc_comment)]
     Consume(tools::ConsumeArgs),
+    /// Consumer groups: list, describe (offsets, lag, members), reset offsets, delete.
+    Group {
+        #[command(subcommand)]
+        cmd: group_cmd::GroupCmd,
+    },
     /// Load generators: producer throughput and latency, consumer throughput.
     Perf {
         #[command(subcommand)]
@@ -100,6 +106,7 @@ fn main() -> anyhow::Result<()> {
         Command::Produce(args) => client(Box::pin(tools::produce(conn, args))),
         Command::Consume(args) => client(Box::pin(tools::consume(conn, args))),
         Command::Perf { cmd } => client(Box::pin(tools::perf(conn, cmd))),
+        Command::Group { cmd } => client(Box::pin(group_cmd::group(conn, cmd))),
         Command::Cluster {
             cmd: ClusterCmd::Info,
         } => client(Box::pin(tools::cluster_info(conn))),

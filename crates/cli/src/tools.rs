@@ -48,7 +48,7 @@ impl Conn {
             .collect()
     }
 
-    fn admin(&self) -> Admin {
+    pub(crate) fn admin(&self) -> Admin {
         Admin::new(self.servers(), "strom-cli", Duration::from_secs(30))
     }
 }
@@ -191,7 +191,7 @@ fn kv(s: &str) -> anyhow::Result<(String, String)> {
     Ok((k.to_string(), v.to_string()))
 }
 
-fn table(rows: &[Vec<String>]) {
+pub(crate) fn table(rows: &[Vec<String>]) {
     let widths: Vec<usize> = (0..rows.first().map_or(0, Vec::len))
         .map(|c| rows.iter().map(|r| r[c].len()).max().unwrap_or(0))
         .collect();

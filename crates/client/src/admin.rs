@@ -88,7 +88,7 @@ pub struct ClusterDescription {
 /// An admin client.
 #[derive(Debug)]
 pub struct Admin {
-    cluster: Arc<Cluster>,
+    pub(crate) cluster: Arc<Cluster>,
     timeout: Duration,
 }
 

@@ -267,6 +267,17 @@ impl Cluster {
         Ok(self.snapshot.read().topics.clone())
     }
 
+    /// The addresses of the brokers the last Metadata named (the bootstrap servers before
+    /// any).
+    pub fn broker_addresses(&self) -> Vec<String> {
+        let known: Vec<String> = self.snapshot.read().brokers.values().cloned().collect();
+        if known.is_empty() {
+            self.bootstrap.clone()
+        } else {
+            known
+        }
+    }
+
     /// The name of the topic with id `id` (KIP-516), listing every topic once if it is not
     /// known yet; `None` if no such topic exists.
     pub async fn topic_name(&self, id: [u8; 16]) -> Result<Option<String>> {

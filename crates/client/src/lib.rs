@@ -5,7 +5,8 @@
 //!   requests matched to responses by correlation id.
 //! - [`partitioner`]: Kafka's default partitioner, byte for byte (murmur2 of the key; sticky
 //!   partitions for records without a key, KIP-480).
-//! - [`admin`]: topics, topic configs, records and the cluster.
+//! - [`admin`]: topics, topic configs, records and the cluster; [`group_admin`]: groups,
+//!   committed offsets and partition offsets.
 //! - [`cluster`]: brokers, topics and leaders from Metadata, and a connection per broker.
 //! - [`producer`]: batching by batch.size and linger.ms, compression, acks, retries in
 //!   order, buffer.memory back-pressure, delivery.timeout.ms.
@@ -23,6 +24,7 @@ pub mod connection;
 pub mod consumer;
 pub mod error;
 pub mod group;
+pub mod group_admin;
 pub mod partitioner;
 pub mod producer;
 
@@ -32,5 +34,8 @@ pub use connection::Connection;
 pub use consumer::{Consumer, ConsumerConfig, ConsumerRecord, RebalanceListener, StartAt};
 pub use error::{ClientError, Result};
 pub use group::{GroupProtocol, TopicPartition};
+pub use group_admin::{
+    CommittedOffset, GroupDescription, GroupListing, ListedOffset, MemberDescription, OffsetSpec,
+};
 pub use partitioner::{murmur2, partition_for_key, StickyPartitioner};
 pub use producer::{Partitioner, Producer, ProducerConfig, ProducerRecord, RecordMetadata};
