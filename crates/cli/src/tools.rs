@@ -659,7 +659,6 @@ pub async fn perf(conn: &Conn, cmd: PerfCmd) -> anyhow::Result<()> {
 }
 
 async fn perf_produce(conn: &Conn, a: PerfProduceArgs) -> anyhow::Result<()> {
-    use futures_util::StreamExt;
     let mut config = ProducerConfig::default();
     config.set("bootstrap.servers", &conn.bootstrap)?;
     config.set("acks", &a.acks)?;
@@ -673,42 +672,35 @@ async fn perf_produce(conn: &Conn, a: PerfProduceArgs) -> anyhow::Result<()> {
     let producer = Producer::new(config);
     let value = Bytes::from(vec![b'x'; a.record_size]);
     let (tx, mut rx) = tokio::sync::mpsc::channel(100_000);
-    // Completions are collected concurrently: latency is send to acknowledgement.
+    // Completions are collected concurrently, in send order: a record's outcome is awaited
+    // once those before it are in, so the collector sleeps once per batch rather than once
+    // per record (records of one partition are acknowledged in order anyway). Latency is
+    // send to acknowledgement as this task sees it.
     let collector = tokio::spawn(async move {
-        let mut inflight = futures_util::stream::FuturesUnordered::new();
         let mut latencies: Vec<u64> = Vec::new();
         let mut errors = 0usize;
         let mut window = (std::time::Instant::now(), 0usize, 0u64, 0u64);
-        let mut open = true;
-        loop {
-            tokio::select! {
-                item = rx.recv(), if open => match item {
-                    Some(f) => inflight.push(f),
-                    None => open = false,
-                },
-                Some((started, result)) = inflight.next(), if !inflight.is_empty() => {
-                    let started: std::time::Instant = started;
-                    let us = started.elapsed().as_micros() as u64;
-                    match result {
-                        Ok(_) => latencies.push(us),
-                        Err(_) => errors += 1,
-                    }
-                    window.1 += 1;
-                    window.2 += us;
-                    window.3 = window.3.max(us);
-                    let elapsed = window.0.elapsed();
-                    if elapsed >= Duration::from_secs(1) {
-                        eprintln!(
-                            "{} records acknowledged, {:.0} records/s, {:.1} ms avg latency, {:.1} ms max",
-                            latencies.len(),
-                            window.1 as f64 / elapsed.as_secs_f64(),
-                            window.2 as f64 / window.1.max(1) as f64 / 1000.0,
-                            window.3 as f64 / 1000.0
-                        );
-                        window = (std::time::Instant::now(), 0, 0, 0);
-                    }
-                },
-                else => break,
+        while let Some((started, fut)) = rx.recv().await {
+            let started: std::time::Instant = started;
+            let result: strom_client::Result<strom_client::RecordMetadata> = fut.await;
+            let us = started.elapsed().as_micros() as u64;
+            match result {
+                Ok(_) => latencies.push(us),
+                Err(_) => errors += 1,
+            }
+            window.1 += 1;
+            window.2 += us;
+            window.3 = window.3.max(us);
+            let elapsed = window.0.elapsed();
+            if elapsed >= Duration::from_secs(1) {
+                eprintln!(
+                    "{} records acknowledged, {:.0} records/s, {:.1} ms avg latency, {:.1} ms max",
+                    latencies.len(),
+                    window.1 as f64 / elapsed.as_secs_f64(),
+                    window.2 as f64 / window.1.max(1) as f64 / 1000.0,
+                    window.3 as f64 / 1000.0
+                );
+                window = (std::time::Instant::now(), 0, 0, 0);
             }
         }
         (latencies, errors)
@@ -726,7 +718,7 @@ async fn perf_produce(conn: &Conn, a: PerfProduceArgs) -> anyhow::Result<()> {
         };
         let sent = std::time::Instant::now();
         let fut = producer.send(record).await?;
-        tx.send(Box::pin(async move { (sent, fut.await) })).await?;
+        tx.send((sent, fut)).await?;
     }
     drop(tx);
     producer.flush().await;

@@ -342,6 +342,7 @@ impl Producer {
             .map_err(|_| ClientError::Closed)?;
         let timestamp = record.timestamp.unwrap_or_else(now_ms);
         let (tx, rx) = oneshot::channel();
+        let wake_sender;
         {
             let mut state = inner.state.lock();
             if state.closed {
@@ -351,10 +352,14 @@ impl Producer {
                 .queues
                 .entry((record.topic.clone(), partition))
                 .or_default();
-            if q.open
+            let full = q
+                .open
                 .as_ref()
-                .is_some_and(|b| b.bytes + size > inner.config.batch_size)
-            {
+                .is_some_and(|b| b.bytes + size > inner.config.batch_size);
+            // The sender learns of a batch to ship or a new linger deadline; appending to a
+            // batch it already knows of needs no wake-up (no per-record work there).
+            wake_sender = full || q.open.is_none();
+            if full {
                 if let Some(b) = q.open.take() {
                     if b.keyless {
                         inner.sticky.next_batch(&record.topic, partition, count);
@@ -393,7 +398,9 @@ impl Producer {
         }
         // A full batch goes now; a new one may end its linger sooner than what the sender
         // sleeps for. Either way the sender looks again.
-        inner.wake.notify_one();
+        if wake_sender {
+            inner.wake.notify_one();
+        }
         Ok(async move { rx.await.unwrap_or(Err(ClientError::Closed)) })
     }
 
