@@ -846,3 +846,65 @@ fn is_abort_marker(b: &batch::RecordBatch<'_>) -> bool {
     let first = records.iter().next();
     matches!(first, Some(Ok(r)) if r.key.is_some_and(|k| k.len() >= 4 && k[2..4] == [0, 0]))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kafka_protocol::messages::ProducerId;
+    use strom_types::compression::Compression;
+    use strom_types::record::BatchBuilder;
+
+    /// A batch of `values` at `base`, transactional for `producer` when given.
+    fn batch(base: i64, producer: Option<i64>, values: &[&str]) -> Vec<u8> {
+        let mut b = BatchBuilder::new(Compression::None);
+        if let Some(id) = producer {
+            b = b.producer(id, 0, 0).transactional(true);
+        }
+        for v in values {
+            b.append(1000, None, Some(v.as_bytes()), &[]);
+        }
+        b.build(base).unwrap()
+    }
+
+    /// A control batch with one marker: ABORT (type 0) or COMMIT (type 1).
+    fn marker(base: i64, producer: i64, commit: bool) -> Vec<u8> {
+        let mut b = BatchBuilder::new(Compression::None)
+            .producer(producer, 0, -1)
+            .transactional(true)
+            .control(true);
+        let key = [0, 0, 0, u8::from(commit)];
+        b.append(1000, Some(&key), Some(&[0, 0, 0, 0, 0, 0]), &[]);
+        b.build(base).unwrap()
+    }
+
+    #[test]
+    fn read_committed_skips_aborted_transactions_up_to_their_marker() {
+        // 0-1: producer 7 aborted; 2: plain; 3: 7's ABORT marker; 4: producer 8, committed;
+        // 5: 8's COMMIT; 6-7: producer 7 again, in a transaction not listed as aborted.
+        let log = [
+            batch(0, Some(7), &["a0", "a1"]),
+            batch(2, None, &["plain"]),
+            marker(3, 7, false),
+            batch(4, Some(8), &["c4"]),
+            marker(5, 8, true),
+            batch(6, Some(7), &["n6", "n7"]),
+        ]
+        .concat();
+        let aborted = vec![AbortedTransaction::default()
+            .with_producer_id(ProducerId(7))
+            .with_first_offset(0)];
+        let mut out = Vec::new();
+        let next = decode("t", 0, 0, &log, aborted, &mut out).unwrap();
+        let values: Vec<&[u8]> = out.iter().map(|r| r.value.as_deref().unwrap()).collect();
+        assert_eq!(values, vec![&b"plain"[..], b"c4", b"n6", b"n7"]);
+        assert_eq!(next, 8);
+        // read_uncommitted: everything but the markers.
+        let mut all = Vec::new();
+        decode("t", 0, 0, &log, Vec::new(), &mut all).unwrap();
+        assert_eq!(all.len(), 6);
+        assert_eq!(
+            all.iter().map(|r| r.offset).collect::<Vec<_>>(),
+            vec![0, 1, 2, 4, 6, 7]
+        );
+    }
+}
