@@ -435,3 +435,67 @@ async fn admin_group_offsets_round_trip() {
     let e = admin.delete_groups(&["ops".into()]).await.unwrap_err();
     assert!(e.to_string().contains("GROUP_ID_NOT_FOUND"), "{e}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_that_stops_polling_leaves_and_comes_back() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    for protocol in ["classic", "consumer"] {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Server::start(dir.path(), BROKER);
+        let admin = Admin::new(vec![s.addr.clone()], "t", Duration::from_secs(10));
+        admin.create_topic("slow", 2, 1, &[]).await.unwrap();
+        let group = format!("slow-{protocol}");
+        // A session long enough that only leaving can hand a's partitions over in time.
+        let conf = [
+            ("group.protocol", protocol),
+            ("max.poll.interval.ms", "1500"),
+            ("session.timeout.ms", "60000"),
+        ];
+        let events = Arc::new(Mutex::new(Vec::new()));
+        let assigned = Arc::new(Mutex::new(0usize));
+        let paused = Arc::new(AtomicBool::new(false));
+        let mut a = consumer(&s.addr, &group, &conf);
+        a.subscribe(&["slow"]).unwrap();
+        a.set_rebalance_listener(Box::new(Recorder(events.clone())));
+        let task = {
+            let (assigned, paused) = (assigned.clone(), paused.clone());
+            tokio::spawn(async move {
+                loop {
+                    if paused.load(Ordering::Relaxed) {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                    a.poll().await.unwrap();
+                    *assigned.lock() = a.assignment().len();
+                    if *assigned.lock() == 1 && events.lock().iter().any(|(k, _)| *k == "lost") {
+                        return a;
+                    }
+                }
+            })
+        };
+        let mut b_consumer = consumer(&s.addr, &group, &[("group.protocol", protocol)]);
+        b_consumer.subscribe(&["slow"]).unwrap();
+        let mut b = Member::spawn(b_consumer);
+        until(&mut [&mut b], "an even split", |m| {
+            m[0].assignment.len() == 1 && *assigned.lock() == 1
+        })
+        .await;
+        // a stops polling: it keeps no session alive by heartbeats alone past
+        // max.poll.interval.ms, it leaves, and b gets everything.
+        paused.store(true, Ordering::Relaxed);
+        until(&mut [&mut b], "b takes over", |m| {
+            m[0].assignment.len() == 2
+        })
+        .await;
+        // a polls again: its partition was lost; it joins again and gets its share.
+        paused.store(false, Ordering::Relaxed);
+        let a = tokio::time::timeout(Duration::from_secs(30), task)
+            .await
+            .expect("a comes back")
+            .unwrap();
+        until(&mut [&mut b], "b's half", |m| m[0].assignment.len() == 1).await;
+        b.stop().await;
+        a.close().await.unwrap();
+        s.stop();
+    }
+}

@@ -552,6 +552,9 @@ impl Consumer {
         if g.take_lost() {
             let owned = self.owned.clone();
             self.revoke(&owned, true).await;
+            if let Some(g) = &self.group {
+                g.set_owned(BTreeSet::new());
+            }
         }
         let protocol = self.group.as_ref().map(|g| g.protocol());
         match protocol {

@@ -128,6 +128,8 @@ struct Shared {
     /// When the consumer last polled (max.poll.interval.ms).
     last_poll: Instant,
     leaving: bool,
+    /// Left after max.poll.interval.ms without a poll; no heartbeats until the next poll.
+    stalled: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -197,6 +199,7 @@ impl Membership {
             interval: settings.heartbeat_interval,
             last_poll: Instant::now(),
             leaving: false,
+            stalled: false,
         }));
         let wake = Arc::new(Notify::new());
         let task = tokio::spawn(heartbeats(
@@ -250,6 +253,9 @@ impl Membership {
     pub(crate) fn polled(&self) -> Result<()> {
         let mut sh = self.shared.lock();
         sh.last_poll = Instant::now();
+        if std::mem::take(&mut sh.stalled) {
+            self.wake.notify_one();
+        }
         match sh.fatal {
             Some(code) => Err(ClientError::kafka(code)),
             None => Ok(()),
@@ -501,52 +507,68 @@ impl Membership {
         if member_id.is_empty() || !known {
             return Ok(());
         }
-        let st = &self.settings;
-        let conn = self.committer().coordinator().await?;
-        match st.protocol {
-            GroupProtocol::Classic => {
-                if st.instance_id.is_some() {
-                    return Ok(());
-                }
-                let version = conn.version::<LeaveGroupRequest>()?;
-                let mut request =
-                    LeaveGroupRequest::default().with_group_id(GroupId(s(&st.group_id)));
-                if version >= 3 {
-                    let mut m = MemberIdentity::default().with_member_id(s(&member_id));
-                    if version >= 5 {
-                        m.reason = Some(s("the consumer is closing"));
-                    }
-                    request.members = vec![m];
-                } else {
-                    request.member_id = s(&member_id);
-                }
-                let r = conn.send_at(&request, version).await?;
-                let code = r
-                    .members
-                    .iter()
-                    .map(|m| m.error_code)
-                    .find(|c| *c != 0)
-                    .unwrap_or(r.error_code);
-                if code != 0 && code != UNKNOWN_MEMBER_ID {
-                    return Err(ClientError::kafka(code));
-                }
+        let _ = epoch;
+        send_leave(
+            &self.settings,
+            &self.committer(),
+            &member_id,
+            "the consumer is closing",
+        )
+        .await
+    }
+}
+
+/// Leaves the group: LeaveGroup under the classic protocol (not for a static member, which
+/// Kafka keeps until its session times out), a heartbeat with epoch -1 (-2 for a static
+/// member) under KIP-848.
+async fn send_leave(
+    st: &GroupSettings,
+    c: &Committer,
+    member_id: &str,
+    reason: &str,
+) -> Result<()> {
+    let conn = c.coordinator().await?;
+    match st.protocol {
+        GroupProtocol::Classic => {
+            if st.instance_id.is_some() {
+                return Ok(());
             }
-            GroupProtocol::Consumer => {
-                let _ = epoch;
-                let version = conn.version::<ConsumerGroupHeartbeatRequest>()?;
-                let request = ConsumerGroupHeartbeatRequest::default()
-                    .with_group_id(GroupId(s(&st.group_id)))
-                    .with_member_id(s(&member_id))
-                    .with_instance_id(st.instance_id.as_deref().map(s))
-                    .with_member_epoch(if st.instance_id.is_some() { -2 } else { -1 });
-                let r = conn.send_at(&request, version).await?;
-                if r.error_code != 0 && r.error_code != UNKNOWN_MEMBER_ID {
-                    return Err(ClientError::kafka(r.error_code));
+            let version = conn.version::<LeaveGroupRequest>()?;
+            let mut request = LeaveGroupRequest::default().with_group_id(GroupId(s(&st.group_id)));
+            if version >= 3 {
+                let mut m = MemberIdentity::default().with_member_id(s(member_id));
+                if version >= 5 {
+                    m.reason = Some(s(reason));
                 }
+                request.members = vec![m];
+            } else {
+                request.member_id = s(member_id);
+            }
+            let r = conn.send_at(&request, version).await?;
+            let code = r
+                .members
+                .iter()
+                .map(|m| m.error_code)
+                .find(|c| *c != 0)
+                .unwrap_or(r.error_code);
+            if code != 0 && code != UNKNOWN_MEMBER_ID {
+                return Err(ClientError::kafka(code));
             }
         }
-        Ok(())
+        GroupProtocol::Consumer => {
+            let version = conn.version::<ConsumerGroupHeartbeatRequest>()?;
+            let request = ConsumerGroupHeartbeatRequest::default()
+                .with_group_id(GroupId(s(&st.group_id)))
+                .with_member_id(s(member_id))
+                .with_instance_id(st.instance_id.as_deref().map(s))
+                .with_member_epoch(if st.instance_id.is_some() { -2 } else { -1 });
+            let r = conn.send_at(&request, version).await?;
+            if r.error_code != 0 && r.error_code != UNKNOWN_MEMBER_ID {
+                return Err(ClientError::kafka(r.error_code));
+            }
+        }
     }
+    Ok(())
 }
 
 /// The heartbeat task: sleeps for the heartbeat interval (or until woken), then heartbeats
@@ -575,20 +597,39 @@ async fn heartbeats(
         }
         first = false;
         {
-            let mut sh = shared.lock();
+            let sh = shared.lock();
             if sh.leaving || sh.fatal.is_some() {
                 return;
             }
-            if sh.last_poll.elapsed() > st.rebalance_timeout && (sh.stable || sh.epoch > 0) {
-                // max.poll.interval.ms passed without a poll: give the partitions up, as
-                // Kafka's consumer does, so the group can move on.
-                tracing::warn!(group = %st.group_id, "max.poll.interval.ms exceeded; leaving the group");
-                sh.stable = false;
-                sh.lost = true;
-                sh.rejoin = true;
-                sh.epoch = 0;
-                continue;
+            if sh.stalled {
+                continue; // out of the group until the consumer polls again
             }
+        }
+        let stalled = {
+            let sh = shared.lock();
+            sh.last_poll.elapsed() > st.rebalance_timeout && (sh.stable || sh.epoch > 0)
+        };
+        if stalled {
+            // max.poll.interval.ms passed without a poll: leave, as Kafka's consumer does,
+            // so the group can give the partitions to members that are making progress; the
+            // next poll drops them here (lost) and joins again.
+            tracing::warn!(group = %st.group_id, "max.poll.interval.ms exceeded; leaving the group");
+            let member_id = shared.lock().member_id.clone();
+            if let Err(e) =
+                send_leave(&st, &committer, &member_id, "max.poll.interval.ms exceeded").await
+            {
+                tracing::debug!(error = %e, "leaving the group");
+            }
+            let mut sh = shared.lock();
+            sh.stable = false;
+            sh.lost = true;
+            sh.rejoin = true;
+            sh.epoch = 0;
+            sh.stalled = true;
+            if st.protocol == GroupProtocol::Classic {
+                sh.member_id.clear();
+            }
+            continue;
         }
         let outcome = match st.protocol {
             GroupProtocol::Classic => classic_heartbeat(&st, &committer).await,
