@@ -499,3 +499,38 @@ async fn a_consumer_that_stops_polling_leaves_and_comes_back() {
         s.stop();
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_manually_assigned_consumer_commits_for_its_group_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), BROKER);
+    let admin = Admin::new(vec![s.addr.clone()], "t", Duration::from_secs(10));
+    admin.create_topic("man", 1, 1, &[]).await.unwrap();
+    produce(&s.addr, "man", 0, 20).await;
+    let mut c = consumer(&s.addr, "manual", &[]);
+    c.assign(&[("man".into(), 0, strom_client::StartAt::Offset(5))])
+        .await
+        .unwrap();
+    let mut got = 0;
+    while got < 15 {
+        got += c.poll().await.unwrap().len();
+    }
+    c.commit_sync().await.unwrap();
+    let tp = ("man".to_string(), 0);
+    assert_eq!(
+        c.committed(std::slice::from_ref(&tp)).await.unwrap()[&tp],
+        20
+    );
+    let listed = admin.list_group_offsets("manual").await.unwrap();
+    assert_eq!(
+        listed.iter().map(|o| o.offset).collect::<Vec<_>>(),
+        vec![20]
+    );
+    // Without a group.id there is nowhere to commit.
+    let mut anonymous = Consumer::new(ConsumerConfig {
+        bootstrap_servers: vec![s.addr.clone()],
+        ..Default::default()
+    });
+    let e = anonymous.commit_sync().await.unwrap_err();
+    assert!(e.to_string().contains("INVALID_GROUP_ID"), "{e}");
+}

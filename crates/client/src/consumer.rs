@@ -246,6 +246,8 @@ pub struct Consumer {
     last_auto_commit: Instant,
     /// Fetches sent ahead, one per leader, with the offsets they asked for.
     inflight: Vec<Inflight>,
+    /// Commits of a manually assigned consumer with a group.id.
+    standalone: Option<crate::group::Committer>,
 }
 
 impl std::fmt::Debug for Consumer {
@@ -275,7 +277,12 @@ impl Consumer {
             config.request_timeout + config.fetch_max_wait,
             config.metadata_max_age,
         );
+        let standalone = config
+            .group_id
+            .clone()
+            .map(|g| crate::group::Committer::standalone(g, cluster.clone()));
         Consumer {
+            standalone,
             config,
             cluster,
             positions: HashMap::new(),
@@ -429,24 +436,40 @@ impl Consumer {
         Ok(p.offset)
     }
 
-    /// The offsets to commit for the partitions the group gave this consumer: their
-    /// positions.
+    /// The offsets to commit for `of`: their positions.
     fn consumed_offsets(&self, of: &BTreeSet<TopicPartition>) -> Vec<(TopicPartition, i64)> {
         of.iter()
             .filter_map(|tp| self.positions.get(tp).map(|o| (tp.clone(), *o)))
             .collect()
     }
 
-    fn committer(&self) -> Result<crate::group::Committer> {
-        self.group
-            .as_ref()
-            .map(|g| g.committer())
-            .ok_or_else(|| ClientError::kafka(24)) // INVALID_GROUP_ID: no group
+    /// The positions a commit covers: what the group assigned, or every manually assigned
+    /// partition.
+    fn all_consumed(&self) -> Vec<(TopicPartition, i64)> {
+        if self.group.is_some() {
+            self.consumed_offsets(&self.owned)
+        } else {
+            self.positions
+                .iter()
+                .map(|(tp, o)| (tp.clone(), *o))
+                .collect()
+        }
     }
 
-    /// Commits the position of every partition the group assigned, and waits.
+    /// Commits go through the membership, or without one (manual assignment) when only
+    /// group.id is set; without a group.id there is nothing to commit to.
+    fn committer(&self) -> Result<crate::group::Committer> {
+        if let Some(g) = &self.group {
+            return Ok(g.committer());
+        }
+        self.standalone
+            .clone()
+            .ok_or_else(|| ClientError::kafka(24)) // INVALID_GROUP_ID
+    }
+
+    /// Commits the position of every partition this consumer reads, and waits.
     pub async fn commit_sync(&mut self) -> Result<()> {
-        let offsets = self.consumed_offsets(&self.owned);
+        let offsets = self.all_consumed();
         self.committer()?.commit(&offsets).await
     }
 
@@ -457,7 +480,7 @@ impl Consumer {
 
     /// Commits the positions without waiting; the handle yields the outcome.
     pub fn commit_async(&mut self) -> Result<tokio::task::JoinHandle<Result<()>>> {
-        let offsets = self.consumed_offsets(&self.owned);
+        let offsets = self.all_consumed();
         let committer = self.committer()?;
         Ok(tokio::spawn(
             async move { committer.commit(&offsets).await },

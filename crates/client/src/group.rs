@@ -776,6 +776,33 @@ async fn consumer_heartbeat(st: &GroupSettings, c: &Committer) -> Result<()> {
 }
 
 impl Committer {
+    /// Commits for a consumer with manually assigned partitions: no membership, so
+    /// generation -1 and no member id (as Kafka's consumer commits then).
+    pub(crate) fn standalone(group_id: String, cluster: Arc<Cluster>) -> Committer {
+        Committer {
+            group_id,
+            instance_id: None,
+            protocol: GroupProtocol::Classic,
+            cluster,
+            shared: Arc::new(Mutex::new(Shared {
+                member_id: String::new(),
+                epoch: -1,
+                coordinator: None,
+                stable: false,
+                rejoin: false,
+                lost: false,
+                fatal: None,
+                target: None,
+                owned: BTreeSet::new(),
+                subscribed: Subscribed::Names(Vec::new()),
+                interval: Duration::from_secs(3),
+                last_poll: Instant::now(),
+                leaving: false,
+                stalled: false,
+            })),
+        }
+    }
+
     /// The coordinator of the group, found with FindCoordinator when not known.
     pub(crate) async fn coordinator(&self) -> Result<Arc<Connection>> {
         if let Some(c) = &self.shared.lock().coordinator {
