@@ -176,3 +176,43 @@ def test_consume_group_shares_partitions_with_confluent_and_commits_on_ctrl_c(se
     assert sorted(mine[-50:]) == sorted(f"v{i}" for i in range(600, 650))
     assert len(mine) == len(set(mine)), "nothing strom printed was read again"
     c.close()
+
+
+def test_consume_group_joins_a_group_librdkafka_leads(server):
+    """The reverse of the test above: librdkafka is the leader and runs the assignor;
+    `strom consume --group` decodes its assignment and reads only the partitions given."""
+    import signal
+    import threading
+    strom(server, "topic", "create", "led", "-p", "4")
+    p = Producer({"bootstrap.servers": server.addr})
+    for i in range(200):
+        p.produce("led", key=f"k{i}".encode(), value=f"v{i}".encode())
+    assert p.flush(10) == 0
+    c = Consumer({"bootstrap.servers": server.addr, "group.id": "led-by-rdkafka",
+                  "auto.offset.reset": "earliest", "enable.auto.commit": False,
+                  "partition.assignment.strategy": "roundrobin", "heartbeat.interval.ms": 300})
+    c.subscribe(["led"])
+    deadline = time.time() + 60
+    while len(c.assignment()) != 4:
+        assert time.time() < deadline, "librdkafka alone"
+        c.poll(0.1)
+    env = {**os.environ, "STROM_BROKERS": server.addr, "RUST_LOG": "warn"}
+    proc = subprocess.Popen([STROM, "consume", "led", "--group", "led-by-rdkafka", "--from",
+                             "beginning", "-X", "partition.assignment.strategy=roundrobin",
+                             "-X", "heartbeat.interval.ms=300", "-f", "{partition} {value}"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    lines = []
+    threading.Thread(target=lambda: lines.extend(iter(proc.stdout.readline, "")),
+                     daemon=True).start()
+    while not (len(c.assignment()) == 2 and lines):
+        assert time.time() < deadline, "the split and strom's first records"
+        c.poll(0.1)
+    mine = {tp.partition for tp in c.assignment()}
+    time.sleep(1)
+    c.poll(0.1)
+    theirs = {int(line.split()[0]) for line in lines}
+    assert theirs and theirs.isdisjoint(mine), (theirs, mine)
+    assert len(theirs | mine) == 4
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=30) == 0, proc.stderr.read()
+    c.close()
