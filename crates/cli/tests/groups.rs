@@ -507,7 +507,7 @@ async fn a_manually_assigned_consumer_commits_for_its_group_id() {
     let admin = Admin::new(vec![s.addr.clone()], "t", Duration::from_secs(10));
     admin.create_topic("man", 1, 1, &[]).await.unwrap();
     produce(&s.addr, "man", 0, 20).await;
-    let mut c = consumer(&s.addr, "manual", &[]);
+    let mut c = consumer(&s.addr, "manual", &[("auto.commit.interval.ms", "100")]);
     c.assign(&[("man".into(), 0, strom_client::StartAt::Offset(5))])
         .await
         .unwrap();
@@ -521,6 +521,26 @@ async fn a_manually_assigned_consumer_commits_for_its_group_id() {
         c.committed(std::slice::from_ref(&tp)).await.unwrap()[&tp],
         20
     );
+    // Auto commit covers manual assignment too: each poll sends the positions once
+    // auto.commit.interval.ms has passed.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        c.seek("man", 0, strom_client::StartAt::Offset(12))
+            .await
+            .unwrap();
+        c.poll().await.unwrap();
+        if c.committed(std::slice::from_ref(&tp)).await.unwrap()[&tp] == 12 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "auto commit of a manual assignment"
+        );
+    }
+    c.seek("man", 0, strom_client::StartAt::Offset(20))
+        .await
+        .unwrap();
+    c.commit_sync().await.unwrap();
     let listed = admin.list_group_offsets("manual").await.unwrap();
     assert_eq!(
         listed.iter().map(|o| o.offset).collect::<Vec<_>>(),

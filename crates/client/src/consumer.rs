@@ -570,7 +570,10 @@ impl Consumer {
     /// The group's part of a poll: rejoin or reconcile as the coordinator asked, and commit
     /// when auto.commit.interval.ms has passed.
     async fn drive_group(&mut self) -> Result<()> {
-        let Some(g) = &self.group else { return Ok(()) };
+        let Some(g) = &self.group else {
+            self.auto_commit(); // a manually assigned consumer with a group.id
+            return Ok(());
+        };
         g.polled()?;
         if g.take_lost() {
             let owned = self.owned.clone();
@@ -630,19 +633,28 @@ impl Consumer {
             }
             None => {}
         }
-        if self.config.enable_auto_commit
-            && self.last_auto_commit.elapsed() >= self.config.auto_commit_interval
-        {
-            self.last_auto_commit = Instant::now();
-            let offsets = self.consumed_offsets(&self.owned);
-            let committer = self.committer()?;
-            tokio::spawn(async move {
-                if let Err(e) = committer.commit(&offsets).await {
-                    tracing::warn!(error = %e, "auto commit failed");
-                }
-            });
-        }
+        self.auto_commit();
         Ok(())
+    }
+
+    /// Sends a commit of the positions (not waited for) when enable.auto.commit is on, a
+    /// group.id is set and auto.commit.interval.ms has passed.
+    fn auto_commit(&mut self) {
+        if !self.config.enable_auto_commit
+            || self.last_auto_commit.elapsed() < self.config.auto_commit_interval
+        {
+            return;
+        }
+        let Ok(committer) = self.committer() else {
+            return; // no group.id: nothing to commit to
+        };
+        self.last_auto_commit = Instant::now();
+        let offsets = self.all_consumed();
+        tokio::spawn(async move {
+            if let Err(e) = committer.commit(&offsets).await {
+                tracing::warn!(error = %e, "auto commit failed");
+            }
+        });
     }
 
     /// Sends a fetch to each leader of the assigned partitions, in the background.
