@@ -25,11 +25,13 @@ use kafka_protocol::protocol::StrBytes;
 use crate::cluster::{metadata_request, Cluster};
 use crate::error::{ClientError, Result};
 
-fn s(v: &str) -> StrBytes {
+/// A protocol string of `v`.
+pub(crate) fn s(v: &str) -> StrBytes {
     StrBytes::from_string(v.to_string())
 }
 
-fn check(code: i16) -> Result<()> {
+/// Ok for error code 0, else the typed Kafka error.
+pub(crate) fn check(code: i16) -> Result<()> {
     if code == 0 {
         Ok(())
     } else {

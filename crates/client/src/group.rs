@@ -40,6 +40,7 @@ use kafka_protocol::protocol::{Decodable, Encodable, Message, Request, StrBytes}
 use parking_lot::Mutex;
 use tokio::sync::Notify;
 
+use crate::admin::s;
 use crate::assignor::{hold_back_transfers, Assignor, MemberSubscription};
 use crate::cluster::Cluster;
 use crate::connection::Connection;
@@ -67,8 +68,39 @@ fn coordinator_moved(code: i16) -> bool {
     )
 }
 
-fn s(v: &str) -> StrBytes {
-    StrBytes::from_string(v.to_string())
+/// Partitions grouped by topic, in order (the shape every request and the consumer
+/// protocol's metadata use).
+pub(crate) fn by_topic<'a>(
+    parts: impl IntoIterator<Item = &'a TopicPartition>,
+) -> BTreeMap<&'a str, Vec<i32>> {
+    let mut out: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
+    for (t, p) in parts {
+        out.entry(t).or_default().push(*p);
+    }
+    out
+}
+
+/// The topics of an OffsetCommit for `offsets` (the next offset to read per partition).
+pub(crate) fn offset_commit_topics(
+    offsets: &[(TopicPartition, i64)],
+) -> Vec<OffsetCommitRequestTopic> {
+    let mut topics: BTreeMap<&str, Vec<OffsetCommitRequestPartition>> = BTreeMap::new();
+    for ((t, p), o) in offsets {
+        topics.entry(t).or_default().push(
+            OffsetCommitRequestPartition::default()
+                .with_partition_index(*p)
+                .with_committed_offset(*o)
+                .with_committed_metadata(Some(StrBytes::default())),
+        );
+    }
+    topics
+        .into_iter()
+        .map(|(t, ps)| {
+            OffsetCommitRequestTopic::default()
+                .with_name(TopicName(s(t)))
+                .with_partitions(ps)
+        })
+        .collect()
 }
 
 /// Which group protocol the consumer speaks (group.protocol).
@@ -694,13 +726,9 @@ async fn consumer_heartbeat(st: &GroupSettings, c: &Committer) -> Result<()> {
     };
     let conn = c.coordinator().await?;
     let version = conn.version::<ConsumerGroupHeartbeatRequest>()?;
-    let mut by_topic: BTreeMap<String, Vec<i32>> = BTreeMap::new();
-    for (t, p) in &owned {
-        by_topic.entry(t.clone()).or_default().push(*p);
-    }
     let mut owned_ids = Vec::new();
-    for (t, ps) in by_topic {
-        let id = c.cluster.topic(&t).await?.id;
+    for (t, ps) in by_topic(&owned) {
+        let id = c.cluster.topic(t).await?.id;
         owned_ids.push(
             TopicPartitions::default()
                 .with_topic_id(uuid::Uuid::from_bytes(id))
@@ -820,23 +848,7 @@ impl Committer {
         if offsets.is_empty() {
             return Ok(());
         }
-        let mut by_topic: BTreeMap<&str, Vec<OffsetCommitRequestPartition>> = BTreeMap::new();
-        for ((t, p), o) in offsets {
-            by_topic.entry(t).or_default().push(
-                OffsetCommitRequestPartition::default()
-                    .with_partition_index(*p)
-                    .with_committed_offset(*o)
-                    .with_committed_metadata(Some(StrBytes::default())),
-            );
-        }
-        let topics: Vec<OffsetCommitRequestTopic> = by_topic
-            .into_iter()
-            .map(|(t, ps)| {
-                OffsetCommitRequestTopic::default()
-                    .with_name(TopicName(s(t)))
-                    .with_partitions(ps)
-            })
-            .collect();
+        let topics = offset_commit_topics(offsets);
         for attempt in 0..5 {
             let (member_id, epoch) = {
                 let sh = self.shared.lock();
@@ -881,10 +893,7 @@ impl Committer {
         &self,
         partitions: &[TopicPartition],
     ) -> Result<HashMap<TopicPartition, i64>> {
-        let mut by_topic: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
-        for (t, p) in partitions {
-            by_topic.entry(t).or_default().push(*p);
-        }
+        let by_topic = by_topic(partitions);
         let mut out = HashMap::new();
         if by_topic.is_empty() {
             return Ok(out);
@@ -1019,14 +1028,10 @@ fn encode_subscription<'a>(
     owned: &BTreeSet<TopicPartition>,
     _generation: i32,
 ) -> Bytes {
-    let mut by_topic: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
-    for (t, p) in owned {
-        by_topic.entry(t).or_default().push(*p);
-    }
     let sub = ConsumerProtocolSubscription::default()
         .with_topics(topics.map(|t| s(t)).collect())
         .with_owned_partitions(
-            by_topic
+            by_topic(owned)
                 .into_iter()
                 .map(|(t, ps)| {
                     OwnedTopic::default()
@@ -1084,12 +1089,8 @@ fn decode_subscription(
 }
 
 fn encode_assignment(parts: &[TopicPartition]) -> Bytes {
-    let mut by_topic: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
-    for (t, p) in parts {
-        by_topic.entry(t).or_default().push(*p);
-    }
     let a = ConsumerProtocolAssignment::default().with_assigned_partitions(
-        by_topic
+        by_topic(parts)
             .into_iter()
             .map(|(t, ps)| {
                 AssignedTopic::default()

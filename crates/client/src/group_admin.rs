@@ -7,9 +7,6 @@
 use std::collections::{BTreeMap, HashMap};
 
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
-use kafka_protocol::messages::offset_commit_request::{
-    OffsetCommitRequestPartition, OffsetCommitRequestTopic,
-};
 use kafka_protocol::messages::offset_delete_request::{
     OffsetDeleteRequestPartition, OffsetDeleteRequestTopic,
 };
@@ -19,25 +16,14 @@ use kafka_protocol::messages::{
     ListGroupsRequest, ListOffsetsRequest, OffsetCommitRequest, OffsetDeleteRequest,
     OffsetFetchRequest, TopicName,
 };
-use kafka_protocol::protocol::StrBytes;
 
-use crate::admin::Admin;
+use crate::admin::{check, s, Admin};
 use crate::error::{ClientError, Result};
-use crate::group::{decode_assignment, find_coordinator, TopicPartition};
+use crate::group::{
+    by_topic, decode_assignment, find_coordinator, offset_commit_topics, TopicPartition,
+};
 
 const GROUP_ID_NOT_FOUND: i16 = 69;
-
-fn s(v: &str) -> StrBytes {
-    StrBytes::from_string(v.to_string())
-}
-
-fn check(code: i16) -> Result<()> {
-    if code == 0 {
-        Ok(())
-    } else {
-        Err(ClientError::kafka(code))
-    }
-}
 
 /// A group as ListGroups gives it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -302,28 +288,10 @@ impl Admin {
         offsets: &[(TopicPartition, i64)],
     ) -> Result<()> {
         let conn = find_coordinator(&self.cluster, group).await?;
-        let mut by_topic: BTreeMap<&str, Vec<OffsetCommitRequestPartition>> = BTreeMap::new();
-        for ((t, p), o) in offsets {
-            by_topic.entry(t).or_default().push(
-                OffsetCommitRequestPartition::default()
-                    .with_partition_index(*p)
-                    .with_committed_offset(*o)
-                    .with_committed_metadata(Some(StrBytes::default())),
-            );
-        }
         let request = OffsetCommitRequest::default()
             .with_group_id(GroupId(s(group)))
             .with_generation_id_or_member_epoch(-1)
-            .with_topics(
-                by_topic
-                    .into_iter()
-                    .map(|(t, ps)| {
-                        OffsetCommitRequestTopic::default()
-                            .with_name(TopicName(s(t)))
-                            .with_partitions(ps)
-                    })
-                    .collect(),
-            );
+            .with_topics(offset_commit_topics(offsets));
         let r = conn.send(&request).await?;
         for t in r.topics {
             for p in t.partitions {
@@ -341,22 +309,22 @@ impl Admin {
         partitions: &[TopicPartition],
     ) -> Result<()> {
         let conn = find_coordinator(&self.cluster, group).await?;
-        let mut by_topic: BTreeMap<&str, Vec<OffsetDeleteRequestPartition>> = BTreeMap::new();
-        for (t, p) in partitions {
-            by_topic
-                .entry(t)
-                .or_default()
-                .push(OffsetDeleteRequestPartition::default().with_partition_index(*p));
-        }
         let request = OffsetDeleteRequest::default()
             .with_group_id(GroupId(s(group)))
             .with_topics(
-                by_topic
+                by_topic(partitions)
                     .into_iter()
                     .map(|(t, ps)| {
                         OffsetDeleteRequestTopic::default()
                             .with_name(TopicName(s(t)))
-                            .with_partitions(ps)
+                            .with_partitions(
+                                ps.into_iter()
+                                    .map(|p| {
+                                        OffsetDeleteRequestPartition::default()
+                                            .with_partition_index(p)
+                                    })
+                                    .collect(),
+                            )
                     })
                     .collect(),
             );
