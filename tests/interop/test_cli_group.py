@@ -61,6 +61,7 @@ def test_describe_lag_reset_and_delete_a_classic_group(tmp_path):
                 "protocol_type": "consumer"} in listed
         d = json.loads(strom(s, "group", "describe", "billing", "--output", "json").stdout)[0]
         assert d["state"] == "Stable" and d["assignor"] == "range"
+        assert (d["type"], d["protocol_type"]) == ("classic", "consumer")
         assert [m["client_id"] for m in d["members"]] == ["biller"]
         member = d["members"][0]
         assert sorted(a["partition"] for a in member["assignment"]) == [0, 1]
@@ -121,12 +122,66 @@ def test_describe_a_kip848_group(tmp_path):
         wait_for("an assignment", lambda: len(c.assignment()) == 3, tick=lambda: c.poll(0.1))
         d = json.loads(strom(s, "group", "describe", "modern", "--output", "json").stdout)[0]
         assert d["type"] == "consumer" and d["state"] == "Stable"
+        assert d["protocol_type"] == "consumer" and d["assignor"]
         assert [m["client_id"] for m in d["members"]] == ["m1"]
         assert sorted(a["partition"] for a in d["members"][0]["assignment"]) == [0, 1, 2]
         assert {"group": "modern", "state": "Stable", "type": "consumer",
                 "protocol_type": "consumer"} in json.loads(
                     strom(s, "group", "list", "--output", "json").stdout)
         c.close()
+    finally:
+        s.stop()
+
+
+def test_several_groups_at_once_and_kafkas_refusals(tmp_path):
+    """Describe and delete go group by group: a missing one is an error line (exit 1) and the
+    others are still shown or deleted. A shift needs a committed offset to shift from."""
+    s = Server(tmp_path / "d", "group.initial.rebalance.delay.ms=0")
+    try:
+        strom(s, "topic", "create", "mt", "-p", "2")
+        ts0 = 1_767_225_600_000
+        produce(s.addr, "mt", 10, partition=0, ts0=ts0)
+        # Offsets-only groups, given offsets by an admin (a reset of a group with none yet).
+        for g in ("ga", "gb"):
+            strom(s, "group", "reset-offsets", g, "--topic", "mt:0", "--to-offset", "4",
+                  "--execute")
+        assert committed(s.addr, "ga", "mt", [0]) == [4]
+
+        listed = strom(s, "group", "list").stdout.splitlines()
+        assert listed[0].split() == ["GROUP", "STATE", "TYPE", "PROTOCOL"]
+        assert ["ga", "Empty"] == next(r.split() for r in listed if r.startswith("ga"))[:2]
+
+        r = strom(s, "group", "describe", "ga", "missing", "gb", "--output", "json",
+                  check=False)
+        assert r.returncode == 1
+        assert r.stderr.count("error:") == 1 and "missing" in r.stderr \
+            and "GROUP_ID_NOT_FOUND" in r.stderr
+        shown = json.loads(r.stdout)
+        assert [g["group"] for g in shown] == ["ga", "gb"]
+        assert shown[0]["state"] == "Empty" and shown[0]["members"] == []
+        assert shown[0]["offsets"] == [{"topic": "mt", "partition": 0, "committed": 4,
+                                        "log_end": 10, "lag": 6, "member_id": None}]
+
+        # No committed offset on partition 1: nothing to shift from, as Kafka says.
+        r = strom(s, "group", "reset-offsets", "ga", "--topic", "mt", "--shift-by", "1",
+                  check=False)
+        assert r.returncode == 1 and "no committed offset" in r.stderr
+        # A time after the last record: the log end, as Kafka does.
+        plan = json.loads(strom(s, "group", "reset-offsets", "ga", "--topic", "mt:0",
+                                "--to-datetime", "2026-01-01T00:10:00Z", "--output",
+                                "json").stdout)
+        assert [(o["current"], o["new"]) for o in plan["offsets"]] == [(4, 10)]
+        r = strom(s, "group", "reset-offsets", "ga", "--topic", "mt:0", "--to-datetime",
+                  "yesterday", check=False)
+        assert r.returncode == 1 and "--to-datetime" in r.stderr
+        r = strom(s, "group", "reset-offsets", "ga", "--topic", "mt", "--to-earliest",
+                  "--to-latest", check=False)
+        assert r.returncode == 2, "exactly one target"
+
+        r = strom(s, "group", "delete", "ga", "missing", "gb", check=False)
+        assert r.returncode == 1 and "GROUP_ID_NOT_FOUND" in r.stderr
+        assert "deleted ga, gb" in r.stdout
+        assert "ga" not in strom(s, "group", "list").stdout
     finally:
         s.stop()
 

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
-use strom_client::{GroupDescription, OffsetSpec, TopicPartition};
+use strom_client::{Admin, GroupDescription, OffsetSpec, TopicPartition};
 
 use crate::tools::{table, Conn, Output};
 
@@ -94,15 +94,40 @@ pub async fn group(conn: &Conn, cmd: GroupCmd) -> anyhow::Result<()> {
         GroupCmd::List => list(conn).await,
         GroupCmd::Describe { groups } => describe(conn, &groups).await,
         GroupCmd::ResetOffsets(args) => reset(conn, args).await,
-        GroupCmd::Delete { groups } => {
-            conn.admin().delete_groups(&groups).await?;
-            match conn.output {
-                Output::Table => println!("deleted {}", groups.join(", ")),
-                Output::Json => println!("{}", serde_json::json!({ "deleted": groups })),
-            }
-            Ok(())
+        GroupCmd::Delete { groups } => delete(conn, &groups).await,
+    }
+}
+
+/// Prints each failure but the last on its own `error:` line and returns the last, which
+/// `main` prints the same way before exiting 1: one line per group that failed.
+fn report(mut failures: Vec<anyhow::Error>) -> anyhow::Result<()> {
+    let Some(last) = failures.pop() else {
+        return Ok(());
+    };
+    for e in failures {
+        eprintln!("error: {e:#}");
+    }
+    Err(last)
+}
+
+/// Deletes each group on its own, so one that cannot go (NON_EMPTY_GROUP,
+/// GROUP_ID_NOT_FOUND) does not keep the others.
+async fn delete(conn: &Conn, groups: &[String]) -> anyhow::Result<()> {
+    let admin = conn.admin();
+    let mut deleted = Vec::new();
+    let mut failures = Vec::new();
+    for g in groups {
+        match admin.delete_groups(std::slice::from_ref(g)).await {
+            Ok(()) => deleted.push(g.clone()),
+            Err(e) => failures.push(anyhow::Error::new(e).context(format!("deleting group {g}"))),
         }
     }
+    match conn.output {
+        Output::Table if !deleted.is_empty() => println!("deleted {}", deleted.join(", ")),
+        Output::Table => {}
+        Output::Json => println!("{}", serde_json::json!({ "deleted": deleted })),
+    }
+    report(failures)
 }
 
 async fn list(conn: &Conn) -> anyhow::Result<()> {
@@ -119,12 +144,18 @@ async fn list(conn: &Conn) -> anyhow::Result<()> {
                 .collect::<Vec<_>>())
         ),
         Output::Table => {
-            let mut rows = vec![vec!["GROUP".into(), "STATE".into(), "TYPE".into()]];
-            rows.extend(
-                groups
-                    .iter()
-                    .map(|g| vec![g.group_id.clone(), g.state.clone(), g.group_type.clone()]),
-            );
+            let dash = |v: &String| if v.is_empty() { "-".into() } else { v.clone() };
+            let mut rows = vec![["GROUP", "STATE", "TYPE", "PROTOCOL"]
+                .map(String::from)
+                .to_vec()];
+            rows.extend(groups.iter().map(|g| {
+                vec![
+                    g.group_id.clone(),
+                    dash(&g.state),
+                    dash(&g.group_type),
+                    dash(&g.protocol_type),
+                ]
+            }));
             table(&rows);
         }
     }
@@ -140,8 +171,7 @@ struct Row {
     member: Option<(String, String, String)>,
 }
 
-async fn rows(conn: &Conn, g: &GroupDescription) -> anyhow::Result<Vec<Row>> {
-    let admin = conn.admin();
+async fn rows(admin: &Admin, g: &GroupDescription) -> anyhow::Result<Vec<Row>> {
     let committed: BTreeMap<TopicPartition, i64> = admin
         .list_group_offsets(&g.group_id)
         .await?
@@ -177,20 +207,29 @@ async fn rows(conn: &Conn, g: &GroupDescription) -> anyhow::Result<Vec<Row>> {
 }
 
 async fn describe(conn: &Conn, groups: &[String]) -> anyhow::Result<()> {
-    let descriptions = conn
-        .admin()
-        .describe_groups(groups)
-        .await
-        .with_context(|| format!("describing {}", groups.join(", ")))?;
+    let admin = conn.admin();
     let mut json = Vec::new();
-    for g in &descriptions {
-        let rows = rows(conn, g).await?;
+    let mut failures = Vec::new();
+    for group in groups {
+        // One group at a time: a missing one is an error line, the others still show.
+        let g = match admin.describe_groups(std::slice::from_ref(group)).await {
+            Ok(mut d) => match d.pop() {
+                Some(g) => g,
+                None => continue,
+            },
+            Err(e) => {
+                failures.push(anyhow::Error::new(e).context(format!("describing group {group}")));
+                continue;
+            }
+        };
+        let rows = rows(&admin, &g).await?;
         let lag = |r: &Row| r.committed.map(|c| (r.end - c).max(0));
         match conn.output {
             Output::Json => json.push(serde_json::json!({
                 "group": g.group_id,
                 "state": g.state,
                 "type": g.group_type,
+                "protocol_type": g.protocol_type,
                 "assignor": g.assignor,
                 "members": g.members.iter().map(|m| serde_json::json!({
                     "member_id": m.member_id, "instance_id": m.instance_id,
@@ -278,10 +317,11 @@ async fn describe(conn: &Conn, groups: &[String]) -> anyhow::Result<()> {
             }
         }
     }
-    if conn.output == Output::Json {
+    // Nothing to show when every group failed: only the error lines.
+    if conn.output == Output::Json && (!json.is_empty() || failures.is_empty()) {
         println!("{}", serde_json::Value::Array(json));
     }
-    Ok(())
+    report(failures)
 }
 
 async fn reset(conn: &Conn, a: ResetArgs) -> anyhow::Result<()> {
@@ -368,7 +408,16 @@ async fn reset(conn: &Conn, a: ResetArgs) -> anyhow::Result<()> {
                 .filter(|o| *o >= 0)
                 .unwrap_or(hi)
         } else if let Some(by) = a.shift_by {
-            current.unwrap_or(lo).saturating_add(by)
+            // Kafka's tool refuses too: there is nothing to shift from.
+            let Some(from) = current else {
+                bail!(
+                    "cannot shift the offset of {}-{}: group '{}' has no committed offset there",
+                    tp.0,
+                    tp.1,
+                    a.group
+                );
+            };
+            from.saturating_add(by)
         } else {
             bail!("no target given");
         };

@@ -384,59 +384,6 @@ async fn subscribe_needs_a_group_id() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn admin_group_offsets_round_trip() {
-    use strom_client::OffsetSpec;
-    let dir = tempfile::tempdir().unwrap();
-    let s = Server::start(dir.path(), BROKER);
-    let admin = Admin::new(vec![s.addr.clone()], "t", Duration::from_secs(10));
-    admin.create_topic("ao", 2, 1, &[]).await.unwrap();
-    produce(&s.addr, "ao", 0, 30).await;
-    let parts = vec![("ao".to_string(), 0), ("ao".to_string(), 1)];
-    let ends = admin
-        .list_offsets(&parts, OffsetSpec::Latest)
-        .await
-        .unwrap();
-    assert_eq!(ends.values().map(|o| o.offset).sum::<i64>(), 30);
-    let starts = admin
-        .list_offsets(&parts, OffsetSpec::Earliest)
-        .await
-        .unwrap();
-    assert!(starts.values().all(|o| o.offset == 0));
-
-    let e = admin.describe_groups(&["nobody".into()]).await.unwrap_err();
-    assert!(e.to_string().contains("GROUP_ID_NOT_FOUND"), "{e}");
-    admin
-        .alter_group_offsets("ops", &[(parts[0].clone(), 7), (parts[1].clone(), 3)])
-        .await
-        .unwrap();
-    let listed = admin.list_group_offsets("ops").await.unwrap();
-    let got: Vec<(i32, i64)> = listed.iter().map(|o| (o.partition, o.offset)).collect();
-    assert_eq!(got, vec![(0, 7), (1, 3)]);
-    assert!(admin
-        .list_groups()
-        .await
-        .unwrap()
-        .iter()
-        .any(|g| g.group_id == "ops"));
-    admin
-        .delete_group_offsets("ops", &[parts[0].clone()])
-        .await
-        .unwrap();
-    let left: Vec<i32> = admin
-        .list_group_offsets("ops")
-        .await
-        .unwrap()
-        .iter()
-        .map(|o| o.partition)
-        .collect();
-    assert_eq!(left, vec![1]);
-    admin.delete_groups(&["ops".into()]).await.unwrap();
-    assert!(admin.list_group_offsets("ops").await.unwrap().is_empty());
-    let e = admin.delete_groups(&["ops".into()]).await.unwrap_err();
-    assert!(e.to_string().contains("GROUP_ID_NOT_FOUND"), "{e}");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_consumer_that_stops_polling_leaves_and_comes_back() {
     use std::sync::atomic::{AtomicBool, Ordering};
     for protocol in ["classic", "consumer"] {

@@ -16,6 +16,8 @@ use kafka_protocol::messages::{
     ListGroupsRequest, ListOffsetsRequest, OffsetCommitRequest, OffsetDeleteRequest,
     OffsetFetchRequest, TopicName,
 };
+use kafka_protocol::protocol::Request as _;
+use uuid::Uuid;
 
 use crate::admin::{check, s, Admin};
 use crate::error::{ClientError, Result};
@@ -63,6 +65,9 @@ pub struct GroupDescription {
     pub state: String,
     /// `classic` or `consumer` (KIP-848).
     pub group_type: String,
+    /// The protocol type the members joined with (`consumer` for consumer groups, empty for
+    /// a group that only has committed offsets).
+    pub protocol_type: String,
     /// The assignor: the classic protocol's chosen one, or the coordinator's under KIP-848.
     pub assignor: String,
     /// Members.
@@ -150,31 +155,30 @@ impl Admin {
                 ClientError::Protocol("empty ConsumerGroupDescribe response".into())
             })?;
             if g.error_code == 0 {
+                let mut members = Vec::with_capacity(g.members.len());
+                for m in g.members {
+                    let mut assignment = Vec::new();
+                    for t in &m.assignment.topic_partitions {
+                        let Some(topic) = self.topic_name(&t.topic_name, t.topic_id).await? else {
+                            continue; // deleted since it was assigned
+                        };
+                        assignment.extend(t.partitions.iter().map(|p| (topic.clone(), *p)));
+                    }
+                    members.push(MemberDescription {
+                        member_id: m.member_id.to_string(),
+                        instance_id: m.instance_id.map(|i| i.to_string()),
+                        client_id: m.client_id.to_string(),
+                        host: m.client_host.to_string(),
+                        assignment,
+                    });
+                }
                 return Ok(GroupDescription {
                     group_id: group.to_string(),
                     state: g.group_state.to_string(),
                     group_type: "consumer".into(),
+                    protocol_type: "consumer".into(),
                     assignor: g.assignor_name.to_string(),
-                    members: g
-                        .members
-                        .into_iter()
-                        .map(|m| MemberDescription {
-                            member_id: m.member_id.to_string(),
-                            instance_id: m.instance_id.map(|i| i.to_string()),
-                            client_id: m.client_id.to_string(),
-                            host: m.client_host.to_string(),
-                            assignment: m
-                                .assignment
-                                .topic_partitions
-                                .iter()
-                                .flat_map(|t| {
-                                    t.partitions
-                                        .iter()
-                                        .map(|p| (t.topic_name.0.to_string(), *p))
-                                })
-                                .collect(),
-                        })
-                        .collect(),
+                    members,
                 });
             }
             if g.error_code != GROUP_ID_NOT_FOUND {
@@ -211,12 +215,24 @@ impl Admin {
             group_id: group.to_string(),
             state: g.group_state.to_string(),
             group_type: "classic".into(),
+            protocol_type: g.protocol_type.to_string(),
             assignor: g.protocol_data.to_string(),
             members,
         })
     }
 
-    /// Deletes groups (each must be empty: NON_EMPTY_GROUP otherwise).
+    /// The name of a topic a KIP-848 assignment names: the one the broker gave, else the one
+    /// Metadata has for its id (`None` if the topic is gone).
+    async fn topic_name(&self, name: &TopicName, id: Uuid) -> Result<Option<String>> {
+        if !name.0.is_empty() {
+            return Ok(Some(name.0.to_string()));
+        }
+        self.cluster.topic_name(id.into_bytes()).await
+    }
+
+    /// Deletes groups, each at its coordinator, stopping at the first that fails: a group
+    /// with members is NON_EMPTY_GROUP, an unknown one GROUP_ID_NOT_FOUND. Call it once per
+    /// group to learn every group's outcome.
     pub async fn delete_groups(&self, groups: &[String]) -> Result<()> {
         for group in groups {
             let conn = find_coordinator(&self.cluster, group).await?;
@@ -233,7 +249,13 @@ impl Admin {
     /// Every offset the group has committed.
     pub async fn list_group_offsets(&self, group: &str) -> Result<Vec<CommittedOffset>> {
         let conn = find_coordinator(&self.cluster, group).await?;
-        let version = conn.version::<OffsetFetchRequest>()?.max(2);
+        let version = conn.version::<OffsetFetchRequest>()?;
+        if version < 2 {
+            // Asking for every topic (topics = null) came with v2.
+            return Err(ClientError::UnsupportedVersion {
+                api_key: OffsetFetchRequest::KEY,
+            });
+        }
         let mut request = OffsetFetchRequest::default();
         if version >= 8 {
             request.groups = vec![OffsetFetchRequestGroup::default()

@@ -1010,13 +1010,19 @@ impl Group {
         Ok(())
     }
 
-    /// Topics the members subscribe to, from their consumer-protocol subscriptions.
+    /// Topics the members subscribe to: KIP-848 members' topics (names and regex matches),
+    /// and classic members' from their consumer-protocol subscriptions.
     pub fn subscribed_topics(&self) -> Option<Vec<String>> {
+        let mut out: Vec<String> = self
+            .modern
+            .iter()
+            .flat_map(|m| m.members.values())
+            .flat_map(|m| m.effective.iter().cloned())
+            .collect();
         if self.protocol_type.as_deref() != Some("consumer") || self.members.is_empty() {
-            return Some(Vec::new());
+            return Some(out);
         }
         let protocol = self.protocol.clone()?;
-        let mut out = Vec::new();
         for m in self.members.values() {
             out.extend(subscription_topics(&m.metadata(&protocol))?);
         }
