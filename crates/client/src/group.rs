@@ -164,6 +164,28 @@ struct Shared {
     stalled: bool,
 }
 
+impl Shared {
+    /// A membership that has not joined yet.
+    fn new(member_id: String, epoch: i32, subscribed: Subscribed, interval: Duration) -> Shared {
+        Shared {
+            member_id,
+            epoch,
+            coordinator: None,
+            stable: false,
+            rejoin: false,
+            lost: false,
+            fatal: None,
+            target: None,
+            owned: BTreeSet::new(),
+            subscribed,
+            interval,
+            last_poll: Instant::now(),
+            leaving: false,
+            stalled: false,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 enum Subscribed {
     Names(Vec<String>),
@@ -217,22 +239,9 @@ impl Membership {
             Subscription::Topics(t) => Subscribed::Names(t.clone()),
             Subscription::Pattern(r) => Subscribed::Regex(strip_anchors(r.as_str())),
         };
-        let shared = Arc::new(Mutex::new(Shared {
-            member_id,
-            epoch: 0,
-            coordinator: None,
-            stable: false,
-            rejoin: true,
-            lost: false,
-            fatal: None,
-            target: None,
-            owned: BTreeSet::new(),
-            subscribed,
-            interval: settings.heartbeat_interval,
-            last_poll: Instant::now(),
-            leaving: false,
-            stalled: false,
-        }));
+        let mut state = Shared::new(member_id, 0, subscribed, settings.heartbeat_interval);
+        state.rejoin = true;
+        let shared = Arc::new(Mutex::new(state));
         let wake = Arc::new(Notify::new());
         let task = tokio::spawn(heartbeats(
             settings.clone(),
@@ -381,11 +390,8 @@ impl Membership {
         owned: &BTreeSet<TopicPartition>,
     ) -> Result<Option<BTreeSet<TopicPartition>>> {
         let st = &self.settings;
-        let (member_id, generation) = {
-            let sh = self.shared.lock();
-            (sh.member_id.clone(), sh.epoch)
-        };
-        let subscription = encode_subscription(topics.keys(), owned, generation);
+        let member_id = self.shared.lock().member_id.clone();
+        let subscription = encode_subscription(topics.keys(), owned);
         let version = conn.version::<JoinGroupRequest>()?;
         let mut request = JoinGroupRequest::default()
             .with_group_id(GroupId(s(&st.group_id)))
@@ -530,16 +536,15 @@ impl Membership {
     /// Leaves the group: LeaveGroup (classic; static members stay, as Kafka's do), or a
     /// heartbeat with epoch -1 (-2 for a static member) under KIP-848.
     pub(crate) async fn leave(&mut self) -> Result<()> {
-        let (member_id, epoch, known) = {
+        let (member_id, known) = {
             let mut sh = self.shared.lock();
             sh.leaving = true;
-            (sh.member_id.clone(), sh.epoch, sh.stable || sh.epoch > 0)
+            (sh.member_id.clone(), sh.stable || sh.epoch > 0)
         };
         self.task.abort();
         if member_id.is_empty() || !known {
             return Ok(());
         }
-        let _ = epoch;
         send_leave(
             &self.settings,
             &self.committer(),
@@ -812,22 +817,12 @@ impl Committer {
             instance_id: None,
             protocol: GroupProtocol::Classic,
             cluster,
-            shared: Arc::new(Mutex::new(Shared {
-                member_id: String::new(),
-                epoch: -1,
-                coordinator: None,
-                stable: false,
-                rejoin: false,
-                lost: false,
-                fatal: None,
-                target: None,
-                owned: BTreeSet::new(),
-                subscribed: Subscribed::Names(Vec::new()),
-                interval: Duration::from_secs(3),
-                last_poll: Instant::now(),
-                leaving: false,
-                stalled: false,
-            })),
+            shared: Arc::new(Mutex::new(Shared::new(
+                String::new(),
+                -1,
+                Subscribed::Names(Vec::new()),
+                Duration::from_secs(3),
+            ))),
         }
     }
 
@@ -1026,7 +1021,6 @@ pub(crate) async fn find_coordinator(cluster: &Cluster, group: &str) -> Result<A
 fn encode_subscription<'a>(
     topics: impl Iterator<Item = &'a String>,
     owned: &BTreeSet<TopicPartition>,
-    _generation: i32,
 ) -> Bytes {
     let sub = ConsumerProtocolSubscription::default()
         .with_topics(topics.map(|t| s(t)).collect())
@@ -1151,7 +1145,7 @@ mod tests {
     fn subscription_and_assignment_round_trip() {
         let owned: BTreeSet<TopicPartition> = [("t".to_string(), 1), ("t".to_string(), 3)].into();
         let topics = ["t".to_string(), "u".to_string()];
-        let bytes = encode_subscription(topics.iter(), &owned, 4);
+        let bytes = encode_subscription(topics.iter(), &owned);
         let m = decode_subscription(&s("m1"), None, &bytes).unwrap();
         assert_eq!(m.topics, vec!["t", "u"]);
         assert_eq!(m.owned, vec![("t".to_string(), 1), ("t".to_string(), 3)]);
