@@ -715,12 +715,26 @@ impl GroupCoordinator {
             .collect()
     }
 
-    /// ConsumerGroupHeartbeat (KIP-848). `topics` is the cluster's topics now.
+    /// ConsumerGroupHeartbeat (KIP-848) with the broker's `group.consumer.session.timeout.ms`.
+    /// `topics` is the cluster's topics now.
     pub fn consumer_heartbeat(
         &self,
         group_id: &str,
         req: ConsumerHeartbeat,
         topics: &TopicsView,
+    ) -> Result<ConsumerHeartbeatResponse, i16> {
+        let session = self.config.consumer_session_timeout_ms;
+        self.consumer_heartbeat_with_session(group_id, req, topics, session)
+    }
+
+    /// ConsumerGroupHeartbeat (KIP-848) for a group whose session timeout is
+    /// `session_timeout_ms` (its group config `consumer.session.timeout.ms`).
+    pub fn consumer_heartbeat_with_session(
+        &self,
+        group_id: &str,
+        req: ConsumerHeartbeat,
+        topics: &TopicsView,
+        session_timeout_ms: i32,
     ) -> Result<ConsumerHeartbeatResponse, i16> {
         if group_id.is_empty() {
             return Err(codes::INVALID_GROUP_ID);
@@ -737,7 +751,7 @@ impl GroupCoordinator {
             return Err(codes::GROUP_ID_NOT_FOUND);
         }
         let max = self.config.limits.max_size;
-        let session = i64::from(self.config.consumer_session_timeout_ms);
+        let session = i64::from(session_timeout_ms);
         let r = g.modern.get_or_insert_with(Default::default).heartbeat(
             req,
             topics,
@@ -828,6 +842,9 @@ impl GroupCoordinator {
             return codes::GROUP_ID_NOT_FOUND;
         };
         let mut g = h.group.lock();
+        // Sessions that ended count as ended now, not when the group's timer next runs.
+        g.on_timer(now_ms());
+        store_if_dirty(&mut g, &h.sink);
         match g.state {
             GroupState::Dead => return codes::GROUP_ID_NOT_FOUND,
             GroupState::Empty if !g.has_modern_members() => {}

@@ -945,7 +945,14 @@ impl Group {
         if let Some(m) = self.modern.as_mut() {
             m.on_timer(now);
         }
+        let pending_before = self.pending.len();
         self.pending.retain(|_, deadline| *deadline > now);
+        if self.pending.len() < pending_before {
+            // A member id handed out by MEMBER_ID_REQUIRED that never came back no longer
+            // holds the join phase open (as Kafka's pending-member expiry does).
+            tracing::info!(group = %self.id, expired = pending_before - self.pending.len(), "pending member ids expired");
+            self.check_join_complete(now);
+        }
         let expired: Vec<String> = self
             .members
             .values()

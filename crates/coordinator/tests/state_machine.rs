@@ -520,3 +520,93 @@ async fn kip848_groups_are_replayed_with_their_epochs_and_assignments() {
     .unwrap();
     assert_eq!(c2.consumer_describe("modern").unwrap().members.len(), 1);
 }
+
+/// A consumer that got its member id (KIP-394) and crashed before rejoining stops holding
+/// the join phase open when that id expires at its session timeout, not at the end of the
+/// rebalance timeout.
+#[test]
+fn an_expired_pending_member_does_not_hold_the_join_phase_open() {
+    let sink = Memory::default();
+    let limits = GroupLimits::default();
+    let mut g = Group::new("g", 0, T0);
+    let (a, _) = join_new(&mut g, &sink, T0);
+    let _ = g.sync(&a, None, 1, None, None, vec![], &sink, T0);
+    assert_eq!(g.state, GroupState::Stable);
+    // b asks for a member id and is never heard from again.
+    let first = now_value(g.join(join_req("", None), &limits, &sink, T0 + 100));
+    assert_eq!(first.error, codes::MEMBER_ID_REQUIRED);
+    // A rebalance starts (a rejoins with new metadata); a is in, b's id is still awaited.
+    let mut req = join_req(&a, None);
+    req.protocols = vec![("range".into(), Bytes::from_static(b"other"))];
+    let mut rx_a = later(g.join(req, &limits, &sink, T0 + 200));
+    assert_eq!(g.state, GroupState::PreparingRebalance);
+    assert!(rx_a.try_recv().is_err(), "the pending id is awaited");
+    // b's pending id expires at its session timeout (10 s), well before the rebalance
+    // timeout (30 s): the join completes then.
+    assert_eq!(g.next_deadline(), Some(T0 + 100 + 10_000));
+    g.on_timer(T0 + 100 + 10_000);
+    let ja = rx_a
+        .try_recv()
+        .expect("the join completes when the pending id expires");
+    assert_eq!((ja.error, ja.generation), (codes::NONE, 2));
+    assert_eq!(g.state, GroupState::CompletingRebalance);
+    assert_eq!(g.members.len(), 1);
+}
+
+/// A static member that closes without LeaveGroup (KIP-345) is gone once its session is
+/// over: DeleteGroups at that moment succeeds, whether or not the group's timer has run
+/// yet (here it never runs: the runtime is not polled after the join).
+#[test]
+fn a_group_whose_last_session_ended_can_be_deleted_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let tp = strom_types::TopicPartition::new("__consumer_offsets", 0);
+    let log = strom_storage::Log::open(
+        dir.path(),
+        tp,
+        strom_storage::LogConfig::default(),
+        strom_storage::OpenOptions::standalone(),
+    )
+    .unwrap()
+    .0;
+    let config = CoordinatorConfig {
+        offsets_topic_partitions: 1,
+        limits: GroupLimits {
+            min_session_timeout_ms: 10,
+            initial_rebalance_delay_ms: 0,
+            ..GroupLimits::default()
+        },
+        ..CoordinatorConfig::default()
+    };
+    let c = GroupCoordinator::new(config);
+    c.load_partition(0, log, 0).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let member = rt.block_on(async {
+        let mut req = join_req("", Some("instance-1"));
+        req.session_timeout_ms = 200;
+        let joined = c.join_group("g", req).await;
+        assert_eq!(joined.error, codes::NONE);
+        let synced = c
+            .sync_group(
+                "g",
+                &joined.member_id,
+                Some("instance-1"),
+                joined.generation,
+                None,
+                None,
+                vec![],
+            )
+            .await;
+        assert_eq!(synced.error, codes::NONE);
+        joined.member_id
+    });
+    assert_eq!(
+        c.delete_group("g"),
+        codes::NON_EMPTY_GROUP,
+        "{member} is still in"
+    );
+    std::thread::sleep(std::time::Duration::from_millis(250));
+    assert_eq!(c.delete_group("g"), codes::NONE);
+}
