@@ -5,6 +5,7 @@
 //! overrides on top; this module only knows the topic-level names.
 
 use strom_types::batch::TimestampType;
+use strom_types::compression::Compression;
 
 use crate::error::{Result, StorageError};
 
@@ -93,6 +94,9 @@ pub struct LogConfig {
     pub message_timestamp_after_max_ms: i64,
     /// `file.delete.delay.ms` (60000): delay before a `.deleted` file is removed.
     pub file_delete_delay_ms: i64,
+    /// `compression.type` (`producer`, as `None`): the codec batches are stored with;
+    /// batches that arrive with another one are recompressed on append.
+    pub compression_type: Option<Compression>,
 }
 
 impl Default for LogConfig {
@@ -117,6 +121,7 @@ impl Default for LogConfig {
             message_timestamp_before_max_ms: i64::MAX,
             message_timestamp_after_max_ms: i64::MAX,
             file_delete_delay_ms: 60_000,
+            compression_type: None,
         }
     }
 }
@@ -142,6 +147,7 @@ pub const LOG_CONFIG_NAMES: &[&str] = &[
     "message.timestamp.before.max.ms",
     "message.timestamp.after.max.ms",
     "file.delete.delay.ms",
+    "compression.type",
 ];
 
 impl LogConfig {
@@ -197,6 +203,21 @@ impl LogConfig {
             "message.timestamp.before.max.ms" => self.message_timestamp_before_max_ms = long(0)?,
             "message.timestamp.after.max.ms" => self.message_timestamp_after_max_ms = long(0)?,
             "file.delete.delay.ms" => self.file_delete_delay_ms = long(0)?,
+            "compression.type" => {
+                // Kafka's names: `producer`, `uncompressed` and the four codecs.
+                self.compression_type = match value.trim() {
+                    "producer" => None,
+                    "uncompressed" => Some(Compression::None),
+                    "none" => {
+                        return Err(invalid(
+                            "expected producer, uncompressed, gzip, snappy, lz4 or zstd",
+                        ))
+                    }
+                    other => Some(other.parse().map_err(|_| {
+                        invalid("expected producer, uncompressed, gzip, snappy, lz4 or zstd")
+                    })?),
+                }
+            }
             _ => return Ok(false),
         }
         Ok(true)
@@ -263,6 +284,14 @@ impl LogConfig {
                 "file.delete.delay.ms",
                 self.file_delete_delay_ms.to_string(),
             ),
+            (
+                "compression.type",
+                match self.compression_type {
+                    None => "producer".to_string(),
+                    Some(Compression::None) => "uncompressed".to_string(),
+                    Some(c) => c.name().to_string(),
+                },
+            ),
         ]
     }
 
@@ -291,6 +320,8 @@ mod tests {
         assert!(c.set("cleanup.policy", "compact,delete").unwrap());
         assert_eq!(c.cleanup_policy.name(), "compact,delete");
         assert!(c.set("retention.ms", "-1").unwrap());
+        assert!(c.set("compression.type", "uncompressed").unwrap());
+        assert_eq!(c.compression_type, Some(Compression::None));
         assert!(!c.set("min.insync.replicas", "2").unwrap());
         for (k, v) in [
             ("segment.bytes", "abc"),
@@ -299,6 +330,8 @@ mod tests {
             ("min.cleanable.dirty.ratio", "1.5"),
             ("message.timestamp.type", "Now"),
             ("retention.ms", "-2"),
+            ("compression.type", "none"),
+            ("compression.type", "brotli"),
         ] {
             let err = c.set(k, v).unwrap_err();
             assert!(err.to_string().contains(k), "{err}");

@@ -37,13 +37,23 @@ pub enum StorageError {
     /// or a control batch from a client.
     #[error("record batch refused: {0}")]
     PolicyViolation(&'static str),
-    /// A record timestamp outside message.timestamp.before/after.max.ms (Kafka: INVALID_TIMESTAMP).
+    /// Records without a key sent to a compacted topic (Kafka: INVALID_RECORD, with the
+    /// records named as KIP-467's per-record errors).
+    #[error("a compacted topic cannot accept records without a key ({} in the batch)", records.len())]
+    NullKeyOnCompactedTopic {
+        /// Indexes of the keyless records in their batch, from 0.
+        records: Vec<i32>,
+    },
+    /// Record timestamps outside message.timestamp.before/after.max.ms (Kafka:
+    /// INVALID_TIMESTAMP, with the records named as KIP-467's per-record errors).
     #[error("record timestamp {timestamp} is outside the accepted range around now ({now})")]
     InvalidTimestamp {
-        /// The offending timestamp.
+        /// The first offending timestamp.
         timestamp: i64,
         /// The broker's clock.
         now: i64,
+        /// Indexes of the offending records in their batch, from 0.
+        records: Vec<i32>,
     },
     /// Offsets of a replicated batch do not follow the log (replication bug or divergence).
     #[error("batch offset {offset} is below the log end offset {log_end}")]

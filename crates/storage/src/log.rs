@@ -454,7 +454,18 @@ impl Log {
     ) -> Result<AppendInfo> {
         self.check_open()?;
         let config = self.config();
-        let validated = validate_batches(records, &config, origin, now_ms)?;
+        let mut validated = validate_batches(records, &config, origin, now_ms)?;
+        // compression.type set to a codec: batches in another one are stored recompressed
+        // (the one path where the stored bytes are not the bytes that arrived).
+        let mut recompressed;
+        let records: &mut [u8] = match recompress_for(records, &config)? {
+            Some(bytes) => {
+                recompressed = bytes;
+                validated = validate_batches(&recompressed, &config, origin, now_ms)?;
+                &mut recompressed
+            }
+            None => records,
+        };
         let mut state = self.append.lock();
         self.check_open()?;
         let mut headers = Vec::with_capacity(validated.len());
@@ -1246,27 +1257,32 @@ fn validate_batches(
                 "clients may not write control batches",
             ));
         }
-        // Bounded against decompression bombs: far above any real batch of this topic.
-        let limit = config
-            .max_message_bytes
-            .saturating_mul(64)
-            .clamp(16 << 20, MAX_DECOMPRESSED);
+        let limit = decompression_limit(config);
         let summary = validate_producer_batch(&b, limit).map_err(invalid)?;
         if config.cleanup_policy.compact && summary.has_null_key {
-            return Err(StorageError::PolicyViolation(
-                "compacted topic cannot accept a record without a key",
-            ));
+            // The error path alone walks the records again, to name each one (KIP-467).
+            let records = offending_records(&b, index, limit, |r, _| r.key.is_none())?;
+            return Err(StorageError::NullKeyOnCompactedTopic { records });
         }
         if config.message_timestamp_type == TimestampType::CreateTime {
-            for ts in [summary.min_timestamp, summary.max_timestamp] {
-                if ts < now_ms.saturating_sub(config.message_timestamp_before_max_ms)
-                    || ts > now_ms.saturating_add(config.message_timestamp_after_max_ms)
-                {
-                    return Err(StorageError::InvalidTimestamp {
-                        timestamp: ts,
-                        now: now_ms,
-                    });
-                }
+            let earliest = now_ms.saturating_sub(config.message_timestamp_before_max_ms);
+            let latest = now_ms.saturating_add(config.message_timestamp_after_max_ms);
+            let out_of_range = |ts: i64| ts < earliest || ts > latest;
+            if out_of_range(summary.min_timestamp) || out_of_range(summary.max_timestamp) {
+                let base = h.base_timestamp;
+                let records = offending_records(&b, index, limit, |_, delta| {
+                    out_of_range(base.saturating_add(delta))
+                })?;
+                let timestamp = if out_of_range(summary.min_timestamp) {
+                    summary.min_timestamp
+                } else {
+                    summary.max_timestamp
+                };
+                return Err(StorageError::InvalidTimestamp {
+                    timestamp,
+                    now: now_ms,
+                    records,
+                });
             }
         }
         out.push(Validated {
@@ -1279,6 +1295,64 @@ fn validate_batches(
     let total: usize = out.iter().map(|v| v.size).sum();
     if out.is_empty() || total != records.len() {
         return Err(StorageError::PolicyViolation("no record batches to append"));
+    }
+    Ok(out)
+}
+
+/// The batches of `records` rewritten in the topic's `compression.type`, or `None` when
+/// every batch already has it (or the topic keeps the producer's codec).
+fn recompress_for(records: &[u8], config: &LogConfig) -> Result<Option<Vec<u8>>> {
+    let Some(target) = config.compression_type else {
+        return Ok(None);
+    };
+    let codec_of = |b: &RecordBatch<'_>| b.header().compression();
+    let all_match =
+        batch::batches(records).all(|b| b.is_ok_and(|b| codec_of(&b).is_ok_and(|c| c == target)));
+    if all_match {
+        return Ok(None);
+    }
+    let limit = decompression_limit(config);
+    let mut out = Vec::with_capacity(records.len());
+    for (index, b) in batch::batches(records).enumerate() {
+        let invalid = |source| StorageError::InvalidBatch { index, source };
+        let b = b.map_err(invalid)?;
+        if codec_of(&b).map_err(|e| invalid(e.into()))? == target {
+            out.extend_from_slice(b.as_bytes());
+        } else {
+            out.extend_from_slice(&batch::recompress(&b, target, limit).map_err(invalid)?);
+        }
+    }
+    Ok(Some(out))
+}
+
+/// How far a produced batch may decompress: far above any real batch of the topic, and
+/// bounded against decompression bombs.
+fn decompression_limit(config: &LogConfig) -> usize {
+    config
+        .max_message_bytes
+        .saturating_mul(64)
+        .clamp(16 << 20, MAX_DECOMPRESSED)
+}
+
+/// The indexes, within their batch, of the records `refused` picks (given the record and
+/// its timestamp delta). Only on the path that refuses a batch, never on a good append.
+fn offending_records(
+    b: &RecordBatch<'_>,
+    batch_index: usize,
+    max_decompressed: usize,
+    refused: impl Fn(&strom_types::record::Record<'_>, i64) -> bool,
+) -> Result<Vec<i32>> {
+    let invalid = |source| StorageError::InvalidBatch {
+        index: batch_index,
+        source,
+    };
+    let records = b.records(max_decompressed).map_err(invalid)?;
+    let mut out = Vec::new();
+    for (index, record) in records.iter().enumerate() {
+        let record = record.map_err(|e| invalid(e.into()))?;
+        if refused(&record, record.timestamp_delta) {
+            out.push(index as i32);
+        }
     }
     Ok(out)
 }

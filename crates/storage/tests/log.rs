@@ -357,12 +357,26 @@ fn compacted_topics_refuse_null_keys_and_timestamps_are_bounded() {
     config.message_timestamp_before_max_ms = 1000;
     config.message_timestamp_after_max_ms = 1000;
     let log = open(dir.path(), config);
+    // Every keyless record is named by its index in the batch (KIP-467's record errors).
+    let mut b = BatchBuilder::new(Compression::Lz4);
+    for i in 0..10 {
+        let key = (i % 4 != 0).then_some(&b"k"[..]);
+        b.append(NOW, key, Some(b"v"), &[]);
+    }
+    match expect_invalid(&log, b.build(0).unwrap()) {
+        StorageError::NullKeyOnCompactedTopic { records } => assert_eq!(records, [0, 4, 8]),
+        e => panic!("expected NullKeyOnCompactedTopic, got {e:?}"),
+    }
     let mut b = BatchBuilder::new(Compression::None);
-    b.append(NOW, None, Some(b"v"), &[]);
-    assert!(matches!(
-        expect_invalid(&log, b.build(0).unwrap()),
-        StorageError::PolicyViolation(_)
-    ));
+    b.append(NOW, Some(b"k"), Some(b"v"), &[]);
+    b.append(NOW - 5000, Some(b"k"), Some(b"v"), &[]);
+    b.append(NOW, Some(b"k"), Some(b"v"), &[]);
+    match expect_invalid(&log, b.build(0).unwrap()) {
+        StorageError::InvalidTimestamp {
+            timestamp, records, ..
+        } => assert_eq!((timestamp, records), (NOW - 5000, vec![1])),
+        e => panic!("expected InvalidTimestamp, got {e:?}"),
+    }
     assert!(matches!(
         expect_invalid(&log, batch(1, 1, NOW - 5000)),
         StorageError::InvalidTimestamp { .. }

@@ -415,6 +415,41 @@ pub fn encode_batch(
     out
 }
 
+/// The same batch with its records compressed by `to` instead (Kafka's topic-level
+/// `compression.type`): header fields, flags and the records themselves are kept, only the
+/// codec bits, the length and the CRC change. Decompression is capped at `max_decompressed`.
+pub fn recompress(
+    batch: &RecordBatch<'_>,
+    to: Compression,
+    max_decompressed: usize,
+) -> Result<Vec<u8>, BatchError> {
+    let h = batch.header();
+    let raw = match h.compression()? {
+        Compression::None => std::borrow::Cow::Borrowed(batch.raw_records()),
+        from => std::borrow::Cow::Owned(compression::decompress(
+            from,
+            batch.raw_records(),
+            max_decompressed,
+        )?),
+    };
+    let records = compression::compress(to, &raw)?;
+    let attributes = (h.attributes & !CODEC_BITS) | to.id();
+    Ok(encode_batch(
+        h.base_offset,
+        h.partition_leader_epoch,
+        attributes,
+        h.last_offset_delta,
+        h.base_timestamp,
+        h.max_timestamp,
+        (h.producer_id, h.producer_epoch, h.base_sequence),
+        h.records_count,
+        &records,
+    ))
+}
+
+/// The codec's bits of the attributes.
+const CODEC_BITS: i16 = 0x7;
+
 /// Attribute bits for a batch.
 pub fn attributes(
     compression: Compression,
