@@ -1,6 +1,7 @@
 //! [`Broker`]: the state one node serves from: its config, the partition logs, and the
 //! metadata log whose image says which topics and partitions exist.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use kafka_protocol::ResponseError;
@@ -11,6 +12,7 @@ use strom_storage::{LogConfig, LogManager, LogManagerConfig, LOG_CONFIG_NAMES};
 use strom_types::TopicPartition;
 
 use crate::config::BrokerConfig;
+use crate::dynamic_config;
 
 /// Names only the broker itself may create (Kafka's internal topics).
 pub const RESERVED_TOPICS: &[&str] = &["__consumer_offsets", "__transaction_state"];
@@ -79,8 +81,9 @@ impl Broker {
         manager_config.default_config = config.log_defaults.clone();
         manager_config.retention_check_interval_ms = config.log_retention_check_interval_ms;
         let defaults = config.log_defaults.clone();
+        let node = config.node_id;
         let logs = LogManager::open_with(manager_config, &|tp: &TopicPartition| {
-            topic_log_config(&defaults, &image, &tp.topic)
+            topic_log_config(&defaults, &image, node, &tp.topic)
         })?;
         let advertised = config
             .advertised_listeners
@@ -155,7 +158,114 @@ impl Broker {
 
     /// The log config of a topic: broker defaults overlaid with the topic's overrides.
     pub fn log_config(&self, image: &MetadataImage, topic: &str) -> LogConfig {
-        topic_log_config(&self.config.log_defaults, image, topic)
+        topic_log_config(&self.config.log_defaults, image, self.config.node_id, topic)
+    }
+
+    /// A topic's min.insync.replicas: its own, else the broker's (dynamic, then static).
+    pub fn min_insync_replicas(&self, image: &MetadataImage, topic: &str) -> i32 {
+        image
+            .topics
+            .get(topic)
+            .and_then(|t| t.configs.get("min.insync.replicas"))
+            .or_else(|| image.dynamic_broker_config(self.config.node_id, "min.insync.replicas"))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(self.config.min_insync_replicas)
+    }
+
+    /// A KIP-848 group's (session timeout, heartbeat interval) in ms: its group configs,
+    /// else the broker's `group.consumer.*`.
+    pub fn group_timeouts(&self, image: &MetadataImage, group: &str) -> (i32, i32) {
+        let c = self.coordinator.config();
+        let defaults = (
+            c.consumer_session_timeout_ms,
+            c.consumer_heartbeat_interval_ms,
+        );
+        match image.group_configs.get(group) {
+            Some(overrides) => dynamic_config::group_values(overrides, defaults),
+            None => defaults,
+        }
+    }
+
+    /// Replaces the dynamic configs of `resource` (this broker's id, or empty for the
+    /// cluster-wide default) with `configs`, and applies them to every log at once.
+    pub fn set_broker_configs(
+        &self,
+        resource: &str,
+        configs: &BTreeMap<String, String>,
+        validate_only: bool,
+    ) -> Result<(), Refusal> {
+        if !resource.is_empty() && resource != self.config.node_id.to_string() {
+            return Err(Refusal::new(
+                ResponseError::InvalidRequest,
+                format!("broker {resource} is not this broker"),
+            ));
+        }
+        dynamic_config::check_broker_configs(configs)?;
+        let _one_at_a_time = self.topic_changes.lock();
+        let image = self.image();
+        let current = image
+            .broker_configs
+            .get(resource)
+            .cloned()
+            .unwrap_or_default();
+        let records = config_changes(&current, configs, |name, value| {
+            MetadataRecord::BrokerConfig {
+                broker: resource.to_string(),
+                name,
+                value,
+            }
+        });
+        if validate_only || records.is_empty() {
+            return Ok(());
+        }
+        let image = self.append_metadata(&records)?;
+        for topic in image.topics.values() {
+            let config = self.log_config(&image, &topic.name);
+            for p in topic.partitions.keys() {
+                if let Some(log) = self.logs.get(&TopicPartition::new(topic.name.as_str(), *p)) {
+                    log.set_config(config.clone());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Replaces a group's config overrides (KIP-848) with `configs`.
+    pub fn set_group_configs(
+        &self,
+        group: &str,
+        configs: &BTreeMap<String, String>,
+        validate_only: bool,
+    ) -> Result<(), Refusal> {
+        let c = self.coordinator.config();
+        let defaults = (
+            c.consumer_session_timeout_ms,
+            c.consumer_heartbeat_interval_ms,
+        );
+        dynamic_config::check_group_configs(configs, defaults)?;
+        let _one_at_a_time = self.topic_changes.lock();
+        let image = self.image();
+        let current = image.group_configs.get(group).cloned().unwrap_or_default();
+        let records = config_changes(&current, configs, |name, value| {
+            MetadataRecord::GroupConfig {
+                group: group.to_string(),
+                name,
+                value,
+            }
+        });
+        if !validate_only && !records.is_empty() {
+            self.append_metadata(&records)?;
+        }
+        Ok(())
+    }
+
+    fn append_metadata(&self, records: &[MetadataRecord]) -> Result<Arc<MetadataImage>, Refusal> {
+        self.metadata.append(records).map_err(|e| {
+            Refusal::new(
+                ResponseError::UnknownServerError,
+                format!("metadata log: {e}"),
+            )
+        })
     }
 
     /// Creates a topic (or only validates, with `validate_only`), recording it in the
@@ -326,6 +436,41 @@ impl Broker {
             .ok_or_else(|| Refusal::new(ResponseError::UnknownServerError, "topic vanished"))
     }
 
+    /// Checks a manual replica assignment (CreateTopics, CreatePartitions) as Kafka does:
+    /// every partition names the same number of distinct brokers, each of them registered
+    /// (on one node: this node). Returns that replication factor.
+    pub fn check_replica_assignment(&self, assignment: &[Vec<i32>]) -> Result<i16, Refusal> {
+        let invalid = |m: String| Refusal::new(ResponseError::InvalidReplicaAssignment, m);
+        let Some(first) = assignment.first() else {
+            return Err(invalid("the assignment names no partitions".into()));
+        };
+        for (i, replicas) in assignment.iter().enumerate() {
+            if replicas.is_empty() {
+                return Err(invalid(format!("partition {i} has no replicas")));
+            }
+            if replicas.len() != first.len() {
+                return Err(invalid(format!(
+                    "inconsistent replication factor: {} replicas for one partition, {} for another",
+                    first.len(),
+                    replicas.len()
+                )));
+            }
+            let mut seen = replicas.clone();
+            seen.sort_unstable();
+            seen.dedup();
+            if seen.len() != replicas.len() {
+                return Err(invalid(format!("duplicate brokers in {replicas:?}")));
+            }
+            if let Some(unknown) = replicas.iter().find(|&&b| b != self.config.node_id) {
+                return Err(invalid(format!(
+                    "unknown broker {unknown}: the registered brokers are [{}]",
+                    self.config.node_id
+                )));
+            }
+        }
+        i16::try_from(first.len()).map_err(|_| invalid("too many replicas".into()))
+    }
+
     /// Deletes a topic: removed from the metadata, then its logs are deleted.
     pub fn delete_topic(&self, name: &str) -> Result<uuid::Uuid, Refusal> {
         let _one_at_a_time = self.topic_changes.lock();
@@ -345,11 +490,13 @@ impl Broker {
         Ok(topic.topic_id)
     }
 
-    /// Grows a topic to `count` partitions.
+    /// Grows a topic to `count` partitions, with the replicas of each new partition given
+    /// by `assignment` when there is one.
     pub fn create_partitions(
         &self,
         name: &str,
         count: i32,
+        assignment: Option<&[Vec<i32>]>,
         validate_only: bool,
     ) -> Result<(), Refusal> {
         let _one_at_a_time = self.topic_changes.lock();
@@ -363,6 +510,19 @@ impl Broker {
                     "topic currently has {current} partitions, {count} would not be an increase"
                 ),
             ));
+        }
+        if let Some(assignment) = assignment {
+            if assignment.len() as i32 != count - current {
+                return Err(Refusal::new(
+                    ResponseError::InvalidReplicaAssignment,
+                    format!(
+                        "{} new partitions but {} assignments",
+                        count - current,
+                        assignment.len()
+                    ),
+                ));
+            }
+            self.check_replica_assignment(assignment)?;
         }
         if validate_only {
             return Ok(());
@@ -396,7 +556,7 @@ impl Broker {
     pub fn set_topic_configs(
         &self,
         name: &str,
-        configs: &std::collections::BTreeMap<String, String>,
+        configs: &BTreeMap<String, String>,
         validate_only: bool,
     ) -> Result<(), Refusal> {
         let mut check = self.config.log_defaults.clone();
@@ -409,30 +569,17 @@ impl Broker {
         if validate_only {
             return Ok(());
         }
-        let mut records = Vec::new();
-        for k in topic.configs.keys().filter(|k| !configs.contains_key(*k)) {
-            records.push(MetadataRecord::TopicConfig {
+        let records = config_changes(&topic.configs, configs, |k, value| {
+            MetadataRecord::TopicConfig {
                 topic: name.to_string(),
-                name: k.clone(),
-                value: None,
-            });
-        }
-        for (k, v) in configs {
-            if topic.configs.get(k) != Some(v) {
-                records.push(MetadataRecord::TopicConfig {
-                    topic: name.to_string(),
-                    name: k.clone(),
-                    value: Some(v.clone()),
-                });
+                name: k,
+                value,
             }
-        }
+        });
         if records.is_empty() {
             return Ok(());
         }
-        let image = self
-            .metadata
-            .append(&records)
-            .map_err(|e| Refusal::new(ResponseError::UnknownServerError, e.to_string()))?;
+        let image = self.append_metadata(&records)?;
         let config = self.log_config(&image, name);
         for p in topic.partitions.keys() {
             if let Some(log) = self.logs.get(&TopicPartition::new(name, *p)) {
@@ -460,8 +607,30 @@ fn existing<'a>(image: &'a MetadataImage, name: &str) -> Result<&'a TopicImage, 
     })
 }
 
-fn topic_log_config(defaults: &LogConfig, image: &MetadataImage, topic: &str) -> LogConfig {
-    let mut config = defaults.clone();
+/// The records that turn a resource's `current` configs into `wanted`: removals first.
+fn config_changes(
+    current: &strom_metadata::records::Configs,
+    wanted: &BTreeMap<String, String>,
+    record: impl Fn(String, Option<String>) -> MetadataRecord,
+) -> Vec<MetadataRecord> {
+    let removed = current
+        .keys()
+        .filter(|k| !wanted.contains_key(*k))
+        .map(|k| record(k.clone(), None));
+    let set = wanted
+        .iter()
+        .filter(|(k, v)| current.get(*k) != Some(*v))
+        .map(|(k, v)| record(k.clone(), Some(v.clone())));
+    removed.chain(set).collect()
+}
+
+fn topic_log_config(
+    defaults: &LogConfig,
+    image: &MetadataImage,
+    node: i32,
+    topic: &str,
+) -> LogConfig {
+    let mut config = dynamic_config::log_defaults(defaults, image, node);
     if let Some(t) = image.topics.get(topic) {
         for (k, v) in &t.configs {
             if let Err(e) = config.set(k, v) {

@@ -234,6 +234,9 @@ impl BrokerConfig {
                     c_set(&mut c.log_defaults, "min.compaction.lag.ms", value)
                         .map_err(|e| bad(&e))?
                 }
+                "compression.type" => {
+                    c_set(&mut c.log_defaults, "compression.type", value).map_err(|e| bad(&e))?
+                }
                 "log.segment.delete.delay.ms" => {
                     c_set(&mut c.log_defaults, "file.delete.delay.ms", value)
                         .map_err(|e| bad(&e))?

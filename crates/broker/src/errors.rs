@@ -17,6 +17,7 @@ pub fn storage_error_code(e: &StorageError) -> i16 {
         },
         StorageError::BatchTooLarge { .. } => ResponseError::MessageTooLarge.code(),
         StorageError::PolicyViolation(_) => ResponseError::InvalidRecord.code(),
+        StorageError::NullKeyOnCompactedTopic { .. } => ResponseError::InvalidRecord.code(),
         StorageError::InvalidTimestamp { .. } => ResponseError::InvalidTimestamp.code(),
         StorageError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange.code(),
         StorageError::InvalidConfig { .. } => ResponseError::InvalidConfig.code(),
@@ -27,6 +28,34 @@ pub fn storage_error_code(e: &StorageError) -> i16 {
         StorageError::InvalidProducerEpoch { .. } => ResponseError::InvalidProducerEpoch.code(),
         StorageError::DuplicateSequence { .. } => ResponseError::DuplicateSequenceNumber.code(),
         StorageError::State(_) => ResponseError::UnknownServerError.code(),
+    }
+}
+
+/// KIP-467's per-record errors of a refused produce: (index of the record in its batch,
+/// why), empty when the fault is the batch's as a whole.
+pub fn record_errors(e: &StorageError) -> Vec<(i32, String)> {
+    match e {
+        StorageError::NullKeyOnCompactedTopic { records } => records
+            .iter()
+            .map(|&i| {
+                (
+                    i,
+                    "a compacted topic cannot accept a record without a key".to_string(),
+                )
+            })
+            .collect(),
+        StorageError::InvalidTimestamp { now, records, .. } => records
+            .iter()
+            .map(|&i| {
+                (
+                    i,
+                    format!(
+                        "the record's timestamp is out of the range the topic accepts around {now}"
+                    ),
+                )
+            })
+            .collect(),
+        _ => Vec::new(),
     }
 }
 

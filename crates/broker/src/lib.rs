@@ -6,8 +6,10 @@
 //! [`handlers`], which works on the [`Broker`] (partition logs plus the metadata image) and
 //! encodes the response. Kafka error codes are chosen in [`errors`].
 
+pub mod authz;
 pub mod broker;
 pub mod config;
+pub mod dynamic_config;
 pub mod errors;
 pub mod fetch_codec;
 pub mod handlers;

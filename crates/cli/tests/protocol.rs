@@ -8,43 +8,16 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
-use common::Server;
+use bytes::Bytes;
+use common::{call, Server};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
     ApiKey, CreateTopicsRequest, InitProducerIdRequest, InitProducerIdResponse, ProduceRequest,
-    ProduceResponse, RequestHeader, ResponseHeader, TopicName, TransactionalId,
+    ProduceResponse, ResponseHeader, TopicName, TransactionalId,
 };
-use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use kafka_protocol::protocol::{Decodable, StrBytes};
 use strom_types::compression::Compression;
 use strom_types::record::BatchBuilder;
-
-fn call<Req: Encodable, Resp: Decodable>(
-    conn: &mut TcpStream,
-    key: ApiKey,
-    version: i16,
-    req: &Req,
-) -> Resp {
-    let mut buf = BytesMut::new();
-    RequestHeader::default()
-        .with_request_api_key(key as i16)
-        .with_request_api_version(version)
-        .with_correlation_id(9)
-        .with_client_id(Some(StrBytes::from_static_str("test")))
-        .encode(&mut buf, key.request_header_version(version))
-        .unwrap();
-    req.encode(&mut buf, version).unwrap();
-    conn.write_all(&(buf.len() as i32).to_be_bytes()).unwrap();
-    conn.write_all(&buf).unwrap();
-    let mut size = [0u8; 4];
-    conn.read_exact(&mut size).unwrap();
-    let mut body = vec![0u8; i32::from_be_bytes(size) as usize];
-    conn.read_exact(&mut body).unwrap();
-    let mut body = Bytes::from(body);
-    let header = ResponseHeader::decode(&mut body, key.response_header_version(version)).unwrap();
-    assert_eq!(header.correlation_id, 9);
-    Resp::decode(&mut body, version).unwrap()
-}
 
 fn produce(conn: &mut TcpStream, topic: &str, acks: i16, records: Vec<u8>) -> (i16, i64) {
     let req = ProduceRequest::default()

@@ -37,15 +37,47 @@ pub struct MetadataImage {
     pub cluster_id: String,
     /// Topics by name.
     pub topics: BTreeMap<String, TopicImage>,
-    /// Dynamic broker configs.
-    pub broker_configs: Configs,
+    /// Dynamic broker configs by broker id (as a string; empty: the cluster-wide default).
+    pub broker_configs: BTreeMap<String, Configs>,
+    /// Group config overrides by group id (KIP-848).
+    pub group_configs: BTreeMap<String, Configs>,
     /// First producer id not yet handed out in a block.
     pub next_producer_id: i64,
     /// Offset of the last record applied (-1 before any).
     pub offset: i64,
 }
 
+/// Sets or removes one config of a resource, dropping the resource once it has none.
+fn set_config(
+    entry: std::collections::btree_map::Entry<'_, String, Configs>,
+    name: &str,
+    value: &Option<String>,
+) {
+    use std::collections::btree_map::Entry;
+    match (entry, value) {
+        (Entry::Occupied(mut e), None) => {
+            e.get_mut().remove(name);
+            if e.get().is_empty() {
+                e.remove();
+            }
+        }
+        (Entry::Vacant(_), None) => {}
+        (e, Some(v)) => {
+            e.or_default().insert(name.to_string(), v.clone());
+        }
+    }
+}
+
 impl MetadataImage {
+    /// The dynamic value of a broker config for `broker`: its own, else the cluster-wide
+    /// default.
+    pub fn dynamic_broker_config(&self, broker: i32, name: &str) -> Option<&String> {
+        self.broker_configs
+            .get(&broker.to_string())
+            .and_then(|c| c.get(name))
+            .or_else(|| self.broker_configs.get("").and_then(|c| c.get(name)))
+    }
+
     /// The topic with this id.
     pub fn topic_by_id(&self, id: &uuid::Uuid) -> Option<&TopicImage> {
         self.topics.values().find(|t| &t.topic_id == id)
@@ -95,11 +127,13 @@ impl MetadataImage {
                     };
                 }
             }
-            MetadataRecord::BrokerConfig { name, value } => {
-                match value {
-                    Some(v) => self.broker_configs.insert(name.clone(), v.clone()),
-                    None => self.broker_configs.remove(name),
-                };
+            MetadataRecord::BrokerConfig {
+                broker,
+                name,
+                value,
+            } => set_config(self.broker_configs.entry(broker.clone()), name, value),
+            MetadataRecord::GroupConfig { group, name, value } => {
+                set_config(self.group_configs.entry(group.clone()), name, value)
             }
             MetadataRecord::ProducerIds {
                 next_producer_id, ..

@@ -39,11 +39,24 @@ pub enum MetadataRecord {
         /// New value, or `None` to fall back to the default.
         value: Option<String>,
     },
-    /// A broker-level dynamic config.
+    /// A dynamic broker config (KRaft's ConfigRecord for a BROKER resource), for one broker
+    /// or, with an empty `broker`, the cluster-wide default.
     BrokerConfig {
+        /// The broker's id as a string, or empty for every broker.
+        #[serde(default)]
+        broker: String,
         /// Config name.
         name: String,
         /// New value, or `None` to remove.
+        value: Option<String>,
+    },
+    /// A group config (KRaft's ConfigRecord for a GROUP resource, KIP-848).
+    GroupConfig {
+        /// Group id.
+        group: String,
+        /// Config name.
+        name: String,
+        /// New value, or `None` to fall back to the broker's default.
         value: Option<String>,
     },
     /// A topic was deleted, with its partitions and configs.

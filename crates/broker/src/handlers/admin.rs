@@ -18,6 +18,7 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 use strom_types::TopicPartition;
 
+use crate::authz;
 use crate::broker::Broker;
 use crate::errors::storage_error_code;
 
@@ -83,14 +84,17 @@ pub(super) fn create_partitions(
         .into_iter()
         .map(|t| {
             let mut out = CreatePartitionsTopicResult::default().with_name(t.name.clone());
-            if t.assignments.as_ref().is_some_and(|a| !a.is_empty()) {
-                out.error_code = ResponseError::InvalidReplicaAssignment.code();
-                out.error_message = Some(StrBytes::from_static_str(
-                    "manual assignment is not supported yet",
-                ));
-                return out;
-            }
-            if let Err(r) = broker.create_partitions(&t.name.0, t.count, request.validate_only) {
+            let assignment: Option<Vec<Vec<i32>>> = t.assignments.as_ref().map(|a| {
+                a.iter()
+                    .map(|p| p.broker_ids.iter().map(|b| b.0).collect())
+                    .collect()
+            });
+            if let Err(r) = broker.create_partitions(
+                &t.name.0,
+                t.count,
+                assignment.as_deref(),
+                request.validate_only,
+            ) {
                 out.error_code = r.code;
                 out.error_message = Some(StrBytes::from_string(r.message));
             }
@@ -162,6 +166,11 @@ pub(super) fn describe_cluster(
     if request.endpoint_type > 1 {
         out.error_code = ResponseError::UnsupportedEndpointType.code();
     }
+    out.cluster_authorized_operations = if request.include_cluster_authorized_operations {
+        authz::authorized_operations(authz::Resource::Cluster)
+    } else {
+        authz::NOT_REQUESTED
+    };
     out
 }
 

@@ -1,5 +1,6 @@
-//! DescribeConfigs, AlterConfigs and IncrementalAlterConfigs for topics (and describing the
-//! broker). Topic changes are metadata records and take effect on the logs at once.
+//! DescribeConfigs, AlterConfigs and IncrementalAlterConfigs for topics, brokers (dynamic
+//! broker configs) and groups (KIP-848 group configs). Changes are metadata records; topic
+//! and broker changes take effect on the logs at once.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -12,38 +13,23 @@ use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
-use crate::broker::Broker;
+use strom_metadata::MetadataImage;
+
+use crate::broker::{Broker, Refusal};
+use crate::dynamic_config;
 
 const TOPIC: i8 = 2;
 const BROKER: i8 = 4;
+/// KIP-848's group configs (Kafka 4.0).
+const GROUP: i8 = 32;
 
 // ConfigSource values of the protocol.
 const DYNAMIC_TOPIC_CONFIG: i8 = 1;
+const DYNAMIC_BROKER_CONFIG: i8 = 2;
+const DYNAMIC_DEFAULT_BROKER_CONFIG: i8 = 3;
 const STATIC_BROKER_CONFIG: i8 = 4;
 const DEFAULT_CONFIG: i8 = 5;
-
-/// The broker property a topic config falls back to (Kafka's synonyms).
-fn broker_synonym(topic_key: &str) -> Option<&'static str> {
-    Some(match topic_key {
-        "segment.bytes" => "log.segment.bytes",
-        "segment.ms" => "log.roll.ms",
-        "retention.ms" => "log.retention.ms",
-        "retention.bytes" => "log.retention.bytes",
-        "cleanup.policy" => "log.cleanup.policy",
-        "flush.messages" => "log.flush.interval.messages",
-        "flush.ms" => "log.flush.interval.ms",
-        "max.message.bytes" => "message.max.bytes",
-        "min.insync.replicas" => "min.insync.replicas",
-        "index.interval.bytes" => "log.index.interval.bytes",
-        "segment.index.bytes" => "log.index.size.max.bytes",
-        "message.timestamp.type" => "log.message.timestamp.type",
-        "delete.retention.ms" => "log.cleaner.delete.retention.ms",
-        "min.cleanable.dirty.ratio" => "log.cleaner.min.cleanable.ratio",
-        "min.compaction.lag.ms" => "log.cleaner.min.compaction.lag.ms",
-        "file.delete.delay.ms" => "log.segment.delete.delay.ms",
-        _ => return None,
-    })
-}
+const GROUP_CONFIG: i8 = 8;
 
 /// The protocol's ConfigType of each topic config.
 fn config_type(key: &str) -> i8 {
@@ -57,6 +43,8 @@ fn config_type(key: &str) -> i8 {
         | "max.message.bytes"
         | "min.insync.replicas" => 3, // INT
         "unclean.leader.election.enable" => 1, // BOOLEAN
+        "consumer.session.timeout.ms" | "consumer.heartbeat.interval.ms" => 3, // INT
+        "compression.type" => 2,          // STRING
         _ => 5,                           // LONG
     }
 }
@@ -68,6 +56,7 @@ type Synonym = (String, String, i8);
 /// the topic's own override, the broker property it falls back to, and the default.
 fn topic_synonyms(
     broker: &Broker,
+    image: &MetadataImage,
     overrides: &strom_metadata::records::Configs,
     key: &str,
 ) -> Vec<Synonym> {
@@ -75,7 +64,7 @@ fn topic_synonyms(
     if let Some(v) = overrides.get(key) {
         out.push((key.to_string(), v.clone(), DYNAMIC_TOPIC_CONFIG));
     }
-    let broker_keys: Vec<&'static str> = match broker_synonym(key) {
+    let broker_keys: Vec<&'static str> = match dynamic_config::broker_key_of(key) {
         // Kafka lists every spelling of retention, the one that wins first.
         Some("log.retention.ms") => vec![
             "log.retention.ms",
@@ -86,9 +75,7 @@ fn topic_synonyms(
         None => vec![],
     };
     for b in &broker_keys {
-        if let Some(v) = broker.config.raw.get(*b) {
-            out.push((b.to_string(), v.clone(), STATIC_BROKER_CONFIG));
-        }
+        out.extend(broker_layers(broker, image, b));
     }
     let default = if key == "min.insync.replicas" {
         Some("1".to_string())
@@ -106,6 +93,87 @@ fn topic_synonyms(
     out
 }
 
+/// One described config: name, value, source and its synonyms.
+type Entry = (String, String, i8, Vec<Synonym>);
+
+/// The dynamic and static values of a broker property, most specific first.
+fn broker_layers(broker: &Broker, image: &MetadataImage, key: &str) -> Vec<Synonym> {
+    let node = broker.config.node_id.to_string();
+    let mut out = Vec::new();
+    for (resource, source) in [
+        (node.as_str(), DYNAMIC_BROKER_CONFIG),
+        ("", DYNAMIC_DEFAULT_BROKER_CONFIG),
+    ] {
+        if let Some(v) = image.broker_configs.get(resource).and_then(|c| c.get(key)) {
+            out.push((key.to_string(), v.clone(), source));
+        }
+    }
+    if let Some(v) = broker.config.raw.get(key) {
+        out.push((key.to_string(), v.clone(), STATIC_BROKER_CONFIG));
+    }
+    out
+}
+
+/// A broker's configs: for this broker, its static properties with the dynamic values
+/// laid over them; for the empty name, the cluster-wide dynamic defaults alone.
+fn broker_entries(broker: &Broker, image: &MetadataImage, name: &str) -> Vec<Entry> {
+    let mut keys: std::collections::BTreeSet<&String> = image
+        .broker_configs
+        .get("")
+        .into_iter()
+        .flat_map(|c| c.keys())
+        .collect();
+    if !name.is_empty() {
+        keys.extend(broker.config.raw.keys());
+        keys.extend(
+            image
+                .broker_configs
+                .get(name)
+                .into_iter()
+                .flat_map(|c| c.keys()),
+        );
+    }
+    keys.into_iter()
+        .filter_map(|k| {
+            let mut synonyms = broker_layers(broker, image, k);
+            if name.is_empty() {
+                synonyms.retain(|s| s.2 == DYNAMIC_DEFAULT_BROKER_CONFIG);
+            }
+            let (_, value, source) = synonyms.first()?.clone();
+            Some((k.clone(), value, source, synonyms))
+        })
+        .collect()
+}
+
+/// A group's configs (KIP-848): every group, existing or not, has them, at the broker's
+/// `group.consumer.*` values unless the group overrides them.
+fn group_entries(broker: &Broker, image: &MetadataImage, group: &str) -> Vec<Entry> {
+    let c = broker.coordinator.config();
+    let overrides = image.group_configs.get(group);
+    dynamic_config::GROUP_CONFIGS
+        .iter()
+        .map(|(key, broker_key)| {
+            let default = if *key == "consumer.session.timeout.ms" {
+                c.consumer_session_timeout_ms
+            } else {
+                c.consumer_heartbeat_interval_ms
+            };
+            let mut synonyms = Vec::new();
+            if let Some(v) = overrides.and_then(|o| o.get(*key)) {
+                synonyms.push((key.to_string(), v.clone(), GROUP_CONFIG));
+            }
+            let broker_source = if broker.config.raw.contains_key(*broker_key) {
+                STATIC_BROKER_CONFIG
+            } else {
+                DEFAULT_CONFIG
+            };
+            synonyms.push((broker_key.to_string(), default.to_string(), broker_source));
+            let (_, value, source) = synonyms[0].clone();
+            (key.to_string(), value, source, synonyms)
+        })
+        .collect()
+}
+
 pub(super) fn describe(
     broker: &Arc<Broker>,
     request: DescribeConfigsRequest,
@@ -120,7 +188,7 @@ pub(super) fn describe(
                 .with_resource_type(r.resource_type)
                 .with_resource_name(r.resource_name.clone());
             let name = r.resource_name.to_string();
-            let entries: Vec<(String, String, i8, Vec<Synonym>)> = match r.resource_type {
+            let entries: Vec<Entry> = match r.resource_type {
                 TOPIC => match image.topics.get(&name) {
                     None => {
                         out.error_code = ResponseError::UnknownTopicOrPartition.code();
@@ -136,15 +204,11 @@ pub(super) fn describe(
                             .into_iter()
                             .map(|(k, v)| (k.to_string(), v))
                             .collect();
-                        let min_isr = t
-                            .configs
-                            .get("min.insync.replicas")
-                            .cloned()
-                            .unwrap_or_else(|| broker.config.min_insync_replicas.to_string());
-                        all.push(("min.insync.replicas".into(), min_isr));
+                        let min_isr = broker.min_insync_replicas(&image, &t.name);
+                        all.push(("min.insync.replicas".into(), min_isr.to_string()));
                         all.into_iter()
                             .map(|(k, v)| {
-                                let synonyms = topic_synonyms(broker, &t.configs, &k);
+                                let synonyms = topic_synonyms(broker, &image, &t.configs, &k);
                                 let source =
                                     synonyms.first().map(|s| s.2).unwrap_or(DEFAULT_CONFIG);
                                 (k, v, source, synonyms)
@@ -152,15 +216,10 @@ pub(super) fn describe(
                             .collect()
                     }
                 },
-                BROKER if name.is_empty() || name == broker.config.node_id.to_string() => broker
-                    .config
-                    .raw
-                    .iter()
-                    .map(|(k, v)| {
-                        let synonym = (k.clone(), v.clone(), STATIC_BROKER_CONFIG);
-                        (k.clone(), v.clone(), STATIC_BROKER_CONFIG, vec![synonym])
-                    })
-                    .collect(),
+                BROKER if name.is_empty() || name == broker.config.node_id.to_string() => {
+                    broker_entries(broker, &image, &name)
+                }
+                GROUP => group_entries(broker, &image, &name),
                 BROKER => {
                     out.error_code = ResponseError::InvalidRequest.code();
                     out.error_message = Some(StrBytes::from_string(format!(
@@ -176,8 +235,10 @@ pub(super) fn describe(
                     return out;
                 }
             };
+            // Null or empty: every config (as Kafka reads both).
             let keys: Option<Vec<String>> = r
                 .configuration_keys
+                .filter(|ks| !ks.is_empty())
                 .map(|ks| ks.iter().map(|k| k.to_string()).collect());
             out.configs = entries
                 .into_iter()
@@ -213,7 +274,7 @@ pub(super) fn describe(
 fn alter_result(
     resource_type: i8,
     name: StrBytes,
-    result: Result<(), crate::broker::Refusal>,
+    result: Result<(), Refusal>,
 ) -> AlterConfigsResourceResponse {
     let mut out = AlterConfigsResourceResponse::default()
         .with_resource_type(resource_type)
@@ -225,38 +286,108 @@ fn alter_result(
     out
 }
 
-fn only_topics(resource_type: i8) -> Result<(), crate::broker::Refusal> {
-    if resource_type == TOPIC {
-        Ok(())
-    } else {
-        Err(crate::broker::Refusal {
+/// Replaces the overrides of one resource with `configs`.
+fn set_configs(
+    broker: &Broker,
+    resource_type: i8,
+    name: &str,
+    configs: &BTreeMap<String, String>,
+    validate_only: bool,
+) -> Result<(), Refusal> {
+    match resource_type {
+        TOPIC => broker.set_topic_configs(name, configs, validate_only),
+        BROKER => broker.set_broker_configs(name, configs, validate_only),
+        GROUP => broker.set_group_configs(name, configs, validate_only),
+        other => Err(Refusal {
             code: ResponseError::InvalidRequest.code(),
-            message: "only topic configs can be altered yet".into(),
-        })
+            message: format!("configs of resource type {other} cannot be altered"),
+        }),
     }
 }
 
-/// AlterConfigs: the given set replaces all of the topic's overrides (Kafka's semantics).
+/// The overrides a resource has now (what AlterConfigs replaces).
+fn overrides(image: &MetadataImage, resource_type: i8, name: &str) -> BTreeMap<String, String> {
+    let found = match resource_type {
+        TOPIC => image.topics.get(name).map(|t| &t.configs),
+        BROKER => image.broker_configs.get(name),
+        GROUP => image.group_configs.get(name),
+        _ => None,
+    };
+    found.cloned().unwrap_or_default()
+}
+
+/// The value of `key` in effect for a resource without an override of its own (what
+/// APPEND and SUBTRACT start from).
+fn inherited(
+    broker: &Broker,
+    image: &MetadataImage,
+    resource_type: i8,
+    name: &str,
+    key: &str,
+) -> String {
+    let from_log_config = |config: strom_storage::LogConfig, key: &str| {
+        config
+            .entries()
+            .into_iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| v)
+    };
+    let value = match resource_type {
+        TOPIC => from_log_config(broker.log_config(image, name), key),
+        // Below the cluster-wide default is the static value; below a broker's own
+        // dynamic value, the cluster-wide default.
+        BROKER => broker_layers(broker, image, key)
+            .into_iter()
+            .find(|s| {
+                if name.is_empty() {
+                    s.2 == STATIC_BROKER_CONFIG
+                } else {
+                    s.2 != DYNAMIC_BROKER_CONFIG
+                }
+            })
+            .map(|s| s.1)
+            .or_else(|| {
+                let topic_key = dynamic_config::TOPIC_DEFAULTS
+                    .iter()
+                    .find(|(_, b)| *b == key)?
+                    .0;
+                from_log_config(broker.config.log_defaults.clone(), topic_key)
+            }),
+        GROUP => group_entries(broker, &MetadataImage::default(), name)
+            .into_iter()
+            .find(|e| e.0 == key)
+            .map(|e| e.1),
+        _ => None,
+    };
+    value.unwrap_or_default()
+}
+
+/// AlterConfigs: the given set replaces all of the resource's overrides (Kafka's semantics).
 pub(super) fn alter(broker: &Arc<Broker>, request: AlterConfigsRequest) -> AlterConfigsResponse {
     let responses = request
         .resources
         .into_iter()
         .map(|r| {
-            let result = only_topics(r.resource_type).and_then(|()| {
-                let configs: BTreeMap<String, String> = r
-                    .configs
-                    .iter()
-                    .filter_map(|c| Some((c.name.to_string(), c.value.as_ref()?.to_string())))
-                    .collect();
-                broker.set_topic_configs(&r.resource_name, &configs, request.validate_only)
-            });
+            let configs: BTreeMap<String, String> = r
+                .configs
+                .iter()
+                .filter_map(|c| Some((c.name.to_string(), c.value.as_ref()?.to_string())))
+                .collect();
+            let result = set_configs(
+                broker,
+                r.resource_type,
+                &r.resource_name,
+                &configs,
+                request.validate_only,
+            );
             alter_result(r.resource_type, r.resource_name, result)
         })
         .collect();
     AlterConfigsResponse::default().with_responses(responses)
 }
 
-/// IncrementalAlterConfigs: SET (0), DELETE (1), APPEND (2) and SUBTRACT (3) per key.
+/// IncrementalAlterConfigs: SET (0), DELETE (1), APPEND (2) and SUBTRACT (3) per key, on
+/// topics, brokers and groups.
 pub(super) fn incremental_alter(
     broker: &Arc<Broker>,
     request: IncrementalAlterConfigsRequest,
@@ -266,59 +397,51 @@ pub(super) fn incremental_alter(
         .resources
         .into_iter()
         .map(|r| {
-            let result = only_topics(r.resource_type).and_then(|()| {
-                let name = r.resource_name.to_string();
-                let mut configs = image
-                    .topics
-                    .get(&name)
-                    .map(|t| t.configs.clone())
-                    .unwrap_or_default();
-                for c in &r.configs {
-                    let key = c.name.to_string();
-                    let value = c.value.as_ref().map(|v| v.to_string()).unwrap_or_default();
-                    match c.config_operation {
-                        0 => {
-                            configs.insert(key, value);
-                        }
-                        1 => {
-                            configs.remove(&key);
-                        }
-                        2 | 3 => {
-                            let current = configs.get(&key).cloned().unwrap_or_else(|| {
-                                broker
-                                    .log_config(&image, &name)
-                                    .entries()
-                                    .into_iter()
-                                    .find(|(k, _)| *k == key)
-                                    .map(|(_, v)| v)
-                                    .unwrap_or_default()
-                            });
-                            let mut items: Vec<String> = current
-                                .split(',')
-                                .filter(|s| !s.is_empty())
-                                .map(str::to_string)
-                                .collect();
-                            for v in value.split(',').filter(|s| !s.is_empty()) {
-                                if c.config_operation == 2 {
-                                    if !items.iter().any(|i| i == v) {
-                                        items.push(v.to_string());
-                                    }
-                                } else {
-                                    items.retain(|i| i != v);
+            let name = r.resource_name.to_string();
+            let kind = r.resource_type;
+            let mut configs = overrides(&image, kind, &name);
+            let mut result = Ok(());
+            for c in &r.configs {
+                let key = c.name.to_string();
+                let value = c.value.as_ref().map(|v| v.to_string()).unwrap_or_default();
+                match c.config_operation {
+                    0 => {
+                        configs.insert(key, value);
+                    }
+                    1 => {
+                        configs.remove(&key);
+                    }
+                    op @ (2 | 3) => {
+                        let current = configs
+                            .get(&key)
+                            .cloned()
+                            .unwrap_or_else(|| inherited(broker, &image, kind, &name, &key));
+                        let mut items: Vec<String> = current
+                            .split(',')
+                            .filter(|s| !s.is_empty())
+                            .map(str::to_string)
+                            .collect();
+                        for v in value.split(',').filter(|s| !s.is_empty()) {
+                            if op == 2 {
+                                if !items.iter().any(|i| i == v) {
+                                    items.push(v.to_string());
                                 }
+                            } else {
+                                items.retain(|i| i != v);
                             }
-                            configs.insert(key, items.join(","));
                         }
-                        other => {
-                            return Err(crate::broker::Refusal {
-                                code: ResponseError::InvalidRequest.code(),
-                                message: format!("unknown config operation {other}"),
-                            })
-                        }
+                        configs.insert(key, items.join(","));
+                    }
+                    other => {
+                        result = Err(Refusal {
+                            code: ResponseError::InvalidRequest.code(),
+                            message: format!("unknown config operation {other}"),
+                        });
                     }
                 }
-                broker.set_topic_configs(&name, &configs, request.validate_only)
-            });
+            }
+            let result = result
+                .and_then(|()| set_configs(broker, kind, &name, &configs, request.validate_only));
             let (code, message) = match result {
                 Ok(()) => (0, None),
                 Err(e) => (e.code, Some(StrBytes::from_string(e.message))),

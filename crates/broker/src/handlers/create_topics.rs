@@ -3,11 +3,13 @@
 
 use std::sync::Arc;
 
+use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::create_topics_response::CreatableTopicResult;
 use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
 use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::ResponseError;
 
-use crate::broker::Broker;
+use crate::broker::{Broker, Refusal};
 
 pub(super) fn handle(
     broker: &Arc<Broker>,
@@ -25,20 +27,21 @@ pub(super) fn handle(
                 .map(|c| (c.name.to_string(), c.value.as_ref().map(|v| v.to_string())))
                 .collect();
             let mut out = CreatableTopicResult::default().with_name(t.name.clone());
-            if !t.assignments.is_empty() {
-                out.error_code = kafka_protocol::ResponseError::InvalidRequest.code();
-                out.error_message = Some(StrBytes::from_static_str(
-                    "manual replica assignment is not supported yet",
-                ));
-                return out;
-            }
-            match broker.create_topic(
-                &name,
-                t.num_partitions,
-                t.replication_factor,
-                &configs,
-                request.validate_only,
-            ) {
+            let placement = if t.assignments.is_empty() {
+                Ok((t.num_partitions, t.replication_factor))
+            } else {
+                manual_placement(broker, &t)
+            };
+            let created = placement.and_then(|(partitions, replication_factor)| {
+                broker.create_topic(
+                    &name,
+                    partitions,
+                    replication_factor,
+                    &configs,
+                    request.validate_only,
+                )
+            });
+            match created {
                 Ok(image) => {
                     out.topic_id = image.topic_id;
                     out.num_partitions = if image.partitions.is_empty() {
@@ -50,7 +53,11 @@ pub(super) fn handle(
                     } else {
                         image.partitions.len() as i32
                     };
-                    out.replication_factor = 1;
+                    out.replication_factor = image
+                        .partitions
+                        .values()
+                        .next()
+                        .map_or(1, |p| p.replicas.len() as i16);
                     if version >= 5 {
                         out.configs = Some(Vec::new());
                     }
@@ -66,4 +73,41 @@ pub(super) fn handle(
         })
         .collect();
     CreateTopicsResponse::default().with_topics(topics)
+}
+
+/// The partition count and replication factor a manual assignment stands for, checked as
+/// Kafka checks it: no count or factor beside it, partitions numbered 0, 1, 2…, and the
+/// brokers valid (see [`Broker::check_replica_assignment`]).
+fn manual_placement(broker: &Broker, t: &CreatableTopic) -> Result<(i32, i16), Refusal> {
+    if t.num_partitions != -1 || t.replication_factor != -1 {
+        return Err(Refusal {
+            code: ResponseError::InvalidRequest.code(),
+            message: "numPartitions or replicationFactor cannot be set with a replica assignment"
+                .into(),
+        });
+    }
+    let mut by_partition: Vec<(i32, Vec<i32>)> = t
+        .assignments
+        .iter()
+        .map(|a| {
+            (
+                a.partition_index,
+                a.broker_ids.iter().map(|b| b.0).collect(),
+            )
+        })
+        .collect();
+    by_partition.sort_by_key(|(p, _)| *p);
+    if by_partition
+        .iter()
+        .enumerate()
+        .any(|(i, (p, _))| *p != i as i32)
+    {
+        return Err(Refusal {
+            code: ResponseError::InvalidReplicaAssignment.code(),
+            message: "partitions in the assignment must be numbered 0, 1, 2… without gaps".into(),
+        });
+    }
+    let replicas: Vec<Vec<i32>> = by_partition.into_iter().map(|(_, r)| r).collect();
+    let factor = broker.check_replica_assignment(&replicas)?;
+    Ok((replicas.len() as i32, factor))
 }

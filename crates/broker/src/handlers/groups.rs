@@ -27,6 +27,7 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 use strom_coordinator::{CommitEntry, JoinRequest};
 
+use crate::authz::{authorized_operations, Resource, NOT_REQUESTED};
 use crate::broker::Broker;
 
 fn s(v: impl Into<String>) -> StrBytes {
@@ -233,30 +234,47 @@ pub(super) fn leave_group(
         )
 }
 
+/// OffsetCommit: partitions of topics that do not exist are answered
+/// UNKNOWN_TOPIC_OR_PARTITION without reaching the group (as Kafka's request handler
+/// does); the rest are validated and stored by the coordinator.
 pub(super) fn offset_commit(
     broker: &Arc<Broker>,
     request: OffsetCommitRequest,
 ) -> OffsetCommitResponse {
+    let image = broker.image();
+    let exists = |topic: &str, partition: i32| {
+        image
+            .topics
+            .get(topic)
+            .is_some_and(|t| t.partitions.contains_key(&partition))
+    };
     let entries: Vec<CommitEntry> = request
         .topics
         .iter()
         .flat_map(|t| {
-            t.partitions.iter().map(|p| CommitEntry {
-                topic: t.name.to_string(),
-                partition: p.partition_index,
-                offset: p.committed_offset,
-                leader_epoch: p.committed_leader_epoch,
-                metadata: p.committed_metadata.as_ref().map(|m| m.to_string()),
-            })
+            t.partitions
+                .iter()
+                .filter(|p| exists(&t.name, p.partition_index))
+                .map(|p| CommitEntry {
+                    topic: t.name.to_string(),
+                    partition: p.partition_index,
+                    offset: p.committed_offset,
+                    leader_epoch: p.committed_leader_epoch,
+                    metadata: p.committed_metadata.as_ref().map(|m| m.to_string()),
+                })
         })
         .collect();
-    let codes = broker.coordinator.commit_offsets(
-        &request.group_id,
-        &request.member_id,
-        request.group_instance_id.as_deref(),
-        request.generation_id_or_member_epoch,
-        &entries,
-    );
+    let codes = if entries.is_empty() {
+        Ok(Vec::new())
+    } else {
+        broker.coordinator.commit_offsets(
+            &request.group_id,
+            &request.member_id,
+            request.group_instance_id.as_deref(),
+            request.generation_id_or_member_epoch,
+            &entries,
+        )
+    };
     let mut codes = match codes {
         Ok(c) => c.into_iter(),
         Err(e) => vec![e; entries.len()].into_iter(),
@@ -265,18 +283,23 @@ pub(super) fn offset_commit(
         .topics
         .into_iter()
         .map(|t| {
+            let partitions = t
+                .partitions
+                .iter()
+                .map(|p| {
+                    let code = if exists(&t.name, p.partition_index) {
+                        codes.next().unwrap_or(0)
+                    } else {
+                        ResponseError::UnknownTopicOrPartition.code()
+                    };
+                    OffsetCommitResponsePartition::default()
+                        .with_partition_index(p.partition_index)
+                        .with_error_code(code)
+                })
+                .collect();
             OffsetCommitResponseTopic::default()
                 .with_name(t.name)
-                .with_partitions(
-                    t.partitions
-                        .iter()
-                        .map(|p| {
-                            OffsetCommitResponsePartition::default()
-                                .with_partition_index(p.partition_index)
-                                .with_error_code(codes.next().unwrap_or(0))
-                        })
-                        .collect(),
-                )
+                .with_partitions(partitions)
         })
         .collect();
     OffsetCommitResponse::default().with_topics(topics)
@@ -459,7 +482,11 @@ pub(super) fn describe_groups(
                         .collect(),
                 );
             if version >= 3 {
-                g.authorized_operations = i32::MIN;
+                g.authorized_operations = if request.include_authorized_operations {
+                    authorized_operations(Resource::Group)
+                } else {
+                    NOT_REQUESTED
+                };
             }
             g
         })
@@ -575,11 +602,13 @@ pub(super) fn consumer_group_heartbeat(
         client_host: format!("/{}", peer.ip()),
     };
     let topics = topics_view(broker);
-    let interval = broker.coordinator.config().consumer_heartbeat_interval_ms;
-    match broker
-        .coordinator
-        .consumer_heartbeat(&request.group_id, req, &topics)
-    {
+    let (session, interval) = broker.group_timeouts(&broker.image(), &request.group_id);
+    match broker.coordinator.consumer_heartbeat_with_session(
+        &request.group_id,
+        req,
+        &topics,
+        session,
+    ) {
         Ok(r) => ConsumerGroupHeartbeatResponse::default()
             .with_member_id(Some(s(r.member_id)))
             .with_member_epoch(r.member_epoch)
@@ -610,6 +639,11 @@ pub(super) fn consumer_group_describe(
     use kafka_protocol::messages::consumer_group_describe_response::{
         Assignment, DescribedGroup, Member, TopicPartitions,
     };
+    let group_ops = if request.include_authorized_operations {
+        authorized_operations(Resource::Group)
+    } else {
+        NOT_REQUESTED
+    };
     let image = broker.image();
     let render = |a: &strom_coordinator::Assignment| {
         Assignment::default().with_topic_partitions(
@@ -634,14 +668,14 @@ pub(super) fn consumer_group_describe(
                 .with_group_id(id)
                 .with_error_code(code)
                 .with_group_state(s("Dead"))
-                .with_authorized_operations(i32::MIN),
+                .with_authorized_operations(group_ops),
             Ok(d) => DescribedGroup::default()
                 .with_group_id(id)
                 .with_group_state(s(d.state))
                 .with_group_epoch(d.group_epoch)
                 .with_assignment_epoch(d.assignment_epoch)
                 .with_assignor_name(s(d.assignor))
-                .with_authorized_operations(i32::MIN)
+                .with_authorized_operations(group_ops)
                 .with_members(
                     d.members
                         .iter()

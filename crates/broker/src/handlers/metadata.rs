@@ -11,6 +11,7 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 use strom_metadata::TopicImage;
 
+use crate::authz::{authorized_operations, Resource, NOT_REQUESTED};
 use crate::broker::{Broker, RESERVED_TOPICS};
 
 pub(super) fn handle(
@@ -38,6 +39,11 @@ pub(super) fn handle(
                 })
                 .collect(),
         ),
+    };
+    let topic_ops = if version >= 8 && request.include_topic_authorized_operations {
+        authorized_operations(Resource::Topic)
+    } else {
+        NOT_REQUESTED
     };
     let allow_create = broker.config.auto_create_topics_enable
         && (version < 4 || request.allow_auto_topic_creation);
@@ -92,7 +98,25 @@ pub(super) fn handle(
             .with_port(i32::from(port))])
         .with_cluster_id(Some(StrBytes::from_string(image.cluster_id.clone())))
         .with_controller_id(BrokerId(node))
-        .with_topics(topics)
+        .with_cluster_authorized_operations(
+            if (8..=10).contains(&version) && request.include_cluster_authorized_operations {
+                authorized_operations(Resource::Cluster)
+            } else {
+                NOT_REQUESTED
+            },
+        )
+        .with_topics(
+            topics
+                .into_iter()
+                .map(|t| {
+                    if t.error_code == 0 {
+                        t.with_topic_authorized_operations(topic_ops)
+                    } else {
+                        t
+                    }
+                })
+                .collect(),
+        )
 }
 
 fn topic_entry(t: &TopicImage, _node: i32) -> MetadataResponseTopic {

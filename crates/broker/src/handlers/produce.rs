@@ -5,7 +5,9 @@
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
-use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::produce_response::{
+    BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
+};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
@@ -14,7 +16,7 @@ use strom_types::batch;
 use strom_types::TopicPartition;
 
 use crate::broker::Broker;
-use crate::errors::storage_error_code;
+use crate::errors;
 
 pub(super) fn handle(broker: &Arc<Broker>, request: ProduceRequest) -> Option<ProduceResponse> {
     let acks = request.acks;
@@ -29,6 +31,7 @@ pub(super) fn handle(broker: &Arc<Broker>, request: ProduceRequest) -> Option<Pr
                 .with_base_offset(-1)
                 .with_log_append_time_ms(-1)
                 .with_log_start_offset(-1);
+            let mut record_errors = Vec::new();
             let code = (|| -> Result<(), (i16, String)> {
                 if !matches!(acks, -1..=1) {
                     return Err((
@@ -52,11 +55,7 @@ pub(super) fn handle(broker: &Arc<Broker>, request: ProduceRequest) -> Option<Pr
                         "no log".to_string(),
                     ))?;
                 if acks == -1 {
-                    let min_isr = t
-                        .configs
-                        .get("min.insync.replicas")
-                        .and_then(|v| v.parse().ok())
-                        .unwrap_or(broker.config.min_insync_replicas);
+                    let min_isr = broker.min_insync_replicas(&image, &t.name);
                     if (partition.isr.len() as i32) < min_isr {
                         return Err((
                             ResponseError::NotEnoughReplicas.code(),
@@ -82,7 +81,8 @@ pub(super) fn handle(broker: &Arc<Broker>, request: ProduceRequest) -> Option<Pr
                 })
                 .map_err(|e| {
                     tracing::debug!(partition = %log.topic_partition(), error = %e, "produce refused");
-                    (storage_error_code(&e), e.to_string())
+                    record_errors = errors::record_errors(&e);
+                    (errors::storage_error_code(&e), e.to_string())
                 })?;
                 out.base_offset = info.first_offset;
                 out.log_append_time_ms = info.log_append_time;
@@ -92,6 +92,14 @@ pub(super) fn handle(broker: &Arc<Broker>, request: ProduceRequest) -> Option<Pr
             if let Err((code, message)) = code {
                 out.error_code = code;
                 out.error_message = Some(StrBytes::from_string(message));
+                out.record_errors = record_errors
+                    .into_iter()
+                    .map(|(batch_index, message)| {
+                        BatchIndexAndErrorMessage::default()
+                            .with_batch_index(batch_index)
+                            .with_batch_index_error_message(Some(StrBytes::from_string(message)))
+                    })
+                    .collect();
             }
             partitions.push(out);
         }
