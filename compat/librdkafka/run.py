@@ -13,7 +13,7 @@ the commit the committed results used). The script
 2. starts its own `strom server` on a free loopback port with a fresh data directory, at
    Kafka's default broker settings (group.initial.rebalance.delay.ms=3000 included);
 3. runs each test number on its own (`TESTS=nnnn`, one at a time, `-p1`), bounded in time,
-   in the suite's quick mode (-Q, as librdkafka's own CI runs it against a broker);
+   in full mode (the suite's quick mode, --quick, turns many sub-tests into no-ops);
 4. writes a results table: test, verdict, seconds, first error line, and the totals per
    verdict. Verdicts: pass, fail, timeout, skip (the suite skipped it), n/a (listed in
    not-applicable.txt with the reason: needs transactions, a cluster, SSL, SASL or ACLs),
@@ -171,8 +171,8 @@ class Strom:
 
 
 def run_number(src: Path, number: str, conf: Path, timeout: int, mock: bool,
-               log_path: Path, strom: Strom, scenario: str, subtests: str | None = None
-               ) -> tuple[dict[str, tuple[str, float, str]], bool]:
+               log_path: Path, strom: Strom, scenario: str, subtests: str | None = None,
+               quick: bool = False) -> tuple[dict[str, tuple[str, float, str]], bool]:
     """Runs one test number; returns {name: (verdict, seconds, first error)} and whether
     the time bound ran out."""
     env = {**os.environ, "TESTS": number, "TEST_KAFKA_VERSION": KAFKA_VERSION,
@@ -185,7 +185,9 @@ def run_number(src: Path, number: str, conf: Path, timeout: int, mock: bool,
     env.pop("CI", None)
     if subtests:
         env["SUBTESTS"] = subtests
-    args = ["./test-runner", "-p1", "-Q", "-l" if mock else "-L", "-s", scenario]
+    args = ["./test-runner", "-p1", "-l" if mock else "-L", "-s", scenario]
+    if quick:
+        args.append("-Q")
     started = time.time()
     with open(log_path, "w") as log:
         proc = subprocess.Popen(args, cwd=src / "tests", env=env, stdout=log,
@@ -237,7 +239,9 @@ def main() -> int:
     ap.add_argument("--commit", help="the tree's librdkafka commit (default: git rev-parse)")
     ap.add_argument("--strom", type=Path, default=ROOT / "target" / "release" / "strom")
     ap.add_argument("--tests", help="comma-separated test numbers (default: all)")
-    ap.add_argument("--timeout", type=int, default=420, help="seconds per test number")
+    ap.add_argument("--timeout", type=int, default=600, help="seconds per test number")
+    ap.add_argument("--quick", action="store_true",
+                    help="the suite's quick mode (-Q): many sub-tests do nothing in it")
     ap.add_argument("--build", action="store_true", help="(re)build librdkafka first")
     ap.add_argument("--mock", action="store_true",
                     help="also run the TEST_F_LOCAL (mock cluster / no broker) tests")
@@ -308,7 +312,7 @@ def main() -> int:
                 print(f"== {number}: {', '.join(row for _, row in names)}", flush=True)
                 log = work / f"{number}-{scenario}{'-' + subtests.rstrip(':') if subtests else ''}.log"
                 got, timed_out = run_number(src, number, conf, a.timeout, False, log, strom,
-                                            scenario, subtests)
+                                            scenario, subtests, a.quick)
                 for n, row in names:
                     verdict, secs, err = got.get(n, got.get("*", (
                         "timeout" if timed_out else "fail", float(a.timeout), "")))
@@ -331,7 +335,7 @@ def main() -> int:
         for strom in servers.values():
             strom.stop()
 
-    write_results(a.out, rows, commit or "unknown", a.tests)
+    write_results(a.out, rows, commit or "unknown", a.tests, a.quick)
     missing = [n for n in expected if n in rows and rows[n][0] != "pass"]
     for n in missing:
         print(f"expected to pass but {rows[n][0]}: {n} {rows[n][2]}", file=sys.stderr)
@@ -340,7 +344,7 @@ def main() -> int:
 
 
 def write_results(path: Path, rows: dict[str, tuple[str, float, str]], commit: str,
-                  selection: str | None) -> None:
+                  selection: str | None, quick: bool) -> None:
     totals: dict[str, int] = {}
     for verdict, _, _ in rows.values():
         key = "mock" if verdict.startswith("mock") else verdict
@@ -350,8 +354,8 @@ def write_results(path: Path, rows: dict[str, tuple[str, float, str]], commit: s
         "",
         f"- librdkafka commit: `{commit}`",
         f"- run: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, "
-        f"`TEST_KAFKA_VERSION={KAFKA_VERSION}`, quick mode (-Q), one test number at a time"
-        + (f", tests {selection}" if selection else ""),
+        f"`TEST_KAFKA_VERSION={KAFKA_VERSION}`, {'quick mode (-Q)' if quick else 'full mode'}, "
+        "one test number at a time" + (f", tests {selection}" if selection else ""),
         "- totals: " + ", ".join(f"{k} {v}" for k, v in sorted(totals.items())),
         "",
         "| test | verdict | seconds | first error |",

@@ -104,6 +104,19 @@ fn fetch_all(conn: &mut TcpStream, topic: &str) -> Bytes {
     p.records.clone().unwrap_or_default()
 }
 
+/// FindCoordinator for a group, which creates `__consumer_offsets` on first use.
+fn find_coordinator(conn: &mut TcpStream, group: &str) {
+    let r: FindCoordinatorResponse = call(
+        conn,
+        ApiKey::FindCoordinator,
+        4,
+        &FindCoordinatorRequest::default()
+            .with_key_type(0)
+            .with_coordinator_keys(vec![StrBytes::from_string(group.into())]),
+    );
+    assert_eq!(r.coordinators[0].error_code, 0);
+}
+
 fn describe_configs(
     conn: &mut TcpStream,
     resource_type: i8,
@@ -138,14 +151,7 @@ fn offset_commits_for_unknown_topics_and_partitions_are_refused_per_partition() 
         create_topics(&mut conn, vec![topic("real", 2)]).topics[0].error_code,
         0
     );
-    let _: FindCoordinatorResponse = call(
-        &mut conn,
-        ApiKey::FindCoordinator,
-        4,
-        &FindCoordinatorRequest::default()
-            .with_key_type(0)
-            .with_coordinator_keys(vec![StrBytes::from_static_str("g")]),
-    );
+    find_coordinator(&mut conn, "g");
     let part = |p: i32| {
         OffsetCommitRequestPartition::default()
             .with_partition_index(p)
@@ -595,14 +601,7 @@ fn group_configs_set_a_kip848_groups_session_and_heartbeat() {
         "INVALID_CONFIG"
     );
 
-    let _: FindCoordinatorResponse = call(
-        &mut conn,
-        ApiKey::FindCoordinator,
-        4,
-        &FindCoordinatorRequest::default()
-            .with_key_type(0)
-            .with_coordinator_keys(vec![StrBytes::from_static_str("tuned")]),
-    );
+    find_coordinator(&mut conn, "tuned");
     let heartbeat = |conn: &mut TcpStream, group: &'static str| {
         let req = ConsumerGroupHeartbeatRequest::default()
             .with_group_id(GroupId(StrBytes::from_static_str(group)))

@@ -52,6 +52,19 @@ fn later<T>(r: Reply<T>) -> tokio::sync::oneshot::Receiver<T> {
 
 const T0: i64 = 1_000_000;
 
+/// Partition 0 of `__consumer_offsets`, in `dir`.
+fn offsets_log(dir: &std::path::Path) -> std::sync::Arc<strom_storage::Log> {
+    let tp = strom_types::TopicPartition::new("__consumer_offsets", 0);
+    strom_storage::Log::open(
+        dir,
+        tp,
+        strom_storage::LogConfig::default(),
+        strom_storage::OpenOptions::standalone(),
+    )
+    .unwrap()
+    .0
+}
+
 /// A member id through KIP-394's round trip, then its join (which waits).
 fn join_new(
     g: &mut Group,
@@ -382,15 +395,7 @@ async fn the_coordinator_replays_offsets_and_groups_from_its_partition() {
 #[tokio::test]
 async fn offsets_of_empty_groups_expire_after_the_retention() {
     let dir = tempfile::tempdir().unwrap();
-    let tp = strom_types::TopicPartition::new("__consumer_offsets", 0);
-    let log = strom_storage::Log::open(
-        dir.path(),
-        tp,
-        strom_storage::LogConfig::default(),
-        strom_storage::OpenOptions::standalone(),
-    )
-    .unwrap()
-    .0;
+    let log = offsets_log(dir.path());
     let config = CoordinatorConfig {
         offsets_topic_partitions: 1,
         offsets_retention_ms: 60_000,
@@ -559,15 +564,7 @@ fn an_expired_pending_member_does_not_hold_the_join_phase_open() {
 #[test]
 fn a_group_whose_last_session_ended_can_be_deleted_at_once() {
     let dir = tempfile::tempdir().unwrap();
-    let tp = strom_types::TopicPartition::new("__consumer_offsets", 0);
-    let log = strom_storage::Log::open(
-        dir.path(),
-        tp,
-        strom_storage::LogConfig::default(),
-        strom_storage::OpenOptions::standalone(),
-    )
-    .unwrap()
-    .0;
+    let log = offsets_log(dir.path());
     let config = CoordinatorConfig {
         offsets_topic_partitions: 1,
         limits: GroupLimits {
