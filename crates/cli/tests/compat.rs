@@ -335,6 +335,11 @@ fn manual_replica_assignments_naming_this_node_are_accepted() {
         "unknown broker"
     );
     assert_eq!(grow(4, vec![vec![3], vec![3]]), 0);
+    assert_eq!(
+        grow(5, vec![]),
+        0,
+        "an empty list places them as no list does"
+    );
     let m: MetadataResponse = call(
         &mut conn,
         ApiKey::Metadata,
@@ -348,7 +353,7 @@ fn manual_replica_assignments_naming_this_node_are_accepted() {
         .iter()
         .map(|p| p.replica_nodes.iter().map(|b| b.0).collect())
         .collect();
-    assert_eq!(replicas, vec![vec![3]; 4]);
+    assert_eq!(replicas, vec![vec![3]; 5]);
 }
 
 #[test]

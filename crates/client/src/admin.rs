@@ -195,7 +195,9 @@ impl Admin {
             .with_timeout_ms(self.timeout_ms())
             .with_topics(vec![CreatePartitionsTopic::default()
                 .with_name(TopicName(s(name)))
-                .with_count(total)]);
+                .with_count(total)
+                // Null: the brokers place the new partitions.
+                .with_assignments(None)]);
         let r = conn.send(&request).await?;
         self.cluster.invalidate(name);
         let t = r

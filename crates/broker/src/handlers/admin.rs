@@ -84,11 +84,14 @@ pub(super) fn create_partitions(
         .into_iter()
         .map(|t| {
             let mut out = CreatePartitionsTopicResult::default().with_name(t.name.clone());
-            let assignment: Option<Vec<Vec<i32>>> = t.assignments.as_ref().map(|a| {
-                a.iter()
-                    .map(|p| p.broker_ids.iter().map(|b| b.0).collect())
-                    .collect()
-            });
+            // Null and empty both mean "place them for me": clients built on kafka-protocol
+            // send an empty array by default.
+            let assignment: Option<Vec<Vec<i32>>> =
+                t.assignments.as_ref().filter(|a| !a.is_empty()).map(|a| {
+                    a.iter()
+                        .map(|p| p.broker_ids.iter().map(|b| b.0).collect())
+                        .collect()
+                });
             if let Err(r) = broker.create_partitions(
                 &t.name.0,
                 t.count,
