@@ -67,14 +67,15 @@ def read_list(path: Path) -> dict[str, str]:
 
 
 def read_splits(path: Path) -> dict[str, list[tuple[str, str]]]:
-    """Lines `test function [n/a reason...]`: the sub-tests to run one by one."""
+    """Lines `test | text | n/a reason`: the sub-tests to run one by one, by a text their
+    names contain, and the reason for those not to run."""
     out: dict[str, list[tuple[str, str]]] = {}
     for line in path.read_text().splitlines() if path.exists() else []:
-        line = line.split("#", 1)[0].strip()
-        if line:
-            test, function, *rest = line.split()
-            reason = " ".join(rest[1:]) if rest[:1] == ["n/a"] else ""
-            out.setdefault(test, []).append((function, reason))
+        if line.startswith("#") or not line.strip():
+            continue
+        test, text, *rest = [f.strip() for f in line.split(" | ")]
+        reason = rest[0].removeprefix("n/a").strip() if rest else ""
+        out.setdefault(test, []).append((text, reason))
     return out
 
 
@@ -293,12 +294,12 @@ def main() -> int:
                 if whole:
                     runs.append((scenario, None, whole))
                 for n in broker_tests:
-                    for function, reason in splits.get(n, []):
-                        row = f"{n}[{function}]"
+                    for text, reason in splits.get(n, []):
+                        row = f"{n}[{text.rstrip(':')}]"
                         if reason:
                             rows[row] = ("n/a", 0.0, reason)
                         else:
-                            runs.append((scenario, f"{function}:", [(n, row)]))
+                            runs.append((scenario, text, [(n, row)]))
             for scenario, subtests, names in runs:
                 strom = servers.get(scenario)
                 if strom is None:
@@ -310,7 +311,8 @@ def main() -> int:
                 conf = work / "test.conf"
                 conf.write_text(f"metadata.broker.list=127.0.0.1:{strom.port}\n")
                 print(f"== {number}: {', '.join(row for _, row in names)}", flush=True)
-                log = work / f"{number}-{scenario}{'-' + subtests.rstrip(':') if subtests else ''}.log"
+                part = re.sub(r"[^A-Za-z0-9_.]+", "_", subtests).strip("_") if subtests else ""
+                log = work / f"{number}-{scenario}{'-' + part if part else ''}.log"
                 got, timed_out = run_number(src, number, conf, a.timeout, False, log, strom,
                                             scenario, subtests, a.quick)
                 for n, row in names:
