@@ -20,10 +20,12 @@ for the commit the committed results used). The script
 4. writes a results table: test id, verdict, seconds, first line of the failure, and the
    totals per verdict. Verdicts: pass, fail, error (a fixture failed in setup or teardown),
    skip (the suite skipped it), timeout (pytest-timeout's per-test bound, or the file's
-   bound ran out), n/a (listed in not-applicable.txt with the reason: needs transactions,
-   SSL, SASL or ACLs; not run).
+   bound ran out), flaky (failed, then passed when run again on its own: --reruns),
+   n/a (listed in not-applicable.txt with the reason: needs transactions, SSL, SASL or
+   ACLs; not run).
 
-The exit status is 1 if a test in expected-pass.txt did not pass, else 0.
+The exit status is 1 if a test in expected-pass.txt did not pass (flaky counts as passed),
+else 0.
 """
 
 from __future__ import annotations
@@ -126,6 +128,8 @@ class Strom:
         self.port = free_port()
         args = [str(self.binary), "server",
                 "--override", f"listeners=PLAINTEXT://127.0.0.1:{self.port}",
+                # The suite's template sets it, and a test reads it back as a static config.
+                "--override", f"advertised.listeners=PLAINTEXT://127.0.0.1:{self.port}",
                 "--override", f"log.dirs={data}"]
         for o in SUITE_BROKER_SETTINGS + self.overrides:
             args += ["--override", o]
@@ -243,10 +247,10 @@ def parse_verbose(text: str) -> dict[str, tuple[str, float, str]]:
 
 
 def run_file(python: Path, src: Path, file: str, selection: list[str], env: dict[str, str],
-             timeout: int, work: Path) -> tuple[dict[str, tuple[str, float, str]], bool, float]:
+             timeout: int, work: Path, stem: str
+             ) -> tuple[dict[str, tuple[str, float, str]], bool, float]:
     """Runs the selected node ids of one file; returns the results, whether the file's
-    time bound ran out, and the seconds it took."""
-    stem = file[:-3]
+    time bound ran out, and the seconds it took. Its log and xml are work/<stem>.*"""
     xml, log_path = work / f"{stem}.xml", work / f"{stem}.log"
     xml.unlink(missing_ok=True)
     # The suite's own pytest settings (pyproject.toml) stay: --timeout=300 per test, DEBUG
@@ -282,6 +286,9 @@ def main() -> int:
     ap.add_argument("--files", help="comma-separated test files, e.g. consumer,admin "
                     "(test_<name>_integration.py; default: all)")
     ap.add_argument("--timeout", type=int, default=1800, help="seconds per test file")
+    ap.add_argument("--reruns", type=int, default=1,
+                    help="times a test that failed is run again on its own; passing then "
+                    "makes it flaky (default 1; 0: no reruns)")
     ap.add_argument("--venv", type=Path, help="an existing virtualenv with the tree and the "
                     "test requirements installed (default: a new one in the temporary directory)")
     ap.add_argument("--out", type=Path, default=HERE / "results.md")
@@ -340,7 +347,8 @@ def main() -> int:
             # (pytest's --deselect matches prefixes: test_x would drop test_x_y too).
             selection = ([f"{SUITE_DIR}/{file}"] if len(selected) == len(tests)
                          else [f"{SUITE_DIR}/{t}" for t in selected])
-            got, timed_out, elapsed = run_file(python, src, file, selection, env, a.timeout, work)
+            got, timed_out, elapsed = run_file(python, src, file, selection, env, a.timeout,
+                                               work, file[:-3])
             down = "" if strom.alive() else f"strom server exited ({strom.log}); "
             for test in selected:
                 if test in got:
@@ -351,14 +359,25 @@ def main() -> int:
                     verdict, secs, err = "error", 0.0, f"no result (see {work / (file[:-3] + '.log')})"
                 if down and verdict not in ("pass", "skip"):
                     err = down + err
+                for attempt in range(1, a.reruns + 1):
+                    if verdict not in ("fail", "error", "timeout"):
+                        break
+                    if not strom.alive():
+                        strom.start()
+                        env = suite_env(strom.port, work)
+                    again, _, _ = run_file(python, src, file, [f"{SUITE_DIR}/{test}"], env,
+                                           a.timeout, work, "rerun{}-{}".format(attempt, re.sub(r"[^\w.-]+", "_", test)))
+                    if again.get(test, ("",))[0] == "pass":
+                        verdict, secs = "flaky", again[test][1]
+                        err = f"passed on rerun {attempt}; first run: {err}"
                 rows[test] = (verdict, secs, err)
                 print(f"   {test}: {verdict} {secs:.1f}s {err}", flush=True)
             print(f"   ({elapsed:.0f}s)", flush=True)
     finally:
         strom.stop()
 
-    write_results(a.out, rows, commit or "unknown", a.files)
-    missing = [t for t in expected if t in rows and rows[t][0] != "pass"]
+    write_results(a.out, rows, commit or "unknown", a.files, a.reruns)
+    missing = [t for t in expected if t in rows and rows[t][0] not in ("pass", "flaky")]
     for t in missing:
         print(f"expected to pass but {rows[t][0]}: {t} {rows[t][2]}", file=sys.stderr)
     print(f"results: {a.out}; logs: {work}")
@@ -366,7 +385,7 @@ def main() -> int:
 
 
 def write_results(path: Path, rows: dict[str, tuple[str, float, str]], commit: str,
-                  selection: str | None) -> None:
+                  selection: str | None, reruns: int) -> None:
     totals: dict[str, int] = {}
     for verdict, _, _ in rows.values():
         totals[verdict] = totals.get(verdict, 0) + 1
@@ -376,7 +395,8 @@ def write_results(path: Path, rows: dict[str, tuple[str, float, str]], commit: s
         f"- kafka-python commit: `{commit}`",
         f"- run: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, "
         f"`KAFKA_VERSION={KAFKA_VERSION}`, external broker (`KAFKA_URI`), one file of "
-        f"`{SUITE_DIR}` at a time" + (f", files {selection}" if selection else ""),
+        f"`{SUITE_DIR}` at a time, a failed test run again on its own up to {reruns} time(s)"
+        + (f", files {selection}" if selection else ""),
         f"- broker settings: {', '.join(f'`{s}`' for s in SUITE_BROKER_SETTINGS)}",
         "- totals: " + ", ".join(f"{k} {v}" for k, v in sorted(totals.items())),
         "",

@@ -62,6 +62,11 @@ pub const GROUP_CONFIGS: &[(&str, &str)] = &[
     ),
 ];
 
+/// True for the broker properties AlterConfigs may change at runtime.
+pub fn is_dynamic_broker_config(key: &str) -> bool {
+    TOPIC_DEFAULTS.iter().any(|(_, b)| *b == key) || WITHOUT_EFFECT.contains(&key)
+}
+
 /// The broker property a topic config falls back to.
 pub fn broker_key_of(topic_key: &str) -> Option<&'static str> {
     TOPIC_DEFAULTS

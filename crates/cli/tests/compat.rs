@@ -552,6 +552,25 @@ fn dynamic_broker_configs_change_topic_defaults_and_survive_a_restart() {
     let broker = describe_configs(&mut conn, 4, "1");
     assert!(broker.contains(&("log.cleanup.policy".into(), "delete,compact".into())));
     assert!(broker.contains(&("background.threads".into(), "9".into())));
+    // Properties that only a restart changes are read-only; dynamic ones are not.
+    let r: DescribeConfigsResponse = call(
+        &mut conn,
+        ApiKey::DescribeConfigs,
+        4,
+        &DescribeConfigsRequest::default().with_resources(vec![DescribeConfigsResource::default()
+            .with_resource_type(4)
+            .with_resource_name(StrBytes::from_static_str("1"))]),
+    );
+    let read_only = |name: &str| {
+        let c = r.results[0]
+            .configs
+            .iter()
+            .find(|c| c.name.as_str() == name);
+        c.map(|c| c.read_only)
+            .unwrap_or_else(|| panic!("{name} is not described"))
+    };
+    assert!(read_only("advertised.listeners"));
+    assert!(!read_only("log.cleanup.policy"));
     let topic_view = describe_configs(&mut conn, 2, "plain");
     assert!(topic_view.contains(&("cleanup.policy".into(), "compact,delete".into())));
     // The topic has no override of its own, so it is compacted now.

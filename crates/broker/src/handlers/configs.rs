@@ -45,6 +45,8 @@ fn config_type(key: &str) -> i8 {
         "unclean.leader.election.enable" => 1, // BOOLEAN
         "consumer.session.timeout.ms" | "consumer.heartbeat.interval.ms" => 3, // INT
         "compression.type" => 2,          // STRING
+        "node.id" => 3,                   // INT
+        "advertised.listeners" | "listeners" | "log.dirs" | "process.roles" => 7, // LIST
         _ => 5,                           // LONG
     }
 }
@@ -133,7 +135,8 @@ fn broker_entries(broker: &Broker, image: &MetadataImage, name: &str) -> Vec<Ent
                 .flat_map(|c| c.keys()),
         );
     }
-    keys.into_iter()
+    let mut entries: Vec<Entry> = keys
+        .into_iter()
         .filter_map(|k| {
             let mut synonyms = broker_layers(broker, image, k);
             if name.is_empty() {
@@ -142,7 +145,23 @@ fn broker_entries(broker: &Broker, image: &MetadataImage, name: &str) -> Vec<Ent
             let (_, value, source) = synonyms.first()?.clone();
             Some((k.clone(), value, source, synonyms))
         })
-        .collect()
+        .collect();
+    if !name.is_empty() {
+        // Properties every broker has are described even where nothing set them.
+        let (host, port) = broker.advertised();
+        let derived = [
+            ("node.id", broker.config.node_id.to_string()),
+            ("advertised.listeners", format!("PLAINTEXT://{host}:{port}")),
+        ];
+        for (key, value) in derived {
+            if !entries.iter().any(|e| e.0 == key) {
+                let synonym = (key.to_string(), value.clone(), DEFAULT_CONFIG);
+                entries.push((key.to_string(), value, DEFAULT_CONFIG, vec![synonym]));
+            }
+        }
+        entries.sort_by(|a, b| a.0.cmp(&b.0));
+    }
+    entries
 }
 
 /// A group's configs (KIP-848): every group, existing or not, has them, at the broker's
@@ -236,6 +255,7 @@ pub(super) fn describe(
                 }
             };
             // Null or empty: every config (as Kafka reads both).
+            let resource_type = r.resource_type;
             let keys: Option<Vec<String>> = r
                 .configuration_keys
                 .filter(|ks| !ks.is_empty())
@@ -247,7 +267,12 @@ pub(super) fn describe(
                     let mut c = DescribeConfigsResourceResult::default()
                         .with_name(StrBytes::from_string(k.clone()))
                         .with_value(Some(StrBytes::from_string(v)))
-                        .with_config_source(source);
+                        .with_config_source(source)
+                        // A broker property that only a restart changes, as Kafka marks it.
+                        .with_read_only(
+                            resource_type == BROKER
+                                && !dynamic_config::is_dynamic_broker_config(&k),
+                        );
                     if request.include_synonyms {
                         c.synonyms = synonyms
                             .into_iter()
