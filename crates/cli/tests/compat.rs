@@ -660,3 +660,75 @@ fn group_configs_set_a_kip848_groups_session_and_heartbeat() {
 fn uuid_like(seed: &str) -> String {
     format!("{seed:_<22}")
 }
+
+#[test]
+fn describe_topic_partitions_pages_through_partitions_with_a_cursor() {
+    use kafka_protocol::messages::describe_topic_partitions_request::{Cursor, TopicRequest};
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &["auto.create.topics.enable=true"]);
+    let mut conn = TcpStream::connect(&s.addr).unwrap();
+    let r = create_topics(&mut conn, vec![topic("pa", 3), topic("pb", 2)]);
+    assert!(r.topics.iter().all(|t| t.error_code == 0));
+    let page = |conn: &mut TcpStream, cursor: Option<(String, i32)>| {
+        let r: DescribeTopicPartitionsResponse = call(
+            conn,
+            ApiKey::DescribeTopicPartitions,
+            0,
+            &DescribeTopicPartitionsRequest::default()
+                .with_topics(
+                    ["pb", "pa", "nope"]
+                        .iter()
+                        .map(|n| TopicRequest::default().with_name(name(n)))
+                        .collect(),
+                )
+                .with_response_partition_limit(2)
+                .with_cursor(cursor.map(|(t, p)| {
+                    Cursor::default()
+                        .with_topic_name(name(&t))
+                        .with_partition_index(p)
+                })),
+        );
+        let got: Vec<(String, i16, Vec<i32>)> = r
+            .topics
+            .iter()
+            .map(|t| {
+                let n = t.name.as_ref().map(|n| n.to_string()).unwrap_or_default();
+                let ps = t.partitions.iter().map(|p| p.partition_index).collect();
+                (n, t.error_code, ps)
+            })
+            .collect();
+        let next = r
+            .next_cursor
+            .map(|c| (c.topic_name.to_string(), c.partition_index));
+        (got, next)
+    };
+    // Name order, two partitions a page; a topic that does not exist is named, not created.
+    let (first, next) = page(&mut conn, None);
+    assert_eq!(
+        first,
+        vec![
+            ("nope".into(), UNKNOWN_TOPIC_OR_PARTITION, vec![]),
+            ("pa".into(), 0, vec![0, 1])
+        ]
+    );
+    assert_eq!(next, Some(("pa".into(), 2)));
+    let (second, next) = page(&mut conn, next);
+    assert_eq!(
+        second,
+        vec![("pa".into(), 0, vec![2]), ("pb".into(), 0, vec![0])]
+    );
+    assert_eq!(next, Some(("pb".into(), 1)));
+    let (third, next) = page(&mut conn, next);
+    assert_eq!(third, vec![("pb".into(), 0, vec![1])]);
+    assert_eq!(next, None);
+    let m: MetadataResponse = call(
+        &mut conn,
+        ApiKey::Metadata,
+        12,
+        &MetadataRequest::default().with_topics(None),
+    );
+    assert!(!m
+        .topics
+        .iter()
+        .any(|t| t.name.as_ref().is_some_and(|n| n.as_str() == "nope")));
+}

@@ -241,6 +241,12 @@ impl Walker<'_> {
                 Ok(())
             }
             Kind::Struct(s) => self.walk_struct(s, field),
+            Kind::OptionStruct(s) => {
+                if self.take(1, field)?[0] == 1 {
+                    self.walk_struct(s, field)?;
+                }
+                Ok(())
+            }
         }
     }
 
@@ -248,6 +254,8 @@ impl Walker<'_> {
     fn min_size(&self, kind: &Kind) -> u64 {
         match kind {
             Kind::Fixed(n) => *n as u64,
+            // The marker; a null struct is nothing more.
+            Kind::OptionStruct(_) => 1,
             _ if self.flexible && !matches!(kind, Kind::Struct(_)) => 1,
             Kind::Str { .. } => 2,
             Kind::Bytes { .. } | Kind::Array { .. } => 4,

@@ -5,6 +5,7 @@ mod admin;
 mod api_versions;
 mod configs;
 mod create_topics;
+mod describe_topic_partitions;
 mod fetch;
 mod groups;
 mod init_producer_id;
@@ -65,6 +66,7 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::IncrementalAlterConfigs, 0, 1),
     (ApiKey::DescribeCluster, 0, 2),
     (ApiKey::InitProducerId, 0, 5),
+    (ApiKey::DescribeTopicPartitions, 0, 0),
     (ApiKey::FindCoordinator, 0, 6),
     (ApiKey::JoinGroup, 0, 9),
     (ApiKey::SyncGroup, 0, 5),
@@ -162,6 +164,10 @@ pub async fn handle(
         }
         ApiKey::DescribeCluster => {
             let r = admin::describe_cluster(broker, decode(body, version)?);
+            respond(key, version, correlation_id, &r)?
+        }
+        ApiKey::DescribeTopicPartitions => {
+            let r = describe_topic_partitions::handle(broker, decode(body, version)?);
             respond(key, version, correlation_id, &r)?
         }
         ApiKey::DescribeLogDirs => {

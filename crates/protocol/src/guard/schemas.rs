@@ -21,6 +21,8 @@ pub(crate) enum Kind {
     Array { of: &'static Kind, nullable: bool },
     /// A nested struct (with its own tagged section in flexible versions).
     Struct(&'static Struct),
+    /// A nullable struct: an int8 marker (1 present, else null), then the struct.
+    OptionStruct(&'static Struct),
 }
 
 /// One field and the versions (inclusive) it is present in.
@@ -165,7 +167,26 @@ static MESSAGES: &[Message] = &[
     msg(68, 0, 1, 0, &CONSUMER_GROUP_HEARTBEAT_REQUEST),
     msg(69, 0, 1, 0, &CONSUMER_GROUP_DESCRIBE_REQUEST),
     msg(22, 0, 5, 2, &INIT_PRODUCER_ID_REQUEST),
+    msg(75, 0, 0, 0, &DESCRIBE_TOPIC_PARTITIONS_REQUEST),
 ];
+
+static DESCRIBE_TOPIC_PARTITIONS_TOPIC: Struct = Struct(&[f("name", 0, ALL, STR)]);
+
+static DESCRIBE_TOPIC_PARTITIONS_CURSOR: Struct = Struct(&[
+    f("topic_name", 0, ALL, STR),
+    f("partition_index", 0, ALL, I32),
+]);
+
+static DESCRIBE_TOPIC_PARTITIONS_REQUEST: Struct = Struct(&[
+    f("topics", 0, ALL, arr(&st(&DESCRIBE_TOPIC_PARTITIONS_TOPIC))),
+    f("response_partition_limit", 0, ALL, I32),
+    f(
+        "cursor",
+        0,
+        ALL,
+        Kind::OptionStruct(&DESCRIBE_TOPIC_PARTITIONS_CURSOR),
+    ),
+]);
 
 static API_VERSIONS_REQUEST: Struct = Struct(&[
     f("client_software_name", 3, ALL, STR),

@@ -381,6 +381,20 @@ fn sample(api_key: i16, v: i16) -> Sample {
             r.timeout_ms = 100;
             r.unknown_tagged_fields = tags(fl);
         }),
+        75 => build(v, |r: &mut DescribeTopicPartitionsRequest, fl| {
+            use describe_topic_partitions_request::{Cursor, TopicRequest};
+            let mut t = TopicRequest::default();
+            t.name = s("t");
+            t.unknown_tagged_fields = tags(fl);
+            r.topics = vec![t.clone(), t];
+            r.response_partition_limit = 100;
+            let mut c = Cursor::default();
+            c.topic_name = s("t");
+            c.partition_index = 1;
+            c.unknown_tagged_fields = tags(fl);
+            r.cursor = Some(c);
+            r.unknown_tagged_fields = tags(fl);
+        }),
         60 => build(v, |r: &mut DescribeClusterRequest, fl| {
             r.include_cluster_authorized_operations = true;
             r.endpoint_type = if v >= 1 { 2 } else { 1 };
@@ -676,6 +690,7 @@ fn the_schema_table_matches_kafka_protocol() {
         (68, versions::<ConsumerGroupHeartbeatRequest>()),
         (69, versions::<ConsumerGroupDescribeRequest>()),
         (22, versions::<InitProducerIdRequest>()),
+        (75, versions::<DescribeTopicPartitionsRequest>()),
     ];
     assert_eq!(guarded_api_keys().len(), expected.len());
     for &(k, (lo, hi, flexible)) in expected {
@@ -805,6 +820,10 @@ fn null_variants(api_key: i16, v: i16) -> Vec<Option<(Vec<u8>, Decoder)>> {
                 r.groups = vec![g.clone(), g];
             }),
         ],
+        75 => vec![with(v, |r: &mut DescribeTopicPartitionsRequest| {
+            r.topics = vec![Default::default()];
+            r.cursor = None;
+        })],
         _ => Vec::new(),
     }
 }
