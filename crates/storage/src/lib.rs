@@ -33,6 +33,7 @@ pub mod manager;
 pub mod producer_state;
 pub mod region;
 pub mod segment;
+mod validator;
 
 pub use config::{CleanupPolicy, LogConfig, LOG_CONFIG_NAMES};
 pub use error::{Result, StorageError};
