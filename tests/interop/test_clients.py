@@ -188,3 +188,27 @@ def test_idempotent_producer_loses_responses_and_a_broker_without_duplicates(tmp
         assert keys == list(range(n))
     finally:
         s.stop()
+
+
+def test_confluent_kafka_learns_which_records_a_compacted_topic_refused(server):
+    """KIP-467: keyless records in one batch to a compacted topic are each named in the
+    produce response, so librdkafka fails those with INVALID_RECORD and the batch's others
+    with _INVALID_DIFFERENT_RECORD (instead of failing all ten as the same error)."""
+    from confluent_kafka import KafkaError
+    topic = "ck-compacted-" + uuid.uuid4().hex[:8]
+    admin = AdminClient({"bootstrap.servers": server.addr})
+    admin.create_topics([NewTopic(topic, 1, 1, config={"cleanup.policy": "compact"})])[topic].result(10)
+    p = Producer({"bootstrap.servers": server.addr, "linger.ms": 200, "batch.num.messages": 100})
+    results = {}
+
+    def report(err, msg):
+        results[msg.value().decode()] = err.code() if err else None
+
+    for i in range(10):
+        p.produce(topic, key=None if i % 4 == 0 else f"k{i}".encode(), value=f"v{i}".encode(),
+                  partition=0, on_delivery=report)
+    assert p.flush(20) == 0
+    refused = sorted(v for v, code in results.items() if code == KafkaError.INVALID_RECORD)
+    others = {code for v, code in results.items() if v not in refused}
+    assert refused == ["v0", "v4", "v8"]
+    assert others == {KafkaError._INVALID_DIFFERENT_RECORD}
