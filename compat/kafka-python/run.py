@@ -36,13 +36,15 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from strom_server import StromServer  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
@@ -100,64 +102,6 @@ def not_applicable_reason(test: str, na: dict[str, str]) -> str | None:
         if key in na:
             return na[key] or "not applicable"
     return None
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Strom:
-    """A `strom server` of our own: fresh data dir, free loopback port."""
-
-    def __init__(self, binary: Path, work: Path, overrides: list[str]):
-        self.binary, self.work, self.overrides = binary, work, overrides
-        self.proc: subprocess.Popen | None = None
-        self.port = 0
-        self.starts = 0
-
-    @property
-    def log(self) -> Path:
-        return self.work / f"strom-{self.starts}.log"
-
-    def start(self) -> None:
-        self.starts += 1
-        data = self.work / f"data-{self.starts}"
-        shutil.rmtree(data, ignore_errors=True)
-        self.port = free_port()
-        args = [str(self.binary), "server",
-                "--override", f"listeners=PLAINTEXT://127.0.0.1:{self.port}",
-                # The suite's template sets it, and a test reads it back as a static config.
-                "--override", f"advertised.listeners=PLAINTEXT://127.0.0.1:{self.port}",
-                "--override", f"log.dirs={data}"]
-        for o in SUITE_BROKER_SETTINGS + self.overrides:
-            args += ["--override", o]
-        log = open(self.log, "w")
-        self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT,
-                                     env={**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "info")})
-        deadline = time.time() + 30
-        while time.time() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-                return
-            except OSError:
-                if self.proc.poll() is not None:
-                    break
-                time.sleep(0.1)
-        raise SystemExit(f"strom server did not start; see {log.name}")
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def stop(self) -> None:
-        if self.alive():
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
 
 
 def make_venv(work: Path, src: Path) -> Path:
@@ -318,7 +262,7 @@ def main() -> int:
     binary = work / "strom"
     shutil.copy2(a.strom, binary)
     python = (a.venv.resolve() / "bin" / "python") if a.venv else make_venv(work, src)
-    strom = Strom(binary, work, a.override)
+    strom = StromServer(binary, work, SUITE_BROKER_SETTINGS + a.override, advertise=True)
     rows: dict[str, tuple[str, float, str]] = {}
     try:
         for file in files:

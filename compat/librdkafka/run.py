@@ -31,12 +31,14 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from strom_server import StromServer  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
@@ -99,23 +101,6 @@ def declared_tests(src: Path) -> list[tuple[str, bool, bool, str]]:
     return tests
 
 
-def build(src: Path) -> None:
-    """Builds librdkafka and tests/test-runner with Debian's system libraries."""
-    jobs = str(os.cpu_count() or 2)
-    run = lambda *cmd, cwd=src: subprocess.run(cmd, cwd=cwd, check=True)  # noqa: E731
-    if not (src / "Makefile.config").exists():
-        run("./configure", "--disable-gssapi", "--disable-curl", "--enable-zstd",
-            "--enable-lz4-ext")
-    run("make", f"-j{jobs}", "libs")
-    run("make", f"-j{jobs}", "build", cwd=src / "tests")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 # The broker settings the suite's own harness (trivup's KafkaCluster) gives Apache Kafka
 # and that differ from Kafka's defaults: auto-created topics get 4 partitions (tests
 # produce to partitions 1 to 3 of topics they never create). Everything else stays at
@@ -129,53 +114,19 @@ SCENARIOS = {"default": [], "noautocreate": ["auto.create.topics.enable=false"]}
 SLOW = {"0113": 1800}
 
 
-class Strom:
-    """A `strom server` of our own: fresh data dir, free loopback port, Kafka's defaults."""
-
-    def __init__(self, binary: Path, work: Path, overrides: list[str]):
-        self.binary, self.work, self.overrides = binary, work, overrides
-        self.proc: subprocess.Popen | None = None
-        self.port = 0
-        self.starts = 0
-
-    def start(self) -> None:
-        self.starts += 1
-        data = self.work / f"data-{self.starts}"
-        shutil.rmtree(data, ignore_errors=True)
-        self.port = free_port()
-        args = [str(self.binary), "server",
-                "--override", f"listeners=PLAINTEXT://127.0.0.1:{self.port}",
-                "--override", f"log.dirs={data}"]
-        for o in SUITE_BROKER_SETTINGS + self.overrides:
-            args += ["--override", o]
-        log = open(self.work / f"strom-{self.starts}.log", "w")
-        self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT,
-                                     env={**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "info")})
-        deadline = time.time() + 30
-        while time.time() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-                return
-            except OSError:
-                if self.proc.poll() is not None:
-                    break
-                time.sleep(0.1)
-        raise SystemExit(f"strom server did not start; see {log.name}")
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def stop(self) -> None:
-        if self.alive():
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
+def build(src: Path) -> None:
+    """Builds librdkafka and tests/test-runner with Debian's system libraries."""
+    jobs = str(os.cpu_count() or 2)
+    run = lambda *cmd, cwd=src: subprocess.run(cmd, cwd=cwd, check=True)  # noqa: E731
+    if not (src / "Makefile.config").exists():
+        run("./configure", "--disable-gssapi", "--disable-curl", "--enable-zstd",
+            "--enable-lz4-ext")
+    run("make", f"-j{jobs}", "libs")
+    run("make", f"-j{jobs}", "build", cwd=src / "tests")
 
 
 def run_number(src: Path, number: str, conf: Path, timeout: int, mock: bool,
-               log_path: Path, strom: Strom, scenario: str, subtests: str | None = None,
+               log_path: Path, strom: StromServer, scenario: str, subtests: str | None = None,
                quick: bool = False) -> tuple[dict[str, tuple[str, float, str]], bool]:
     """Runs one test number; returns {name: (verdict, seconds, first error)} and whether
     the time bound ran out."""
@@ -273,7 +224,7 @@ def main() -> int:
     # A copy, so a rebuild during a long run does not change the broker under test.
     binary = work / "strom"
     shutil.copy2(a.strom, binary)
-    servers: dict[str, Strom] = {}
+    servers: dict[str, StromServer] = {}
     rows: dict[str, tuple[str, float, str]] = {}
     numbers: list[str] = []
     for t in tests:
@@ -306,8 +257,8 @@ def main() -> int:
             for scenario, subtests, names in runs:
                 strom = servers.get(scenario)
                 if strom is None:
-                    strom = servers[scenario] = Strom(
-                        binary, work / scenario, SCENARIOS.get(scenario, []) + a.override)
+                    settings = SUITE_BROKER_SETTINGS + SCENARIOS.get(scenario, []) + a.override
+                    strom = servers[scenario] = StromServer(binary, work / scenario, settings)
                     strom.work.mkdir(exist_ok=True)
                 if not strom.alive():
                     strom.start()
@@ -323,7 +274,7 @@ def main() -> int:
                     verdict, secs, err = got.get(n, got.get("*", (
                         "timeout" if timed_out else "fail", float(a.timeout), "")))
                     if not strom.alive():
-                        err = f"strom server exited ({strom.work}/strom-{strom.starts}.log); {err}"
+                        err = f"strom server exited ({strom.log}); {err}"
                     if verdict == "fail" and not err and timed_out:
                         verdict = "timeout"
                     rows[row] = (verdict, secs,
@@ -331,7 +282,8 @@ def main() -> int:
                     print(f"   {row}: {verdict} {secs:.1f}s {err}", flush=True)
             local_tests = [t[0] for t in group if t[1]]
             if a.mock and local_tests:
-                strom = servers.setdefault("default", Strom(binary, work, a.override))
+                strom = servers.setdefault(
+                    "default", StromServer(binary, work, SUITE_BROKER_SETTINGS + a.override))
                 got, _ = run_number(src, number, work / "test.conf", a.timeout, True,
                                     work / f"{number}-local.log", strom, "default")
                 for n in local_tests:
