@@ -1,6 +1,7 @@
-"""The `strom server` a compatibility runner starts for itself (compat/*/run.py): a copy of
-the binary, a fresh data directory per start, a free loopback port, Kafka's defaults with
-the settings the suite's own harness gives Kafka laid over them."""
+"""What the compatibility runners (compat/*/run.py) share: the `strom server` a runner
+starts for itself (a copy of the binary, a fresh data directory per start, a free loopback
+port, Kafka's defaults with the settings the suite's own harness gives Kafka laid over
+them), and the Markdown results table it writes."""
 
 from __future__ import annotations
 
@@ -71,3 +72,25 @@ class StromServer:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+
+
+def write_results(path: Path, title: str, facts: list[str],
+                  rows: dict[str, tuple[str, float, str]]) -> None:
+    """The results table: a title, `facts` as a list (commit, how it ran), the totals per
+    verdict (`mock: pass` counts as mock), then a row a test: name, verdict, seconds, the
+    first error line."""
+    totals: dict[str, int] = {}
+    for verdict, _, _ in rows.values():
+        key = verdict.split(":")[0]
+        totals[key] = totals.get(key, 0) + 1
+    lines = [f"# {title}", ""] + [f"- {f}" for f in facts] + [
+        "- totals: " + ", ".join(f"{k} {v}" for k, v in sorted(totals.items())),
+        "",
+        "| test | verdict | seconds | first error |",
+        "|---|---|---|---|",
+    ]
+    for name in sorted(rows):
+        verdict, secs, err = rows[name]
+        err = err.replace("|", "\\|")[:200]
+        lines.append(f"| {name} | {verdict} | {secs:.1f} | {err} |")
+    path.write_text("\n".join(lines) + "\n")

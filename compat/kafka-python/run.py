@@ -44,7 +44,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from strom_server import StromServer  # noqa: E402
+from strom_server import StromServer, write_results  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
@@ -320,7 +320,8 @@ def main() -> int:
     finally:
         strom.stop()
 
-    write_results(a.out, rows, commit or "unknown", a.files, a.reruns)
+    write_results(a.out, "kafka-python's integration tests against Strom: last run",
+                  results_facts(commit or "unknown", a.files, a.reruns), rows)
     missing = [t for t in expected if t in rows and rows[t][0] not in ("pass", "flaky")]
     for t in missing:
         print(f"expected to pass but {rows[t][0]}: {t} {rows[t][2]}", file=sys.stderr)
@@ -328,30 +329,15 @@ def main() -> int:
     return 1 if missing else 0
 
 
-def write_results(path: Path, rows: dict[str, tuple[str, float, str]], commit: str,
-                  selection: str | None, reruns: int) -> None:
-    totals: dict[str, int] = {}
-    for verdict, _, _ in rows.values():
-        totals[verdict] = totals.get(verdict, 0) + 1
-    lines = [
-        "# kafka-python's integration tests against Strom: last run",
-        "",
-        f"- kafka-python commit: `{commit}`",
-        f"- run: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, "
+def results_facts(commit: str, selection: str | None, reruns: int) -> list[str]:
+    return [
+        f"kafka-python commit: `{commit}`",
+        f"run: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, "
         f"`KAFKA_VERSION={KAFKA_VERSION}`, external broker (`KAFKA_URI`), one file of "
         f"`{SUITE_DIR}` at a time, a failed test run again on its own up to {reruns} time(s)"
         + (f", files {selection}" if selection else ""),
-        f"- broker settings: {', '.join(f'`{s}`' for s in SUITE_BROKER_SETTINGS)}",
-        "- totals: " + ", ".join(f"{k} {v}" for k, v in sorted(totals.items())),
-        "",
-        "| test | verdict | seconds | first error |",
-        "|---|---|---|---|",
+        f"broker settings: {', '.join(f'`{s}`' for s in SUITE_BROKER_SETTINGS)}",
     ]
-    for name in sorted(rows):
-        verdict, secs, err = rows[name]
-        err = err.replace("|", "\\|")[:200]
-        lines.append(f"| {name} | {verdict} | {secs:.1f} | {err} |")
-    path.write_text("\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

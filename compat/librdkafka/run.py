@@ -38,7 +38,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from strom_server import StromServer  # noqa: E402
+from strom_server import StromServer, write_results  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
@@ -293,7 +293,8 @@ def main() -> int:
         for strom in servers.values():
             strom.stop()
 
-    write_results(a.out, rows, commit or "unknown", a.tests, a.quick)
+    write_results(a.out, "librdkafka's test suite against Strom: last run",
+                  results_facts(commit or "unknown", a.tests, a.quick), rows)
     missing = [n for n in expected if n in rows and rows[n][0] != "pass"]
     for n in missing:
         print(f"expected to pass but {rows[n][0]}: {n} {rows[n][2]}", file=sys.stderr)
@@ -301,29 +302,13 @@ def main() -> int:
     return 1 if missing else 0
 
 
-def write_results(path: Path, rows: dict[str, tuple[str, float, str]], commit: str,
-                  selection: str | None, quick: bool) -> None:
-    totals: dict[str, int] = {}
-    for verdict, _, _ in rows.values():
-        key = "mock" if verdict.startswith("mock") else verdict
-        totals[key] = totals.get(key, 0) + 1
-    lines = [
-        "# librdkafka's test suite against Strom: last run",
-        "",
-        f"- librdkafka commit: `{commit}`",
-        f"- run: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, "
+def results_facts(commit: str, selection: str | None, quick: bool) -> list[str]:
+    return [
+        f"librdkafka commit: `{commit}`",
+        f"run: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, "
         f"`TEST_KAFKA_VERSION={KAFKA_VERSION}`, {'quick mode (-Q)' if quick else 'full mode'}, "
         "one test number at a time" + (f", tests {selection}" if selection else ""),
-        "- totals: " + ", ".join(f"{k} {v}" for k, v in sorted(totals.items())),
-        "",
-        "| test | verdict | seconds | first error |",
-        "|---|---|---|---|",
     ]
-    for name in sorted(rows):
-        verdict, secs, err = rows[name]
-        err = err.replace("|", "\\|")[:200]
-        lines.append(f"| {name} | {verdict} | {secs:.1f} | {err} |")
-    path.write_text("\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

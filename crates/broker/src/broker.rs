@@ -175,11 +175,7 @@ impl Broker {
     /// A KIP-848 group's (session timeout, heartbeat interval) in ms: its group configs,
     /// else the broker's `group.consumer.*`.
     pub fn group_timeouts(&self, image: &MetadataImage, group: &str) -> (i32, i32) {
-        let c = self.coordinator.config();
-        let defaults = (
-            c.consumer_session_timeout_ms,
-            c.consumer_heartbeat_interval_ms,
-        );
+        let defaults = self.group_defaults();
         match image.group_configs.get(group) {
             Some(overrides) => dynamic_config::group_values(overrides, defaults),
             None => defaults,
@@ -220,12 +216,7 @@ impl Broker {
         }
         let image = self.append_metadata(&records)?;
         for topic in image.topics.values() {
-            let config = self.log_config(&image, &topic.name);
-            for p in topic.partitions.keys() {
-                if let Some(log) = self.logs.get(&TopicPartition::new(topic.name.as_str(), *p)) {
-                    log.set_config(config.clone());
-                }
-            }
+            self.apply_log_config(&image, topic);
         }
         Ok(())
     }
@@ -237,11 +228,7 @@ impl Broker {
         configs: &BTreeMap<String, String>,
         validate_only: bool,
     ) -> Result<(), Refusal> {
-        let c = self.coordinator.config();
-        let defaults = (
-            c.consumer_session_timeout_ms,
-            c.consumer_heartbeat_interval_ms,
-        );
+        let defaults = self.group_defaults();
         dynamic_config::check_group_configs(configs, defaults)?;
         let _one_at_a_time = self.topic_changes.lock();
         let image = self.image();
@@ -257,6 +244,25 @@ impl Broker {
             self.append_metadata(&records)?;
         }
         Ok(())
+    }
+
+    /// Gives every partition log of `topic` the config `image` makes for it.
+    fn apply_log_config(&self, image: &MetadataImage, topic: &TopicImage) {
+        let config = self.log_config(image, &topic.name);
+        for p in topic.partitions.keys() {
+            if let Some(log) = self.logs.get(&TopicPartition::new(topic.name.as_str(), *p)) {
+                log.set_config(config.clone());
+            }
+        }
+    }
+
+    /// The broker's `group.consumer.*` (session timeout, heartbeat interval) in ms.
+    fn group_defaults(&self) -> (i32, i32) {
+        let c = self.coordinator.config();
+        (
+            c.consumer_session_timeout_ms,
+            c.consumer_heartbeat_interval_ms,
+        )
     }
 
     fn append_metadata(&self, records: &[MetadataRecord]) -> Result<Arc<MetadataImage>, Refusal> {
@@ -580,12 +586,7 @@ impl Broker {
             return Ok(());
         }
         let image = self.append_metadata(&records)?;
-        let config = self.log_config(&image, name);
-        for p in topic.partitions.keys() {
-            if let Some(log) = self.logs.get(&TopicPartition::new(name, *p)) {
-                log.set_config(config.clone());
-            }
-        }
+        self.apply_log_config(&image, topic);
         Ok(())
     }
 
