@@ -2,23 +2,54 @@
 
 use std::collections::BTreeMap;
 
-use crate::records::{Configs, MetadataRecord};
+use serde::{Deserialize, Serialize};
+
+use crate::records::{Configs, Endpoint, MetadataRecord};
 
 /// One partition's placement.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PartitionImage {
     /// Replica node ids.
     pub replicas: Vec<i32>,
     /// In-sync replicas.
     pub isr: Vec<i32>,
-    /// Leader node id.
+    /// Leader node id, -1 while no replica can lead.
     pub leader: i32,
     /// Leader epoch.
     pub leader_epoch: i32,
+    /// Bumped on every change to the partition.
+    pub partition_epoch: i32,
+}
+
+/// One registered broker.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BrokerImage {
+    /// Node id.
+    pub id: i32,
+    /// The process incarnation that registered.
+    pub incarnation_id: uuid::Uuid,
+    /// The registration's epoch.
+    pub epoch: i64,
+    /// Advertised listeners.
+    pub listeners: Vec<Endpoint>,
+    /// `broker.rack`.
+    pub rack: Option<String>,
+    /// Fenced brokers lead nothing and are not shown to clients.
+    pub fenced: bool,
+    /// The metadata log offset of the registration: the broker is unfenced once it has
+    /// replayed that far.
+    pub registered_offset: i64,
+}
+
+impl BrokerImage {
+    /// Whether clients may be sent to it and it may lead partitions.
+    pub fn is_active(&self) -> bool {
+        !self.fenced
+    }
 }
 
 /// One topic.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TopicImage {
     /// Name.
     pub name: String,
@@ -31,7 +62,7 @@ pub struct TopicImage {
 }
 
 /// The whole metadata state, built by replaying records in order.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MetadataImage {
     /// The cluster id.
     pub cluster_id: String,
@@ -41,9 +72,12 @@ pub struct MetadataImage {
     pub broker_configs: BTreeMap<String, Configs>,
     /// Group config overrides by group id (KIP-848).
     pub group_configs: BTreeMap<String, Configs>,
+    /// Registered brokers by node id.
+    #[serde(default)]
+    pub brokers: BTreeMap<i32, BrokerImage>,
     /// First producer id not yet handed out in a block.
     pub next_producer_id: i64,
-    /// Offset of the last record applied (-1 before any).
+    /// Raft log index of the last entry applied (-1 before any).
     pub offset: i64,
 }
 
@@ -78,6 +112,16 @@ impl MetadataImage {
             .or_else(|| self.broker_configs.get("").and_then(|c| c.get(name)))
     }
 
+    /// The broker registration with this epoch (records about an older one are stale).
+    fn broker_at(&mut self, id: i32, epoch: i64) -> Option<&mut BrokerImage> {
+        self.brokers.get_mut(&id).filter(|b| b.epoch == epoch)
+    }
+
+    /// Brokers that are registered and unfenced.
+    pub fn active_brokers(&self) -> impl Iterator<Item = &BrokerImage> {
+        self.brokers.values().filter(|b| b.is_active())
+    }
+
     /// The topic with this id.
     pub fn topic_by_id(&self, id: &uuid::Uuid) -> Option<&TopicImage> {
         self.topics.values().find(|t| &t.topic_id == id)
@@ -106,6 +150,7 @@ impl MetadataImage {
                 isr,
                 leader,
                 leader_epoch,
+                partition_epoch,
             } => {
                 if let Some(t) = self.topics.values_mut().find(|t| &t.topic_id == topic_id) {
                     t.partitions.insert(
@@ -115,6 +160,7 @@ impl MetadataImage {
                             isr: isr.clone(),
                             leader: *leader,
                             leader_epoch: *leader_epoch,
+                            partition_epoch: *partition_epoch,
                         },
                     );
                 }
@@ -139,6 +185,36 @@ impl MetadataImage {
                 next_producer_id, ..
             } => {
                 self.next_producer_id = self.next_producer_id.max(*next_producer_id);
+            }
+            MetadataRecord::RegisterBroker {
+                broker_id,
+                incarnation_id,
+                epoch,
+                listeners,
+                rack,
+            } => {
+                self.brokers.insert(
+                    *broker_id,
+                    BrokerImage {
+                        id: *broker_id,
+                        incarnation_id: *incarnation_id,
+                        epoch: *epoch,
+                        listeners: listeners.clone(),
+                        rack: rack.clone(),
+                        fenced: true,
+                        registered_offset: offset,
+                    },
+                );
+            }
+            MetadataRecord::UnfenceBroker { broker_id, epoch } => {
+                if let Some(b) = self.broker_at(*broker_id, *epoch) {
+                    b.fenced = false;
+                }
+            }
+            MetadataRecord::FenceBroker { broker_id, epoch } => {
+                if let Some(b) = self.broker_at(*broker_id, *epoch) {
+                    b.fenced = true;
+                }
             }
             MetadataRecord::RemoveTopic { topic_id } => {
                 self.topics.retain(|_, t| &t.topic_id != topic_id);

@@ -27,8 +27,11 @@ pub enum MetadataRecord {
         isr: Vec<i32>,
         /// Leader node id.
         leader: i32,
-        /// Leader epoch.
+        /// Leader epoch: bumped each time the leader changes.
         leader_epoch: i32,
+        /// Partition epoch: bumped on every change to this partition (leader or ISR).
+        #[serde(default)]
+        partition_epoch: i32,
     },
     /// A topic-level config set (`value: Some`) or removed (`None`) (KRaft's ConfigRecord).
     TopicConfig {
@@ -72,6 +75,36 @@ pub enum MetadataRecord {
         /// First id of the next block.
         next_producer_id: i64,
     },
+    /// A broker registered (KRaft's RegisterBrokerRecord): a new incarnation of `broker_id`,
+    /// fenced until it has caught up with the metadata log.
+    RegisterBroker {
+        /// Node id.
+        broker_id: i32,
+        /// Random per process start: tells a restarted broker from a duplicate `node.id`.
+        incarnation_id: uuid::Uuid,
+        /// Broker epoch: greater than every epoch given before; requests carrying an older
+        /// one come from a zombie.
+        epoch: i64,
+        /// Where clients reach it.
+        listeners: Vec<Endpoint>,
+        /// `broker.rack`.
+        rack: Option<String>,
+    },
+    /// The broker may lead and serve partitions (it heartbeats and has caught up).
+    UnfenceBroker {
+        /// Node id.
+        broker_id: i32,
+        /// The registration this applies to.
+        epoch: i64,
+    },
+    /// The broker's heartbeats stopped, or it shut down under control: it leads nothing and
+    /// clients are not sent to it.
+    FenceBroker {
+        /// Node id.
+        broker_id: i32,
+        /// The registration this applies to.
+        epoch: i64,
+    },
     /// The cluster's id, written once when the metadata log is created.
     Cluster {
         /// Kafka's cluster id (22 characters, base64 of a UUID).
@@ -89,6 +122,17 @@ impl MetadataRecord {
     pub fn from_bytes(bytes: &[u8]) -> Result<MetadataRecord, serde_json::Error> {
         serde_json::from_slice(bytes)
     }
+}
+
+/// A listener a broker advertises.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Endpoint {
+    /// Listener name (`PLAINTEXT`).
+    pub name: String,
+    /// Host clients connect to.
+    pub host: String,
+    /// Port.
+    pub port: u16,
 }
 
 /// Configs by name.

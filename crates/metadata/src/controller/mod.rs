@@ -1,0 +1,426 @@
+//! The controller: the only writer of metadata. It runs on every voter and acts while its
+//! node leads the quorum (the active controller). Each [`ControllerRequest`] is checked
+//! against the latest image, turned into records, committed through the quorum, and
+//! answered with the log offset of the commit, so the asker can wait until its own image
+//! includes the change.
+//!
+//! - [`topics`]: topics, partitions, configs and producer-id blocks.
+//! - [`brokers`]: registration, heartbeats, fencing, controlled shutdown and the partition
+//!   leader elections they cause.
+//! - [`placement`]: where the replicas of new partitions go.
+//!
+//! Requests are handled one at a time (an async mutex), each after a read barrier on the
+//! quorum, so every check sees the effect of every earlier commit.
+
+pub mod brokers;
+pub mod placement;
+pub mod topics;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+
+use crate::raft::{Quorum, QuorumError};
+use crate::records::{Endpoint, MetadataRecord};
+
+/// A resource whose configs can be set.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ConfigResource {
+    /// A topic, by name.
+    Topic(String),
+    /// A broker by id as a string, or empty for the cluster-wide default.
+    Broker(String),
+    /// A consumer group (KIP-848).
+    Group(String),
+}
+
+/// A change asked of the active controller. Stateless checks (names, config values) are the
+/// asking broker's; the controller checks what depends on the current metadata.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ControllerRequest {
+    /// Create a topic (CreateTopics).
+    CreateTopic {
+        /// Name.
+        name: String,
+        /// Partition count (at least 1).
+        partitions: i32,
+        /// Replicas per partition (ignored with an assignment).
+        replication_factor: i16,
+        /// Validated config overrides.
+        configs: BTreeMap<String, String>,
+        /// Replicas of each partition, when the client chose them.
+        assignment: Option<Vec<Vec<i32>>>,
+        /// Check only.
+        validate_only: bool,
+    },
+    /// Delete a topic (DeleteTopics).
+    DeleteTopic {
+        /// Name.
+        name: String,
+    },
+    /// Add partitions to a topic (CreatePartitions).
+    CreatePartitions {
+        /// Topic.
+        name: String,
+        /// The new total.
+        count: i32,
+        /// Replicas of each new partition, when the client chose them.
+        assignment: Option<Vec<Vec<i32>>>,
+        /// Check only.
+        validate_only: bool,
+    },
+    /// Replace a resource's config overrides (AlterConfigs, IncrementalAlterConfigs).
+    SetConfigs {
+        /// Whose.
+        resource: ConfigResource,
+        /// The complete new set of overrides, validated.
+        configs: BTreeMap<String, String>,
+        /// Check only.
+        validate_only: bool,
+    },
+    /// Reserve a block of producer ids (AllocateProducerIds).
+    AllocateProducerIds {
+        /// The broker asking.
+        broker_id: i32,
+    },
+    /// A broker starting (BrokerRegistration).
+    RegisterBroker {
+        /// `node.id`.
+        broker_id: i32,
+        /// Random per process start.
+        incarnation_id: uuid::Uuid,
+        /// Advertised listeners.
+        listeners: Vec<Endpoint>,
+        /// `broker.rack`.
+        rack: Option<String>,
+        /// Where the leader sends metadata entries to a broker-only node.
+        raft_addr: String,
+    },
+    /// A broker is alive (BrokerHeartbeat).
+    Heartbeat {
+        /// `node.id`.
+        broker_id: i32,
+        /// The epoch its registration got.
+        epoch: i64,
+        /// How far it has applied the metadata log.
+        metadata_offset: i64,
+        /// It is shutting down and wants its leaderships moved first.
+        want_shut_down: bool,
+    },
+}
+
+/// What a committed request answers. `offset` is where the change was committed (the
+/// current image's offset when nothing had to change).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ControllerReply {
+    /// Done.
+    Done {
+        /// Commit offset.
+        offset: i64,
+    },
+    /// A topic was created (or would be, with validate_only).
+    Topic {
+        /// Its id.
+        topic_id: uuid::Uuid,
+        /// Commit offset.
+        offset: i64,
+    },
+    /// Producer ids `start..end` are this broker's.
+    ProducerIds {
+        /// First id.
+        start: i64,
+        /// One past the last.
+        end: i64,
+        /// Commit offset.
+        offset: i64,
+    },
+    /// The broker is registered.
+    Registered {
+        /// Its broker epoch.
+        epoch: i64,
+        /// Commit offset.
+        offset: i64,
+    },
+    /// The heartbeat was heard.
+    Heartbeat {
+        /// Whether the broker is fenced.
+        fenced: bool,
+        /// Controlled shutdown is complete: the broker may exit.
+        should_shut_down: bool,
+        /// Commit offset.
+        offset: i64,
+    },
+}
+
+impl ControllerReply {
+    /// Where the change was committed.
+    pub fn offset(&self) -> i64 {
+        match self {
+            ControllerReply::Done { offset }
+            | ControllerReply::Topic { offset, .. }
+            | ControllerReply::ProducerIds { offset, .. }
+            | ControllerReply::Registered { offset, .. }
+            | ControllerReply::Heartbeat { offset, .. } => *offset,
+        }
+    }
+}
+
+/// Why the controller refused or could not complete a request. It crosses the wire between
+/// nodes, so causes travel as their message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum ControllerError {
+    /// The node asked is not the active controller.
+    #[error("not the active controller (the leader is {leader:?})")]
+    NotController {
+        /// The leader it knows of.
+        leader: Option<i32>,
+    },
+    /// TOPIC_ALREADY_EXISTS.
+    #[error("topic '{0}' already exists")]
+    TopicAlreadyExists(String),
+    /// UNKNOWN_TOPIC_OR_PARTITION.
+    #[error("topic '{0}' does not exist")]
+    UnknownTopic(String),
+    /// INVALID_PARTITIONS.
+    #[error("{0}")]
+    InvalidPartitions(String),
+    /// INVALID_REPLICATION_FACTOR.
+    #[error("{0}")]
+    InvalidReplicationFactor(String),
+    /// INVALID_REPLICA_ASSIGNMENT.
+    #[error("{0}")]
+    InvalidReplicaAssignment(String),
+    /// INVALID_REQUEST.
+    #[error("{0}")]
+    InvalidRequest(String),
+    /// DUPLICATE_BROKER_REGISTRATION.
+    #[error("{0}")]
+    DuplicateBrokerRegistration(String),
+    /// STALE_BROKER_EPOCH: the broker must register again.
+    #[error("{0}")]
+    StaleBrokerEpoch(String),
+    /// REQUEST_TIMED_OUT: no controller committed the change in time.
+    #[error("{0}")]
+    Timeout(String),
+    /// The quorum failed (UNKNOWN_SERVER_ERROR).
+    #[error("the metadata quorum failed: {0}")]
+    Quorum(String),
+}
+
+impl From<QuorumError> for ControllerError {
+    fn from(e: QuorumError) -> Self {
+        match e {
+            QuorumError::NotLeader { leader } => ControllerError::NotController { leader },
+            QuorumError::Raft(cause) => ControllerError::Quorum(cause.to_string()),
+        }
+    }
+}
+
+/// The controller's settings.
+#[derive(Debug, Clone)]
+pub struct ControllerConfig {
+    /// `broker.session.timeout.ms` (9000): a broker whose heartbeats stop this long is fenced.
+    pub broker_session_timeout_ms: u64,
+}
+
+impl Default for ControllerConfig {
+    fn default() -> Self {
+        ControllerConfig {
+            broker_session_timeout_ms: 9000,
+        }
+    }
+}
+
+/// The controller of one voter node.
+pub struct Controller {
+    quorum: Arc<Quorum>,
+    config: ControllerConfig,
+    one_at_a_time: tokio::sync::Mutex<()>,
+    /// When each broker was last heard, on this node while it is the active controller.
+    heard: Mutex<BTreeMap<i32, Instant>>,
+}
+
+impl std::fmt::Debug for Controller {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Controller").finish_non_exhaustive()
+    }
+}
+
+impl Controller {
+    /// A controller over `quorum`; it starts its leadership and fencing task.
+    pub fn start(quorum: Arc<Quorum>, config: ControllerConfig) -> Arc<Controller> {
+        let controller = Arc::new(Controller {
+            quorum,
+            config,
+            one_at_a_time: tokio::sync::Mutex::new(()),
+            heard: Mutex::new(BTreeMap::new()),
+        });
+        tokio::spawn(leadership_loop(Arc::downgrade(&controller)));
+        controller
+    }
+
+    /// The quorum it writes through.
+    pub fn quorum(&self) -> &Arc<Quorum> {
+        &self.quorum
+    }
+
+    /// Handles `request` if this node is the active controller.
+    pub async fn handle(
+        &self,
+        request: ControllerRequest,
+    ) -> Result<ControllerReply, ControllerError> {
+        let _one = self.one_at_a_time.lock().await;
+        self.quorum.linearize().await?;
+        let image = self.quorum.image();
+        match request {
+            ControllerRequest::RegisterBroker {
+                broker_id,
+                incarnation_id,
+                listeners,
+                rack,
+                raft_addr,
+            } => {
+                let recently_heard = self.heard_within(broker_id);
+                let (records, epoch) = brokers::register(
+                    &image,
+                    broker_id,
+                    incarnation_id,
+                    listeners,
+                    rack,
+                    recently_heard,
+                )?;
+                let offset = self.commit(records, image.offset).await?;
+                self.heard.lock().insert(broker_id, Instant::now());
+                if let Err(e) = self.quorum.add_observer(broker_id, &raft_addr).await {
+                    tracing::warn!(broker_id, error = %e, "could not add the broker as an observer of the metadata log");
+                }
+                tracing::info!(broker_id, epoch, "broker registered");
+                Ok(ControllerReply::Registered { epoch, offset })
+            }
+            ControllerRequest::Heartbeat {
+                broker_id,
+                epoch,
+                metadata_offset,
+                want_shut_down,
+            } => {
+                let outcome =
+                    brokers::heartbeat(&image, broker_id, epoch, metadata_offset, want_shut_down)?;
+                self.heard.lock().insert(broker_id, Instant::now());
+                let offset = self.commit(outcome.records, image.offset).await?;
+                Ok(ControllerReply::Heartbeat {
+                    fenced: outcome.fenced,
+                    should_shut_down: outcome.should_shut_down,
+                    offset,
+                })
+            }
+            ControllerRequest::AllocateProducerIds { broker_id } => {
+                let (records, start, end) = topics::allocate_producer_ids(&image, broker_id);
+                let offset = self.commit(records, image.offset).await?;
+                Ok(ControllerReply::ProducerIds { start, end, offset })
+            }
+            other => {
+                let (records, topic_id) = topics::change(&image, other)?;
+                let offset = self.commit(records, image.offset).await?;
+                Ok(match topic_id {
+                    Some(topic_id) => ControllerReply::Topic { topic_id, offset },
+                    None => ControllerReply::Done { offset },
+                })
+            }
+        }
+    }
+
+    /// Commits `records` (nothing to commit answers `current`).
+    async fn commit(
+        &self,
+        records: Vec<MetadataRecord>,
+        current: i64,
+    ) -> Result<i64, ControllerError> {
+        if records.is_empty() {
+            return Ok(current);
+        }
+        Ok(self.quorum.write(records).await?)
+    }
+
+    fn heard_within(&self, broker: i32) -> bool {
+        let timeout = Duration::from_millis(self.config.broker_session_timeout_ms);
+        self.heard
+            .lock()
+            .get(&broker)
+            .is_some_and(|t| t.elapsed() < timeout)
+    }
+
+    /// Fences every unfenced broker not heard from within the session timeout.
+    async fn fence_silent_brokers(&self) -> Result<(), ControllerError> {
+        let _one = self.one_at_a_time.lock().await;
+        let image = self.quorum.image();
+        let silent: Vec<i32> = image
+            .active_brokers()
+            .map(|b| b.id)
+            .filter(|id| !self.heard_within(*id))
+            .collect();
+        for id in silent {
+            let image = self.quorum.image();
+            let records = brokers::fence(&image, id);
+            if !records.is_empty() {
+                tracing::warn!(broker_id = id, "broker heartbeats stopped: fencing it");
+                self.quorum.write(records).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// What to do on becoming the active controller: give the cluster its id if it has
+    /// none, and count every broker as heard now (a new controller has no history).
+    async fn become_active(&self) -> Result<(), ControllerError> {
+        let _one = self.one_at_a_time.lock().await;
+        self.quorum.linearize().await?;
+        let image = self.quorum.image();
+        {
+            let now = Instant::now();
+            let mut heard = self.heard.lock();
+            heard.clear();
+            heard.extend(image.brokers.keys().map(|id| (*id, now)));
+        }
+        if image.cluster_id.is_empty() {
+            self.quorum
+                .write(vec![MetadataRecord::Cluster {
+                    cluster_id: crate::log::new_cluster_id(),
+                }])
+                .await?;
+        }
+        tracing::info!(
+            node_id = self.quorum.config().node_id,
+            "this node is the active controller"
+        );
+        Ok(())
+    }
+}
+
+/// Follows the quorum's leadership: on becoming leader, [`Controller::become_active`];
+/// while leader, fences silent brokers every half second.
+async fn leadership_loop(controller: std::sync::Weak<Controller>) {
+    let mut active = false;
+    loop {
+        let Some(c) = controller.upgrade() else { return };
+        let leader = c.quorum.is_leader();
+        if leader && !active {
+            match c.become_active().await {
+                Ok(()) => active = true,
+                Err(e) => tracing::debug!(error = %e, "not yet the active controller"),
+            }
+        } else if !leader {
+            active = false;
+        }
+        if active {
+            if let Err(e) = c.fence_silent_brokers().await {
+                tracing::debug!(error = %e, "fencing check");
+            }
+        }
+        let quorum = c.quorum.clone();
+        drop(c);
+        let _ = tokio::time::timeout(Duration::from_millis(500), quorum.leader_changed()).await;
+    }
+}
