@@ -1,24 +1,38 @@
-//! [`Broker`]: the state one node serves from: its config, the partition logs, and the
-//! metadata log whose image says which topics and partitions exist.
+//! [`Broker`]: the state one node serves from: its config, the partition logs, the group
+//! coordinator, and the metadata node whose image says which topics and partitions exist
+//! and who leads them. Metadata changes go to the active controller through
+//! [`MetadataNode::submit`]; the broker acts on the image that comes back
+//! ([`crate::partitions`]).
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use kafka_protocol::ResponseError;
 use parking_lot::Mutex;
 use strom_coordinator::{GroupCoordinator, OFFSETS_TOPIC};
-use strom_metadata::{LocalMetadataLog, MetadataImage, MetadataLog, MetadataRecord, TopicImage};
+use strom_metadata::controller::ControllerConfig;
+use strom_metadata::{
+    BrokerImage, ConfigResource, ControllerReply, ControllerRequest, MetadataImage, MetadataNode,
+    QuorumConfig, TopicImage, METADATA_DIR,
+};
 use strom_storage::{LogConfig, LogManager, LogManagerConfig, LOG_CONFIG_NAMES};
 use strom_types::TopicPartition;
 
 use crate::config::BrokerConfig;
 use crate::dynamic_config;
+use crate::errors::controller_refusal;
 
 /// Names only the broker itself may create (Kafka's internal topics).
 pub const RESERVED_TOPICS: &[&str] = &["__consumer_offsets", "__transaction_state"];
 
 /// Topic configs that are not log configs but that topics accept.
 const OTHER_TOPIC_CONFIGS: &[&str] = &["min.insync.replicas", "unclean.leader.election.enable"];
+
+/// How long a metadata change may wait for the active controller (Kafka's default
+/// `request.timeout.ms` of the broker-to-controller channel).
+pub const CONTROLLER_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A topic operation refused with a Kafka error code and message.
 #[derive(Debug, Clone)]
@@ -30,7 +44,7 @@ pub struct Refusal {
 }
 
 impl Refusal {
-    fn new(e: ResponseError, message: impl Into<String>) -> Self {
+    pub(crate) fn new(e: ResponseError, message: impl Into<String>) -> Self {
         Refusal {
             code: e.code(),
             message: message.into(),
@@ -42,20 +56,28 @@ impl Refusal {
 pub struct Broker {
     /// The configuration it started with.
     pub config: BrokerConfig,
-    /// Every partition log.
+    /// Every partition log this node holds a replica of.
     pub logs: Arc<LogManager>,
-    /// The metadata quorum (one voter).
-    pub metadata: Arc<LocalMetadataLog>,
+    /// The metadata quorum, the controller (on voters), and the way to the active one.
+    pub metadata: Arc<MetadataNode>,
     advertised: Mutex<(String, u16)>,
-    topic_changes: Mutex<()>,
     /// The producer-id block in use: next id to give and the end of the block.
-    producer_ids: Mutex<(i64, i64)>,
+    producer_ids: tokio::sync::Mutex<(i64, i64)>,
     /// Consumer groups and committed offsets.
     pub coordinator: Arc<GroupCoordinator>,
+    /// This process's incarnation (BrokerRegistration).
+    pub(crate) incarnation_id: uuid::Uuid,
+    /// The broker epoch the controller gave this incarnation (-1 before registration).
+    pub(crate) epoch: AtomicI64,
+    /// The image the logs and coordinator were last brought in line with.
+    pub(crate) applied: Mutex<Arc<MetadataImage>>,
+    /// Set once this node is registered and unfenced: requests wait for it.
+    pub(crate) ready: tokio::sync::watch::Sender<bool>,
+    /// Set by [`Broker::controlled_shutdown`]; the lifecycle task acts on it.
+    pub(crate) shutdown_wanted: tokio::sync::watch::Sender<bool>,
+    /// Set once the controller let this broker go.
+    pub(crate) shutdown_done: tokio::sync::watch::Sender<bool>,
 }
-
-/// Producer ids are reserved in the metadata log this many at a time (Kafka's block size).
-pub const PRODUCER_ID_BLOCK_SIZE: i64 = 1000;
 
 impl std::fmt::Debug for Broker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -65,80 +87,219 @@ impl std::fmt::Debug for Broker {
     }
 }
 
+/// The quorum settings of a node: its voters (this node alone when none are configured)
+/// and where the leader reaches it. `raft_addr` is the bound controller listener, else the
+/// bound broker listener.
+pub fn quorum_config(config: &BrokerConfig, raft_addr: &str) -> anyhow::Result<QuorumConfig> {
+    let first_dir = config
+        .log_dirs
+        .first()
+        .ok_or_else(|| anyhow::anyhow!("log.dirs is empty"))?
+        .clone();
+    std::fs::create_dir_all(&first_dir)?;
+    let voters = if config.controller_quorum_voters.is_empty() {
+        [(config.node_id, raft_addr.to_string())].into()
+    } else {
+        config.controller_quorum_voters.clone()
+    };
+    // One voter has no one to wait for: elect at once.
+    let election = if voters.len() == 1 {
+        50
+    } else {
+        config.controller_quorum_election_timeout_ms
+    };
+    Ok(QuorumConfig {
+        node_id: config.node_id,
+        voters,
+        own_addr: raft_addr.to_string(),
+        dir: first_dir.join(METADATA_DIR),
+        segment_bytes: config.metadata_log_segment_bytes,
+        snapshot_max_bytes: config.metadata_snapshot_max_bytes,
+        snapshot_interval_ms: config.metadata_snapshot_interval_ms,
+        election_timeout_ms: election,
+    })
+}
+
+/// Joins the metadata quorum: the node every process role starts with.
+pub async fn start_metadata(
+    config: &BrokerConfig,
+    raft_addr: &str,
+) -> anyhow::Result<Arc<MetadataNode>> {
+    let quorum = quorum_config(config, raft_addr)?;
+    let controller = ControllerConfig {
+        broker_session_timeout_ms: config.broker_session_timeout_ms,
+    };
+    Ok(MetadataNode::start(quorum, controller).await?)
+}
+
 impl Broker {
-    /// Opens the metadata log and every partition log, creating logs the metadata names but
-    /// the disk lacks.
-    pub fn open(config: BrokerConfig) -> anyhow::Result<Arc<Broker>> {
-        let first_dir = config
-            .log_dirs
-            .first()
-            .ok_or_else(|| anyhow::anyhow!("log.dirs is empty"))?
-            .clone();
-        std::fs::create_dir_all(&first_dir)?;
-        let metadata = Arc::new(LocalMetadataLog::open(&first_dir)?);
+    /// Opens every partition log this node's image names, starts following the metadata
+    /// and registers with the controller (in the background: requests wait until this node
+    /// is registered and unfenced).
+    /// `advertised` is the host and port clients are told (the bound port when the
+    /// configured one is 0).
+    pub async fn start(
+        config: BrokerConfig,
+        metadata: Arc<MetadataNode>,
+        advertised: (String, u16),
+    ) -> anyhow::Result<Arc<Broker>> {
         let image = metadata.image();
         let mut manager_config = LogManagerConfig::new(config.log_dirs.clone());
         manager_config.default_config = config.log_defaults.clone();
         manager_config.retention_check_interval_ms = config.log_retention_check_interval_ms;
         let defaults = config.log_defaults.clone();
         let node = config.node_id;
-        let logs = LogManager::open_with(manager_config, &|tp: &TopicPartition| {
-            topic_log_config(&defaults, &image, node, &tp.topic)
+        let logs = tokio::task::block_in_place(|| {
+            LogManager::open_with(manager_config, &|tp: &TopicPartition| {
+                topic_log_config(&defaults, &image, node, &tp.topic)
+            })
         })?;
-        let advertised = config
-            .advertised_listeners
-            .first()
-            .map(|l| (l.host.clone(), l.port))
-            .unwrap_or_else(|| ("127.0.0.1".into(), 9092));
         let coordinator_config = config.coordinator.clone();
         let broker = Arc::new(Broker {
             config,
             logs,
             metadata,
             advertised: Mutex::new(advertised),
-            topic_changes: Mutex::new(()),
-            producer_ids: Mutex::new((0, 0)),
+            producer_ids: tokio::sync::Mutex::new((0, 0)),
             coordinator: GroupCoordinator::new(coordinator_config),
+            incarnation_id: uuid::Uuid::new_v4(),
+            epoch: AtomicI64::new(-1),
+            applied: Mutex::new(Arc::new(MetadataImage::default())),
+            ready: tokio::sync::watch::channel(false).0,
+            shutdown_wanted: tokio::sync::watch::channel(false).0,
+            shutdown_done: tokio::sync::watch::channel(false).0,
         });
-        for topic in image.topics.values() {
-            for p in topic.partitions.keys() {
-                broker.logs.get_or_create(
-                    &TopicPartition::new(topic.name.clone(), *p),
-                    broker.log_config(&image, &topic.name),
-                )?;
-            }
-        }
-        broker
-            .load_offsets_partitions()
-            .map_err(|r| anyhow::anyhow!("loading {OFFSETS_TOPIC}: {}", r.message))?;
+        broker.catch_up();
         broker.logs.start_background();
         broker.coordinator.start_expiry();
+        tokio::spawn(crate::partitions::follow(Arc::downgrade(&broker)));
+        tokio::spawn(crate::lifecycle::run(Arc::downgrade(&broker)));
         Ok(broker)
     }
 
+    /// Waits (up to `timeout`) until this broker is registered and unfenced.
+    pub async fn wait_ready(&self, timeout: Duration) -> bool {
+        if *self.ready.borrow() {
+            return true;
+        }
+        let mut rx = self.ready.subscribe();
+        let ready = tokio::time::timeout(timeout, rx.wait_for(|r| *r))
+            .await
+            .is_ok_and(|r| r.is_ok());
+        ready
+    }
+
+    /// The broker epoch of this incarnation, -1 before it registered.
+    pub fn broker_epoch(&self) -> i64 {
+        self.epoch.load(Ordering::Acquire)
+    }
+
+    /// Sends `request` to the active controller; the local image includes the change when
+    /// this returns.
+    pub(crate) async fn submit(
+        &self,
+        request: ControllerRequest,
+    ) -> Result<ControllerReply, Refusal> {
+        let reply = self
+            .metadata
+            .submit(request, CONTROLLER_TIMEOUT)
+            .await
+            .map_err(|e| controller_refusal(&e))?;
+        self.catch_up();
+        Ok(reply)
+    }
+
     /// A producer id never handed out before, not even before a restart: ids come from
-    /// blocks reserved in the metadata log (as KRaft's controller allocates them).
-    pub fn allocate_producer_id(&self) -> Result<i64, Refusal> {
-        let mut ids = self.producer_ids.lock();
+    /// blocks the controller reserves in the metadata log.
+    pub async fn allocate_producer_id(&self) -> Result<i64, Refusal> {
+        let mut ids = self.producer_ids.lock().await;
         if ids.0 >= ids.1 {
-            let start = self.image().next_producer_id;
-            let end = start + PRODUCER_ID_BLOCK_SIZE;
-            self.metadata
-                .append(&[MetadataRecord::ProducerIds {
+            let reply = self
+                .submit(ControllerRequest::AllocateProducerIds {
                     broker_id: self.config.node_id,
-                    next_producer_id: end,
-                }])
-                .map_err(|e| {
-                    Refusal::new(
-                        ResponseError::UnknownServerError,
-                        format!("metadata log: {e}"),
-                    )
-                })?;
+                })
+                .await?;
+            let ControllerReply::ProducerIds { start, end, .. } = reply else {
+                return Err(Refusal::new(
+                    ResponseError::UnknownServerError,
+                    "the controller answered AllocateProducerIds with something else",
+                ));
+            };
             *ids = (start, end);
         }
         let id = ids.0;
         ids.0 += 1;
         Ok(id)
+    }
+
+    /// The registered, unfenced brokers, by id.
+    pub fn live_brokers(&self, image: &MetadataImage) -> Vec<BrokerImage> {
+        image.active_brokers().cloned().collect()
+    }
+
+    /// The id clients are given as the controller: the active controller when it is a live
+    /// broker, else the lowest live broker (clients can only reach brokers, which forward).
+    pub fn controller_for_clients(&self, image: &MetadataImage) -> i32 {
+        let leader = self.metadata.controller_id();
+        match leader {
+            Some(l) if image.brokers.get(&l).is_some_and(|b| b.is_active()) => l,
+            _ => image
+                .active_brokers()
+                .map(|b| b.id)
+                .next()
+                .or(leader)
+                .unwrap_or(-1),
+        }
+    }
+
+    /// The log of a partition this broker leads: UNKNOWN_TOPIC_OR_PARTITION when the image
+    /// has no such partition, NOT_LEADER_OR_FOLLOWER when another broker leads it (or none
+    /// does), so clients refresh their metadata and go to the leader.
+    pub fn leader_log(
+        &self,
+        image: &MetadataImage,
+        topic: &str,
+        partition: i32,
+    ) -> Result<Arc<strom_storage::Log>, (i16, String)> {
+        let Some(p) = image
+            .topics
+            .get(topic)
+            .and_then(|t| t.partitions.get(&partition))
+        else {
+            return Err((
+                ResponseError::UnknownTopicOrPartition.code(),
+                format!("{topic}-{partition} does not exist"),
+            ));
+        };
+        if p.leader != self.config.node_id {
+            return Err((
+                ResponseError::NotLeaderOrFollower.code(),
+                format!(
+                    "broker {} does not lead {topic}-{partition} (its leader is {})",
+                    self.config.node_id, p.leader
+                ),
+            ));
+        }
+        self.logs
+            .get(&TopicPartition::new(topic, partition))
+            .ok_or_else(|| {
+                (
+                    ResponseError::NotLeaderOrFollower.code(),
+                    format!("{topic}-{partition} has no log on this broker yet"),
+                )
+            })
+    }
+
+    /// Where clients reach broker `id` (its first advertised listener).
+    pub fn endpoint_of(&self, image: &MetadataImage, id: i32) -> Option<(String, u16)> {
+        if id == self.config.node_id {
+            return Some(self.advertised());
+        }
+        image
+            .brokers
+            .get(&id)
+            .and_then(|b| b.listeners.first())
+            .map(|l| (l.host.clone(), l.port))
     }
 
     /// The host and port clients are told to use.
@@ -183,8 +344,8 @@ impl Broker {
     }
 
     /// Replaces the dynamic configs of `resource` (this broker's id, or empty for the
-    /// cluster-wide default) with `configs`, and applies them to every log at once.
-    pub fn set_broker_configs(
+    /// cluster-wide default) with `configs`; every log picks them up from the image.
+    pub async fn set_broker_configs(
         &self,
         resource: &str,
         configs: &BTreeMap<String, String>,
@@ -197,32 +358,16 @@ impl Broker {
             ));
         }
         dynamic_config::check_broker_configs(configs)?;
-        let _one_at_a_time = self.topic_changes.lock();
-        let image = self.image();
-        let current = image
-            .broker_configs
-            .get(resource)
-            .cloned()
-            .unwrap_or_default();
-        let records = config_changes(&current, configs, |name, value| {
-            MetadataRecord::BrokerConfig {
-                broker: resource.to_string(),
-                name,
-                value,
-            }
-        });
-        if validate_only || records.is_empty() {
-            return Ok(());
-        }
-        let image = self.append_metadata(&records)?;
-        for topic in image.topics.values() {
-            self.apply_log_config(&image, topic);
-        }
-        Ok(())
+        self.set_configs(
+            ConfigResource::Broker(resource.to_string()),
+            configs,
+            validate_only,
+        )
+        .await
     }
 
     /// Replaces a group's config overrides (KIP-848) with `configs`.
-    pub fn set_group_configs(
+    pub async fn set_group_configs(
         &self,
         group: &str,
         configs: &BTreeMap<String, String>,
@@ -230,30 +375,47 @@ impl Broker {
     ) -> Result<(), Refusal> {
         let defaults = self.group_defaults();
         dynamic_config::check_group_configs(configs, defaults)?;
-        let _one_at_a_time = self.topic_changes.lock();
-        let image = self.image();
-        let current = image.group_configs.get(group).cloned().unwrap_or_default();
-        let records = config_changes(&current, configs, |name, value| {
-            MetadataRecord::GroupConfig {
-                group: group.to_string(),
-                name,
-                value,
-            }
-        });
-        if !validate_only && !records.is_empty() {
-            self.append_metadata(&records)?;
-        }
-        Ok(())
+        self.set_configs(
+            ConfigResource::Group(group.to_string()),
+            configs,
+            validate_only,
+        )
+        .await
     }
 
-    /// Gives every partition log of `topic` the config `image` makes for it.
-    fn apply_log_config(&self, image: &MetadataImage, topic: &TopicImage) {
-        let config = self.log_config(image, &topic.name);
-        for p in topic.partitions.keys() {
-            if let Some(log) = self.logs.get(&TopicPartition::new(topic.name.as_str(), *p)) {
-                log.set_config(config.clone());
-            }
+    /// Replaces a topic's config overrides with `configs` (validated); its logs pick them
+    /// up from the image.
+    pub async fn set_topic_configs(
+        &self,
+        name: &str,
+        configs: &BTreeMap<String, String>,
+        validate_only: bool,
+    ) -> Result<(), Refusal> {
+        let mut check = self.config.log_defaults.clone();
+        for (k, v) in configs {
+            validate_topic_config(&mut check, k, v)?;
         }
+        self.set_configs(
+            ConfigResource::Topic(name.to_string()),
+            configs,
+            validate_only,
+        )
+        .await
+    }
+
+    async fn set_configs(
+        &self,
+        resource: ConfigResource,
+        configs: &BTreeMap<String, String>,
+        validate_only: bool,
+    ) -> Result<(), Refusal> {
+        self.submit(ControllerRequest::SetConfigs {
+            resource,
+            configs: configs.clone(),
+            validate_only,
+        })
+        .await
+        .map(|_| ())
     }
 
     /// The broker's `group.consumer.*` (session timeout, heartbeat interval) in ms.
@@ -265,23 +427,16 @@ impl Broker {
         )
     }
 
-    fn append_metadata(&self, records: &[MetadataRecord]) -> Result<Arc<MetadataImage>, Refusal> {
-        self.metadata.append(records).map_err(|e| {
-            Refusal::new(
-                ResponseError::UnknownServerError,
-                format!("metadata log: {e}"),
-            )
-        })
-    }
-
-    /// Creates a topic (or only validates, with `validate_only`), recording it in the
-    /// metadata log, then creating its partition logs.
-    pub fn create_topic(
+    /// Creates a topic (or only validates, with `validate_only`) through the controller;
+    /// returns it as this node's image holds it. `assignment` gives each partition's
+    /// replicas; without it the controller places them.
+    pub async fn create_topic(
         &self,
         name: &str,
         num_partitions: i32,
         replication_factor: i16,
         configs: &[(String, Option<String>)],
+        assignment: Option<Vec<Vec<i32>>>,
         validate_only: bool,
     ) -> Result<TopicImage, Refusal> {
         self.create_topic_as(
@@ -289,17 +444,20 @@ impl Broker {
             num_partitions,
             replication_factor,
             configs,
+            assignment,
             validate_only,
             false,
         )
+        .await
     }
 
     /// Creates `__consumer_offsets` if it does not exist yet (Kafka does so on the first
-    /// FindCoordinator for a group) and makes this node the coordinator of its partitions.
-    /// Its replication factor is offsets.topic.replication.factor capped at the brokers
-    /// that exist (one), where Kafka would wait for enough brokers.
-    pub fn ensure_offsets_topic(&self) -> Result<(), Refusal> {
-        if self.image().topics.contains_key(OFFSETS_TOPIC) {
+    /// FindCoordinator for a group). Its replication factor is
+    /// offsets.topic.replication.factor, capped at the brokers registered (where Kafka would
+    /// refuse until enough brokers exist), so a single node keeps working.
+    pub async fn ensure_offsets_topic(&self) -> Result<(), Refusal> {
+        let image = self.image();
+        if image.topics.contains_key(OFFSETS_TOPIC) {
             return Ok(());
         }
         let configs = [
@@ -310,41 +468,26 @@ impl Broker {
             ),
         ];
         let partitions = self.coordinator.config().offsets_topic_partitions;
-        match self.create_topic_as(OFFSETS_TOPIC, partitions, 1, &configs, false, true) {
-            Ok(_) => {}
-            Err(r) if r.code == ResponseError::TopicAlreadyExists.code() => return Ok(()),
-            Err(r) => return Err(r),
+        let registered = image.brokers.len().max(1);
+        let rf = (self.config.offsets_topic_replication_factor as usize).min(registered) as i16;
+        match self
+            .create_topic_as(OFFSETS_TOPIC, partitions, rf, &configs, None, false, true)
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(r) if r.code == ResponseError::TopicAlreadyExists.code() => Ok(()),
+            Err(r) => Err(r),
         }
-        self.load_offsets_partitions()
     }
 
-    /// Loads every partition of `__consumer_offsets` this node leads into the coordinator.
-    fn load_offsets_partitions(&self) -> Result<(), Refusal> {
-        let image = self.image();
-        let Some(topic) = image.topics.get(OFFSETS_TOPIC) else {
-            return Ok(());
-        };
-        for (p, placement) in &topic.partitions {
-            if placement.leader != self.config.node_id || self.coordinator.is_partition_loaded(*p) {
-                continue;
-            }
-            let log = self
-                .logs
-                .get(&TopicPartition::new(OFFSETS_TOPIC, *p))
-                .ok_or_else(|| Refusal::new(ResponseError::KafkaStorageError, "no log"))?;
-            self.coordinator
-                .load_partition(*p, log, placement.leader_epoch)
-                .map_err(|e| Refusal::new(ResponseError::CoordinatorLoadInProgress, e))?;
-        }
-        Ok(())
-    }
-
-    fn create_topic_as(
+    #[allow(clippy::too_many_arguments)]
+    async fn create_topic_as(
         &self,
         name: &str,
         num_partitions: i32,
         replication_factor: i16,
         configs: &[(String, Option<String>)],
+        assignment: Option<Vec<Vec<i32>>>,
         validate_only: bool,
         internal: bool,
     ) -> Result<TopicImage, Refusal> {
@@ -355,10 +498,10 @@ impl Broker {
                 format!("{name} is reserved for the broker's internal use"),
             ));
         }
-        let partitions = if num_partitions == -1 {
-            self.config.num_partitions
-        } else {
-            num_partitions
+        let partitions = match (&assignment, num_partitions) {
+            (Some(a), _) => a.len() as i32,
+            (None, -1) => self.config.num_partitions,
+            (None, n) => n,
         };
         if partitions < 1 {
             return Err(Refusal::new(
@@ -371,80 +514,59 @@ impl Broker {
         } else {
             replication_factor
         };
-        if rf != 1 {
-            return Err(Refusal::new(
-                ResponseError::InvalidReplicationFactor,
-                format!("replication factor {rf} is larger than the 1 available broker"),
-            ));
-        }
         let mut log_config = self.config.log_defaults.clone();
-        let mut records_configs = Vec::new();
+        let mut validated = BTreeMap::new();
         for (key, value) in configs {
             let Some(value) = value else { continue };
             validate_topic_config(&mut log_config, key, value)?;
-            records_configs.push((key.clone(), value.clone()));
+            validated.insert(key.clone(), value.clone());
         }
-        let _one_at_a_time = self.topic_changes.lock();
-        if self.image().topics.contains_key(name) {
+        let reply = self
+            .submit(ControllerRequest::CreateTopic {
+                name: name.to_string(),
+                partitions,
+                replication_factor: rf,
+                configs: validated.clone(),
+                assignment,
+                validate_only,
+            })
+            .await?;
+        let ControllerReply::Topic { topic_id, .. } = reply else {
             return Err(Refusal::new(
-                ResponseError::TopicAlreadyExists,
-                format!("topic '{name}' already exists"),
+                ResponseError::UnknownServerError,
+                "the controller answered CreateTopic with something else",
             ));
-        }
-        let topic_id = uuid::Uuid::new_v4();
-        let node = self.config.node_id;
+        };
         if validate_only {
             return Ok(TopicImage {
                 name: name.to_string(),
                 topic_id,
                 partitions: Default::default(),
-                configs: records_configs.into_iter().collect(),
+                configs: validated,
             });
         }
-        let mut records = vec![MetadataRecord::Topic {
-            name: name.to_string(),
-            topic_id,
-        }];
-        records.extend(
-            records_configs
-                .iter()
-                .map(|(k, v)| MetadataRecord::TopicConfig {
-                    topic: name.to_string(),
-                    name: k.clone(),
-                    value: Some(v.clone()),
-                }),
+        tracing::info!(
+            topic = name,
+            partitions,
+            replication_factor = rf,
+            "created topic"
         );
-        records.extend((0..partitions).map(|p| MetadataRecord::Partition {
-            topic_id,
-            partition: p,
-            replicas: vec![node],
-            isr: vec![node],
-            leader: node,
-            leader_epoch: 0,
-        }));
-        let image = self.metadata.append(&records).map_err(|e| {
-            Refusal::new(
-                ResponseError::UnknownServerError,
-                format!("metadata log: {e}"),
-            )
-        })?;
-        let config = self.log_config(&image, name);
-        for p in 0..partitions {
-            self.logs
-                .get_or_create(&TopicPartition::new(name, p), config.clone())
-                .map_err(|e| Refusal::new(ResponseError::KafkaStorageError, e.to_string()))?;
-        }
-        tracing::info!(topic = name, partitions, "created topic");
-        image
+        self.image()
             .topics
             .get(name)
+            .filter(|t| t.topic_id == topic_id)
             .cloned()
-            .ok_or_else(|| Refusal::new(ResponseError::UnknownServerError, "topic vanished"))
+            .ok_or_else(|| {
+                Refusal::new(
+                    ResponseError::UnknownServerError,
+                    "the topic was committed but this node's image does not hold it yet",
+                )
+            })
     }
 
-    /// Checks a manual replica assignment (CreateTopics, CreatePartitions) as Kafka does:
-    /// every partition names the same number of distinct brokers, each of them registered
-    /// (on one node: this node). Returns that replication factor.
+    /// Checks what a manual replica assignment (CreateTopics, CreatePartitions) can be
+    /// checked for without the metadata: every partition names the same number of distinct
+    /// brokers. The controller checks that they are registered. Returns that factor.
     pub fn check_replica_assignment(&self, assignment: &[Vec<i32>]) -> Result<i16, Refusal> {
         let invalid = |m: String| Refusal::new(ResponseError::InvalidReplicaAssignment, m);
         let Some(first) = assignment.first() else {
@@ -467,165 +589,69 @@ impl Broker {
             if seen.len() != replicas.len() {
                 return Err(invalid(format!("duplicate brokers in {replicas:?}")));
             }
-            if let Some(unknown) = replicas.iter().find(|&&b| b != self.config.node_id) {
-                return Err(invalid(format!(
-                    "unknown broker {unknown}: the registered brokers are [{}]",
-                    self.config.node_id
-                )));
-            }
         }
         i16::try_from(first.len()).map_err(|_| invalid("too many replicas".into()))
     }
 
-    /// Deletes a topic: removed from the metadata, then its logs are deleted.
-    pub fn delete_topic(&self, name: &str) -> Result<uuid::Uuid, Refusal> {
-        let _one_at_a_time = self.topic_changes.lock();
-        let image = self.image();
-        let topic = existing(&image, name)?;
-        self.metadata
-            .append(&[MetadataRecord::RemoveTopic {
-                topic_id: topic.topic_id,
-            }])
-            .map_err(|e| Refusal::new(ResponseError::UnknownServerError, e.to_string()))?;
-        for p in topic.partitions.keys() {
-            self.logs
-                .delete(&TopicPartition::new(name, *p))
-                .map_err(|e| Refusal::new(ResponseError::KafkaStorageError, e.to_string()))?;
-        }
+    /// Deletes a topic through the controller; its logs go as the image drops it.
+    pub async fn delete_topic(&self, name: &str) -> Result<uuid::Uuid, Refusal> {
+        let reply = self
+            .submit(ControllerRequest::DeleteTopic {
+                name: name.to_string(),
+            })
+            .await?;
         tracing::info!(topic = name, "deleted topic");
-        Ok(topic.topic_id)
+        match reply {
+            ControllerReply::Topic { topic_id, .. } => Ok(topic_id),
+            _ => Err(Refusal::new(
+                ResponseError::UnknownServerError,
+                "the controller answered DeleteTopic with something else",
+            )),
+        }
     }
 
     /// Grows a topic to `count` partitions, with the replicas of each new partition given
     /// by `assignment` when there is one.
-    pub fn create_partitions(
+    pub async fn create_partitions(
         &self,
         name: &str,
         count: i32,
         assignment: Option<&[Vec<i32>]>,
         validate_only: bool,
     ) -> Result<(), Refusal> {
-        let _one_at_a_time = self.topic_changes.lock();
-        let image = self.image();
-        let topic = existing(&image, name)?;
-        let current = topic.partitions.len() as i32;
-        if count <= current {
-            return Err(Refusal::new(
-                ResponseError::InvalidPartitions,
-                format!(
-                    "topic currently has {current} partitions, {count} would not be an increase"
-                ),
-            ));
+        if let Some(a) = assignment {
+            self.check_replica_assignment(a)?;
         }
-        if let Some(assignment) = assignment {
-            if assignment.len() as i32 != count - current {
-                return Err(Refusal::new(
-                    ResponseError::InvalidReplicaAssignment,
-                    format!(
-                        "{} new partitions but {} assignments",
-                        count - current,
-                        assignment.len()
-                    ),
-                ));
-            }
-            self.check_replica_assignment(assignment)?;
-        }
-        if validate_only {
-            return Ok(());
-        }
-        let node = self.config.node_id;
-        let records: Vec<_> = (current..count)
-            .map(|p| MetadataRecord::Partition {
-                topic_id: topic.topic_id,
-                partition: p,
-                replicas: vec![node],
-                isr: vec![node],
-                leader: node,
-                leader_epoch: 0,
-            })
-            .collect();
-        let image = self
-            .metadata
-            .append(&records)
-            .map_err(|e| Refusal::new(ResponseError::UnknownServerError, e.to_string()))?;
-        let config = self.log_config(&image, name);
-        for p in current..count {
-            self.logs
-                .get_or_create(&TopicPartition::new(name, p), config.clone())
-                .map_err(|e| Refusal::new(ResponseError::KafkaStorageError, e.to_string()))?;
-        }
-        Ok(())
+        self.submit(ControllerRequest::CreatePartitions {
+            name: name.to_string(),
+            count,
+            assignment: assignment.map(<[Vec<i32>]>::to_vec),
+            validate_only,
+        })
+        .await
+        .map(|_| ())
     }
 
-    /// Replaces a topic's config overrides with `configs` (validated), and applies them to
-    /// its logs at once.
-    pub fn set_topic_configs(
-        &self,
-        name: &str,
-        configs: &BTreeMap<String, String>,
-        validate_only: bool,
-    ) -> Result<(), Refusal> {
-        let mut check = self.config.log_defaults.clone();
-        for (k, v) in configs {
-            validate_topic_config(&mut check, k, v)?;
-        }
-        let _one_at_a_time = self.topic_changes.lock();
-        let image = self.image();
-        let topic = existing(&image, name)?;
-        if validate_only {
-            return Ok(());
-        }
-        let records = config_changes(&topic.configs, configs, |k, value| {
-            MetadataRecord::TopicConfig {
-                topic: name.to_string(),
-                name: k,
-                value,
-            }
-        });
-        if records.is_empty() {
-            return Ok(());
-        }
-        let image = self.append_metadata(&records)?;
-        self.apply_log_config(&image, topic);
-        Ok(())
+    /// Asks the controller to move this broker's leaderships away, then waits (up to
+    /// `timeout`) until it lets the broker go. Returns whether it did.
+    pub async fn controlled_shutdown(&self, timeout: Duration) -> bool {
+        self.shutdown_wanted.send_replace(true);
+        let mut done = self.shutdown_done.subscribe();
+        let let_go = tokio::time::timeout(timeout, done.wait_for(|d| *d))
+            .await
+            .is_ok_and(|r| r.is_ok());
+        let_go
     }
 
-    /// Closes every log and writes the clean-shutdown marker.
-    pub fn shutdown(&self) -> anyhow::Result<()> {
-        self.logs.shutdown()?;
-        self.metadata.close()?;
+    /// Closes every log and writes the clean-shutdown marker, then leaves the quorum.
+    pub async fn shutdown(&self) -> anyhow::Result<()> {
+        tokio::task::block_in_place(|| self.logs.shutdown())?;
+        self.metadata.shutdown().await;
         Ok(())
     }
 }
 
-/// The topic, or UNKNOWN_TOPIC_OR_PARTITION.
-fn existing<'a>(image: &'a MetadataImage, name: &str) -> Result<&'a TopicImage, Refusal> {
-    image.topics.get(name).ok_or_else(|| {
-        Refusal::new(
-            ResponseError::UnknownTopicOrPartition,
-            format!("topic '{name}' does not exist"),
-        )
-    })
-}
-
-/// The records that turn a resource's `current` configs into `wanted`: removals first.
-fn config_changes(
-    current: &strom_metadata::records::Configs,
-    wanted: &BTreeMap<String, String>,
-    record: impl Fn(String, Option<String>) -> MetadataRecord,
-) -> Vec<MetadataRecord> {
-    let removed = current
-        .keys()
-        .filter(|k| !wanted.contains_key(*k))
-        .map(|k| record(k.clone(), None));
-    let set = wanted
-        .iter()
-        .filter(|(k, v)| current.get(*k) != Some(*v))
-        .map(|(k, v)| record(k.clone(), Some(v.clone())));
-    removed.chain(set).collect()
-}
-
-fn topic_log_config(
+pub(crate) fn topic_log_config(
     defaults: &LogConfig,
     image: &MetadataImage,
     node: i32,

@@ -65,6 +65,27 @@ pub struct BrokerConfig {
     pub coordinator: CoordinatorConfig,
     /// offsets.topic.segment.bytes (100 MiB).
     pub offsets_topic_segment_bytes: u64,
+    /// `offsets.topic.replication.factor` (3; capped at the brokers registered).
+    pub offsets_topic_replication_factor: i16,
+    /// `controller.quorum.voters` (`id@host:port,...`). Empty: this node alone, a one-voter
+    /// quorum when it is a controller.
+    pub controller_quorum_voters: BTreeMap<i32, String>,
+    /// `controller.listener.names`: listeners that serve the quorum, not clients.
+    pub controller_listener_names: Vec<String>,
+    /// `broker.rack` (none).
+    pub broker_rack: Option<String>,
+    /// `broker.heartbeat.interval.ms` (2000).
+    pub broker_heartbeat_interval_ms: u64,
+    /// `broker.session.timeout.ms` (9000).
+    pub broker_session_timeout_ms: u64,
+    /// `controller.quorum.election.timeout.ms` (1000).
+    pub controller_quorum_election_timeout_ms: u64,
+    /// `metadata.log.segment.bytes` (1 GiB).
+    pub metadata_log_segment_bytes: u64,
+    /// `metadata.log.max.record.bytes.between.snapshots` (20 MiB).
+    pub metadata_snapshot_max_bytes: u64,
+    /// `metadata.log.max.snapshot.interval.ms` (1 hour).
+    pub metadata_snapshot_interval_ms: u64,
     /// Every property as given.
     pub raw: BTreeMap<String, String>,
 }
@@ -92,17 +113,25 @@ impl Default for BrokerConfig {
             log_defaults: LogConfig::default(),
             coordinator: CoordinatorConfig::default(),
             offsets_topic_segment_bytes: 100 * 1024 * 1024,
+            offsets_topic_replication_factor: 3,
+            controller_quorum_voters: BTreeMap::new(),
+            controller_listener_names: vec!["CONTROLLER".into()],
+            broker_rack: None,
+            broker_heartbeat_interval_ms: 2000,
+            broker_session_timeout_ms: 9000,
+            controller_quorum_election_timeout_ms: 1000,
+            metadata_log_segment_bytes: 1 << 30,
+            metadata_snapshot_max_bytes: 20 * 1024 * 1024,
+            metadata_snapshot_interval_ms: 3_600_000,
             raw: BTreeMap::new(),
         }
     }
 }
 
-/// Properties Strom reads but that only matter once the cluster work lands.
+/// Properties Strom accepts and does not need (security arrives later; one listener
+/// carries broker traffic).
 const ACCEPTED: &[&str] = &[
-    "offsets.topic.replication.factor",
     "listener.security.protocol.map",
-    "controller.listener.names",
-    "controller.quorum.voters",
     "inter.broker.listener.name",
 ];
 
@@ -294,6 +323,44 @@ impl BrokerConfig {
                     }
                     c.coordinator.limits.max_size = v as usize;
                 }
+                "offsets.topic.replication.factor" => {
+                    let v = int()?;
+                    if !(1..=i64::from(i16::MAX)).contains(&v) {
+                        return Err(bad("must be at least 1"));
+                    }
+                    c.offsets_topic_replication_factor = v as i16;
+                }
+                "controller.quorum.voters" => {
+                    c.controller_quorum_voters = parse_voters(value).map_err(|e| bad(&e))?
+                }
+                "controller.listener.names" => {
+                    c.controller_listener_names = value
+                        .split(',')
+                        .map(|s| s.trim().to_string())
+                        .filter(|s| !s.is_empty())
+                        .collect()
+                }
+                "broker.rack" => c.broker_rack = Some(value.clone()).filter(|r| !r.is_empty()),
+                "broker.heartbeat.interval.ms" => {
+                    c.broker_heartbeat_interval_ms = int()?.max(1) as u64
+                }
+                "broker.session.timeout.ms" => c.broker_session_timeout_ms = int()?.max(1) as u64,
+                "controller.quorum.election.timeout.ms" => {
+                    c.controller_quorum_election_timeout_ms = int()?.max(10) as u64
+                }
+                "metadata.log.segment.bytes" => {
+                    let v = int()?;
+                    if v < 1024 {
+                        return Err(bad("must be at least 1024"));
+                    }
+                    c.metadata_log_segment_bytes = v as u64;
+                }
+                "metadata.log.max.record.bytes.between.snapshots" => {
+                    c.metadata_snapshot_max_bytes = int()?.max(1) as u64
+                }
+                "metadata.log.max.snapshot.interval.ms" => {
+                    c.metadata_snapshot_interval_ms = int()?.max(1) as u64
+                }
                 k if ACCEPTED.contains(&k) => {}
                 other => tracing::warn!(key = other, "unknown configuration ignored"),
             }
@@ -315,10 +382,104 @@ impl BrokerConfig {
             })?;
         }
         if !advertised_set {
-            c.advertised_listeners = c.listeners.clone();
+            c.advertised_listeners = c
+                .listeners
+                .iter()
+                .filter(|l| !c.controller_listener_names.contains(&l.name))
+                .cloned()
+                .collect();
+        }
+        let roles = (c.is_broker(), c.is_controller());
+        let bad = |key: &str, value: String, reason: &str| ConfigError {
+            key: key.into(),
+            value,
+            reason: reason.into(),
+        };
+        if roles.0 && c.broker_listeners().next().is_none() {
+            return Err(bad(
+                "listeners",
+                c.raw.get("listeners").cloned().unwrap_or_default(),
+                "a broker needs a listener that is not a controller listener",
+            ));
+        }
+        if roles.1 && !c.controller_quorum_voters.is_empty() {
+            if !c.controller_quorum_voters.contains_key(&c.node_id) {
+                return Err(bad(
+                    "controller.quorum.voters",
+                    c.raw
+                        .get("controller.quorum.voters")
+                        .cloned()
+                        .unwrap_or_default(),
+                    "a controller must be one of the voters (its node.id is not listed)",
+                ));
+            }
+            if c.controller_listener().is_none() && c.controller_quorum_voters.len() > 1 {
+                return Err(bad(
+                    "controller.listener.names",
+                    c.controller_listener_names.join(","),
+                    "no listener in `listeners` has this name; voters talk on it",
+                ));
+            }
+        }
+        if !roles.1 && c.controller_quorum_voters.is_empty() {
+            return Err(bad(
+                "controller.quorum.voters",
+                String::new(),
+                "a broker-only node must name the controllers it joins",
+            ));
         }
         Ok(c)
     }
+
+    /// Whether this node serves clients.
+    pub fn is_broker(&self) -> bool {
+        self.process_roles.iter().any(|r| r == "broker")
+    }
+
+    /// Whether this node is a voter of the metadata quorum.
+    pub fn is_controller(&self) -> bool {
+        self.process_roles.iter().any(|r| r == "controller")
+    }
+
+    /// The listeners clients use.
+    pub fn broker_listeners(&self) -> impl Iterator<Item = &Listener> {
+        self.listeners
+            .iter()
+            .filter(|l| !self.controller_listener_names.contains(&l.name))
+    }
+
+    /// The listener the quorum's RPCs arrive on, if there is one.
+    pub fn controller_listener(&self) -> Option<&Listener> {
+        self.listeners
+            .iter()
+            .find(|l| self.controller_listener_names.contains(&l.name))
+    }
+}
+
+/// Parses `controller.quorum.voters`: `id@host:port` separated by commas.
+fn parse_voters(value: &str) -> Result<BTreeMap<i32, String>, String> {
+    let mut out = BTreeMap::new();
+    for item in value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let (id, addr) = item
+            .split_once('@')
+            .ok_or_else(|| format!("'{item}' is not id@host:port"))?;
+        let id: i32 = id.parse().map_err(|_| format!("'{id}' is not a node id"))?;
+        let (host, port) = addr
+            .rsplit_once(':')
+            .ok_or_else(|| format!("'{addr}' has no port"))?;
+        port.parse::<u16>()
+            .map_err(|_| format!("'{port}' is not a port"))?;
+        if host.is_empty() {
+            return Err(format!("'{item}' has no host"));
+        }
+        if out.insert(id, addr.to_string()).is_some() {
+            return Err(format!("voter {id} is listed twice"));
+        }
+    }
+    if out.is_empty() {
+        return Err("no voter".into());
+    }
+    Ok(out)
 }
 
 fn c_set(config: &mut LogConfig, key: &str, value: &str) -> Result<(), String> {
@@ -394,11 +555,47 @@ mod tests {
             "auto.create.topics.enable=maybe",
             "log.cleanup.policy=shred",
             "process.roles=router",
+            "controller.quorum.voters=1@localhost",
+            "controller.quorum.voters=one@localhost:9093",
+            "controller.quorum.voters=1@a:1,1@b:2",
         ] {
             let err = BrokerConfig::from_pairs(&pairs(text)).unwrap_err();
             let key = text.split('=').next().unwrap();
             assert_eq!(err.key, key);
             assert!(err.to_string().contains(key));
         }
+    }
+
+    #[test]
+    fn roles_voters_and_listeners_fit_together() {
+        let c = BrokerConfig::from_pairs(&pairs(
+            "node.id=2\nprocess.roles=broker,controller\n\
+             listeners=PLAINTEXT://127.0.0.1:9092,CONTROLLER://127.0.0.1:9093\n\
+             controller.quorum.voters=1@h1:9093,2@127.0.0.1:9093,3@h3:9093\nbroker.rack=r1",
+        ))
+        .unwrap();
+        assert_eq!(c.controller_quorum_voters.len(), 3);
+        assert_eq!(c.controller_listener().unwrap().port, 9093);
+        assert_eq!(
+            c.advertised_listeners.len(),
+            1,
+            "the controller listener is not advertised"
+        );
+        assert_eq!(c.broker_rack.as_deref(), Some("r1"));
+        // A controller must be a voter; a broker-only node must know the voters.
+        let err = BrokerConfig::from_pairs(&pairs(
+            "node.id=4\nlisteners=PLAINTEXT://:9092,CONTROLLER://:9093\ncontroller.quorum.voters=1@h1:9093",
+        ))
+        .unwrap_err();
+        assert_eq!(err.key, "controller.quorum.voters");
+        let err = BrokerConfig::from_pairs(&pairs("process.roles=broker")).unwrap_err();
+        assert_eq!(err.key, "controller.quorum.voters");
+        let err = BrokerConfig::from_pairs(&pairs(
+            "process.roles=controller\nlisteners=CONTROLLER://:9093\ncontroller.quorum.voters=1@h1:9093",
+        ));
+        assert!(
+            err.is_ok(),
+            "a controller-only node needs no client listener"
+        );
     }
 }

@@ -1,8 +1,11 @@
 //! Maps Strom's internal errors to Kafka error codes, in one place.
 
 use kafka_protocol::ResponseError;
+use strom_metadata::ControllerError;
 use strom_storage::StorageError;
 use strom_types::batch::BatchError;
+
+use crate::broker::Refusal;
 
 /// The Kafka error code a storage error becomes in a partition-level response.
 pub fn storage_error_code(e: &StorageError) -> i16 {
@@ -62,4 +65,27 @@ pub fn record_errors(e: &StorageError) -> Vec<(i32, String)> {
 /// Shorthand for a protocol error's code.
 pub fn code(e: ResponseError) -> i16 {
     e.code()
+}
+
+/// The refusal a controller error becomes in a response. NOT_CONTROLLER never reaches a
+/// client: [`strom_metadata::MetadataNode::submit`] retries it until its deadline, which
+/// then answers REQUEST_TIMED_OUT.
+pub fn controller_refusal(e: &ControllerError) -> Refusal {
+    let code = match e {
+        ControllerError::NotController { .. } | ControllerError::Timeout(_) => {
+            ResponseError::RequestTimedOut
+        }
+        ControllerError::TopicAlreadyExists(_) => ResponseError::TopicAlreadyExists,
+        ControllerError::UnknownTopic(_) => ResponseError::UnknownTopicOrPartition,
+        ControllerError::InvalidPartitions(_) => ResponseError::InvalidPartitions,
+        ControllerError::InvalidReplicationFactor(_) => ResponseError::InvalidReplicationFactor,
+        ControllerError::InvalidReplicaAssignment(_) => ResponseError::InvalidReplicaAssignment,
+        ControllerError::InvalidRequest(_) => ResponseError::InvalidRequest,
+        ControllerError::DuplicateBrokerRegistration(_) => {
+            ResponseError::DuplicateBrokerRegistration
+        }
+        ControllerError::StaleBrokerEpoch(_) => ResponseError::StaleBrokerEpoch,
+        ControllerError::Quorum(_) => ResponseError::UnknownServerError,
+    };
+    Refusal::new(code, e.to_string())
 }

@@ -5,6 +5,12 @@
 //! the header, guards and decodes the body and dispatches to one file per API in
 //! [`handlers`], which works on the [`Broker`] (partition logs plus the metadata image) and
 //! encodes the response. Kafka error codes are chosen in [`errors`].
+//!
+//! In the cluster: the broker registers with the active controller and heartbeats
+//! (`lifecycle`), follows the metadata image into its logs and coordinator
+//! (`partitions`), and sends every metadata change to the controller through
+//! `strom_metadata::MetadataNode`. Quorum RPCs that arrive on a broker listener (a
+//! broker-only node is an observer of the metadata log) are handed to the metadata node.
 
 pub mod authz;
 pub mod broker;
@@ -13,6 +19,8 @@ pub mod dynamic_config;
 pub mod errors;
 pub mod fetch_codec;
 pub mod handlers;
+mod lifecycle;
+mod partitions;
 pub mod server;
 
 pub use broker::Broker;

@@ -8,6 +8,8 @@ mod tools;
 
 use std::path::PathBuf;
 
+use std::time::Duration;
+
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use strom_broker::{Broker, BrokerConfig};
@@ -92,7 +94,7 @@ fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn")),
         )
         .init();
     let cli = Cli::parse();
@@ -134,39 +136,114 @@ fn server(file: Option<PathBuf>, overrides: Vec<String>) -> anyhow::Result<()> {
     }
     let config = BrokerConfig::from_pairs(&pairs)?;
     let runtime = tokio::runtime::Runtime::new()?;
-    runtime.block_on(async move {
-        let listener_cfg = config.listeners[0].clone();
-        let listener =
-            tokio::net::TcpListener::bind((listener_cfg.host.as_str(), listener_cfg.port))
+    runtime.block_on(run_node(config))
+}
+
+/// Runs one node in the roles its config gives until SIGTERM or Ctrl-C: binds its
+/// listeners, joins the metadata quorum, and serves. A broker shuts down under control
+/// (its leaderships move first).
+async fn run_node(config: BrokerConfig) -> anyhow::Result<()> {
+    let bind = |l: &strom_broker::config::Listener| {
+        let (host, port) = (l.host.clone(), l.port);
+        async move {
+            tokio::net::TcpListener::bind((host.as_str(), port))
                 .await
-                .with_context(|| format!("binding {}:{}", listener_cfg.host, listener_cfg.port))?;
-        let local = listener.local_addr()?;
-        let broker = tokio::task::block_in_place(|| Broker::open(config.clone()))?;
-        if config.advertised_listeners[0].port == 0 {
-            broker.set_advertised_port(local.port());
+                .with_context(|| format!("binding {host}:{port}"))
         }
-        tracing::info!(
-            node_id = config.node_id,
-            listener = %local,
-            log_dirs = ?config.log_dirs,
-            cluster_id = %broker.image().cluster_id,
-            "Strom broker started (single node: broker and controller)"
-        );
+    };
+    let broker_listener = match config
+        .broker_listeners()
+        .next()
+        .filter(|_| config.is_broker())
+    {
+        Some(l) => Some(bind(l).await?),
+        None => None,
+    };
+    let controller_listener = match config
+        .controller_listener()
+        .filter(|_| config.is_controller())
+    {
+        Some(l) => Some(bind(l).await?),
+        None => None,
+    };
+    let advertised_host = config
+        .advertised_listeners
+        .first()
+        .map(|l| l.host.clone())
+        .unwrap_or_else(|| "127.0.0.1".into());
+    let broker_addr = match &broker_listener {
+        Some(l) => {
+            let port = match config.advertised_listeners.first() {
+                Some(a) if a.port != 0 => a.port,
+                _ => l.local_addr()?.port(),
+            };
+            Some(format!("{advertised_host}:{port}"))
+        }
+        None => None,
+    };
+    let controller_addr = match &controller_listener {
+        Some(l) => Some(l.local_addr()?.to_string()),
+        None => None,
+    };
+    let raft_addr = controller_addr
+        .clone()
+        .or_else(|| broker_addr.clone())
+        .context("a node needs a listener")?;
+    let metadata = strom_broker::broker::start_metadata(&config, &raft_addr).await?;
+    let controller_task = controller_listener.map(|l| tokio::spawn(metadata.clone().serve(l)));
+    let roles = config.process_roles.join(",");
+    let dirs = config
+        .log_dirs
+        .iter()
+        .map(|d| d.display().to_string())
+        .collect::<Vec<_>>()
+        .join(",");
+    let Some(listener) = broker_listener else {
+        tracing::info!(node_id = config.node_id, controller = ?controller_addr, "Strom controller started");
         println!(
-            "strom server listening on {local}, data in {}",
-            config
-                .log_dirs
-                .iter()
-                .map(|d| d.display().to_string())
-                .collect::<Vec<_>>()
-                .join(",")
+            "strom controller listening on {}, data in {dirs}",
+            controller_addr.unwrap_or_default()
         );
-        strom_broker::server::run(listener, broker.clone(), shutdown_signal()).await;
+        shutdown_signal().await;
         tracing::info!("shutting down");
-        tokio::task::block_in_place(|| broker.shutdown())?;
-        tracing::info!("stopped cleanly");
-        anyhow::Ok(())
-    })
+        metadata.shutdown().await;
+        return Ok(());
+    };
+    let local = listener.local_addr()?;
+    let advertised_port = match config.advertised_listeners.first() {
+        Some(a) if a.port != 0 => a.port,
+        _ => local.port(),
+    };
+    let node_id = config.node_id;
+    let broker =
+        Broker::start(config, metadata.clone(), (advertised_host, advertised_port)).await?;
+    tracing::info!(
+        node_id,
+        listener = %local,
+        roles = %roles,
+        cluster_id = %broker.image().cluster_id,
+        "Strom broker started"
+    );
+    match &controller_addr {
+        Some(c) => println!("strom server listening on {local}, controller on {c}, data in {dirs}"),
+        None => println!("strom server listening on {local}, data in {dirs}"),
+    }
+    let stopping = broker.clone();
+    let shutdown = async move {
+        shutdown_signal().await;
+        tracing::info!("controlled shutdown: moving this broker's leaderships away");
+        if !stopping.controlled_shutdown(Duration::from_secs(30)).await {
+            tracing::warn!("the controller did not complete the controlled shutdown in time");
+        }
+    };
+    strom_broker::server::run(listener, broker.clone(), shutdown).await;
+    tracing::info!("shutting down");
+    if let Some(t) = controller_task {
+        t.abort();
+    }
+    broker.shutdown().await?;
+    tracing::info!("stopped cleanly");
+    Ok(())
 }
 
 async fn shutdown_signal() {

@@ -54,10 +54,11 @@ pub(crate) fn read_legacy(log: &LogStore) -> Result<MetadataImage, MetadataError
         ..MetadataImage::default()
     };
     log.for_each_value(|at, value| {
-        let record = MetadataRecord::from_bytes(value).map_err(|source| MetadataError::Corrupt {
-            what: format!("metadata record at offset {at}"),
-            source,
-        })?;
+        let record =
+            MetadataRecord::from_bytes(value).map_err(|source| MetadataError::Corrupt {
+                what: format!("metadata record at offset {at}"),
+                source,
+            })?;
         image.apply(at, &record);
         Ok(())
     })?;

@@ -13,7 +13,9 @@ use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::controller::{Controller, ControllerConfig, ControllerError, ControllerReply, ControllerRequest};
+use crate::controller::{
+    Controller, ControllerConfig, ControllerError, ControllerReply, ControllerRequest,
+};
 use crate::image::MetadataImage;
 use crate::raft::rpc::{self, PeerClient};
 use crate::raft::{Quorum, QuorumConfig, QuorumStatus};
@@ -84,6 +86,11 @@ impl MetadataNode {
     ) -> Result<ControllerReply, ControllerError> {
         let deadline = Instant::now() + timeout;
         let mut client: Option<PeerClient> = None;
+        // Until this node hears of a leader (an observer that has not joined yet), it asks
+        // the voters in turn and follows their hints.
+        let voters: Vec<i32> = self.quorum.config().voters.keys().copied().collect();
+        let mut hint: Option<i32> = None;
+        let mut turn = 0usize;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
@@ -92,11 +99,19 @@ impl MetadataNode {
                     timeout.as_millis()
                 )));
             }
-            let outcome = match self.quorum.leader() {
+            let target = self.quorum.leader().or(hint.take()).or_else(|| {
+                turn += 1;
+                voters.get(turn % voters.len().max(1)).copied()
+            });
+            let outcome = match target {
                 Some(leader) if leader == self.quorum.config().node_id => match &self.controller {
                     Some(c) => tokio::time::timeout(left, c.handle(request.clone()))
                         .await
-                        .unwrap_or_else(|_| Err(ControllerError::Timeout("the controller did not answer in time".into()))),
+                        .unwrap_or_else(|_| {
+                            Err(ControllerError::Timeout(
+                                "the controller did not answer in time".into(),
+                            ))
+                        }),
                     None => Err(ControllerError::NotController { leader: None }),
                 },
                 Some(leader) => match self.quorum.address_of(leader) {
@@ -132,7 +147,13 @@ impl MetadataNode {
                         .await;
                     return Ok(reply);
                 }
-                Err(ControllerError::NotController { .. }) => {
+                Err(ControllerError::NotController { leader }) => {
+                    hint = leader.filter(|l| *l != self.quorum.config().node_id);
+                    if hint.is_some() {
+                        // Stale hints could bounce between two nodes: a short pause bounds it.
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                        continue;
+                    }
                     // Wait for news of a leader (bounded: a lost message must not stall us).
                     let pause = deadline
                         .saturating_duration_since(Instant::now())

@@ -21,7 +21,9 @@ fn config(dir: &std::path::Path, id: i32, voters: &BTreeMap<i32, String>) -> Quo
         node_id: id,
         voters: voters.clone(),
         own_addr: voters.get(&id).cloned().unwrap_or_default(),
-        dir: dir.join(format!("node{id}")).join(strom_metadata::METADATA_DIR),
+        dir: dir
+            .join(format!("node{id}"))
+            .join(strom_metadata::METADATA_DIR),
         segment_bytes: 4096,
         snapshot_max_bytes: 1 << 30,
         snapshot_interval_ms: 3_600_000,
@@ -51,7 +53,9 @@ impl Node {
 
 async fn start(cfg: QuorumConfig) -> Node {
     let addr = cfg.voters[&cfg.node_id].clone();
-    let node = MetadataNode::start(cfg, ControllerConfig::default()).await.unwrap();
+    let node = MetadataNode::start(cfg, ControllerConfig::default())
+        .await
+        .unwrap();
     let listener = tokio::net::TcpListener::bind(&addr).await.unwrap();
     let listener = tokio::spawn(node.clone().serve(listener));
     Node { node, listener }
@@ -120,12 +124,20 @@ async fn three_voters_elect_one_leader_and_commit_through_every_node() {
     // The leader's status lists three voters that have everything.
     let status = nodes[0].quorum_status().await;
     assert_eq!(status.voters.len(), 3);
-    assert!(status.voters.iter().all(|v| v.log_end_offset >= status.high_watermark - 1));
+    assert!(status
+        .voters
+        .iter()
+        .all(|v| v.log_end_offset >= status.high_watermark - 1));
 
     // Kill the leader: a new one is elected and takes writes.
     let old = leaders[0].unwrap();
     nodes[(old - 1) as usize].stop().await;
-    let survivor = nodes.iter().enumerate().find(|(i, _)| *i as i32 + 1 != old).unwrap().1;
+    let survivor = nodes
+        .iter()
+        .enumerate()
+        .find(|(i, _)| *i as i32 + 1 != old)
+        .unwrap()
+        .1;
     survivor
         .submit(create("after-failover"), Duration::from_secs(20))
         .await
@@ -153,7 +165,10 @@ async fn a_single_voter_keeps_its_metadata_across_restarts_and_snapshots() {
         assert!(segments_before > 1, "small segments roll");
         node.quorum().snapshot_now().await.unwrap();
         let (_, segments_after) = node.quorum().log_size();
-        assert!(segments_after < segments_before, "the snapshot lets old segments go");
+        assert!(
+            segments_after < segments_before,
+            "the snapshot lets old segments go"
+        );
         node.submit(create("after-snapshot"), Duration::from_secs(10))
             .await
             .unwrap();

@@ -22,7 +22,7 @@ use crate::authz;
 use crate::broker::Broker;
 use crate::errors::storage_error_code;
 
-pub(super) fn delete_topics(
+pub(super) async fn delete_topics(
     broker: &Arc<Broker>,
     request: DeleteTopicsRequest,
     version: i16,
@@ -41,13 +41,13 @@ pub(super) fn delete_topics(
             .or_else(|| image.topic_by_id(&t.topic_id).map(|t| t.name.clone()));
         names.push((name, t.topic_id));
     }
-    let responses = names
-        .into_iter()
-        .map(|(name, id)| {
+    let mut responses = Vec::with_capacity(names.len());
+    for (name, id) in names {
+        {
             let mut out = DeletableTopicResult::default()
                 .with_name(name.clone().map(|n| TopicName(StrBytes::from_string(n))));
             let result = match &name {
-                Some(n) => broker.delete_topic(n),
+                Some(n) => broker.delete_topic(n).await,
                 None => Err(crate::broker::Refusal {
                     code: ResponseError::UnknownTopicId.code(),
                     message: format!("no topic with id {id}"),
@@ -69,20 +69,19 @@ pub(super) fn delete_topics(
                     }
                 }
             }
-            out
-        })
-        .collect();
+            responses.push(out);
+        }
+    }
     DeleteTopicsResponse::default().with_responses(responses)
 }
 
-pub(super) fn create_partitions(
+pub(super) async fn create_partitions(
     broker: &Arc<Broker>,
     request: CreatePartitionsRequest,
 ) -> CreatePartitionsResponse {
-    let results = request
-        .topics
-        .into_iter()
-        .map(|t| {
+    let mut results = Vec::with_capacity(request.topics.len());
+    for t in request.topics {
+        {
             let mut out = CreatePartitionsTopicResult::default().with_name(t.name.clone());
             // Null and empty both mean "place them for me": clients built on kafka-protocol
             // send an empty array by default.
@@ -92,18 +91,21 @@ pub(super) fn create_partitions(
                         .map(|p| p.broker_ids.iter().map(|b| b.0).collect())
                         .collect()
                 });
-            if let Err(r) = broker.create_partitions(
-                &t.name.0,
-                t.count,
-                assignment.as_deref(),
-                request.validate_only,
-            ) {
+            if let Err(r) = broker
+                .create_partitions(
+                    &t.name.0,
+                    t.count,
+                    assignment.as_deref(),
+                    request.validate_only,
+                )
+                .await
+            {
                 out.error_code = r.code;
                 out.error_message = Some(StrBytes::from_string(r.message));
             }
-            out
-        })
-        .collect();
+            results.push(out);
+        }
+    }
     CreatePartitionsResponse::default().with_results(results)
 }
 
@@ -156,16 +158,26 @@ pub(super) fn describe_cluster(
     broker: &Arc<Broker>,
     request: DescribeClusterRequest,
 ) -> DescribeClusterResponse {
-    let (host, port) = broker.advertised();
-    let node = broker.config.node_id;
+    let image = broker.image();
+    let brokers = broker
+        .live_brokers(&image)
+        .iter()
+        .filter_map(|b| {
+            let (host, port) = broker.endpoint_of(&image, b.id)?;
+            Some(
+                DescribeClusterBroker::default()
+                    .with_broker_id(BrokerId(b.id))
+                    .with_host(StrBytes::from_string(host))
+                    .with_port(i32::from(port))
+                    .with_rack(b.rack.clone().map(StrBytes::from_string)),
+            )
+        })
+        .collect();
     let mut out = DescribeClusterResponse::default()
         .with_endpoint_type(request.endpoint_type)
-        .with_cluster_id(StrBytes::from_string(broker.image().cluster_id.clone()))
-        .with_controller_id(BrokerId(node))
-        .with_brokers(vec![DescribeClusterBroker::default()
-            .with_broker_id(BrokerId(node))
-            .with_host(StrBytes::from_string(host))
-            .with_port(i32::from(port))]);
+        .with_cluster_id(StrBytes::from_string(image.cluster_id.clone()))
+        .with_controller_id(BrokerId(broker.controller_for_clients(&image)))
+        .with_brokers(brokers);
     if request.endpoint_type > 1 {
         out.error_code = ResponseError::UnsupportedEndpointType.code();
     }

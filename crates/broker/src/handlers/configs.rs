@@ -312,7 +312,7 @@ fn alter_result(
 }
 
 /// Replaces the overrides of one resource with `configs`.
-fn set_configs(
+async fn set_configs(
     broker: &Broker,
     resource_type: i8,
     name: &str,
@@ -320,9 +320,13 @@ fn set_configs(
     validate_only: bool,
 ) -> Result<(), Refusal> {
     match resource_type {
-        TOPIC => broker.set_topic_configs(name, configs, validate_only),
-        BROKER => broker.set_broker_configs(name, configs, validate_only),
-        GROUP => broker.set_group_configs(name, configs, validate_only),
+        TOPIC => broker.set_topic_configs(name, configs, validate_only).await,
+        BROKER => {
+            broker
+                .set_broker_configs(name, configs, validate_only)
+                .await
+        }
+        GROUP => broker.set_group_configs(name, configs, validate_only).await,
         other => Err(Refusal {
             code: ResponseError::InvalidRequest.code(),
             message: format!("configs of resource type {other} cannot be altered"),
@@ -388,11 +392,13 @@ fn inherited(
 }
 
 /// AlterConfigs: the given set replaces all of the resource's overrides (Kafka's semantics).
-pub(super) fn alter(broker: &Arc<Broker>, request: AlterConfigsRequest) -> AlterConfigsResponse {
-    let responses = request
-        .resources
-        .into_iter()
-        .map(|r| {
+pub(super) async fn alter(
+    broker: &Arc<Broker>,
+    request: AlterConfigsRequest,
+) -> AlterConfigsResponse {
+    let mut responses = Vec::with_capacity(request.resources.len());
+    for r in request.resources {
+        {
             let configs: BTreeMap<String, String> = r
                 .configs
                 .iter()
@@ -404,24 +410,24 @@ pub(super) fn alter(broker: &Arc<Broker>, request: AlterConfigsRequest) -> Alter
                 &r.resource_name,
                 &configs,
                 request.validate_only,
-            );
-            alter_result(r.resource_type, r.resource_name, result)
-        })
-        .collect();
+            )
+            .await;
+            responses.push(alter_result(r.resource_type, r.resource_name, result));
+        }
+    }
     AlterConfigsResponse::default().with_responses(responses)
 }
 
 /// IncrementalAlterConfigs: SET (0), DELETE (1), APPEND (2) and SUBTRACT (3) per key, on
 /// topics, brokers and groups.
-pub(super) fn incremental_alter(
+pub(super) async fn incremental_alter(
     broker: &Arc<Broker>,
     request: IncrementalAlterConfigsRequest,
 ) -> IncrementalAlterConfigsResponse {
     let image = broker.image();
-    let responses = request
-        .resources
-        .into_iter()
-        .map(|r| {
+    let mut responses = Vec::with_capacity(request.resources.len());
+    for r in request.resources {
+        {
             let name = r.resource_name.to_string();
             let kind = r.resource_type;
             let mut configs = overrides(&image, kind, &name);
@@ -465,18 +471,22 @@ pub(super) fn incremental_alter(
                     }
                 }
             }
-            let result = result
-                .and_then(|()| set_configs(broker, kind, &name, &configs, request.validate_only));
+            let result = match result {
+                Ok(()) => set_configs(broker, kind, &name, &configs, request.validate_only).await,
+                Err(e) => Err(e),
+            };
             let (code, message) = match result {
                 Ok(()) => (0, None),
                 Err(e) => (e.code, Some(StrBytes::from_string(e.message))),
             };
-            incremental_alter_configs_response::AlterConfigsResourceResponse::default()
-                .with_resource_type(r.resource_type)
-                .with_resource_name(r.resource_name)
-                .with_error_code(code)
-                .with_error_message(message)
-        })
-        .collect();
+            responses.push(
+                incremental_alter_configs_response::AlterConfigsResourceResponse::default()
+                    .with_resource_type(r.resource_type)
+                    .with_resource_name(r.resource_name)
+                    .with_error_code(code)
+                    .with_error_message(message),
+            );
+        }
+    }
     IncrementalAlterConfigsResponse::default().with_responses(responses)
 }

@@ -11,15 +11,14 @@ use kafka_protocol::ResponseError;
 
 use crate::broker::{Broker, Refusal};
 
-pub(super) fn handle(
+pub(super) async fn handle(
     broker: &Arc<Broker>,
     request: CreateTopicsRequest,
     version: i16,
 ) -> CreateTopicsResponse {
-    let topics = request
-        .topics
-        .into_iter()
-        .map(|t| {
+    let mut topics = Vec::with_capacity(request.topics.len());
+    for t in request.topics {
+        {
             let name = t.name.0.to_string();
             let configs: Vec<(String, Option<String>)> = t
                 .configs
@@ -28,19 +27,25 @@ pub(super) fn handle(
                 .collect();
             let mut out = CreatableTopicResult::default().with_name(t.name.clone());
             let placement = if t.assignments.is_empty() {
-                Ok((t.num_partitions, t.replication_factor))
+                Ok((t.num_partitions, t.replication_factor, None))
             } else {
-                manual_placement(broker, &t)
+                manual_placement(broker, &t).map(|a| (a.len() as i32, -1, Some(a)))
             };
-            let created = placement.and_then(|(partitions, replication_factor)| {
-                broker.create_topic(
-                    &name,
-                    partitions,
-                    replication_factor,
-                    &configs,
-                    request.validate_only,
-                )
-            });
+            let created = match placement {
+                Ok((partitions, replication_factor, assignment)) => {
+                    broker
+                        .create_topic(
+                            &name,
+                            partitions,
+                            replication_factor,
+                            &configs,
+                            assignment,
+                            request.validate_only,
+                        )
+                        .await
+                }
+                Err(r) => Err(r),
+            };
             match created {
                 Ok(image) => {
                     out.topic_id = image.topic_id;
@@ -53,11 +58,14 @@ pub(super) fn handle(
                     } else {
                         image.partitions.len() as i32
                     };
-                    out.replication_factor = image
-                        .partitions
-                        .values()
-                        .next()
-                        .map_or(1, |p| p.replicas.len() as i16);
+                    out.replication_factor = image.partitions.values().next().map_or(
+                        if t.replication_factor == -1 {
+                            broker.config.default_replication_factor
+                        } else {
+                            t.replication_factor
+                        },
+                        |p| p.replicas.len() as i16,
+                    );
                     if version >= 5 {
                         out.configs = Some(Vec::new());
                     }
@@ -69,16 +77,19 @@ pub(super) fn handle(
                     out.replication_factor = -1;
                 }
             }
-            out
-        })
-        .collect();
+            topics.push(out);
+        }
+    }
     CreateTopicsResponse::default().with_topics(topics)
 }
 
-/// The partition count and replication factor a manual assignment stands for, checked as
+/// The replicas of each partition a manual assignment gives, checked as
 /// Kafka checks it: no count or factor beside it, partitions numbered 0, 1, 2…, and the
 /// brokers valid (see [`Broker::check_replica_assignment`]).
-fn manual_placement(broker: &Broker, t: &CreatableTopic) -> Result<(i32, i16), Refusal> {
+fn manual_placement(
+    broker: &Broker,
+    t: &CreatableTopic,
+) -> Result<Vec<Vec<i32>>, Refusal> {
     if t.num_partitions != -1 || t.replication_factor != -1 {
         return Err(Refusal {
             code: ResponseError::InvalidRequest.code(),
@@ -108,6 +119,6 @@ fn manual_placement(broker: &Broker, t: &CreatableTopic) -> Result<(i32, i16), R
         });
     }
     let replicas: Vec<Vec<i32>> = by_partition.into_iter().map(|(_, r)| r).collect();
-    let factor = broker.check_replica_assignment(&replicas)?;
-    Ok((replicas.len() as i32, factor))
+    broker.check_replica_assignment(&replicas)?;
+    Ok(replicas)
 }

@@ -12,7 +12,6 @@ use std::time::{Duration, Instant};
 
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::{FetchRequest, FetchResponse};
-use kafka_protocol::ResponseError;
 use strom_storage::FileRegion;
 use strom_types::TopicPartition;
 
@@ -65,6 +64,7 @@ fn read_once(
     let mut errors = false;
     let mut responses = Vec::with_capacity(request.topics.len());
     let mut regions = Vec::new();
+    let image = broker.image();
     for t in &request.topics {
         let name = t.topic.0.to_string();
         let mut partitions = Vec::with_capacity(t.partitions.len());
@@ -77,15 +77,12 @@ fn read_once(
                 .with_log_start_offset(-1)
                 .with_aborted_transactions(Some(Vec::new()))
                 .with_preferred_read_replica(kafka_protocol::messages::BrokerId(-1));
-            match broker
-                .logs
-                .get(&TopicPartition::new(name.clone(), p.partition))
-            {
-                None => {
-                    out.error_code = ResponseError::UnknownTopicOrPartition.code();
+            match broker.leader_log(&image, &name, p.partition) {
+                Err((code, _)) => {
+                    out.error_code = code;
                     errors = true;
                 }
-                Some(log) => {
+                Ok(log) => {
                     let max = (p.partition_max_bytes.max(0) as u64).min(remaining);
                     let first = total == 0;
                     match log.read(p.fetch_offset, max, None, first) {

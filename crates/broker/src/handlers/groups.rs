@@ -34,56 +34,30 @@ fn s(v: impl Into<String>) -> StrBytes {
     StrBytes::from_string(v.into())
 }
 
-/// FindCoordinator: this node, for groups (creating `__consumer_offsets` on first use, as
-/// Kafka does). Transaction coordinators do not exist yet.
-pub(super) fn find_coordinator(
+/// FindCoordinator: the leader of the group's `__consumer_offsets` partition (creating the
+/// topic on first use, as Kafka does). Transaction coordinators do not exist yet.
+pub(super) async fn find_coordinator(
     broker: &Arc<Broker>,
     request: FindCoordinatorRequest,
     version: i16,
 ) -> FindCoordinatorResponse {
-    let (host, port) = broker.advertised();
-    let one = |key: &str| -> Coordinator {
-        let mut c = Coordinator::default()
-            .with_key(s(key))
-            .with_node_id(BrokerId(-1))
-            .with_host(s(""))
-            .with_port(-1);
-        let refuse = |c: &mut Coordinator, e: ResponseError, m: String| {
-            c.error_code = e.code();
-            c.error_message = Some(s(m));
-        };
-        match request.key_type {
-            0 if key.is_empty() => refuse(
-                &mut c,
-                ResponseError::InvalidRequest,
-                "empty group id".into(),
-            ),
-            0 => match broker.ensure_offsets_topic() {
-                Ok(()) => {
-                    c.node_id = BrokerId(broker.config.node_id);
-                    c.host = s(host.clone());
-                    c.port = i32::from(port);
-                }
-                Err(r) => refuse(&mut c, ResponseError::CoordinatorNotAvailable, r.message),
-            },
-            1 => refuse(
-                &mut c,
-                ResponseError::CoordinatorNotAvailable,
-                "transactions are not supported yet".into(),
-            ),
-            t => refuse(
-                &mut c,
-                ResponseError::InvalidRequest,
-                format!("unknown coordinator key type {t}"),
-            ),
-        }
-        c
+    let keys: Vec<String> = if version >= 4 {
+        request
+            .coordinator_keys
+            .iter()
+            .map(|k| k.to_string())
+            .collect()
+    } else {
+        vec![request.key.to_string()]
     };
+    let mut coordinators = Vec::with_capacity(keys.len());
+    for key in keys {
+        coordinators.push(coordinator_for(broker, request.key_type, &key).await);
+    }
     if version >= 4 {
-        let coordinators = request.coordinator_keys.iter().map(|k| one(k)).collect();
         return FindCoordinatorResponse::default().with_coordinators(coordinators);
     }
-    let c = one(&request.key);
+    let c = coordinators.pop().unwrap_or_default();
     let mut r = FindCoordinatorResponse::default()
         .with_error_code(c.error_code)
         .with_node_id(c.node_id)
@@ -93,6 +67,60 @@ pub(super) fn find_coordinator(
         r.error_message = c.error_message;
     }
     r
+}
+
+async fn coordinator_for(broker: &Arc<Broker>, key_type: i8, key: &str) -> Coordinator {
+    let mut c = Coordinator::default()
+        .with_key(s(key))
+        .with_node_id(BrokerId(-1))
+        .with_host(s(""))
+        .with_port(-1);
+    let refuse = |c: &mut Coordinator, e: ResponseError, m: String| {
+        c.error_code = e.code();
+        c.error_message = Some(s(m));
+    };
+    match key_type {
+        0 if key.is_empty() => refuse(
+            &mut c,
+            ResponseError::InvalidRequest,
+            "empty group id".into(),
+        ),
+        0 => match broker.ensure_offsets_topic().await {
+            Ok(()) => {
+                let image = broker.image();
+                let partition = broker.coordinator.partition_for(key);
+                let leader = image
+                    .topics
+                    .get(strom_coordinator::OFFSETS_TOPIC)
+                    .and_then(|t| t.partitions.get(&partition))
+                    .map_or(-1, |p| p.leader);
+                match broker.endpoint_of(&image, leader).filter(|_| leader >= 0) {
+                    Some((host, port)) => {
+                        c.node_id = BrokerId(leader);
+                        c.host = s(host);
+                        c.port = i32::from(port);
+                    }
+                    None => refuse(
+                        &mut c,
+                        ResponseError::CoordinatorNotAvailable,
+                        format!("partition {partition} of __consumer_offsets has no leader"),
+                    ),
+                }
+            }
+            Err(r) => refuse(&mut c, ResponseError::CoordinatorNotAvailable, r.message),
+        },
+        1 => refuse(
+            &mut c,
+            ResponseError::CoordinatorNotAvailable,
+            "transactions are not supported yet".into(),
+        ),
+        t => refuse(
+            &mut c,
+            ResponseError::InvalidRequest,
+            format!("unknown coordinator key type {t}"),
+        ),
+    }
+    c
 }
 
 pub(super) async fn join_group(

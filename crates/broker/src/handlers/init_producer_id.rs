@@ -11,7 +11,7 @@ use kafka_protocol::ResponseError;
 
 use crate::broker::Broker;
 
-pub(super) fn handle(
+pub(super) async fn handle(
     broker: &Arc<Broker>,
     request: InitProducerIdRequest,
 ) -> InitProducerIdResponse {
@@ -29,7 +29,7 @@ pub(super) fn handle(
         tracing::info!(transactional_id = ?request.transactional_id, "transactions are not supported yet");
         return refused(ResponseError::UnsupportedVersion);
     }
-    match broker.allocate_producer_id() {
+    match broker.allocate_producer_id().await {
         Ok(id) => InitProducerIdResponse::default()
             .with_producer_id(ProducerId(id))
             .with_producer_epoch(0),

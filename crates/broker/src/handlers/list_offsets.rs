@@ -8,7 +8,6 @@ use kafka_protocol::messages::list_offsets_response::{
 };
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 use kafka_protocol::ResponseError;
-use strom_types::TopicPartition;
 
 use crate::broker::Broker;
 use crate::errors::storage_error_code;
@@ -33,12 +32,12 @@ pub(super) fn handle(
                         .with_timestamp(-1)
                         .with_offset(-1)
                         .with_leader_epoch(-1);
-                    let log = broker
-                        .logs
-                        .get(&TopicPartition::new(name.clone(), p.partition_index));
-                    let Some(log) = log else {
-                        out.error_code = ResponseError::UnknownTopicOrPartition.code();
-                        return out;
+                    let log = match broker.leader_log(&image, &name, p.partition_index) {
+                        Ok(log) => log,
+                        Err((code, _)) => {
+                            out.error_code = code;
+                            return out;
+                        }
                     };
                     if let Some(part) = image
                         .topics

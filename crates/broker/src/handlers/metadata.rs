@@ -1,5 +1,6 @@
-//! Metadata: the broker, the cluster id, and topics with their partitions. Unknown topics are
-//! created when the client allows it and `auto.create.topics.enable` is on, as in Kafka.
+//! Metadata: the live brokers, the controller, the cluster id, and topics with their
+//! partitions' leaders, replicas and ISR. Unknown topics are created when the client allows
+//! it and `auto.create.topics.enable` is on, as in Kafka.
 
 use std::sync::Arc;
 
@@ -14,13 +15,12 @@ use strom_metadata::TopicImage;
 use crate::authz::{authorized_operations, Resource, NOT_REQUESTED};
 use crate::broker::{Broker, RESERVED_TOPICS};
 
-pub(super) fn handle(
+pub(super) async fn handle(
     broker: &Arc<Broker>,
     request: MetadataRequest,
     version: i16,
 ) -> MetadataResponse {
     let node = broker.config.node_id;
-    let (host, port) = broker.advertised();
     let mut image = broker.image();
     // v0 asks for all topics with an empty list; later versions with null. From v10 a topic
     // may be asked for by id alone (KIP-516), as KIP-848 consumers do for their assignments.
@@ -56,7 +56,7 @@ pub(super) fn handle(
                     && allow_create
                     && !RESERVED_TOPICS.contains(&name.as_str())
                 {
-                    match broker.create_topic(&name, -1, -1, &[], false) {
+                    match broker.create_topic(&name, -1, -1, &[], None, false).await {
                         Ok(_) => image = broker.image(),
                         Err(r) => {
                             tracing::info!(topic = %name, reason = %r.message, "auto-creation refused")
@@ -91,13 +91,24 @@ pub(super) fn handle(
             ),
         }
     }
+    let brokers = broker
+        .live_brokers(&image)
+        .iter()
+        .filter_map(|b| {
+            let (host, port) = broker.endpoint_of(&image, b.id)?;
+            Some(
+                MetadataResponseBroker::default()
+                    .with_node_id(BrokerId(b.id))
+                    .with_host(StrBytes::from_string(host))
+                    .with_port(i32::from(port))
+                    .with_rack(b.rack.clone().map(StrBytes::from_string)),
+            )
+        })
+        .collect();
     MetadataResponse::default()
-        .with_brokers(vec![MetadataResponseBroker::default()
-            .with_node_id(BrokerId(node))
-            .with_host(StrBytes::from_string(host))
-            .with_port(i32::from(port))])
+        .with_brokers(brokers)
         .with_cluster_id(Some(StrBytes::from_string(image.cluster_id.clone())))
-        .with_controller_id(BrokerId(node))
+        .with_controller_id(BrokerId(broker.controller_for_clients(&image)))
         .with_cluster_authorized_operations(
             if (8..=10).contains(&version) && request.include_cluster_authorized_operations {
                 authorized_operations(Resource::Cluster)

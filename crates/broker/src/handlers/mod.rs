@@ -44,10 +44,17 @@ pub enum RequestError {
     /// The body did not decode.
     #[error("request body does not decode: {0}")]
     Decode(String),
+    /// A quorum RPC was refused (sender not a voter, garbled).
+    #[error("quorum RPC refused")]
+    Quorum,
     /// The response could not be encoded.
     #[error("response could not be encoded: {0}")]
     Encode(String),
 }
+
+/// How long a request waits for a starting broker to join the cluster before it is
+/// answered from whatever this node knows.
+const READY_WAIT: std::time::Duration = std::time::Duration::from_secs(15);
 
 /// The versions of each API Strom serves, as ApiVersions advertises them.
 pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
@@ -104,6 +111,18 @@ pub async fn handle(
     frame: BytesMut,
     peer: std::net::SocketAddr,
 ) -> Result<Option<Response>, RequestError> {
+    if frame.len() >= 2
+        && strom_metadata::raft::rpc::is_quorum_api(i16::from_be_bytes([frame[0], frame[1]]))
+    {
+        // The quorum's own RPCs: a broker-only node is an observer of the metadata log.
+        return match broker.metadata.handle_rpc(&frame).await {
+            Some(answer) => Ok(Some(Response::Bytes(Bytes::from(answer)))),
+            None => Err(RequestError::Quorum),
+        };
+    }
+    if !broker.wait_ready(READY_WAIT).await {
+        tracing::debug!("answering before this broker is registered and unfenced");
+    }
     let header = RequestHeader::parse(&frame)?;
     let (api_key, version) = (header.api_key, header.api_version);
     if api_key == ApiKey::ApiVersions as i16 && !supported(api_key, version) {
@@ -126,7 +145,7 @@ pub async fn handle(
             respond(key, version, correlation_id, &r)?
         }
         ApiKey::Metadata => {
-            let r = metadata::handle(broker, decode(body, version)?, version);
+            let r = metadata::handle(broker, decode(body, version)?, version).await;
             respond(key, version, correlation_id, &r)?
         }
         ApiKey::Produce => match produce::handle(broker, decode(body, version)?) {
@@ -147,15 +166,15 @@ pub async fn handle(
             respond(key, version, correlation_id, &r)?
         }
         ApiKey::CreateTopics => {
-            let r = create_topics::handle(broker, decode(body, version)?, version);
+            let r = create_topics::handle(broker, decode(body, version)?, version).await;
             respond(key, version, correlation_id, &r)?
         }
         ApiKey::DeleteTopics => {
-            let r = admin::delete_topics(broker, decode(body, version)?, version);
+            let r = admin::delete_topics(broker, decode(body, version)?, version).await;
             respond(key, version, correlation_id, &r)?
         }
         ApiKey::CreatePartitions => {
-            let r = admin::create_partitions(broker, decode(body, version)?);
+            let r = admin::create_partitions(broker, decode(body, version)?).await;
             respond(key, version, correlation_id, &r)?
         }
         ApiKey::DeleteRecords => {
@@ -179,19 +198,19 @@ pub async fn handle(
             respond(key, version, correlation_id, &r)?
         }
         ApiKey::AlterConfigs => {
-            let r = configs::alter(broker, decode(body, version)?);
+            let r = configs::alter(broker, decode(body, version)?).await;
             respond(key, version, correlation_id, &r)?
         }
         ApiKey::IncrementalAlterConfigs => {
-            let r = configs::incremental_alter(broker, decode(body, version)?);
+            let r = configs::incremental_alter(broker, decode(body, version)?).await;
             respond(key, version, correlation_id, &r)?
         }
         ApiKey::InitProducerId => {
-            let r = init_producer_id::handle(broker, decode(body, version)?);
+            let r = init_producer_id::handle(broker, decode(body, version)?).await;
             respond(key, version, correlation_id, &r)?
         }
         ApiKey::FindCoordinator => {
-            let r = groups::find_coordinator(broker, decode(body, version)?, version);
+            let r = groups::find_coordinator(broker, decode(body, version)?, version).await;
             respond(key, version, correlation_id, &r)?
         }
         ApiKey::JoinGroup => {

@@ -13,7 +13,6 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 use strom_storage::{now_ms, AppendOrigin};
 use strom_types::batch;
-use strom_types::TopicPartition;
 
 use crate::broker::Broker;
 use crate::errors;
@@ -47,13 +46,7 @@ pub(super) fn handle(broker: &Arc<Broker>, request: ProduceRequest) -> Option<Pr
                         format!("{name}-{} does not exist", p.index),
                     ));
                 };
-                let log = broker
-                    .logs
-                    .get(&TopicPartition::new(name.clone(), p.index))
-                    .ok_or((
-                        ResponseError::UnknownTopicOrPartition.code(),
-                        "no log".to_string(),
-                    ))?;
+                let log = broker.leader_log(&image, &name, p.index)?;
                 if acks == -1 {
                     let min_isr = broker.min_insync_replicas(&image, &t.name);
                     if (partition.isr.len() as i32) < min_isr {

@@ -109,7 +109,8 @@ pub fn fence(image: &MetadataImage, broker_id: i32) -> Vec<MetadataRecord> {
         broker_id,
         epoch: b.epoch,
     }];
-    let can_lead = |id: i32| id != broker_id && image.brokers.get(&id).is_some_and(|b| b.is_active());
+    let can_lead =
+        |id: i32| id != broker_id && image.brokers.get(&id).is_some_and(|b| b.is_active());
     for topic in image.topics.values() {
         for (index, p) in &topic.partitions {
             if !p.replicas.contains(&broker_id) {
@@ -173,15 +174,8 @@ mod tests {
     fn image_with_brokers(ids: &[i32]) -> MetadataImage {
         let mut image = MetadataImage::default();
         for id in ids {
-            let (records, epoch) = register(
-                &image,
-                *id,
-                uuid::Uuid::new_v4(),
-                Vec::new(),
-                None,
-                false,
-            )
-            .unwrap();
+            let (records, epoch) =
+                register(&image, *id, uuid::Uuid::new_v4(), Vec::new(), None, false).unwrap();
             let next = image.offset + 1;
             for r in &records {
                 image.apply(next, r);
@@ -250,7 +244,10 @@ mod tests {
     fn a_second_incarnation_of_a_live_node_id_is_refused_and_stale_epochs_rejected() {
         let image = image_with_brokers(&[1]);
         let err = register(&image, 1, uuid::Uuid::new_v4(), Vec::new(), None, true).unwrap_err();
-        assert!(matches!(err, ControllerError::DuplicateBrokerRegistration(_)));
+        assert!(matches!(
+            err,
+            ControllerError::DuplicateBrokerRegistration(_)
+        ));
         // Not heard from lately: the new incarnation replaces it.
         assert!(register(&image, 1, uuid::Uuid::new_v4(), Vec::new(), None, false).is_ok());
         let epoch = image.brokers[&1].epoch;

@@ -239,8 +239,11 @@ pub struct Controller {
     quorum: Arc<Quorum>,
     config: ControllerConfig,
     one_at_a_time: tokio::sync::Mutex<()>,
-    /// When each broker was last heard, on this node while it is the active controller.
+    /// When each broker was last heard by this node as the active controller.
     heard: Mutex<BTreeMap<i32, Instant>>,
+    /// When this node last became the active controller: brokers it has not heard from yet
+    /// are given a session from then before they are fenced.
+    active_since: Mutex<Instant>,
 }
 
 impl std::fmt::Debug for Controller {
@@ -257,6 +260,7 @@ impl Controller {
             config,
             one_at_a_time: tokio::sync::Mutex::new(()),
             heard: Mutex::new(BTreeMap::new()),
+            active_since: Mutex::new(Instant::now()),
         });
         tokio::spawn(leadership_loop(Arc::downgrade(&controller)));
         controller
@@ -344,12 +348,29 @@ impl Controller {
         Ok(self.quorum.write(records).await?)
     }
 
+    /// Whether `broker` itself was heard within the session timeout (a restarted
+    /// controller has heard no one: a broker killed with it may register again at once).
     fn heard_within(&self, broker: i32) -> bool {
         let timeout = Duration::from_millis(self.config.broker_session_timeout_ms);
         self.heard
             .lock()
             .get(&broker)
             .is_some_and(|t| t.elapsed() < timeout)
+    }
+
+    /// Whether `broker`'s session is still open: heard within the timeout, or not yet
+    /// due since this node became active.
+    fn session_open(&self, broker: i32) -> bool {
+        let timeout = Duration::from_millis(self.config.broker_session_timeout_ms);
+        let since = *self.active_since.lock();
+        let last = self
+            .heard
+            .lock()
+            .get(&broker)
+            .copied()
+            .unwrap_or(since)
+            .max(since);
+        last.elapsed() < timeout
     }
 
     /// Fences every unfenced broker not heard from within the session timeout.
@@ -359,7 +380,7 @@ impl Controller {
         let silent: Vec<i32> = image
             .active_brokers()
             .map(|b| b.id)
-            .filter(|id| !self.heard_within(*id))
+            .filter(|id| !self.session_open(*id))
             .collect();
         for id in silent {
             let image = self.quorum.image();
@@ -373,17 +394,13 @@ impl Controller {
     }
 
     /// What to do on becoming the active controller: give the cluster its id if it has
-    /// none, and count every broker as heard now (a new controller has no history).
+    /// none, and give every broker a fresh session (a new controller has no history).
     async fn become_active(&self) -> Result<(), ControllerError> {
         let _one = self.one_at_a_time.lock().await;
         self.quorum.linearize().await?;
         let image = self.quorum.image();
-        {
-            let now = Instant::now();
-            let mut heard = self.heard.lock();
-            heard.clear();
-            heard.extend(image.brokers.keys().map(|id| (*id, now)));
-        }
+        self.heard.lock().clear();
+        *self.active_since.lock() = Instant::now();
         if image.cluster_id.is_empty() {
             self.quorum
                 .write(vec![MetadataRecord::Cluster {
@@ -404,7 +421,9 @@ impl Controller {
 async fn leadership_loop(controller: std::sync::Weak<Controller>) {
     let mut active = false;
     loop {
-        let Some(c) = controller.upgrade() else { return };
+        let Some(c) = controller.upgrade() else {
+            return;
+        };
         let leader = c.quorum.is_leader();
         if leader && !active {
             match c.become_active().await {

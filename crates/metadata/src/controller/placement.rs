@@ -61,7 +61,7 @@ pub fn place(
     let mut out = Vec::with_capacity(count.max(0) as usize);
     for p in 0..count.max(0) {
         let index = (first_partition + p) as usize;
-        if index > 0 && index % n == 0 {
+        if index > 0 && index.is_multiple_of(n) {
             shift += 1;
         }
         let first = (index + start) % n;
@@ -152,7 +152,14 @@ mod tests {
 
     #[test]
     fn no_two_replicas_share_a_rack_while_racks_allow() {
-        let b = brokers(&[Some("a"), Some("a"), Some("b"), Some("b"), Some("c"), Some("c")]);
+        let b = brokers(&[
+            Some("a"),
+            Some("a"),
+            Some("b"),
+            Some("b"),
+            Some("c"),
+            Some("c"),
+        ]);
         let rack = |id: i32| b[(id - 1) as usize].rack.clone();
         for (start, shift) in [(0, 0), (1, 3), (5, 2)] {
             for replicas in place(12, 3, 0, &b, start, shift).unwrap() {

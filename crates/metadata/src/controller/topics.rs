@@ -8,6 +8,9 @@ use super::{ConfigResource, ControllerError, ControllerRequest};
 use crate::image::{MetadataImage, TopicImage};
 use crate::records::{Configs, MetadataRecord};
 
+/// Makes the record that sets (`Some`) or removes (`None`) one config of a resource.
+type RecordFor = Box<dyn Fn(String, Option<String>) -> MetadataRecord>;
+
 /// Producer ids are reserved this many at a time (Kafka's block size).
 pub const PRODUCER_ID_BLOCK_SIZE: i64 = 1000;
 
@@ -43,11 +46,15 @@ pub fn change(
                 name: name.clone(),
                 topic_id,
             }];
-            records.extend(configs.into_iter().map(|(k, v)| MetadataRecord::TopicConfig {
-                topic: name.clone(),
-                name: k,
-                value: Some(v),
-            }));
+            records.extend(
+                configs
+                    .into_iter()
+                    .map(|(k, v)| MetadataRecord::TopicConfig {
+                        topic: name.clone(),
+                        name: k,
+                        value: Some(v),
+                    }),
+            );
             records.extend(partition_records(image, topic_id, 0, replicas));
             Ok((records, Some(topic_id)))
         }
@@ -107,36 +114,39 @@ pub fn change(
             configs,
             validate_only,
         } => {
-            let (current, record): (Configs, Box<dyn Fn(String, Option<String>) -> MetadataRecord>) =
-                match resource {
-                    ConfigResource::Topic(topic) => {
-                        let current = existing(image, &topic)?.configs.clone();
-                        (
-                            current,
-                            Box::new(move |name, value| MetadataRecord::TopicConfig {
-                                topic: topic.clone(),
-                                name,
-                                value,
-                            }),
-                        )
-                    }
-                    ConfigResource::Broker(broker) => (
-                        image.broker_configs.get(&broker).cloned().unwrap_or_default(),
-                        Box::new(move |name, value| MetadataRecord::BrokerConfig {
-                            broker: broker.clone(),
+            let (current, record): (Configs, RecordFor) = match resource {
+                ConfigResource::Topic(topic) => {
+                    let current = existing(image, &topic)?.configs.clone();
+                    (
+                        current,
+                        Box::new(move |name, value| MetadataRecord::TopicConfig {
+                            topic: topic.clone(),
                             name,
                             value,
                         }),
-                    ),
-                    ConfigResource::Group(group) => (
-                        image.group_configs.get(&group).cloned().unwrap_or_default(),
-                        Box::new(move |name, value| MetadataRecord::GroupConfig {
-                            group: group.clone(),
-                            name,
-                            value,
-                        }),
-                    ),
-                };
+                    )
+                }
+                ConfigResource::Broker(broker) => (
+                    image
+                        .broker_configs
+                        .get(&broker)
+                        .cloned()
+                        .unwrap_or_default(),
+                    Box::new(move |name, value| MetadataRecord::BrokerConfig {
+                        broker: broker.clone(),
+                        name,
+                        value,
+                    }),
+                ),
+                ConfigResource::Group(group) => (
+                    image.group_configs.get(&group).cloned().unwrap_or_default(),
+                    Box::new(move |name, value| MetadataRecord::GroupConfig {
+                        group: group.clone(),
+                        name,
+                        value,
+                    }),
+                ),
+            };
             if validate_only {
                 return Ok((Vec::new(), None));
             }
@@ -151,7 +161,10 @@ pub fn change(
 }
 
 /// The next block of producer ids for `broker_id`: (records, start, end).
-pub fn allocate_producer_ids(image: &MetadataImage, broker_id: i32) -> (Vec<MetadataRecord>, i64, i64) {
+pub fn allocate_producer_ids(
+    image: &MetadataImage,
+    broker_id: i32,
+) -> (Vec<MetadataRecord>, i64, i64) {
     let start = image.next_producer_id;
     let end = start + PRODUCER_ID_BLOCK_SIZE;
     (
@@ -209,8 +222,15 @@ fn place(
         .collect();
     let start = rand::random::<u32>() as usize;
     let shift = rand::random::<u32>() as usize;
-    placement::place(count, replication_factor, first_partition, &candidates, start, shift)
-        .map_err(|e| ControllerError::InvalidReplicationFactor(e.to_string()))
+    placement::place(
+        count,
+        replication_factor,
+        first_partition,
+        &candidates,
+        start,
+        shift,
+    )
+    .map_err(|e| ControllerError::InvalidReplicationFactor(e.to_string()))
 }
 
 /// A manual assignment, checked as Kafka does: every partition names the same number of

@@ -68,13 +68,18 @@ fn write_err(e: impl std::error::Error + 'static) -> StorageError<u64> {
 
 impl LogStore {
     /// Opens the log in `dir` (creating it), with segments of `segment_bytes`.
-    pub fn open(dir: &Path, segment_bytes: u64) -> std::result::Result<LogStore, crate::MetadataError> {
+    pub fn open(
+        dir: &Path,
+        segment_bytes: u64,
+    ) -> std::result::Result<LogStore, crate::MetadataError> {
         std::fs::create_dir_all(dir).map_err(|source| strom_storage::StorageError::Io {
             path: dir.to_path_buf(),
             source,
         })?;
-        let mut config = LogConfig::default();
-        config.segment_bytes = segment_bytes;
+        let config = LogConfig {
+            segment_bytes,
+            ..LogConfig::default()
+        };
         let (log, report) = Log::open(
             dir,
             TopicPartition::new("__cluster_metadata", 0),
@@ -82,15 +87,18 @@ impl LogStore {
             OpenOptions::standalone(),
         )?;
         if report.bytes_truncated > 0 {
-            tracing::warn!(bytes = report.bytes_truncated, "metadata log had a torn tail");
+            tracing::warn!(
+                bytes = report.bytes_truncated,
+                "metadata log had a torn tail"
+            );
         }
         let state = match std::fs::read(dir.join(QUORUM_STATE)) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|source| {
-                crate::MetadataError::Corrupt {
+            Ok(bytes) => {
+                serde_json::from_slice(&bytes).map_err(|source| crate::MetadataError::Corrupt {
                     what: dir.join(QUORUM_STATE).display().to_string(),
                     source,
-                }
-            })?,
+                })?
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => QuorumState::default(),
             Err(source) => {
                 return Err(strom_storage::StorageError::Io {
@@ -215,9 +223,8 @@ impl Inner {
     /// Replaces `quorum-state` durably.
     fn save(&self, state: &QuorumState) -> Result<()> {
         let bytes = serde_json::to_vec(state).map_err(write_err)?;
-        write_atomically(&self.dir, QUORUM_STATE, &bytes, true).map_err(|e| {
-            StorageIOError::write_vote(AnyError::new(&e)).into()
-        })
+        write_atomically(&self.dir, QUORUM_STATE, &bytes, true)
+            .map_err(|e| StorageIOError::write_vote(AnyError::new(&e)).into())
     }
 }
 
@@ -324,7 +331,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             let mut builder = BatchBuilder::new(Compression::None)
                 .partition_leader_epoch(entry.log_id.leader_id.term.min(i32::MAX as u64) as i32);
             builder.append(now, None, Some(&value), &[]);
-            let b = builder.build(entry.log_id.index as i64).map_err(write_err)?;
+            let b = builder
+                .build(entry.log_id.index as i64)
+                .map_err(write_err)?;
             bytes.extend_from_slice(&b);
         }
         if !bytes.is_empty() {

@@ -11,6 +11,10 @@
 //! one-voter quorum on the same code path. Broker-only nodes are Raft learners: they
 //! receive every committed entry but never vote (KRaft's observers).
 
+// openraft's storage traits return its `StorageError` (over 200 bytes); our helpers that
+// feed them return the same type rather than convert twice.
+#![allow(clippy::result_large_err)]
+
 pub mod log_store;
 pub mod rpc;
 pub mod state_machine;
@@ -24,8 +28,8 @@ use std::time::Duration;
 use openraft::error::{ClientWriteError, InstallSnapshotError, RaftError};
 use openraft::network::RaftNetworkFactory;
 use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest,
-    InstallSnapshotResponse, VoteRequest, VoteResponse,
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
 };
 use openraft::{BasicNode, CommittedLeaderId, LogId, Membership, Raft, ServerState, SnapshotMeta};
 use openraft::{SnapshotPolicy, StoredMembership};
@@ -233,7 +237,11 @@ impl Quorum {
 
     /// The leader this node knows of.
     pub fn leader(&self) -> Option<i32> {
-        self.raft.metrics().borrow().current_leader.map(|l| l as i32)
+        self.raft
+            .metrics()
+            .borrow()
+            .current_leader
+            .map(|l| l as i32)
     }
 
     /// Whether this node is the leader.
@@ -288,11 +296,11 @@ impl Quorum {
     pub async fn linearize(&self) -> Result<(), QuorumError> {
         match self.raft.ensure_linearizable().await {
             Ok(_) => Ok(()),
-            Err(RaftError::APIError(openraft::error::CheckIsLeaderError::ForwardToLeader(
-                f,
-            ))) => Err(QuorumError::NotLeader {
-                leader: f.leader_id.map(|l| l as i32),
-            }),
+            Err(RaftError::APIError(openraft::error::CheckIsLeaderError::ForwardToLeader(f))) => {
+                Err(QuorumError::NotLeader {
+                    leader: f.leader_id.map(|l| l as i32),
+                })
+            }
             Err(e) => Err(raft_error(e)),
         }
     }
@@ -346,7 +354,10 @@ impl Quorum {
     ) -> Option<Result<VoteResponse<u64>, RaftError<u64>>> {
         let from = rpc.vote.leader_id.node_id;
         if !self.is_configured_voter(from) {
-            tracing::warn!(from, "refused a Raft vote request from a node that is not a voter");
+            tracing::warn!(
+                from,
+                "refused a Raft vote request from a node that is not a voter"
+            );
             return None;
         }
         Some(self.raft.vote(rpc).await)
@@ -372,7 +383,10 @@ impl Quorum {
     ) -> Option<Result<InstallSnapshotResponse<u64>, RaftError<u64, InstallSnapshotError>>> {
         let from = rpc.vote.leader_id.node_id;
         if !self.is_configured_voter(from) {
-            tracing::warn!(from, "refused a Raft snapshot from a node that is not a voter");
+            tracing::warn!(
+                from,
+                "refused a Raft snapshot from a node that is not a voter"
+            );
             return None;
         }
         Some(self.raft.install_snapshot(rpc).await)
@@ -413,10 +427,7 @@ impl Quorum {
             leader_epoch: m.current_term.min(i32::MAX as u64) as i32,
             high_watermark: last_applied + 1,
             voters: voters.iter().map(|id| replica(*id)).collect(),
-            observers: membership
-                .learner_ids()
-                .map(replica)
-                .collect(),
+            observers: membership.learner_ids().map(replica).collect(),
         }
     }
 

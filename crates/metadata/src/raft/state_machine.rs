@@ -63,7 +63,10 @@ fn snapshot_err(e: impl std::error::Error + 'static) -> StorageError<u64> {
 
 /// Parses a snapshot file: the meta line, then the image.
 fn parse_snapshot(bytes: &[u8]) -> std::result::Result<(Meta, MetadataImage), serde_json::Error> {
-    let split = bytes.iter().position(|b| *b == b'\n').unwrap_or(bytes.len());
+    let split = bytes
+        .iter()
+        .position(|b| *b == b'\n')
+        .unwrap_or(bytes.len());
     let meta = serde_json::from_slice(&bytes[..split])?;
     let image = serde_json::from_slice(bytes.get(split + 1..).unwrap_or_default())?;
     Ok((meta, image))
@@ -72,7 +75,10 @@ fn parse_snapshot(bytes: &[u8]) -> std::result::Result<(Meta, MetadataImage), se
 impl StateMachine {
     /// Loads the snapshot in `dir`, if there is one. A snapshot becomes due once
     /// `snapshot_due_bytes` of records were applied after the last one.
-    pub fn open(dir: &Path, snapshot_due_bytes: u64) -> std::result::Result<Self, crate::MetadataError> {
+    pub fn open(
+        dir: &Path,
+        snapshot_due_bytes: u64,
+    ) -> std::result::Result<Self, crate::MetadataError> {
         let mut state = State {
             last_applied: None,
             membership: StoredMembership::default(),
@@ -90,12 +96,11 @@ impl StateMachine {
                         what: path.display().to_string(),
                         source,
                     })?;
-                let data = serde_json::to_vec(&image).map_err(|source| {
-                    crate::MetadataError::Corrupt {
+                let data =
+                    serde_json::to_vec(&image).map_err(|source| crate::MetadataError::Corrupt {
                         what: path.display().to_string(),
                         source,
-                    }
-                })?;
+                    })?;
                 state.last_applied = meta.last_log_id;
                 state.membership = meta.last_membership.clone();
                 state.image = Arc::new(image);
@@ -186,7 +191,12 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
         let state = self.inner.state.lock().clone();
         let data = serde_json::to_vec(&*state.image).map_err(snapshot_err)?;
         let snapshot_id = match state.last_applied {
-            Some(l) => format!("{}-{}-{}", l.leader_id.term, l.index, strom_storage::now_ms()),
+            Some(l) => format!(
+                "{}-{}-{}",
+                l.leader_id.term,
+                l.index,
+                strom_storage::now_ms()
+            ),
             None => format!("none-{}", strom_storage::now_ms()),
         };
         let meta = Meta {
@@ -250,7 +260,11 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         state.image = Arc::new(image);
         self.inner.image_tx.send_replace(state.image.clone());
         drop(state);
-        let total = self.inner.bytes_since_snapshot.fetch_add(bytes, Ordering::AcqRel) + bytes;
+        let total = self
+            .inner
+            .bytes_since_snapshot
+            .fetch_add(bytes, Ordering::AcqRel)
+            + bytes;
         if bytes > 0 && total >= self.inner.snapshot_due_bytes {
             self.inner.snapshot_due.notify_one();
         }
@@ -265,9 +279,12 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         Ok(Box::new(Cursor::new(Vec::new())))
     }
 
-    async fn install_snapshot(&mut self, meta: &Meta, snapshot: Box<Cursor<Vec<u8>>>) -> Result<()> {
-        let image: MetadataImage =
-            serde_json::from_slice(snapshot.get_ref()).map_err(sm_err)?;
+    async fn install_snapshot(
+        &mut self,
+        meta: &Meta,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> Result<()> {
+        let image: MetadataImage = serde_json::from_slice(snapshot.get_ref()).map_err(sm_err)?;
         tracing::info!(
             last_index = meta.last_log_id.map(|l| l.index),
             topics = image.topics.len(),
@@ -277,9 +294,14 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>> {
-        Ok(self.inner.snapshot.lock().as_ref().map(|(meta, data)| Snapshot {
-            meta: meta.clone(),
-            snapshot: Box::new(Cursor::new((**data).clone())),
-        }))
+        Ok(self
+            .inner
+            .snapshot
+            .lock()
+            .as_ref()
+            .map(|(meta, data)| Snapshot {
+                meta: meta.clone(),
+                snapshot: Box::new(Cursor::new((**data).clone())),
+            }))
     }
 }

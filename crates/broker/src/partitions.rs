@@ -1,0 +1,100 @@
+//! The broker acting on the metadata image: every committed change is brought into the
+//! local state here, in image order. A partition with a replica on this node gets its log;
+//! a deleted topic loses its logs; config changes reach the logs; the `__consumer_offsets`
+//! partitions this node leads are loaded into the group coordinator, and the ones it stopped
+//! leading are unloaded.
+//!
+//! [`Broker::catch_up`] is idempotent and serialized (a mutex): the follower task calls it
+//! for each new image, and a request handler after its own change, so the change is in
+//! effect before the client hears of it.
+
+use std::sync::{Arc, Weak};
+
+use strom_coordinator::OFFSETS_TOPIC;
+use strom_metadata::MetadataImage;
+use strom_types::TopicPartition;
+
+use crate::broker::Broker;
+
+/// Follows the metadata image for as long as the broker lives.
+pub(crate) async fn follow(broker: Weak<Broker>) {
+    let mut rx = match broker.upgrade() {
+        Some(b) => b.metadata.subscribe(),
+        None => return,
+    };
+    while rx.changed().await.is_ok() {
+        let Some(b) = broker.upgrade() else { return };
+        b.catch_up();
+    }
+}
+
+impl Broker {
+    /// Brings the logs and the coordinator in line with the latest image.
+    pub(crate) fn catch_up(&self) {
+        let mut applied = self.applied.lock();
+        let new = self.metadata.image();
+        if Arc::ptr_eq(&applied, &new) {
+            return;
+        }
+        self.reconcile(&applied, &new);
+        *applied = new;
+    }
+
+    fn reconcile(&self, old: &MetadataImage, new: &MetadataImage) {
+        let me = self.config.node_id;
+        for (name, t) in &old.topics {
+            if new.topics.get(name).map(|n| n.topic_id) == Some(t.topic_id) {
+                continue;
+            }
+            for p in t.partitions.keys() {
+                if name == OFFSETS_TOPIC && self.coordinator.is_partition_loaded(*p) {
+                    self.coordinator.unload_partition(*p);
+                }
+                if let Err(e) = self.logs.delete(&TopicPartition::new(name.as_str(), *p)) {
+                    tracing::warn!(topic = %name, partition = p, error = %e, "could not delete the log of a deleted topic");
+                }
+            }
+        }
+        let broker_configs_changed = old.broker_configs != new.broker_configs;
+        for (name, t) in &new.topics {
+            let before = old.topics.get(name).filter(|o| o.topic_id == t.topic_id);
+            let config = self.log_config(new, name);
+            for (p, placement) in &t.partitions {
+                if !placement.replicas.contains(&me) {
+                    continue;
+                }
+                let tp = TopicPartition::new(name.as_str(), *p);
+                if self.logs.get(&tp).is_none() {
+                    if let Err(e) = self.logs.get_or_create(&tp, config.clone()) {
+                        tracing::error!(partition = %tp, error = %e, "could not create a replica's log");
+                    }
+                }
+            }
+            if broker_configs_changed || before.is_some_and(|b| b.configs != t.configs) {
+                for p in t.partitions.keys() {
+                    if let Some(log) = self.logs.get(&TopicPartition::new(name.as_str(), *p)) {
+                        log.set_config(config.clone());
+                    }
+                }
+            }
+        }
+        if let Some(offsets) = new.topics.get(OFFSETS_TOPIC) {
+            for (p, placement) in &offsets.partitions {
+                let loaded = self.coordinator.is_partition_loaded(*p);
+                if placement.leader == me && !loaded {
+                    let Some(log) = self.logs.get(&TopicPartition::new(OFFSETS_TOPIC, *p)) else {
+                        continue;
+                    };
+                    if let Err(e) = self
+                        .coordinator
+                        .load_partition(*p, log, placement.leader_epoch)
+                    {
+                        tracing::error!(partition = p, error = %e, "could not load a __consumer_offsets partition");
+                    }
+                } else if placement.leader != me && loaded {
+                    self.coordinator.unload_partition(*p);
+                }
+            }
+        }
+    }
+}
