@@ -3,6 +3,7 @@
 //! `produce`, `consume`, `group`, `perf` and `cluster` are clients of any Kafka-compatible cluster
 //! (`--bootstrap-server`, or `STROM_BROKERS`).
 
+mod cluster_cmd;
 mod group_cmd;
 mod tools;
 
@@ -73,20 +74,11 @@ enum Command {
         #[command(subcommand)]
         cmd: tools::PerfCmd,
     },
-    /// The cluster's id, controller and brokers.
+    /// The cluster: brokers and controller, the metadata quorum, a local dev cluster.
     Cluster {
         #[command(subcommand)]
-        cmd: ClusterCmd,
+        cmd: cluster_cmd::ClusterCmd,
     },
-}
-
-#[derive(Subcommand)]
-enum ClusterCmd {
-    /// Cluster id, controller and brokers.
-    ///
-    /// Example: strom cluster info --output json
-    #[command(verbatim_doc_comment)]
-    Info,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -110,8 +102,9 @@ fn main() -> anyhow::Result<()> {
         Command::Perf { cmd } => client(Box::pin(tools::perf(conn, cmd))),
         Command::Group { cmd } => client(Box::pin(group_cmd::group(conn, cmd))),
         Command::Cluster {
-            cmd: ClusterCmd::Info,
-        } => client(Box::pin(tools::cluster_info(conn))),
+            cmd: cluster_cmd::ClusterCmd::Dev(args),
+        } => return cluster_cmd::dev(args),
+        Command::Cluster { cmd } => client(Box::pin(cluster_cmd::cluster(conn, cmd))),
     };
     // Client commands: one clear line and exit status 1, which scripts can trust.
     if let Err(e) = outcome {
@@ -246,7 +239,7 @@ async fn run_node(config: BrokerConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = match signal(SignalKind::terminate()) {
         Ok(s) => s,

@@ -67,7 +67,7 @@ pub enum TopicCmd {
         #[arg(long, short = 'p', default_value_t = -1)]
         partitions: i32,
         /// Replication factor (the broker's default when omitted).
-        #[arg(long, short = 'r', default_value_t = -1)]
+        #[arg(long, short = 'r', visible_alias = "replication-factor", default_value_t = -1)]
         replicas: i16,
         /// Topic config, key=value; repeatable.
         #[arg(long = "config", short = 'c', value_name = "KEY=VALUE")]
@@ -351,33 +351,6 @@ pub async fn topic(conn: &Conn, cmd: TopicCmd) -> anyhow::Result<()> {
                     serde_json::json!({ "topic": name, "partitions": total })
                 );
             }
-        }
-    }
-    Ok(())
-}
-
-/// Runs `strom cluster info`.
-pub async fn cluster_info(conn: &Conn) -> anyhow::Result<()> {
-    let c = conn.admin().describe_cluster().await?;
-    match conn.output {
-        Output::Json => println!(
-            "{}",
-            serde_json::json!({
-                "cluster_id": c.cluster_id, "controller": c.controller,
-                "brokers": c.brokers.iter().map(|(id, addr)| serde_json::json!({"id": id, "address": addr})).collect::<Vec<_>>(),
-            })
-        ),
-        Output::Table => {
-            println!("CLUSTER     {}", c.cluster_id);
-            println!("CONTROLLER  {}", c.controller);
-            println!();
-            let mut rows = vec![vec!["ID".to_string(), "ADDRESS".to_string()]];
-            rows.extend(
-                c.brokers
-                    .iter()
-                    .map(|(id, a)| vec![id.to_string(), a.clone()]),
-            );
-            table(&rows);
         }
     }
     Ok(())

@@ -18,7 +18,8 @@ use kafka_protocol::messages::incremental_alter_configs_request::{
 };
 use kafka_protocol::messages::{
     CreatePartitionsRequest, CreateTopicsRequest, DeleteRecordsRequest, DeleteTopicsRequest,
-    DescribeClusterRequest, DescribeConfigsRequest, IncrementalAlterConfigsRequest, TopicName,
+    DescribeClusterRequest, DescribeConfigsRequest, DescribeQuorumRequest,
+    IncrementalAlterConfigsRequest, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 
@@ -83,8 +84,51 @@ pub struct ClusterDescription {
     pub cluster_id: String,
     /// Controller node.
     pub controller: i32,
-    /// Brokers: (node id, host:port).
+    /// Brokers: (node id, host:port), live ones only.
     pub brokers: Vec<(i32, String)>,
+    /// Every registered broker, fenced ones included (from brokers that report them).
+    pub all_brokers: Vec<BrokerDescription>,
+}
+
+/// One registered broker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerDescription {
+    /// Node id.
+    pub id: i32,
+    /// host:port.
+    pub address: String,
+    /// `broker.rack`.
+    pub rack: Option<String>,
+    /// Fenced: registered but not heartbeating (or shut down); leads nothing.
+    pub fenced: bool,
+}
+
+/// The metadata quorum, as its leader reports it (DescribeQuorum).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuorumDescription {
+    /// The leader (the active controller), -1 when there is none.
+    pub leader_id: i32,
+    /// The leader's epoch (Raft term).
+    pub leader_epoch: i32,
+    /// Entries below it are committed.
+    pub high_watermark: i64,
+    /// The voters.
+    pub voters: Vec<QuorumReplica>,
+    /// The observers (broker-only nodes).
+    pub observers: Vec<QuorumReplica>,
+}
+
+/// One replica of the metadata log in a [`QuorumDescription`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuorumReplica {
+    /// Node id.
+    pub id: i32,
+    /// Its log end offset as the leader knows it (-1: unknown).
+    pub log_end_offset: i64,
+    /// Last contact with the leader, ms since the epoch (-1: never).
+    pub last_fetch_timestamp: i64,
+    /// Last time it had every committed entry, ms since the epoch (-1: never).
+    pub last_caught_up_timestamp: i64,
 }
 
 /// An admin client.
@@ -288,16 +332,65 @@ impl Admin {
     /// The cluster id, controller and brokers.
     pub async fn describe_cluster(&self) -> Result<ClusterDescription> {
         let conn = self.cluster.any_connection().await?;
-        let r = conn.send(&DescribeClusterRequest::default()).await?;
+        let r = conn
+            .send(&DescribeClusterRequest::default().with_include_fenced_brokers(true))
+            .await?;
         check(r.error_code)?;
+        let all_brokers: Vec<BrokerDescription> = r
+            .brokers
+            .iter()
+            .map(|b| BrokerDescription {
+                id: b.broker_id.0,
+                address: format!("{}:{}", b.host, b.port),
+                rack: b.rack.as_ref().map(|r| r.to_string()),
+                fenced: b.is_fenced,
+            })
+            .collect();
         Ok(ClusterDescription {
             cluster_id: r.cluster_id.to_string(),
             controller: r.controller_id.0,
-            brokers: r
-                .brokers
+            brokers: all_brokers
                 .iter()
-                .map(|b| (b.broker_id.0, format!("{}:{}", b.host, b.port)))
+                .filter(|b| !b.fenced)
+                .map(|b| (b.id, b.address.clone()))
                 .collect(),
+            all_brokers,
+        })
+    }
+
+    /// The metadata quorum's health: leader, epoch, and how far each voter and observer
+    /// has replicated the metadata log.
+    pub async fn describe_quorum(&self) -> Result<QuorumDescription> {
+        use kafka_protocol::messages::describe_quorum_request::{PartitionData, TopicData};
+        let conn = self.cluster.any_connection().await?;
+        let request = DescribeQuorumRequest::default().with_topics(vec![TopicData::default()
+            .with_topic_name(TopicName(StrBytes::from_static_str("__cluster_metadata")))
+            .with_partitions(vec![PartitionData::default().with_partition_index(0)])]);
+        let r = conn.send(&request).await?;
+        check(r.error_code)?;
+        let p = r
+            .topics
+            .first()
+            .and_then(|t| t.partitions.first())
+            .ok_or_else(|| ClientError::Protocol("DescribeQuorum answered no partition".into()))?;
+        check(p.error_code)?;
+        let replicas =
+            |list: &[kafka_protocol::messages::describe_quorum_response::ReplicaState]| {
+                list.iter()
+                    .map(|v| QuorumReplica {
+                        id: v.replica_id.0,
+                        log_end_offset: v.log_end_offset,
+                        last_fetch_timestamp: v.last_fetch_timestamp,
+                        last_caught_up_timestamp: v.last_caught_up_timestamp,
+                    })
+                    .collect()
+            };
+        Ok(QuorumDescription {
+            leader_id: p.leader_id.0,
+            leader_epoch: p.leader_epoch,
+            high_watermark: p.high_watermark,
+            voters: replicas(&p.current_voters),
+            observers: replicas(&p.observers),
         })
     }
 }

@@ -28,7 +28,7 @@ pub mod group_admin;
 pub mod partitioner;
 pub mod producer;
 
-pub use admin::Admin;
+pub use admin::{Admin, BrokerDescription, ClusterDescription, QuorumDescription, QuorumReplica};
 pub use assignor::Assignor;
 pub use connection::Connection;
 pub use consumer::{Consumer, ConsumerConfig, ConsumerRecord, RebalanceListener, StartAt};

@@ -159,8 +159,13 @@ pub(super) fn describe_cluster(
     request: DescribeClusterRequest,
 ) -> DescribeClusterResponse {
     let image = broker.image();
-    let brokers = broker
-        .live_brokers(&image)
+    // v2 (KIP-1073) may ask for fenced brokers too, marked as such.
+    let listed: Vec<_> = if request.include_fenced_brokers {
+        image.brokers.values().cloned().collect()
+    } else {
+        broker.live_brokers(&image)
+    };
+    let brokers = listed
         .iter()
         .filter_map(|b| {
             let (host, port) = broker.endpoint_of(&image, b.id)?;
@@ -169,7 +174,8 @@ pub(super) fn describe_cluster(
                     .with_broker_id(BrokerId(b.id))
                     .with_host(StrBytes::from_string(host))
                     .with_port(i32::from(port))
-                    .with_rack(b.rack.clone().map(StrBytes::from_string)),
+                    .with_rack(b.rack.clone().map(StrBytes::from_string))
+                    .with_is_fenced(b.fenced),
             )
         })
         .collect();

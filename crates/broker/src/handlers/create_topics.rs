@@ -86,10 +86,7 @@ pub(super) async fn handle(
 /// The replicas of each partition a manual assignment gives, checked as
 /// Kafka checks it: no count or factor beside it, partitions numbered 0, 1, 2…, and the
 /// brokers valid (see [`Broker::check_replica_assignment`]).
-fn manual_placement(
-    broker: &Broker,
-    t: &CreatableTopic,
-) -> Result<Vec<Vec<i32>>, Refusal> {
+fn manual_placement(broker: &Broker, t: &CreatableTopic) -> Result<Vec<Vec<i32>>, Refusal> {
     if t.num_partitions != -1 || t.replication_factor != -1 {
         return Err(Refusal {
             code: ResponseError::InvalidRequest.code(),

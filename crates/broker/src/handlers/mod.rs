@@ -5,6 +5,7 @@ mod admin;
 mod api_versions;
 mod configs;
 mod create_topics;
+mod describe_quorum;
 mod describe_topic_partitions;
 mod fetch;
 mod groups;
@@ -74,6 +75,7 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeCluster, 0, 2),
     (ApiKey::InitProducerId, 0, 5),
     (ApiKey::DescribeTopicPartitions, 0, 0),
+    (ApiKey::DescribeQuorum, 0, 2),
     (ApiKey::FindCoordinator, 0, 6),
     (ApiKey::JoinGroup, 0, 9),
     (ApiKey::SyncGroup, 0, 5),
@@ -183,6 +185,10 @@ pub async fn handle(
         }
         ApiKey::DescribeCluster => {
             let r = admin::describe_cluster(broker, decode(body, version)?);
+            respond(key, version, correlation_id, &r)?
+        }
+        ApiKey::DescribeQuorum => {
+            let r = describe_quorum::handle(broker, decode(body, version)?, version).await;
             respond(key, version, correlation_id, &r)?
         }
         ApiKey::DescribeTopicPartitions => {

@@ -168,7 +168,18 @@ static MESSAGES: &[Message] = &[
     msg(69, 0, 1, 0, &CONSUMER_GROUP_DESCRIBE_REQUEST),
     msg(22, 0, 5, 2, &INIT_PRODUCER_ID_REQUEST),
     msg(75, 0, 0, 0, &DESCRIBE_TOPIC_PARTITIONS_REQUEST),
+    msg(55, 0, 2, 0, &DESCRIBE_QUORUM_REQUEST),
 ];
+
+static DESCRIBE_QUORUM_PARTITION: Struct = Struct(&[f("partition_index", 0, ALL, I32)]);
+
+static DESCRIBE_QUORUM_TOPIC: Struct = Struct(&[
+    f("topic_name", 0, ALL, STR),
+    f("partitions", 0, ALL, arr(&st(&DESCRIBE_QUORUM_PARTITION))),
+]);
+
+static DESCRIBE_QUORUM_REQUEST: Struct =
+    Struct(&[f("topics", 0, ALL, arr(&st(&DESCRIBE_QUORUM_TOPIC)))]);
 
 static DESCRIBE_TOPIC_PARTITIONS_TOPIC: Struct = Struct(&[f("name", 0, ALL, STR)]);
 

@@ -381,6 +381,18 @@ fn sample(api_key: i16, v: i16) -> Sample {
             r.timeout_ms = 100;
             r.unknown_tagged_fields = tags(fl);
         }),
+        55 => build(v, |r: &mut DescribeQuorumRequest, fl| {
+            use describe_quorum_request::{PartitionData, TopicData};
+            let mut p = PartitionData::default();
+            p.partition_index = 0;
+            p.unknown_tagged_fields = tags(fl);
+            let mut t = TopicData::default();
+            t.topic_name = s("__cluster_metadata");
+            t.partitions = vec![p.clone(), p];
+            t.unknown_tagged_fields = tags(fl);
+            r.topics = vec![t.clone(), t];
+            r.unknown_tagged_fields = tags(fl);
+        }),
         75 => build(v, |r: &mut DescribeTopicPartitionsRequest, fl| {
             use describe_topic_partitions_request::{Cursor, TopicRequest};
             let mut t = TopicRequest::default();
@@ -691,6 +703,7 @@ fn the_schema_table_matches_kafka_protocol() {
         (69, versions::<ConsumerGroupDescribeRequest>()),
         (22, versions::<InitProducerIdRequest>()),
         (75, versions::<DescribeTopicPartitionsRequest>()),
+        (55, versions::<DescribeQuorumRequest>()),
     ];
     assert_eq!(guarded_api_keys().len(), expected.len());
     for &(k, (lo, hi, flexible)) in expected {

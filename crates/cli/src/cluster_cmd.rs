@@ -1,0 +1,252 @@
+//! `strom cluster`: the brokers and the active controller (`info`), the metadata quorum's
+//! health (`quorum`), and a local multi-node cluster for development (`dev`).
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+
+use crate::tools::{table, Conn, Output};
+
+/// `strom cluster ...`.
+#[derive(Debug, Subcommand)]
+pub enum ClusterCmd {
+    /// Cluster id, active controller, and every registered broker (address, rack, fenced).
+    ///
+    /// Example: strom cluster info --output json
+    #[command(verbatim_doc_comment)]
+    Info,
+    /// The metadata quorum: leader, epoch, high watermark, and each voter's and observer's
+    /// log end offset, lag and last contact with the leader.
+    ///
+    /// Example: strom cluster quorum -b localhost:9092
+    #[command(verbatim_doc_comment)]
+    Quorum,
+    /// Run a local cluster of N combined (broker and controller) nodes, one process each,
+    /// until Ctrl-C.
+    ///
+    /// Examples:
+    ///   strom cluster dev --nodes 3
+    ///   strom cluster dev --nodes 3 --data /tmp/strom-dev --port 19092
+    #[command(verbatim_doc_comment)]
+    Dev(DevArgs),
+}
+
+/// `strom cluster dev` options.
+#[derive(Debug, Args)]
+pub struct DevArgs {
+    /// How many nodes.
+    #[arg(long, default_value_t = 3)]
+    pub nodes: u16,
+    /// Where the nodes keep their data (one directory per node under it).
+    #[arg(long, default_value = "./strom-dev")]
+    pub data: PathBuf,
+    /// First broker port; node i listens on port+i-1, its controller listener on
+    /// port+100+i-1.
+    #[arg(long, default_value_t = 9092)]
+    pub port: u16,
+}
+
+/// Runs `strom cluster info` or `quorum`.
+pub async fn cluster(conn: &Conn, cmd: ClusterCmd) -> anyhow::Result<()> {
+    match cmd {
+        ClusterCmd::Info => info(conn).await,
+        ClusterCmd::Quorum => quorum(conn).await,
+        ClusterCmd::Dev(_) => anyhow::bail!("`cluster dev` runs without a client"),
+    }
+}
+
+async fn info(conn: &Conn) -> anyhow::Result<()> {
+    let c = conn.admin().describe_cluster().await?;
+    match conn.output {
+        Output::Json => println!(
+            "{}",
+            serde_json::json!({
+                "cluster_id": c.cluster_id,
+                "controller": c.controller,
+                "brokers": c.all_brokers.iter().map(|b| serde_json::json!({
+                    "id": b.id, "address": b.address, "rack": b.rack, "fenced": b.fenced,
+                })).collect::<Vec<_>>(),
+            })
+        ),
+        Output::Table => {
+            println!("CLUSTER     {}", c.cluster_id);
+            println!("CONTROLLER  {}", c.controller);
+            println!();
+            let mut rows = vec![vec![
+                "ID".to_string(),
+                "ADDRESS".to_string(),
+                "RACK".to_string(),
+                "STATE".to_string(),
+            ]];
+            rows.extend(c.all_brokers.iter().map(|b| {
+                vec![
+                    b.id.to_string(),
+                    b.address.clone(),
+                    b.rack.clone().unwrap_or_else(|| "-".into()),
+                    if b.fenced { "fenced" } else { "active" }.to_string(),
+                ]
+            }));
+            table(&rows);
+        }
+    }
+    Ok(())
+}
+
+async fn quorum(conn: &Conn) -> anyhow::Result<()> {
+    let q = conn.admin().describe_quorum().await?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    let lag = |end: i64| {
+        if end < 0 {
+            -1
+        } else {
+            (q.high_watermark - end).max(0)
+        }
+    };
+    let ago = |t: i64| if t < 0 { -1 } else { (now - t).max(0) };
+    let replicas = q
+        .voters
+        .iter()
+        .map(|r| (r, "voter"))
+        .chain(q.observers.iter().map(|r| (r, "observer")));
+    match conn.output {
+        Output::Json => println!(
+            "{}",
+            serde_json::json!({
+                "leader_id": q.leader_id,
+                "leader_epoch": q.leader_epoch,
+                "high_watermark": q.high_watermark,
+                "replicas": replicas.map(|(r, role)| serde_json::json!({
+                    "id": r.id, "role": role, "log_end_offset": r.log_end_offset,
+                    "lag": lag(r.log_end_offset),
+                    "last_fetch_timestamp": r.last_fetch_timestamp,
+                    "last_caught_up_timestamp": r.last_caught_up_timestamp,
+                })).collect::<Vec<_>>(),
+            })
+        ),
+        Output::Table => {
+            println!("LEADER          {}", q.leader_id);
+            println!("EPOCH           {}", q.leader_epoch);
+            println!("HIGH WATERMARK  {}", q.high_watermark);
+            println!();
+            let mut rows = vec![vec![
+                "ID".to_string(),
+                "ROLE".to_string(),
+                "LOG END".to_string(),
+                "LAG".to_string(),
+                "LAST CONTACT".to_string(),
+            ]];
+            rows.extend(replicas.map(|(r, role)| {
+                let role = if r.id == q.leader_id { "leader" } else { role };
+                let contact = match ago(r.last_fetch_timestamp) {
+                    -1 => "never".to_string(),
+                    ms => format!("{ms} ms ago"),
+                };
+                vec![
+                    r.id.to_string(),
+                    role.to_string(),
+                    r.log_end_offset.to_string(),
+                    lag(r.log_end_offset).to_string(),
+                    contact,
+                ]
+            }));
+            table(&rows);
+        }
+    }
+    Ok(())
+}
+
+/// Runs `strom cluster dev`: N `strom server` processes of one cluster on loopback, with
+/// their data under one directory. Ctrl-C (or SIGTERM) stops them all, each gracefully.
+pub fn dev(args: DevArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(args.nodes >= 1, "--nodes must be at least 1");
+    let exe = std::env::current_exe().context("finding the strom binary")?;
+    let n = args.nodes;
+    let broker_port = |i: u16| args.port + i - 1;
+    let controller_port = |i: u16| args.port + 100 + i - 1;
+    let voters: Vec<String> = (1..=n)
+        .map(|i| format!("{i}@127.0.0.1:{}", controller_port(i)))
+        .collect();
+    let mut children: Vec<(u16, Child)> = Vec::new();
+    for i in 1..=n {
+        let dir = args.data.join(format!("node-{i}"));
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let log = std::fs::File::create(dir.join("server.log"))?;
+        let child = Command::new(&exe)
+            .arg("server")
+            .args(["--override", &format!("node.id={i}")])
+            .args(["--override", "process.roles=broker,controller"])
+            .args([
+                "--override",
+                &format!(
+                    "listeners=PLAINTEXT://127.0.0.1:{},CONTROLLER://127.0.0.1:{}",
+                    broker_port(i),
+                    controller_port(i)
+                ),
+            ])
+            .args(["--override", "controller.listener.names=CONTROLLER"])
+            .args([
+                "--override",
+                &format!("controller.quorum.voters={}", voters.join(",")),
+            ])
+            .args(["--override", &format!("log.dirs={}", dir.display())])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("starting node {i}"))?;
+        children.push((i, child));
+    }
+    println!(
+        "strom dev cluster: {n} nodes, data under {}",
+        args.data.display()
+    );
+    for i in 1..=n {
+        println!(
+            "  node {i}: broker 127.0.0.1:{}  controller 127.0.0.1:{}  log {}",
+            broker_port(i),
+            controller_port(i),
+            args.data
+                .join(format!("node-{i}"))
+                .join("server.log")
+                .display()
+        );
+    }
+    let bootstrap: Vec<String> = (1..=n)
+        .map(|i| format!("127.0.0.1:{}", broker_port(i)))
+        .collect();
+    println!("bootstrap servers: {}", bootstrap.join(","));
+    println!("Ctrl-C stops every node.");
+    let runtime = tokio::runtime::Runtime::new()?;
+    let exited = runtime.block_on(async {
+        let mut poll = tokio::time::interval(Duration::from_millis(500));
+        loop {
+            tokio::select! {
+                _ = crate::shutdown_signal() => return None,
+                _ = poll.tick() => {
+                    for (i, c) in &mut children {
+                        if let Ok(Some(status)) = c.try_wait() {
+                            return Some((*i, status));
+                        }
+                    }
+                }
+            }
+        }
+    });
+    if let Some((i, status)) = exited {
+        eprintln!("node {i} exited ({status}); stopping the others");
+    }
+    for (_, c) in &children {
+        let _ = Command::new("kill")
+            .args(["-TERM", &c.id().to_string()])
+            .status();
+    }
+    for (i, c) in &mut children {
+        let status = c.wait()?;
+        println!("node {i} stopped ({status})");
+    }
+    Ok(())
+}
