@@ -117,6 +117,7 @@ pub fn quorum_config(config: &BrokerConfig, raft_addr: &str) -> anyhow::Result<Q
         snapshot_max_bytes: config.metadata_snapshot_max_bytes,
         snapshot_interval_ms: config.metadata_snapshot_interval_ms,
         election_timeout_ms: election,
+        election_timeout_max_ms: None,
     })
 }
 

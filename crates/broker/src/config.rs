@@ -421,6 +421,13 @@ impl BrokerConfig {
                 ));
             }
         }
+        if !roles.1 && c.controller_quorum_voters.contains_key(&c.node_id) {
+            return Err(bad(
+                "node.id",
+                c.node_id.to_string(),
+                "a broker-only node must not be one of controller.quorum.voters (its node.id is listed)",
+            ));
+        }
         if !roles.1 && c.controller_quorum_voters.is_empty() {
             return Err(bad(
                 "controller.quorum.voters",
@@ -590,6 +597,11 @@ mod tests {
         assert_eq!(err.key, "controller.quorum.voters");
         let err = BrokerConfig::from_pairs(&pairs("process.roles=broker")).unwrap_err();
         assert_eq!(err.key, "controller.quorum.voters");
+        let err = BrokerConfig::from_pairs(&pairs(
+            "node.id=1\nprocess.roles=broker\ncontroller.quorum.voters=1@h1:9093",
+        ))
+        .unwrap_err();
+        assert_eq!(err.key, "node.id", "a broker-only node cannot be a voter");
         let err = BrokerConfig::from_pairs(&pairs(
             "process.roles=controller\nlisteners=CONTROLLER://:9093\ncontroller.quorum.voters=1@h1:9093",
         ));

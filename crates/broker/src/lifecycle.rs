@@ -29,6 +29,7 @@ pub(crate) async fn run(broker: Weak<Broker>) {
 
 /// Registers until the controller accepts: (epoch, offset of the registration).
 async fn register(broker: &Weak<Broker>) -> Option<(i64, i64)> {
+    let mut refused_before = false;
     loop {
         let b = broker.upgrade()?;
         let request = ControllerRequest::RegisterBroker {
@@ -51,7 +52,11 @@ async fn register(broker: &Weak<Broker>) -> Option<(i64, i64)> {
             }
             Ok(other) => tracing::warn!(?other, "unexpected answer to BrokerRegistration"),
             Err(ControllerError::DuplicateBrokerRegistration(why)) => {
-                tracing::error!(node_id = b.config.node_id, %why, "the controller refused this broker's registration");
+                // Said once; a restart within the session timeout retries until it expires.
+                if !refused_before {
+                    tracing::warn!(node_id = b.config.node_id, %why, "the controller refused this broker's registration; retrying");
+                    refused_before = true;
+                }
             }
             Err(e) => tracing::info!(error = %e, "broker registration did not complete yet"),
         }

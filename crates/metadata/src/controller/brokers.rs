@@ -25,8 +25,10 @@ pub fn register(
     if let Some(b) = image.brokers.get(&broker_id) {
         if b.incarnation_id != incarnation_id && !b.fenced && recently_heard {
             return Err(ControllerError::DuplicateBrokerRegistration(format!(
-                "another broker is registered as node {broker_id} and still heartbeating \
-                 (incarnation {}); node.id must be unique in the cluster",
+                "node {broker_id} is registered by another process (incarnation {}) whose \
+                 session is still open: either two brokers share this node.id, which must be \
+                 unique in the cluster, or this broker restarted within \
+                 broker.session.timeout.ms and may register once the old session expires",
                 b.incarnation_id
             )));
         }

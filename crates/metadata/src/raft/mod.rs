@@ -80,6 +80,9 @@ pub struct QuorumConfig {
     /// `controller.quorum.election.timeout.ms`: a follower that hears nothing from a leader
     /// for between this and twice this starts an election.
     pub election_timeout_ms: u64,
+    /// The upper end of that range instead of twice the minimum (the simulation gives
+    /// each node a fixed timeout of its own, drawn from its seed).
+    pub election_timeout_max_ms: Option<u64>,
 }
 
 impl QuorumConfig {
@@ -182,7 +185,10 @@ impl Quorum {
         let raft_config = openraft::Config {
             cluster_name: "strom-metadata".into(),
             election_timeout_min: election,
-            election_timeout_max: election * 2,
+            election_timeout_max: config
+                .election_timeout_max_ms
+                .filter(|m| *m > election)
+                .unwrap_or(election * 2),
             heartbeat_interval: (election / 5).max(5),
             install_snapshot_timeout: 10_000,
             snapshot_policy: SnapshotPolicy::Never,
@@ -242,6 +248,11 @@ impl Quorum {
             .borrow()
             .current_leader
             .map(|l| l as i32)
+    }
+
+    /// The Raft term this node is in.
+    pub fn term(&self) -> u64 {
+        self.raft.metrics().borrow().current_term
     }
 
     /// Whether this node is the leader.
@@ -352,7 +363,7 @@ impl Quorum {
         &self,
         rpc: VoteRequest<u64>,
     ) -> Option<Result<VoteResponse<u64>, RaftError<u64>>> {
-        let from = rpc.vote.leader_id.node_id;
+        let from = rpc.vote.leader_id.voted_for().unwrap_or(u64::MAX);
         if !self.is_configured_voter(from) {
             tracing::warn!(
                 from,
@@ -368,7 +379,7 @@ impl Quorum {
         &self,
         rpc: AppendEntriesRequest<TypeConfig>,
     ) -> Option<Result<AppendEntriesResponse<u64>, RaftError<u64>>> {
-        let from = rpc.vote.leader_id.node_id;
+        let from = rpc.vote.leader_id.voted_for().unwrap_or(u64::MAX);
         if !self.is_configured_voter(from) {
             tracing::warn!(from, "refused Raft entries from a node that is not a voter");
             return None;
@@ -381,7 +392,7 @@ impl Quorum {
         &self,
         rpc: InstallSnapshotRequest<TypeConfig>,
     ) -> Option<Result<InstallSnapshotResponse<u64>, RaftError<u64, InstallSnapshotError>>> {
-        let from = rpc.vote.leader_id.node_id;
+        let from = rpc.vote.leader_id.voted_for().unwrap_or(u64::MAX);
         if !self.is_configured_voter(from) {
             tracing::warn!(
                 from,
