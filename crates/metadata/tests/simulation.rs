@@ -303,7 +303,7 @@ async fn run_seed(seed: u64) {
                     }
                 }
             }
-            70..=79 if down.len() < 1 => {
+            70..=79 if down.is_empty() => {
                 let id = ids[rng.gen_range(0..ids.len())];
                 sim.crash(id).await;
                 down.insert(id);
