@@ -19,7 +19,9 @@ import threading
 import time
 import uuid
 
-from confluent_kafka import Consumer, OFFSET_BEGINNING, Producer, TopicPartition
+import pytest
+from confluent_kafka import (Consumer, KafkaError, KafkaException, OFFSET_BEGINNING, Producer,
+                             TopicPartition)
 from confluent_kafka.admin import AdminClient, NewTopic
 from kafka import KafkaAdminClient, KafkaProducer
 
@@ -608,3 +610,73 @@ def test_a_broker_only_node_listed_as_a_voter_is_refused_at_startup(tmp_path):
     node.start(wait=False)
     assert node.proc.wait(20) != 0
     assert "must not be one of controller.quorum.voters" in node.log_text(), node.tail()
+
+
+@with_node_logs
+def test_with_a_majority_down_metadata_changes_time_out_and_existing_partitions_keep_working(tmp_path):
+    nodes = combined_cluster(tmp_path)
+    create_topic(nodes[0].addr, "keep", 3, 1)
+    md = wait_until("every node knows keep", lambda: ck_metadata(nodes[2].addr), 10,
+                    ok=lambda m: "keep" in m.topics)
+    survivor = nodes[2]
+    mine = next(p for p, part in md.topics["keep"].partitions.items() if part.leader == survivor.id)
+    for n in nodes[:2]:
+        n.kill()
+    # Once the survivor notices it has no leader it names itself as the controller clients
+    # should ask (any broker forwards).
+    wait_until("the survivor names itself the controller",
+               lambda: ck_metadata(survivor.addr).controller_id, 15, ok=lambda c: c == survivor.id)
+    # No quorum: a metadata change waits for its own timeout, then fails with
+    # REQUEST_TIMED_OUT; it is not silently lost or applied.
+    a = admin(survivor.addr)
+    start = time.time()
+    future = a.create_topics([NewTopic("no-quorum", num_partitions=1, replication_factor=1)],
+                             operation_timeout=3, request_timeout=20)["no-quorum"]
+    with pytest.raises(KafkaException) as refused:
+        future.result(30)
+    took = time.time() - start
+    assert refused.value.args[0].code() == KafkaError.REQUEST_TIMED_OUT, refused.value
+    assert 2.5 <= took < 15, f"the create failed after {took:.1f}s"
+    assert "no-quorum" not in ck_metadata(survivor.addr).topics
+    # The partition the survivor leads still takes records and serves them.
+    p = Producer({"bootstrap.servers": survivor.addr, "acks": "1", "message.timeout.ms": 10000})
+    errors = []
+    for i in range(20):
+        p.produce("keep", value=f"still {i}".encode(), partition=mine,
+                  on_delivery=lambda e, m: e and errors.append(e))
+    assert p.flush(15) == 0 and errors == [], errors
+    c = Consumer({"bootstrap.servers": survivor.addr, "group.id": "unused-" + uuid.uuid4().hex,
+                  "enable.auto.commit": False})
+    c.assign([TopicPartition("keep", mine, OFFSET_BEGINNING)])
+    got, deadline = [], time.time() + 15
+    try:
+        while len(got) < 20 and time.time() < deadline:
+            got += [m.value() for m in c.consume(20, 0.5) if not m.error()]
+    finally:
+        c.close()
+    assert got == [f"still {i}".encode() for i in range(20)]
+
+
+@with_node_logs
+def test_sigterm_moves_a_brokers_leaderships_away_before_it_exits(tmp_path):
+    # A long session: leaderships can only move because the broker asked, not by fencing.
+    nodes = combined_cluster(tmp_path, extra=("broker.session.timeout.ms=60000",))
+    create_topic(nodes[0].addr, "moving", 6, 3)
+    md = wait_until("every node knows moving", lambda: ck_metadata(nodes[1].addr), 10,
+                    ok=lambda m: "moving" in m.topics)
+    leader = quorum(nodes[0].addr)["leader_id"]
+    victim = next(n for n in nodes if n.id != leader)
+    led = [p for p, part in md.topics["moving"].partitions.items() if part.leader == victim.id]
+    assert led, "round-robin placement gives every broker leaderships"
+    start = time.time()
+    victim.proc.send_signal(signal.SIGTERM)
+    assert victim.proc.wait(30) == 0, "a controlled shutdown exits 0"
+    took = time.time() - start
+    survivor = next(n for n in nodes if n is not victim)
+    md = ck_metadata(survivor.addr)
+    for p in led:
+        part = md.topics["moving"].partitions[p]
+        assert part.leader not in (victim.id, -1), (p, part.leader)
+        assert victim.id not in part.isrs, (p, part.isrs)
+    assert victim.id not in md.brokers, "a broker that shut down is fenced"
+    assert took < 10, f"controlled shutdown took {took:.1f}s"

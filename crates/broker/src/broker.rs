@@ -30,9 +30,24 @@ pub const RESERVED_TOPICS: &[&str] = &["__consumer_offsets", "__transaction_stat
 /// Topic configs that are not log configs but that topics accept.
 const OTHER_TOPIC_CONFIGS: &[&str] = &["min.insync.replicas", "unclean.leader.election.enable"];
 
-/// How long a metadata change may wait for the active controller (Kafka's default
-/// `request.timeout.ms` of the broker-to-controller channel).
+/// How long a metadata change may wait for the active controller when the request names
+/// no timeout of its own (Kafka's default `request.timeout.ms`).
 pub const CONTROLLER_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long a request waits for a topic it caused to be created (see
+/// [`Broker::auto_create`]).
+pub const AUTO_CREATE_WAIT: Duration = Duration::from_secs(2);
+
+/// A client's `timeout_ms` as the bound of a metadata change; zero or less means the
+/// default (Kafka answers those without waiting, which would turn every such request into a
+/// timeout here, since this broker answers only once the change is committed).
+pub fn client_timeout(timeout_ms: i32) -> Duration {
+    if timeout_ms > 0 {
+        Duration::from_millis(timeout_ms as u64)
+    } else {
+        CONTROLLER_TIMEOUT
+    }
+}
 
 /// A topic operation refused with a Kafka error code and message.
 #[derive(Debug, Clone)]
@@ -73,6 +88,8 @@ pub struct Broker {
     pub(crate) applied: Mutex<Arc<MetadataImage>>,
     /// Set once this node is registered and unfenced: requests wait for it.
     pub(crate) ready: tokio::sync::watch::Sender<bool>,
+    /// Topics being created on first use, so concurrent requests start one creation.
+    auto_creating: Mutex<std::collections::BTreeSet<String>>,
     /// Set by [`Broker::controlled_shutdown`]; the lifecycle task acts on it.
     pub(crate) shutdown_wanted: tokio::sync::watch::Sender<bool>,
     /// Set once the controller let this broker go.
@@ -167,6 +184,7 @@ impl Broker {
             epoch: AtomicI64::new(-1),
             applied: Mutex::new(Arc::new(MetadataImage::default())),
             ready: tokio::sync::watch::channel(false).0,
+            auto_creating: Mutex::new(Default::default()),
             shutdown_wanted: tokio::sync::watch::channel(false).0,
             shutdown_done: tokio::sync::watch::channel(false).0,
         });
@@ -201,9 +219,19 @@ impl Broker {
         &self,
         request: ControllerRequest,
     ) -> Result<ControllerReply, Refusal> {
+        self.submit_within(request, CONTROLLER_TIMEOUT).await
+    }
+
+    /// [`Broker::submit`] bounded by a client's own timeout (`timeout_ms` of CreateTopics
+    /// and the like): past it the answer is REQUEST_TIMED_OUT.
+    pub(crate) async fn submit_within(
+        &self,
+        request: ControllerRequest,
+        timeout: Duration,
+    ) -> Result<ControllerReply, Refusal> {
         let reply = self
             .metadata
-            .submit(request, CONTROLLER_TIMEOUT)
+            .submit(request, timeout)
             .await
             .map_err(|e| controller_refusal(&e))?;
         self.catch_up();
@@ -238,18 +266,20 @@ impl Broker {
         image.active_brokers().cloned().collect()
     }
 
-    /// The id clients are given as the controller: the active controller when it is a live
-    /// broker, else the lowest live broker (clients can only reach brokers, which forward).
+    /// The id clients are given as the controller (they send it CreateTopics and the like,
+    /// which any broker forwards): the active controller when it is a live broker; in split
+    /// roles the lowest live broker, so every broker names the same one; and this broker
+    /// itself while no controller is known (the quorum lost its majority), as the one node
+    /// the client surely reaches.
     pub fn controller_for_clients(&self, image: &MetadataImage) -> i32 {
-        let leader = self.metadata.controller_id();
-        match leader {
+        match self.metadata.controller_id() {
             Some(l) if image.brokers.get(&l).is_some_and(|b| b.is_active()) => l,
-            _ => image
+            Some(_) => image
                 .active_brokers()
                 .map(|b| b.id)
                 .next()
-                .or(leader)
-                .unwrap_or(-1),
+                .unwrap_or(self.config.node_id),
+            None => self.config.node_id,
         }
     }
 
@@ -431,6 +461,7 @@ impl Broker {
     /// Creates a topic (or only validates, with `validate_only`) through the controller;
     /// returns it as this node's image holds it. `assignment` gives each partition's
     /// replicas; without it the controller places them.
+    #[allow(clippy::too_many_arguments)]
     pub async fn create_topic(
         &self,
         name: &str,
@@ -439,6 +470,7 @@ impl Broker {
         configs: &[(String, Option<String>)],
         assignment: Option<Vec<Vec<i32>>>,
         validate_only: bool,
+        timeout: Duration,
     ) -> Result<TopicImage, Refusal> {
         self.create_topic_as(
             name,
@@ -446,7 +478,7 @@ impl Broker {
             replication_factor,
             configs,
             assignment,
-            validate_only,
+            (validate_only, timeout),
             false,
         )
         .await
@@ -456,11 +488,57 @@ impl Broker {
     /// FindCoordinator for a group). Its replication factor is
     /// offsets.topic.replication.factor, capped at the brokers registered (where Kafka would
     /// refuse until enough brokers exist), so a single node keeps working.
-    pub async fn ensure_offsets_topic(&self) -> Result<(), Refusal> {
-        let image = self.image();
-        if image.topics.contains_key(OFFSETS_TOPIC) {
+    pub async fn ensure_offsets_topic(self: &Arc<Self>) -> Result<(), Refusal> {
+        if self.image().topics.contains_key(OFFSETS_TOPIC) {
             return Ok(());
         }
+        self.auto_create(OFFSETS_TOPIC, true).await
+    }
+
+    /// Creates `name` as Metadata and FindCoordinator do on first use, in the background:
+    /// the request waits up to [`AUTO_CREATE_WAIT`] for it, then is answered
+    /// LEADER_NOT_AVAILABLE ("being created") while the creation carries on, so a request
+    /// never holds its connection for long when the controller is slow or unreachable.
+    pub async fn auto_create(self: &Arc<Self>, name: &str, internal: bool) -> Result<(), Refusal> {
+        let being_created = || {
+            Refusal::new(
+                ResponseError::LeaderNotAvailable,
+                format!("topic '{name}' is being created"),
+            )
+        };
+        if !self.auto_creating.lock().insert(name.to_string()) {
+            return Err(being_created());
+        }
+        let broker = self.clone();
+        let topic = name.to_string();
+        let task = tokio::spawn(async move {
+            let outcome = if internal {
+                broker.create_offsets_topic().await
+            } else {
+                broker
+                    .create_topic(&topic, -1, -1, &[], None, false, CONTROLLER_TIMEOUT)
+                    .await
+                    .map(|_| ())
+            };
+            broker.auto_creating.lock().remove(&topic);
+            if let Err(r) = &outcome {
+                tracing::info!(topic, reason = %r.message, "auto-creation refused");
+            }
+            outcome
+        });
+        match tokio::time::timeout(AUTO_CREATE_WAIT, task).await {
+            Ok(Ok(Err(r))) if r.code == ResponseError::TopicAlreadyExists.code() => Ok(()),
+            Ok(Ok(outcome)) => outcome,
+            Ok(Err(join)) => Err(Refusal::new(
+                ResponseError::UnknownServerError,
+                format!("creating '{name}' failed: {join}"),
+            )),
+            Err(_) => Err(being_created()),
+        }
+    }
+
+    async fn create_offsets_topic(&self) -> Result<(), Refusal> {
+        let image = self.image();
         let configs = [
             ("cleanup.policy".to_string(), Some("compact".to_string())),
             (
@@ -472,7 +550,15 @@ impl Broker {
         let registered = image.brokers.len().max(1);
         let rf = (self.config.offsets_topic_replication_factor as usize).min(registered) as i16;
         match self
-            .create_topic_as(OFFSETS_TOPIC, partitions, rf, &configs, None, false, true)
+            .create_topic_as(
+                OFFSETS_TOPIC,
+                partitions,
+                rf,
+                &configs,
+                None,
+                (false, CONTROLLER_TIMEOUT),
+                true,
+            )
             .await
         {
             Ok(_) => Ok(()),
@@ -489,7 +575,7 @@ impl Broker {
         replication_factor: i16,
         configs: &[(String, Option<String>)],
         assignment: Option<Vec<Vec<i32>>>,
-        validate_only: bool,
+        (validate_only, timeout): (bool, Duration),
         internal: bool,
     ) -> Result<TopicImage, Refusal> {
         validate_topic_name(name)?;
@@ -523,14 +609,17 @@ impl Broker {
             validated.insert(key.clone(), value.clone());
         }
         let reply = self
-            .submit(ControllerRequest::CreateTopic {
-                name: name.to_string(),
-                partitions,
-                replication_factor: rf,
-                configs: validated.clone(),
-                assignment,
-                validate_only,
-            })
+            .submit_within(
+                ControllerRequest::CreateTopic {
+                    name: name.to_string(),
+                    partitions,
+                    replication_factor: rf,
+                    configs: validated.clone(),
+                    assignment,
+                    validate_only,
+                },
+                timeout,
+            )
             .await?;
         let ControllerReply::Topic { topic_id, .. } = reply else {
             return Err(Refusal::new(
@@ -595,11 +684,14 @@ impl Broker {
     }
 
     /// Deletes a topic through the controller; its logs go as the image drops it.
-    pub async fn delete_topic(&self, name: &str) -> Result<uuid::Uuid, Refusal> {
+    pub async fn delete_topic(&self, name: &str, timeout: Duration) -> Result<uuid::Uuid, Refusal> {
         let reply = self
-            .submit(ControllerRequest::DeleteTopic {
-                name: name.to_string(),
-            })
+            .submit_within(
+                ControllerRequest::DeleteTopic {
+                    name: name.to_string(),
+                },
+                timeout,
+            )
             .await?;
         tracing::info!(topic = name, "deleted topic");
         match reply {
@@ -619,16 +711,20 @@ impl Broker {
         count: i32,
         assignment: Option<&[Vec<i32>]>,
         validate_only: bool,
+        timeout: Duration,
     ) -> Result<(), Refusal> {
         if let Some(a) = assignment {
             self.check_replica_assignment(a)?;
         }
-        self.submit(ControllerRequest::CreatePartitions {
-            name: name.to_string(),
-            count,
-            assignment: assignment.map(<[Vec<i32>]>::to_vec),
-            validate_only,
-        })
+        self.submit_within(
+            ControllerRequest::CreatePartitions {
+                name: name.to_string(),
+                count,
+                assignment: assignment.map(<[Vec<i32>]>::to_vec),
+                validate_only,
+            },
+            timeout,
+        )
         .await
         .map(|_| ())
     }

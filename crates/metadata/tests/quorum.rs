@@ -192,3 +192,147 @@ async fn a_single_voter_keeps_its_metadata_across_restarts_and_snapshots() {
     assert_eq!(after.topics.len(), 51);
     node.stop().await;
 }
+
+/// Writes a metadata log as the single-node broker did before the quorum: batches of
+/// JSON records in `__cluster_metadata-0`.
+fn write_legacy_log(dir: &std::path::Path, records: &[strom_metadata::MetadataRecord]) {
+    use strom_storage::{AppendOrigin, Log, LogConfig, OpenOptions};
+    use strom_types::compression::Compression;
+    use strom_types::record::BatchBuilder;
+    let (log, _) = Log::open(
+        dir,
+        strom_types::TopicPartition::new("__cluster_metadata", 0),
+        LogConfig::default(),
+        OpenOptions::standalone(),
+    )
+    .unwrap();
+    for chunk in records.chunks(2) {
+        let mut builder = BatchBuilder::new(Compression::None);
+        for r in chunk {
+            builder.append(0, None, Some(&r.to_bytes()), &[]);
+        }
+        let mut bytes = builder.build(0).unwrap();
+        log.append_as_leader(&mut bytes, 0, AppendOrigin::Coordinator, 0)
+            .unwrap();
+    }
+    log.flush().unwrap();
+    log.close().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_single_node_metadata_log_from_before_the_quorum_keeps_its_topics() {
+    use strom_metadata::MetadataRecord;
+    let dir = tempfile::tempdir().unwrap();
+    let voters: BTreeMap<i32, String> = [(1, format!("127.0.0.1:{}", free_port()))].into();
+    let cfg = config(dir.path(), 1, &voters);
+    let id = uuid::Uuid::new_v4();
+    write_legacy_log(
+        &cfg.dir,
+        &[
+            MetadataRecord::Cluster {
+                cluster_id: "AAAAAAAAAAAAAAAAAAAAAA".into(),
+            },
+            MetadataRecord::Topic {
+                name: "orders".into(),
+                topic_id: id,
+            },
+            MetadataRecord::Partition {
+                topic_id: id,
+                partition: 0,
+                replicas: vec![1],
+                isr: vec![1],
+                leader: 1,
+                leader_epoch: 0,
+                partition_epoch: 0,
+            },
+            MetadataRecord::TopicConfig {
+                topic: "orders".into(),
+                name: "retention.ms".into(),
+                value: Some("1000".into()),
+            },
+        ],
+    );
+    // Another voter set is refused, with what to do, and the log is left as it was.
+    let three: BTreeMap<i32, String> = (1..=3)
+        .map(|i| (i, format!("127.0.0.1:{}", free_port())))
+        .collect();
+    let mut refused = cfg.clone();
+    refused.voters = three;
+    let err = MetadataNode::start(refused, ControllerConfig::default())
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("start this node once alone"),
+        "{err}"
+    );
+    for round in 0..2 {
+        let node = start(cfg.clone()).await;
+        let image = node.image();
+        assert_eq!(image.cluster_id, "AAAAAAAAAAAAAAAAAAAAAA");
+        assert_eq!(image.topics["orders"].topic_id, id);
+        assert_eq!(image.topics["orders"].configs["retention.ms"], "1000");
+        assert_eq!(image.topics["orders"].partitions[&0].leader, 1);
+        // And the quorum takes new changes on top.
+        register(&node, 1).await;
+        let name = format!("after-migration-{round}");
+        node.submit(create(&name), Duration::from_secs(10))
+            .await
+            .unwrap();
+        // Round 1 also finds round 0's topic: the migrated log restarts like any other.
+        assert_eq!(node.image().topics.len(), 2 + round);
+        node.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbled_or_foreign_raft_rpcs_are_refused_and_the_quorum_keeps_working() {
+    use std::io::{Read, Write};
+    use strom_metadata::raft::rpc;
+    let dir = tempfile::tempdir().unwrap();
+    let voters: BTreeMap<i32, String> = [(1, format!("127.0.0.1:{}", free_port()))].into();
+    let node = start(config(dir.path(), 1, &voters)).await;
+    register(&node, 1).await;
+    node.submit(create("before"), Duration::from_secs(10))
+        .await
+        .unwrap();
+    let before = node.image();
+    let addr = voters[&1].clone();
+    let refused = |frame: Vec<u8>| {
+        let mut s = std::net::TcpStream::connect(&addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s.write_all(&frame).unwrap();
+        let mut buf = [0u8; 16];
+        // Closed without an answer.
+        matches!(s.read(&mut buf), Ok(0) | Err(_))
+    };
+    // Not JSON.
+    assert!(refused(rpc::encode_request(
+        rpc::API_RAFT_APPEND,
+        1,
+        b"\x00garbage"
+    )));
+    // Well formed, from node 9, which is not a voter.
+    let vote = serde_json::json!({
+        "vote": {"leader_id": {"term": 99, "voted_for": 9}, "committed": false},
+        "last_log_id": null
+    });
+    assert!(refused(rpc::encode_request(
+        rpc::API_RAFT_VOTE,
+        2,
+        &serde_json::to_vec(&vote).unwrap()
+    )));
+    // An unknown key in the quorum's range, and a truncated header.
+    assert!(refused(rpc::encode_request(
+        rpc::API_QUORUM_STATUS + 1,
+        3,
+        b"{}"
+    )));
+    assert!(refused(vec![0, 0, 0, 3, 3, 0xe8, 0]));
+    // Nothing changed: same term, same image, and writes still commit.
+    assert_eq!(node.quorum().term(), 1);
+    assert_eq!(node.image(), before);
+    node.submit(create("after"), Duration::from_secs(10))
+        .await
+        .unwrap();
+    node.stop().await;
+}

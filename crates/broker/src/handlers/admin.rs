@@ -41,13 +41,14 @@ pub(super) async fn delete_topics(
             .or_else(|| image.topic_by_id(&t.topic_id).map(|t| t.name.clone()));
         names.push((name, t.topic_id));
     }
+    let timeout = crate::broker::client_timeout(request.timeout_ms);
     let mut responses = Vec::with_capacity(names.len());
     for (name, id) in names {
         {
             let mut out = DeletableTopicResult::default()
                 .with_name(name.clone().map(|n| TopicName(StrBytes::from_string(n))));
             let result = match &name {
-                Some(n) => broker.delete_topic(n).await,
+                Some(n) => broker.delete_topic(n, timeout).await,
                 None => Err(crate::broker::Refusal {
                     code: ResponseError::UnknownTopicId.code(),
                     message: format!("no topic with id {id}"),
@@ -97,6 +98,7 @@ pub(super) async fn create_partitions(
                     t.count,
                     assignment.as_deref(),
                     request.validate_only,
+                    crate::broker::client_timeout(request.timeout_ms),
                 )
                 .await
             {

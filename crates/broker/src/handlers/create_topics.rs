@@ -41,6 +41,7 @@ pub(super) async fn handle(
                             &configs,
                             assignment,
                             request.validate_only,
+                            crate::broker::client_timeout(request.timeout_ms),
                         )
                         .await
                 }

@@ -56,11 +56,17 @@ pub(super) async fn handle(
                     && allow_create
                     && !RESERVED_TOPICS.contains(&name.as_str())
                 {
-                    match broker.create_topic(&name, -1, -1, &[], None, false).await {
-                        Ok(_) => image = broker.image(),
-                        Err(r) => {
-                            tracing::info!(topic = %name, reason = %r.message, "auto-creation refused")
+                    match broker.auto_create(&name, false).await {
+                        Ok(()) => image = broker.image(),
+                        Err(r) if r.code == ResponseError::LeaderNotAvailable.code() => {
+                            topics.push(
+                                MetadataResponseTopic::default()
+                                    .with_error_code(r.code)
+                                    .with_name(Some(TopicName(StrBytes::from_string(name)))),
+                            );
+                            continue;
                         }
+                        Err(_) => {}
                     }
                 }
                 match image.topics.get(&name) {
