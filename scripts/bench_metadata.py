@@ -11,6 +11,8 @@ and measures, with confluent-kafka (librdkafka) for the admin operations:
    the time from process start until a Metadata request lists all 10,000 topics (x3).
 
 Usage: scripts/bench_metadata.py [--strom target/release/strom] [--quick] [--keep]
+(BENCH_RUST_LOG overrides the nodes' RUST_LOG=warn, e.g. warn,openraft=info; node stderr goes
+to node-N.stderr.log in the data directory, kept with --keep or when the run fails.)
 
 librdkafka always sends CreateTopics to the controller that Metadata names, and Strom names
 the active controller, so confluent-kafka cannot send one through another node; the
@@ -473,9 +475,27 @@ def failover_once(cluster, attempt_timeout, confluent_cap):
             errs.append(e.args[0].name() if isinstance(e, KafkaException) else repr(e))
         results[key] = (None, attempts, errs)
 
+    watcher = admin(via.bootstrap)
+    watcher.list_topics(timeout=10)
+
+    def watch_controller():
+        """When the survivor's Metadata first names a live controller (not the killed one)."""
+        go.wait()
+        while elapsed() < 120:
+            try:
+                cid = watcher.list_topics(timeout=1).controller_id
+                if cid not in (-1, leader.id):
+                    results["named"] = elapsed()
+                    return
+            except KafkaException:
+                pass
+            time.sleep(0.02)
+        results["named"] = None
+
     threads = [threading.Thread(target=raw_loop),
                threading.Thread(target=confluent_loop, args=("ck_long", False, confluent_cap)),
-               threading.Thread(target=confluent_loop, args=("ck_fresh", True, 120))]
+               threading.Thread(target=confluent_loop, args=("ck_fresh", True, 120)),
+               threading.Thread(target=watch_controller)]
     for th in threads:
         th.start()
     clock["kill"] = time.perf_counter()
@@ -568,13 +588,14 @@ def main():
         lat_n, bulk_topics, bulk_parts, snap_topics, failovers, loads = 20, 100, 10, 500, 1, 1
     else:
         lat_n, bulk_topics, bulk_parts, snap_topics, failovers, loads = 200, 1000, 10, 10000, 3, 3
-    batch, par_clients, attempt_timeout, confluent_cap = 100, 4, 2.0, 20.0
+    batch, par_clients, attempt_timeout, confluent_cap = 100, 4, 2.0, 15.0
 
     root = tempfile.mkdtemp(prefix="strom-bench-metadata-", dir=args.dir)
     mnt, fstype, dev = fs_of(root)
     rdlog = logging.FileHandler(os.path.join(root, "rdkafka.log"))
     RDKAFKA_LOG.addHandler(rdlog)
     RDKAFKA_LOG.setLevel(logging.INFO)
+    rust_log = os.environ.get("BENCH_RUST_LOG", "warn")
     built = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(os.stat(strom).st_mtime))
     log(f"strom: {strom} (built {built})")
     log(f"data: {root} on {fstype} ({dev} at {mnt}); fsync of metadata appends is included")
@@ -656,6 +677,7 @@ def main():
                 secs, att, errs = r[k]
                 log(f"  {k}: {'%.3f s' % secs if secs is not None else 'no success'} "
                     f"({att} attempts; failures: {summarize_errors(errs)})")
+            log(f"  Metadata named the new controller after {r['named']} s")
             log(f"  killed {r['killed']} (epoch {r['epoch_before']}), new leader "
                 f"{r['new_leader']} (epoch {r['epoch_after']}), via node {r['via']}; "
                 f"rejoin {r['rejoin']:.1f} s")
@@ -691,7 +713,6 @@ def main():
     finally:
         for c in clusters:
             c.kill_all()
-        rdlog.close()
         if not ok:
             print(f"\nfailed; data and node logs kept in {root}", file=sys.stderr)
 
@@ -702,7 +723,7 @@ def main():
     out = ["", "## Strom metadata benchmark", "", f"Command: `{cmd}`", "",
            f"Binary `{strom}` (built {built}); data in a temp dir on disk ({fstype} at {mnt}, "
            f"not tmpfs: the fsync of each metadata log append is part of every commit); "
-           f"loopback; {os.cpu_count()} CPUs; RUST_LOG=warn; whole run {total:.0f} s.", "",
+           f"loopback; {os.cpu_count()} CPUs; RUST_LOG={rust_log}; whole run {total:.0f} s.", "",
            "| Measurement | Result |", "|---|---|"]
     for what, val, errs in lat_rows:
         out.append(f"| CreateTopics latency (1 partition, RF 1, one at a time), {what}, "
@@ -723,6 +744,12 @@ def main():
         out.append(f"| Failover, kill -9 of the active controller → first successful "
                    f"CreateTopics via a survivor, {FAILOVER_KINDS[k].format(cap=confluent_cap)}"
                    f" ({attempt_timeout:.0f} s per attempt) | {each}; {med} |")
+    named = [r["named"] for r in fo]
+    out.append("| Failover: kill → survivor's Metadata names the new controller | "
+               + ", ".join("%.2f s" % v if v is not None else "never" for v in named) + " |")
+    out.append("| Failover: elections it took (leader epoch after − before) | "
+               + ", ".join(f"{r['epoch_after'] - r['epoch_before']} ({r['epoch_before']}→"
+                           f"{r['epoch_after']})" for r in fo) + " |")
     out.append("| Failover: restarted node back (voter lag 0, broker in Metadata) | "
                + ", ".join(f"{r['rejoin']:.1f} s" for r in fo) + " |")
     out.append(f"| Snapshot file after {snap_topics} topics x 1 partition (snapshot interval "
@@ -750,12 +777,17 @@ def main():
                "connection) waits for its call before sending the next; with several clients "
                "they run in parallel. Strom answers a connection's requests in order and "
                "commits the topics of one call one after another.")
-    out.append(f"- Failover: the three loops run at the same time through the same survivor, "
-               f"each attempt with a new topic name; client timeout and CreateTopics "
-               f"timeout_ms are {attempt_timeout:.0f} s. Failures seen: "
+    out.append(f"- Failover: the three loops (and a Metadata poll every 20 ms) run at the same "
+               f"time through the same survivor, each attempt with a new topic name; client "
+               f"timeout and CreateTopics timeout_ms are {attempt_timeout:.0f} s, so the "
+               f"confluent-kafka figures come in steps of {attempt_timeout:.0f} s. The nodes "
+               f"were started together. Failures seen: "
                + "; ".join(f"{k}: " + summarize_errors([e for r in fo for e in r[k][2]])
                            for k in FAILOVER_KINDS) + ".")
     print("\n".join(out))
+    RDKAFKA_LOG.removeHandler(rdlog)  # clients still alive log nowhere from here on
+    RDKAFKA_LOG.addHandler(logging.NullHandler())
+    rdlog.close()
     if args.keep:
         print(f"\ndata kept in {root}")
     else:

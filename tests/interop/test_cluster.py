@@ -517,18 +517,25 @@ def test_a_node_behind_the_leaders_snapshot_catches_up_from_it(tmp_path):
                ok=lambda t: "after-catch-up" in t)
 
 
-@with_node_logs
-def test_split_roles_three_controllers_and_two_brokers(tmp_path):
+def split_cluster(base):
+    """Three controller-only nodes (1-3) and two broker-only nodes (4, 5), started and ready.
+    Returns (controllers, brokers, voters)."""
     ports = free_ports(5)
     cports, bports = ports[:3], ports[3:]
     voters = ",".join(f"{i + 1}@127.0.0.1:{cports[i]}" for i in range(3))
-    controllers = [Node(tmp_path, i + 1, voters, cport=cports[i]) for i in range(3)]
-    brokers = [Node(tmp_path, 4 + i, voters, bport=bports[i]) for i in range(2)]
+    controllers = [Node(base, i + 1, voters, cport=cports[i]) for i in range(3)]
+    brokers = [Node(base, 4 + i, voters, bport=bports[i]) for i in range(2)]
     for n in controllers + brokers:
         n.start(wait=False)
     for n in controllers + brokers:
         n.wait_listening()
     wait_ready(brokers, controllers + brokers)
+    return controllers, brokers, voters
+
+
+@with_node_logs
+def test_split_roles_three_controllers_and_two_brokers(tmp_path):
+    controllers, brokers, _ = split_cluster(tmp_path)
     want = {b.id: b.addr for b in brokers}
 
     for b in brokers:
@@ -567,16 +574,8 @@ def test_split_roles_three_controllers_and_two_brokers(tmp_path):
 
 @with_node_logs
 def test_a_second_broker_with_a_live_node_id_is_refused(tmp_path):
-    ports = free_ports(6)
-    cports, bports, dup_port = ports[:3], ports[3:5], ports[5]
-    voters = ",".join(f"{i + 1}@127.0.0.1:{cports[i]}" for i in range(3))
-    controllers = [Node(tmp_path, i + 1, voters, cport=cports[i]) for i in range(3)]
-    brokers = [Node(tmp_path, 4 + i, voters, bport=bports[i]) for i in range(2)]
-    for n in controllers + brokers:
-        n.start(wait=False)
-    for n in controllers + brokers:
-        n.wait_listening()
-    wait_ready(brokers, controllers + brokers)
+    _, brokers, voters = split_cluster(tmp_path)
+    (dup_port,) = free_ports(1)
     want = {b.id: b.addr for b in brokers}
     dup = Node(tmp_path, 4, voters, bport=dup_port, name="duplicate-4")
     q0 = quorum(brokers[0].addr)
@@ -604,6 +603,7 @@ def test_a_second_broker_with_a_live_node_id_is_refused(tmp_path):
     check_placement(md, "after-dup", 2, 2, [4, 5])
 
 
+@with_node_logs
 def test_a_broker_only_node_listed_as_a_voter_is_refused_at_startup(tmp_path):
     (cport, bport) = free_ports(2)
     node = Node(tmp_path, 1, f"1@127.0.0.1:{cport}", bport=bport)

@@ -655,32 +655,11 @@ impl Broker {
     }
 
     /// Checks what a manual replica assignment (CreateTopics, CreatePartitions) can be
-    /// checked for without the metadata: every partition names the same number of distinct
-    /// brokers. The controller checks that they are registered. Returns that factor.
+    /// checked for before it reaches the controller, which also checks that the brokers it
+    /// names are registered. Returns its replication factor.
     pub fn check_replica_assignment(&self, assignment: &[Vec<i32>]) -> Result<i16, Refusal> {
-        let invalid = |m: String| Refusal::new(ResponseError::InvalidReplicaAssignment, m);
-        let Some(first) = assignment.first() else {
-            return Err(invalid("the assignment names no partitions".into()));
-        };
-        for (i, replicas) in assignment.iter().enumerate() {
-            if replicas.is_empty() {
-                return Err(invalid(format!("partition {i} has no replicas")));
-            }
-            if replicas.len() != first.len() {
-                return Err(invalid(format!(
-                    "inconsistent replication factor: {} replicas for one partition, {} for another",
-                    first.len(),
-                    replicas.len()
-                )));
-            }
-            let mut seen = replicas.clone();
-            seen.sort_unstable();
-            seen.dedup();
-            if seen.len() != replicas.len() {
-                return Err(invalid(format!("duplicate brokers in {replicas:?}")));
-            }
-        }
-        i16::try_from(first.len()).map_err(|_| invalid("too many replicas".into()))
+        strom_metadata::controller::topics::assignment_shape(assignment)
+            .map_err(|e| controller_refusal(&e))
     }
 
     /// Deletes a topic through the controller; its logs go as the image drops it.

@@ -233,9 +233,9 @@ fn place(
     .map_err(|e| ControllerError::InvalidReplicationFactor(e.to_string()))
 }
 
-/// A manual assignment, checked as Kafka does: every partition names the same number of
-/// distinct, registered brokers.
-fn check_assignment(image: &MetadataImage, assignment: &[Vec<i32>]) -> Result<(), ControllerError> {
+/// What a manual assignment can be checked for without the metadata, as Kafka checks it:
+/// every partition names the same number of distinct brokers. Returns that number.
+pub fn assignment_shape(assignment: &[Vec<i32>]) -> Result<i16, ControllerError> {
     let invalid = |m: String| Err(ControllerError::InvalidReplicaAssignment(m));
     let Some(first) = assignment.first() else {
         return invalid("the assignment names no partitions".into());
@@ -257,12 +257,22 @@ fn check_assignment(image: &MetadataImage, assignment: &[Vec<i32>]) -> Result<()
         if seen.len() != replicas.len() {
             return invalid(format!("duplicate brokers in {replicas:?}"));
         }
-        if let Some(unknown) = replicas.iter().find(|b| !image.brokers.contains_key(b)) {
-            return invalid(format!(
-                "unknown broker {unknown}: the registered brokers are {:?}",
-                image.brokers.keys().collect::<Vec<_>>()
-            ));
-        }
+    }
+    i16::try_from(first.len()).or_else(|_| invalid("too many replicas".into()))
+}
+
+/// A manual assignment: its shape, and every broker it names registered.
+fn check_assignment(image: &MetadataImage, assignment: &[Vec<i32>]) -> Result<(), ControllerError> {
+    assignment_shape(assignment)?;
+    if let Some(unknown) = assignment
+        .iter()
+        .flatten()
+        .find(|b| !image.brokers.contains_key(b))
+    {
+        return Err(ControllerError::InvalidReplicaAssignment(format!(
+            "unknown broker {unknown}: the registered brokers are {:?}",
+            image.brokers.keys().collect::<Vec<_>>()
+        )));
     }
     Ok(())
 }
