@@ -29,15 +29,26 @@ pub(crate) async fn follow(broker: Weak<Broker>) {
 }
 
 impl Broker {
-    /// Brings the logs and the coordinator in line with the latest image.
+    /// Brings the logs and the coordinator in line with the latest image. Creating logs
+    /// and loading a `__consumer_offsets` partition do file I/O, so on a multi-threaded
+    /// runtime this runs with the worker marked as blocking.
     pub(crate) fn catch_up(&self) {
-        let mut applied = self.applied.lock();
-        let new = self.metadata.image();
-        if Arc::ptr_eq(&applied, &new) {
-            return;
+        let run = || {
+            let mut applied = self.applied.lock();
+            let new = self.metadata.image();
+            if Arc::ptr_eq(&applied, &new) {
+                return;
+            }
+            self.reconcile(&applied, &new);
+            *applied = new;
+        };
+        let multi_thread = tokio::runtime::Handle::try_current()
+            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+        if multi_thread {
+            tokio::task::block_in_place(run)
+        } else {
+            run()
         }
-        self.reconcile(&applied, &new);
-        *applied = new;
     }
 
     fn reconcile(&self, old: &MetadataImage, new: &MetadataImage) {

@@ -336,3 +336,29 @@ async fn garbled_or_foreign_raft_rpcs_are_refused_and_the_quorum_keeps_working()
         .unwrap();
     node.stop().await;
 }
+
+/// openraft's own conformance suite for log stores and state machines, run on ours.
+#[test]
+fn the_log_store_and_state_machine_pass_openraft_s_storage_suite() {
+    use strom_metadata::raft::log_store::LogStore;
+    use strom_metadata::raft::state_machine::StateMachine;
+    use strom_metadata::raft::TypeConfig;
+
+    struct Builder;
+
+    impl openraft::testing::StoreBuilder<TypeConfig, LogStore, StateMachine, tempfile::TempDir>
+        for Builder
+    {
+        async fn build(
+            &self,
+        ) -> Result<(tempfile::TempDir, LogStore, StateMachine), openraft::StorageError<u64>>
+        {
+            let dir = tempfile::tempdir().unwrap();
+            let log = LogStore::open(dir.path(), 4096).unwrap();
+            let sm = StateMachine::open(dir.path(), 1 << 20).unwrap();
+            Ok((dir, log, sm))
+        }
+    }
+
+    openraft::testing::Suite::test_all(Builder).unwrap();
+}
