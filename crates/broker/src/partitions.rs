@@ -51,6 +51,30 @@ impl Broker {
         }
     }
 
+    /// Deletes the logs on disk that the image gives no replica here: topics deleted, or
+    /// recreated under a new id, while this node was down. Called once this broker has
+    /// caught up with the metadata log (when it is first unfenced), never before: a partial
+    /// image would make live logs look stray.
+    pub(crate) fn delete_stray_logs(&self) {
+        let applied = self.applied.lock();
+        let me = self.config.node_id;
+        for log in self.logs.logs() {
+            let tp = log.topic_partition().clone();
+            let wanted = applied
+                .topics
+                .get(tp.topic.as_str())
+                .and_then(|t| t.partitions.get(&tp.partition))
+                .is_some_and(|p| p.replicas.contains(&me));
+            if wanted {
+                continue;
+            }
+            tracing::info!(partition = %tp, "deleting a log the metadata no longer gives this broker");
+            if let Err(e) = self.logs.delete(&tp) {
+                tracing::warn!(partition = %tp, error = %e, "could not delete a stray log");
+            }
+        }
+    }
+
     fn reconcile(&self, old: &MetadataImage, new: &MetadataImage) {
         let me = self.config.node_id;
         for (name, t) in &old.topics {
@@ -81,7 +105,9 @@ impl Broker {
                     }
                 }
             }
-            if broker_configs_changed || before.is_some_and(|b| b.configs != t.configs) {
+            // A topic seen for the first time may have logs opened from disk before its
+            // configs were known: they get them now.
+            if broker_configs_changed || before.is_none_or(|b| b.configs != t.configs) {
                 for p in t.partitions.keys() {
                     if let Some(log) = self.logs.get(&TopicPartition::new(name.as_str(), *p)) {
                         log.set_config(config.clone());
