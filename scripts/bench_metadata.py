@@ -195,8 +195,10 @@ class Cluster:
     def node(self, node_id):
         return next(n for n in self.nodes if n.id == node_id)
 
-    def start(self, timeout=60):
-        for n in self.nodes:
+    def start(self, timeout=60, stagger=0.0):
+        for i, n in enumerate(self.nodes):
+            if i and stagger:
+                time.sleep(stagger)
             n.start()
         for n in self.nodes:
             n.wait_ready(timeout)
@@ -408,18 +410,21 @@ def bulk(bootstrap, topics, partitions, batch, clients, prefix):
     elapsed = time.perf_counter() - t
     if errors:
         log(f"  {len(errors)} errors, first: {errors[0]}")
-    # Rate over the first and the last tenth of the calls (does it slow as topics grow?).
+    # Rate over the first and the last calls (does it slow down as topics accumulate?): a
+    # tenth of the calls, at least one per client.
     done.sort()
-    tenth = max(1, len(done) // 10)
-    first = sum(n for _, n in done[:tenth]) / done[tenth - 1][0]
-    last = sum(n for _, n in done[-tenth:]) / (done[-1][0] - done[-tenth - 1][0]) \
-        if len(done) > tenth else first
-    log(f"  {elapsed:.2f} s, {topics / elapsed:.0f} topics/s (first tenth {first:.0f}/s, "
-        f"last tenth {last:.0f}/s)")
-    return elapsed, len(errors), first, last
+    w = min(len(done), max(-(-len(done) // 10), clients))
+    first = sum(n for _, n in done[:w]) / done[w - 1][0]
+    last = first
+    if len(done) > w:
+        last = sum(n for _, n in done[-w:]) / (done[-1][0] - done[-w - 1][0])
+    window = sum(n for _, n in done[:w])
+    log(f"  {elapsed:.2f} s, {topics / elapsed:.0f} topics/s (first {window} topics "
+        f"{first:.0f}/s, last {window} {last:.0f}/s)")
+    return elapsed, len(errors), first, last, window
 
 
-def failover_once(cluster, attempt_timeout, confluent_cap):
+def failover_once(cluster, attempt_timeout, confluent_cap, cap):
     """Kills the active controller with SIGKILL and, at once, loops CreateTopics through a
     surviving node three ways in parallel until each succeeds: the raw v4 client (reconnects
     after a failure), one long-lived AdminClient made before the kill, and a new
@@ -440,7 +445,7 @@ def failover_once(cluster, attempt_timeout, confluent_cap):
     def raw_loop():
         go.wait()
         attempts, errs, client = 0, [], None
-        while elapsed() < 120:
+        while elapsed() < cap:
             attempts += 1
             try:
                 if client is None:
@@ -478,31 +483,36 @@ def failover_once(cluster, attempt_timeout, confluent_cap):
     watcher = admin(via.bootstrap)
     watcher.list_topics(timeout=10)
 
+    stop_watch = threading.Event()
+    changes = []  # (seconds after the kill, controller id the survivor's Metadata names)
+
     def watch_controller():
-        """When the survivor's Metadata first names a live controller (not the killed one)."""
         go.wait()
-        while elapsed() < 120:
+        last = leader.id
+        while not stop_watch.is_set() and elapsed() < cap:
             try:
                 cid = watcher.list_topics(timeout=1).controller_id
-                if cid not in (-1, leader.id):
-                    results["named"] = elapsed()
-                    return
+                if cid != last:
+                    changes.append((elapsed(), cid))
+                    last = cid
             except KafkaException:
                 pass
             time.sleep(0.02)
-        results["named"] = None
 
-    threads = [threading.Thread(target=raw_loop),
-               threading.Thread(target=confluent_loop, args=("ck_long", False, confluent_cap)),
-               threading.Thread(target=confluent_loop, args=("ck_fresh", True, 120)),
-               threading.Thread(target=watch_controller)]
-    for th in threads:
+    loops = [threading.Thread(target=raw_loop),
+             threading.Thread(target=confluent_loop, args=("ck_long", False, confluent_cap)),
+             threading.Thread(target=confluent_loop, args=("ck_fresh", True, cap))]
+    watch = threading.Thread(target=watch_controller)
+    for th in loops + [watch]:
         th.start()
     clock["kill"] = time.perf_counter()
     leader.kill9()
     go.set()
-    for th in threads:
+    for th in loops:
         th.join()
+    time.sleep(0.1)
+    stop_watch.set()
+    watch.join()
     q1 = cluster.quorum(via=via)
     # Restart the killed node and wait until it has rejoined (caught up, broker live).
     leader.start()
@@ -513,6 +523,12 @@ def failover_once(cluster, attempt_timeout, confluent_cap):
     out = {"killed": leader.id, "epoch_before": q0["leader_epoch"], "via": via.id,
            "new_leader": q1["leader_id"], "epoch_after": q1["leader_epoch"], "rejoin": rejoin}
     out.update(results)
+    # When Metadata started naming the new leader for good (it may name another node while
+    # the election runs: with no leader known, Strom names the first live broker).
+    out["named"] = None
+    if changes and changes[-1][1] == q1["leader_id"]:
+        out["named"] = changes[-1][0]
+    out["controller_changes"] = changes
     return out
 
 
@@ -574,10 +590,16 @@ def time_to_list(node, expect, prefix, timeout=180):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--strom", default="target/release/strom")
+    ap = argparse.ArgumentParser(description="Strom metadata-quorum benchmark: commit latency, "
+                                 "bulk creation, controller failover, snapshot and load.")
+    ap.add_argument("--strom", default="target/release/strom", help="the strom binary "
+                    "(default target/release/strom)")
     ap.add_argument("--quick", action="store_true", help="small counts, for a smoke test")
     ap.add_argument("--keep", action="store_true", help="keep the data directory")
+    ap.add_argument("--failover-cap", type=float, default=60.0, help="seconds after the kill "
+                    "to give up on a failover (keeps the run bounded; default 60)")
+    ap.add_argument("--stagger-ms", type=float, default=0.0, help="pause between starting the "
+                    "nodes of a cluster (default 0: all at once)")
     ap.add_argument("--dir", default=None, help="parent of the data directory (default: the "
                     "system temp dir; must not be tmpfs for realistic fsync cost)")
     args = ap.parse_args()
@@ -588,7 +610,8 @@ def main():
         lat_n, bulk_topics, bulk_parts, snap_topics, failovers, loads = 20, 100, 10, 500, 1, 1
     else:
         lat_n, bulk_topics, bulk_parts, snap_topics, failovers, loads = 200, 1000, 10, 10000, 3, 3
-    batch, par_clients, attempt_timeout, confluent_cap = 100, 4, 2.0, 15.0
+    batch, par_clients, attempt_timeout, confluent_cap = 100, 4, 2.0, 10.0
+    failover_cap = args.failover_cap
 
     root = tempfile.mkdtemp(prefix="strom-bench-metadata-", dir=args.dir)
     mnt, fstype, dev = fs_of(root)
@@ -610,7 +633,7 @@ def main():
     def run_cluster(name, n, extra=()):
         c = Cluster(strom, os.path.join(root, name), n, extra)
         clusters.append(c)
-        return c.start()
+        return c.start(stagger=args.stagger_ms / 1000.0)
 
     def split_local(samples, prefix, bootstrap, local_id):
         """p50 of the samples whose partition landed on the node that took the request,
@@ -635,12 +658,15 @@ def main():
         lat_rows.append(("1 node, confluent-kafka", s, e))
         s, e = latency_raw(n1.bootstrap, lat_n, "lat1-raw")
         lat_rows.append(("1 node, raw CreateTopics v4", s, e))
+        c1.stop()
         for clients in (1, par_clients):
-            log(f"1 node: bulk {bulk_topics} x {bulk_parts} partitions, {clients} client(s)")
-            r = bulk(n1.bootstrap, bulk_topics, bulk_parts, batch, clients, f"bulk1-c{clients}")
+            log(f"1 node (new): bulk {bulk_topics} x {bulk_parts} partitions, {clients} "
+                "client(s)")
+            cb = run_cluster(f"bulk1-c{clients}", 1)
+            r = bulk(cb.nodes[0].bootstrap, bulk_topics, bulk_parts, batch, clients, "bulk")
             bulk_rows.append((f"1 node, {clients} client{'s' if clients > 1 else ''}",
                               bulk_topics, bulk_parts) + r)
-        c1.stop()
+            cb.stop()
 
         # ---- 3 nodes: latency, bulk, failover ---------------------------------------------
         log("3 nodes: starting")
@@ -662,26 +688,29 @@ def main():
                          "to the controller Metadata names = the leader)", s, e))
         if c3.leader().id != leader.id:
             notes.append("the leader changed during the 3-node latency runs")
-        for clients in (1, par_clients):
-            log(f"3 nodes: bulk {bulk_topics} x {bulk_parts} partitions, {clients} client(s)")
-            r = bulk(follower.bootstrap, bulk_topics, bulk_parts, batch, clients,
-                     f"bulk3-c{clients}")
-            bulk_rows.append((f"3 nodes, {clients} client{'s' if clients > 1 else ''} "
-                              "(to the leader)", bulk_topics, bulk_parts) + r)
         c3.wait_healthy(60)
         for i in range(failovers):
             log(f"3 nodes: failover {i + 1}/{failovers}")
-            r = failover_once(c3, attempt_timeout, confluent_cap)
+            r = failover_once(c3, attempt_timeout, confluent_cap, failover_cap)
             fo.append(r)
             for k in FAILOVER_KINDS:
                 secs, att, errs = r[k]
                 log(f"  {k}: {'%.3f s' % secs if secs is not None else 'no success'} "
                     f"({att} attempts; failures: {summarize_errors(errs)})")
-            log(f"  Metadata named the new controller after {r['named']} s")
+            log("  Metadata's controller id after the kill: " + ", ".join(
+                f"{c} at {t:.2f} s" for t, c in r["controller_changes"]))
             log(f"  killed {r['killed']} (epoch {r['epoch_before']}), new leader "
                 f"{r['new_leader']} (epoch {r['epoch_after']}), via node {r['via']}; "
                 f"rejoin {r['rejoin']:.1f} s")
         c3.stop()
+        for clients in (1, par_clients):
+            log(f"3 nodes (new): bulk {bulk_topics} x {bulk_parts} partitions, {clients} "
+                "client(s)")
+            cb = run_cluster(f"bulk3-c{clients}", 3)
+            r = bulk(cb.nodes[0].bootstrap, bulk_topics, bulk_parts, batch, clients, "bulk")
+            bulk_rows.append((f"3 nodes, {clients} client{'s' if clients > 1 else ''} "
+                              "(to the leader)", bulk_topics, bulk_parts) + r)
+            cb.stop()
 
         # ---- 1 node: snapshot and load -----------------------------------------------------
         log(f"1 node: creating {snap_topics} topics (1 partition) with "
@@ -699,14 +728,14 @@ def main():
         files = sorted(os.listdir(ns.metadata_dir))
         log(f"  snapshot {snap_size} B (while running: {size_running}), metadata dir "
             f"{md_size} B: {files}; SIGTERM took {stop_secs:.2f} s")
-        loadt, listen = [], []
+        loadt, listen, stops = [], [], [stop_secs]
         for i in range(loads):
             el, li = time_to_list(ns, snap_topics, "snap-")
             loadt.append(el)
             listen.append(li)
             log(f"  load {i + 1}/{loads}: {el:.3f} s to list all topics "
                 f"({li:.3f} s to the listening line)")
-            ns.terminate()
+            stops.append(ns.terminate())
         md_size_after = dir_size(ns.metadata_dir)
         log_dir_size = dir_size(ns.log_dir)
         ok = True
@@ -730,23 +759,32 @@ def main():
                    f"n={len(val)} | p50 {percentile(val, 50):.2f} ms, p99 "
                    f"{percentile(val, 99):.2f} ms (max {max(val):.2f})"
                    + (f", **{errs} errors**" if errs else "") + " |")
-    for what, t, p, el, errs, first, last in bulk_rows:
+    for what, t, p, el, errs, first, last, window in bulk_rows:
         out.append(f"| Bulk create {t} topics x {p} partition{'s' if p > 1 else ''} (RF 1), "
                    f"{what}, {batch} topics/call | {el:.2f} s: **{t / el:.0f} topics/s, "
-                   f"{t * p / el:.0f} partitions/s** (first/last tenth {first:.0f}/"
-                   f"{last:.0f} topics/s)" + (f", **{errs} errors**" if errs else "") + " |")
+                   f"{t * p / el:.0f} partitions/s** (first {window} topics at {first:.0f}/s, "
+                   f"last {window} at {last:.0f}/s)" + (f", **{errs} errors**" if errs else "")
+                   + " |")
     for k in FAILOVER_KINDS:
         vals = [r[k][0] for r in fo]
         good = [v for v in vals if v is not None]
         each = ", ".join("%.2f s" % v if v is not None else "none" for v in vals)
-        med = f"median **{statistics.median(good):.2f} s**" if len(good) == len(vals) else \
-            f"{len(vals) - len(good)} of {len(vals)} without success"
+        if k != "ck_long":
+            each = each.replace("none", f"> {failover_cap:.0f} s")
+        m = statistics.median([v if v is not None else float("inf") for v in vals])
+        if k == "ck_long" and not good:
+            med = f"no success in {len(vals)} of {len(vals)}"
+        elif m == float("inf"):
+            med = f"median **> {failover_cap:.0f} s**"
+        else:
+            med = f"median **{m:.2f} s**"
         out.append(f"| Failover, kill -9 of the active controller → first successful "
                    f"CreateTopics via a survivor, {FAILOVER_KINDS[k].format(cap=confluent_cap)}"
                    f" ({attempt_timeout:.0f} s per attempt) | {each}; {med} |")
     named = [r["named"] for r in fo]
-    out.append("| Failover: kill → survivor's Metadata names the new controller | "
-               + ", ".join("%.2f s" % v if v is not None else "never" for v in named) + " |")
+    out.append("| Failover: kill → survivor's Metadata names the new leader as controller | "
+               + ", ".join("%.2f s" % v if v is not None else f"> {failover_cap:.0f} s"
+                           for v in named) + " |")
     out.append("| Failover: elections it took (leader epoch after − before) | "
                + ", ".join(f"{r['epoch_after'] - r['epoch_before']} ({r['epoch_before']}→"
                            f"{r['epoch_after']})" for r in fo) + " |")
@@ -757,7 +795,10 @@ def main():
                + (f" ({snap_size / snap_topics:.0f} B/topic)" if snap_size else " (none!)")
                + " |")
     out.append(f"| Metadata log dir `__cluster_metadata-0`, total | {md_size} B after the first "
-               f"stop; {md_size_after} B after {loads} more start/stop |")
+               f"stop; {md_size_after} B after {loads} more start/stop "
+               f"(+{(md_size_after - md_size) / loads:.0f} B per start/stop) |")
+    out.append(f"| Graceful stop (SIGTERM → exit) with {snap_topics} partitions | "
+               + ", ".join(f"{v:.2f} s" for v in stops) + " |")
     out.append(f"| Load: process start → Metadata (list_topics) returns all {snap_topics} "
                f"topics | " + ", ".join(f"{v:.2f} s" for v in loadt)
                + f"; median **{statistics.median(loadt):.2f} s** (start → listening line: "
@@ -773,7 +814,8 @@ def main():
                "with).")
     for n in notes:
         out.append(f"- {n}")
-    out.append(f"- Bulk: CreateTopics calls of {batch} topics; each client (one AdminClient, one "
+    out.append(f"- Bulk: each run on new nodes (empty metadata); CreateTopics calls of {batch} "
+               "topics; each client (one AdminClient, one "
                "connection) waits for its call before sending the next; with several clients "
                "they run in parallel. Strom answers a connection's requests in order and "
                "commits the topics of one call one after another.")
@@ -781,7 +823,8 @@ def main():
                f"time through the same survivor, each attempt with a new topic name; client "
                f"timeout and CreateTopics timeout_ms are {attempt_timeout:.0f} s, so the "
                f"confluent-kafka figures come in steps of {attempt_timeout:.0f} s. The nodes "
-               f"were started together. Failures seen: "
+               f"were started " + (f"{args.stagger_ms:.0f} ms apart" if args.stagger_ms else
+                                   "at the same moment") + ". Failures seen: "
                + "; ".join(f"{k}: " + summarize_errors([e for r in fo for e in r[k][2]])
                            for k in FAILOVER_KINDS) + ".")
     print("\n".join(out))

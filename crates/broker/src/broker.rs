@@ -13,6 +13,7 @@ use kafka_protocol::ResponseError;
 use parking_lot::Mutex;
 use strom_coordinator::{GroupCoordinator, OFFSETS_TOPIC};
 use strom_metadata::controller::ControllerConfig;
+use strom_metadata::controller::NewTopic;
 use strom_metadata::{
     BrokerImage, ConfigResource, ControllerReply, ControllerRequest, MetadataImage, MetadataNode,
     QuorumConfig, TopicImage, METADATA_DIR,
@@ -23,6 +24,21 @@ use strom_types::TopicPartition;
 use crate::config::BrokerConfig;
 use crate::dynamic_config;
 use crate::errors::controller_refusal;
+
+/// A topic to create, as a client asked for it (-1: the broker's default).
+#[derive(Debug, Clone)]
+pub struct TopicSpec {
+    /// Name.
+    pub name: String,
+    /// Partitions, or -1.
+    pub num_partitions: i32,
+    /// Replication factor, or -1.
+    pub replication_factor: i16,
+    /// Config overrides (`None` values are ignored, as Kafka does).
+    pub configs: Vec<(String, Option<String>)>,
+    /// Replicas of each partition, when the client chose them.
+    pub assignment: Option<Vec<Vec<i32>>>,
+}
 
 /// Names only the broker itself may create (Kafka's internal topics).
 pub const RESERVED_TOPICS: &[&str] = &["__consumer_offsets", "__transaction_state"];
@@ -472,16 +488,29 @@ impl Broker {
         validate_only: bool,
         timeout: Duration,
     ) -> Result<TopicImage, Refusal> {
-        self.create_topic_as(
-            name,
+        let spec = TopicSpec {
+            name: name.to_string(),
             num_partitions,
             replication_factor,
-            configs,
+            configs: configs.to_vec(),
             assignment,
-            (validate_only, timeout),
-            false,
-        )
-        .await
+        };
+        self.create_topics_as(vec![spec], (validate_only, timeout), false)
+            .await
+            .pop()
+            .unwrap_or_else(|| Err(Refusal::new(ResponseError::UnknownServerError, "no result")))
+    }
+
+    /// Creates topics through the controller in one commit (each checked on its own; the
+    /// ones that pass are created together), in the order given.
+    pub async fn create_topics(
+        &self,
+        specs: Vec<TopicSpec>,
+        validate_only: bool,
+        timeout: Duration,
+    ) -> Vec<Result<TopicImage, Refusal>> {
+        self.create_topics_as(specs, (validate_only, timeout), false)
+            .await
     }
 
     /// Creates `__consumer_offsets` if it does not exist yet (Kafka does so on the first
@@ -549,17 +578,19 @@ impl Broker {
         let partitions = self.coordinator.config().offsets_topic_partitions;
         let registered = image.brokers.len().max(1);
         let rf = (self.config.offsets_topic_replication_factor as usize).min(registered) as i16;
-        match self
-            .create_topic_as(
-                OFFSETS_TOPIC,
-                partitions,
-                rf,
-                &configs,
-                None,
-                (false, CONTROLLER_TIMEOUT),
-                true,
-            )
+        let spec = TopicSpec {
+            name: OFFSETS_TOPIC.to_string(),
+            num_partitions: partitions,
+            replication_factor: rf,
+            configs: configs.to_vec(),
+            assignment: None,
+        };
+        let created = self
+            .create_topics_as(vec![spec], (false, CONTROLLER_TIMEOUT), true)
             .await
+            .pop();
+        match created
+            .unwrap_or_else(|| Err(Refusal::new(ResponseError::UnknownServerError, "no result")))
         {
             Ok(_) => Ok(()),
             Err(r) if r.code == ResponseError::TopicAlreadyExists.code() => Ok(()),
@@ -567,25 +598,18 @@ impl Broker {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
-    async fn create_topic_as(
-        &self,
-        name: &str,
-        num_partitions: i32,
-        replication_factor: i16,
-        configs: &[(String, Option<String>)],
-        assignment: Option<Vec<Vec<i32>>>,
-        (validate_only, timeout): (bool, Duration),
-        internal: bool,
-    ) -> Result<TopicImage, Refusal> {
-        validate_topic_name(name)?;
-        if RESERVED_TOPICS.contains(&name) && !internal {
+    /// What a broker checks of a new topic before the controller sees it: name, reserved
+    /// names, partition count, config values; and the broker defaults it fills in.
+    fn new_topic(&self, spec: TopicSpec, internal: bool) -> Result<NewTopic, Refusal> {
+        let name = spec.name;
+        validate_topic_name(&name)?;
+        if RESERVED_TOPICS.contains(&name.as_str()) && !internal {
             return Err(Refusal::new(
                 ResponseError::InvalidTopicException,
                 format!("{name} is reserved for the broker's internal use"),
             ));
         }
-        let partitions = match (&assignment, num_partitions) {
+        let partitions = match (&spec.assignment, spec.num_partitions) {
             (Some(a), _) => a.len() as i32,
             (None, -1) => self.config.num_partitions,
             (None, n) => n,
@@ -593,65 +617,118 @@ impl Broker {
         if partitions < 1 {
             return Err(Refusal::new(
                 ResponseError::InvalidPartitions,
-                format!("number of partitions must be at least 1, got {num_partitions}"),
+                format!(
+                    "number of partitions must be at least 1, got {}",
+                    spec.num_partitions
+                ),
             ));
         }
-        let rf = if replication_factor == -1 {
+        let replication_factor = if spec.replication_factor == -1 {
             self.config.default_replication_factor
         } else {
-            replication_factor
+            spec.replication_factor
         };
         let mut log_config = self.config.log_defaults.clone();
-        let mut validated = BTreeMap::new();
-        for (key, value) in configs {
+        let mut configs = BTreeMap::new();
+        for (key, value) in spec.configs {
             let Some(value) = value else { continue };
-            validate_topic_config(&mut log_config, key, value)?;
-            validated.insert(key.clone(), value.clone());
+            validate_topic_config(&mut log_config, &key, &value)?;
+            configs.insert(key, value);
         }
+        Ok(NewTopic {
+            name,
+            partitions,
+            replication_factor,
+            configs,
+            assignment: spec.assignment,
+        })
+    }
+
+    async fn create_topics_as(
+        &self,
+        specs: Vec<TopicSpec>,
+        (validate_only, timeout): (bool, Duration),
+        internal: bool,
+    ) -> Vec<Result<TopicImage, Refusal>> {
+        let mut out: Vec<Result<TopicImage, Refusal>> = Vec::with_capacity(specs.len());
+        let mut asked = Vec::new();
+        for spec in specs {
+            match self.new_topic(spec, internal) {
+                Ok(t) => {
+                    asked.push((out.len(), t));
+                    // Replaced below by the controller's answer.
+                    out.push(Err(Refusal::new(
+                        ResponseError::UnknownServerError,
+                        "pending",
+                    )));
+                }
+                Err(r) => out.push(Err(r)),
+            }
+        }
+        if asked.is_empty() {
+            return out;
+        }
+        let topics: Vec<NewTopic> = asked.iter().map(|(_, t)| t.clone()).collect();
         let reply = self
             .submit_within(
-                ControllerRequest::CreateTopic {
-                    name: name.to_string(),
-                    partitions,
-                    replication_factor: rf,
-                    configs: validated.clone(),
-                    assignment,
+                ControllerRequest::CreateTopics {
+                    topics,
                     validate_only,
                 },
                 timeout,
             )
-            .await?;
-        let ControllerReply::Topic { topic_id, .. } = reply else {
-            return Err(Refusal::new(
-                ResponseError::UnknownServerError,
-                "the controller answered CreateTopic with something else",
-            ));
-        };
-        if validate_only {
-            return Ok(TopicImage {
-                name: name.to_string(),
-                topic_id,
-                partitions: Default::default(),
-                configs: validated,
-            });
-        }
-        tracing::info!(
-            topic = name,
-            partitions,
-            replication_factor = rf,
-            "created topic"
-        );
-        self.image()
-            .topics
-            .get(name)
-            .filter(|t| t.topic_id == topic_id)
-            .cloned()
-            .ok_or_else(|| {
-                Refusal::new(
+            .await;
+        let results = match reply {
+            Ok(ControllerReply::Topics { results, .. }) if results.len() == asked.len() => results,
+            Ok(_) => {
+                let r = Refusal::new(
                     ResponseError::UnknownServerError,
-                    "the topic was committed but this node's image does not hold it yet",
-                )
-            })
+                    "the controller answered CreateTopics with something else",
+                );
+                for (i, _) in &asked {
+                    out[*i] = Err(r.clone());
+                }
+                return out;
+            }
+            Err(r) => {
+                for (i, _) in &asked {
+                    out[*i] = Err(r.clone());
+                }
+                return out;
+            }
+        };
+        let image = self.image();
+        for ((i, topic), result) in asked.into_iter().zip(results) {
+            out[i] = match result {
+                Err(e) => Err(controller_refusal(&e)),
+                Ok(topic_id) if validate_only => Ok(TopicImage {
+                    name: topic.name,
+                    topic_id,
+                    partitions: Default::default(),
+                    configs: topic.configs,
+                }),
+                Ok(topic_id) => {
+                    tracing::info!(
+                        topic = %topic.name,
+                        partitions = topic.partitions,
+                        replication_factor = topic.replication_factor,
+                        "created topic"
+                    );
+                    image
+                        .topics
+                        .get(&topic.name)
+                        .filter(|t| t.topic_id == topic_id)
+                        .cloned()
+                        .ok_or_else(|| {
+                            Refusal::new(
+                                ResponseError::UnknownServerError,
+                                "the topic was committed but this node's image does not hold it yet",
+                            )
+                        })
+                }
+            };
+        }
+        out
     }
 
     /// Checks what a manual replica assignment (CreateTopics, CreatePartitions) can be

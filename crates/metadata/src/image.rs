@@ -75,6 +75,9 @@ pub struct MetadataImage {
     /// Registered brokers by node id.
     #[serde(default)]
     pub brokers: BTreeMap<i32, BrokerImage>,
+    /// Topic names by id: partition records name their topic by id.
+    #[serde(default)]
+    pub topic_names: BTreeMap<uuid::Uuid, String>,
     /// First producer id not yet handed out in a block.
     pub next_producer_id: i64,
     /// Raft log index of the last entry applied (-1 before any).
@@ -124,7 +127,16 @@ impl MetadataImage {
 
     /// The topic with this id.
     pub fn topic_by_id(&self, id: &uuid::Uuid) -> Option<&TopicImage> {
-        self.topics.values().find(|t| &t.topic_id == id)
+        self.topic_names.get(id).and_then(|n| self.topics.get(n))
+    }
+
+    /// Rebuilds the id index from the topics (an image read from elsewhere).
+    pub fn reindex(&mut self) {
+        self.topic_names = self
+            .topics
+            .values()
+            .map(|t| (t.topic_id, t.name.clone()))
+            .collect();
     }
 
     /// Applies one record (replay). Records about unknown topics are ignored.
@@ -133,6 +145,10 @@ impl MetadataImage {
         match record {
             MetadataRecord::Cluster { cluster_id } => self.cluster_id = cluster_id.clone(),
             MetadataRecord::Topic { name, topic_id } => {
+                if let Some(old) = self.topics.get(name) {
+                    self.topic_names.remove(&old.topic_id);
+                }
+                self.topic_names.insert(*topic_id, name.clone());
                 self.topics.insert(
                     name.clone(),
                     TopicImage {
@@ -152,7 +168,8 @@ impl MetadataImage {
                 leader_epoch,
                 partition_epoch,
             } => {
-                if let Some(t) = self.topics.values_mut().find(|t| &t.topic_id == topic_id) {
+                let name = self.topic_names.get(topic_id);
+                if let Some(t) = name.and_then(|n| self.topics.get_mut(n)) {
                     t.partitions.insert(
                         *partition,
                         PartitionImage {
@@ -217,7 +234,9 @@ impl MetadataImage {
                 }
             }
             MetadataRecord::RemoveTopic { topic_id } => {
-                self.topics.retain(|_, t| &t.topic_id != topic_id);
+                if let Some(name) = self.topic_names.remove(topic_id) {
+                    self.topics.remove(&name);
+                }
             }
         }
     }

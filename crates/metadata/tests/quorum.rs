@@ -63,12 +63,14 @@ async fn start(cfg: QuorumConfig) -> Node {
 }
 
 fn create(name: &str) -> ControllerRequest {
-    ControllerRequest::CreateTopic {
-        name: name.into(),
-        partitions: 1,
-        replication_factor: 1,
-        configs: BTreeMap::new(),
-        assignment: Some(vec![vec![1]]),
+    ControllerRequest::CreateTopics {
+        topics: vec![strom_metadata::controller::NewTopic {
+            name: name.into(),
+            partitions: 1,
+            replication_factor: 1,
+            configs: BTreeMap::new(),
+            assignment: Some(vec![vec![1]]),
+        }],
         validate_only: false,
     }
 }

@@ -9,77 +9,94 @@ use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
-use crate::broker::{Broker, Refusal};
+use crate::broker::{Broker, Refusal, TopicSpec};
 
 pub(super) async fn handle(
     broker: &Arc<Broker>,
     request: CreateTopicsRequest,
     version: i16,
 ) -> CreateTopicsResponse {
+    // Checked here first (a bad manual assignment), then all the rest go to the controller
+    // together: one commit for the whole request.
+    let mut early: Vec<Option<Refusal>> = Vec::with_capacity(request.topics.len());
+    let mut specs = Vec::new();
+    for t in &request.topics {
+        let configs: Vec<(String, Option<String>)> = t
+            .configs
+            .iter()
+            .map(|c| (c.name.to_string(), c.value.as_ref().map(|v| v.to_string())))
+            .collect();
+        let placement = if t.assignments.is_empty() {
+            Ok((t.num_partitions, t.replication_factor, None))
+        } else {
+            manual_placement(broker, t).map(|a| (a.len() as i32, -1, Some(a)))
+        };
+        match placement {
+            Ok((num_partitions, replication_factor, assignment)) => {
+                early.push(None);
+                specs.push(TopicSpec {
+                    name: t.name.0.to_string(),
+                    num_partitions,
+                    replication_factor,
+                    configs,
+                    assignment,
+                });
+            }
+            Err(r) => early.push(Some(r)),
+        }
+    }
+    let mut created = broker
+        .create_topics(
+            specs,
+            request.validate_only,
+            crate::broker::client_timeout(request.timeout_ms),
+        )
+        .await
+        .into_iter();
     let mut topics = Vec::with_capacity(request.topics.len());
-    for t in request.topics {
-        {
-            let name = t.name.0.to_string();
-            let configs: Vec<(String, Option<String>)> = t
-                .configs
-                .iter()
-                .map(|c| (c.name.to_string(), c.value.as_ref().map(|v| v.to_string())))
-                .collect();
-            let mut out = CreatableTopicResult::default().with_name(t.name.clone());
-            let placement = if t.assignments.is_empty() {
-                Ok((t.num_partitions, t.replication_factor, None))
-            } else {
-                manual_placement(broker, &t).map(|a| (a.len() as i32, -1, Some(a)))
-            };
-            let created = match placement {
-                Ok((partitions, replication_factor, assignment)) => {
-                    broker
-                        .create_topic(
-                            &name,
-                            partitions,
-                            replication_factor,
-                            &configs,
-                            assignment,
-                            request.validate_only,
-                            crate::broker::client_timeout(request.timeout_ms),
-                        )
-                        .await
-                }
-                Err(r) => Err(r),
-            };
-            match created {
-                Ok(image) => {
-                    out.topic_id = image.topic_id;
-                    out.num_partitions = if image.partitions.is_empty() {
-                        if t.num_partitions == -1 {
-                            broker.config.num_partitions
-                        } else {
-                            t.num_partitions
-                        }
+    for (t, refused) in request.topics.iter().zip(early) {
+        let mut out = CreatableTopicResult::default().with_name(t.name.clone());
+        let result = match refused {
+            Some(r) => Err(r),
+            None => created.next().unwrap_or_else(|| {
+                Err(Refusal {
+                    code: ResponseError::UnknownServerError.code(),
+                    message: "no result".into(),
+                })
+            }),
+        };
+        match result {
+            Ok(image) => {
+                out.topic_id = image.topic_id;
+                out.num_partitions = if image.partitions.is_empty() {
+                    if t.num_partitions == -1 {
+                        broker.config.num_partitions
                     } else {
-                        image.partitions.len() as i32
-                    };
-                    out.replication_factor = image.partitions.values().next().map_or(
-                        if t.replication_factor == -1 {
-                            broker.config.default_replication_factor
-                        } else {
-                            t.replication_factor
-                        },
-                        |p| p.replicas.len() as i16,
-                    );
-                    if version >= 5 {
-                        out.configs = Some(Vec::new());
+                        t.num_partitions
                     }
-                }
-                Err(r) => {
-                    out.error_code = r.code;
-                    out.error_message = Some(StrBytes::from_string(r.message));
-                    out.num_partitions = -1;
-                    out.replication_factor = -1;
+                } else {
+                    image.partitions.len() as i32
+                };
+                out.replication_factor = image.partitions.values().next().map_or(
+                    if t.replication_factor == -1 {
+                        broker.config.default_replication_factor
+                    } else {
+                        t.replication_factor
+                    },
+                    |p| p.replicas.len() as i16,
+                );
+                if version >= 5 {
+                    out.configs = Some(Vec::new());
                 }
             }
-            topics.push(out);
+            Err(r) => {
+                out.error_code = r.code;
+                out.error_message = Some(StrBytes::from_string(r.message));
+                out.num_partitions = -1;
+                out.replication_factor = -1;
+            }
         }
+        topics.push(out);
     }
     CreateTopicsResponse::default().with_topics(topics)
 }

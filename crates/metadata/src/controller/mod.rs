@@ -41,18 +41,11 @@ pub enum ConfigResource {
 /// asking broker's; the controller checks what depends on the current metadata.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ControllerRequest {
-    /// Create a topic (CreateTopics).
-    CreateTopic {
-        /// Name.
-        name: String,
-        /// Partition count (at least 1).
-        partitions: i32,
-        /// Replicas per partition (ignored with an assignment).
-        replication_factor: i16,
-        /// Validated config overrides.
-        configs: BTreeMap<String, String>,
-        /// Replicas of each partition, when the client chose them.
-        assignment: Option<Vec<Vec<i32>>>,
+    /// Create topics (CreateTopics): each succeeds or fails on its own; those that succeed
+    /// are committed together, in one entry.
+    CreateTopics {
+        /// The topics.
+        topics: Vec<NewTopic>,
         /// Check only.
         validate_only: bool,
     },
@@ -112,6 +105,21 @@ pub enum ControllerRequest {
     },
 }
 
+/// One topic of a [`ControllerRequest::CreateTopics`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewTopic {
+    /// Name.
+    pub name: String,
+    /// Partition count (at least 1).
+    pub partitions: i32,
+    /// Replicas per partition (ignored with an assignment).
+    pub replication_factor: i16,
+    /// Validated config overrides.
+    pub configs: BTreeMap<String, String>,
+    /// Replicas of each partition, when the client chose them.
+    pub assignment: Option<Vec<Vec<i32>>>,
+}
+
 /// What a committed request answers. `offset` is where the change was committed (the
 /// current image's offset when nothing had to change).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -121,7 +129,14 @@ pub enum ControllerReply {
         /// Commit offset.
         offset: i64,
     },
-    /// A topic was created (or would be, with validate_only).
+    /// Per topic of a CreateTopics, in order: its id, or why it was refused.
+    Topics {
+        /// The outcomes.
+        results: Vec<Result<uuid::Uuid, ControllerError>>,
+        /// Commit offset.
+        offset: i64,
+    },
+    /// A topic was deleted.
     Topic {
         /// Its id.
         topic_id: uuid::Uuid,
@@ -161,6 +176,7 @@ impl ControllerReply {
         match self {
             ControllerReply::Done { offset }
             | ControllerReply::Topic { offset, .. }
+            | ControllerReply::Topics { offset, .. }
             | ControllerReply::ProducerIds { offset, .. }
             | ControllerReply::Registered { offset, .. }
             | ControllerReply::Heartbeat { offset, .. } => *offset,
@@ -319,6 +335,14 @@ impl Controller {
                     should_shut_down: outcome.should_shut_down,
                     offset,
                 })
+            }
+            ControllerRequest::CreateTopics {
+                topics,
+                validate_only,
+            } => {
+                let (records, results) = topics::create_topics(&image, topics, validate_only);
+                let offset = self.commit(records, image.offset).await?;
+                Ok(ControllerReply::Topics { results, offset })
             }
             ControllerRequest::AllocateProducerIds { broker_id } => {
                 let (records, start, end) = topics::allocate_producer_ids(&image, broker_id);

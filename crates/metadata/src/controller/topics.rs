@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use super::placement::{self, Candidate};
-use super::{ConfigResource, ControllerError, ControllerRequest};
+use super::{ConfigResource, ControllerError, ControllerRequest, NewTopic};
 use crate::image::{MetadataImage, TopicImage};
 use crate::records::{Configs, MetadataRecord};
 
@@ -20,44 +20,6 @@ pub fn change(
     request: ControllerRequest,
 ) -> Result<(Vec<MetadataRecord>, Option<uuid::Uuid>), ControllerError> {
     match request {
-        ControllerRequest::CreateTopic {
-            name,
-            partitions,
-            replication_factor,
-            configs,
-            assignment,
-            validate_only,
-        } => {
-            if image.topics.contains_key(&name) {
-                return Err(ControllerError::TopicAlreadyExists(name));
-            }
-            let replicas = match assignment {
-                Some(a) => {
-                    check_assignment(image, &a)?;
-                    a
-                }
-                None => place(image, partitions, replication_factor, 0)?,
-            };
-            let topic_id = uuid::Uuid::new_v4();
-            if validate_only {
-                return Ok((Vec::new(), Some(topic_id)));
-            }
-            let mut records = vec![MetadataRecord::Topic {
-                name: name.clone(),
-                topic_id,
-            }];
-            records.extend(
-                configs
-                    .into_iter()
-                    .map(|(k, v)| MetadataRecord::TopicConfig {
-                        topic: name.clone(),
-                        name: k,
-                        value: Some(v),
-                    }),
-            );
-            records.extend(partition_records(image, topic_id, 0, replicas));
-            Ok((records, Some(topic_id)))
-        }
         ControllerRequest::DeleteTopic { name } => {
             let topic = existing(image, &name)?;
             Ok((
@@ -152,12 +114,82 @@ pub fn change(
             }
             Ok((config_changes(&current, &configs, record), None))
         }
-        ControllerRequest::AllocateProducerIds { .. }
+        ControllerRequest::CreateTopics { .. }
+        | ControllerRequest::AllocateProducerIds { .. }
         | ControllerRequest::RegisterBroker { .. }
         | ControllerRequest::Heartbeat { .. } => Err(ControllerError::InvalidRequest(
             "not a topic or config change".into(),
         )),
     }
+}
+
+/// The records that create `topics`, and each one's outcome in order. The image is
+/// advanced as topics are placed, so a name given twice is refused the second time and
+/// placement sees the brokers as they are.
+pub fn create_topics(
+    image: &MetadataImage,
+    topics: Vec<NewTopic>,
+    validate_only: bool,
+) -> (
+    Vec<MetadataRecord>,
+    Vec<Result<uuid::Uuid, ControllerError>>,
+) {
+    let mut records = Vec::new();
+    let mut results = Vec::with_capacity(topics.len());
+    let mut seen = std::collections::BTreeSet::new();
+    for topic in topics {
+        let outcome = create_topic(image, topic, &mut seen);
+        match outcome {
+            Ok((topic_records, id)) => {
+                if !validate_only {
+                    records.extend(topic_records);
+                }
+                results.push(Ok(id));
+            }
+            Err(e) => results.push(Err(e)),
+        }
+    }
+    (records, results)
+}
+
+fn create_topic(
+    image: &MetadataImage,
+    topic: NewTopic,
+    seen: &mut std::collections::BTreeSet<String>,
+) -> Result<(Vec<MetadataRecord>, uuid::Uuid), ControllerError> {
+    let NewTopic {
+        name,
+        partitions,
+        replication_factor,
+        configs,
+        assignment,
+    } = topic;
+    if image.topics.contains_key(&name) || !seen.insert(name.clone()) {
+        return Err(ControllerError::TopicAlreadyExists(name));
+    }
+    let replicas = match assignment {
+        Some(a) => {
+            check_assignment(image, &a)?;
+            a
+        }
+        None => place(image, partitions, replication_factor, 0)?,
+    };
+    let topic_id = uuid::Uuid::new_v4();
+    let mut records = vec![MetadataRecord::Topic {
+        name: name.clone(),
+        topic_id,
+    }];
+    records.extend(
+        configs
+            .into_iter()
+            .map(|(k, v)| MetadataRecord::TopicConfig {
+                topic: name.clone(),
+                name: k,
+                value: Some(v),
+            }),
+    );
+    records.extend(partition_records(image, topic_id, 0, replicas));
+    Ok((records, topic_id))
 }
 
 /// The next block of producer ids for `broker_id`: (records, start, end).

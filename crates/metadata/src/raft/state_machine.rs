@@ -91,7 +91,7 @@ impl StateMachine {
         let path = dir.join(SNAPSHOT_FILE);
         match std::fs::read(&path) {
             Ok(bytes) => {
-                let (meta, image) =
+                let (meta, mut image) =
                     parse_snapshot(&bytes).map_err(|source| crate::MetadataError::Corrupt {
                         what: path.display().to_string(),
                         source,
@@ -101,6 +101,7 @@ impl StateMachine {
                         what: path.display().to_string(),
                         source,
                     })?;
+                image.reindex();
                 state.last_applied = meta.last_log_id;
                 state.membership = meta.last_membership.clone();
                 state.image = Arc::new(image);
@@ -284,7 +285,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         meta: &Meta,
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> Result<()> {
-        let image: MetadataImage = serde_json::from_slice(snapshot.get_ref()).map_err(sm_err)?;
+        let mut image: MetadataImage =
+            serde_json::from_slice(snapshot.get_ref()).map_err(sm_err)?;
+        image.reindex();
         tracing::info!(
             last_index = meta.last_log_id.map(|l| l.index),
             topics = image.topics.len(),
