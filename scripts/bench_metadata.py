@@ -90,6 +90,32 @@ def fs_of(path):
     return best
 
 
+class CompileWatch(threading.Thread):
+    """Samples every 2 s whether a cargo or rustc process runs (another build competing for
+    the CPUs makes the figures worse); reported with the results."""
+
+    def __init__(self):
+        super().__init__(daemon=True)
+        self.samples = self.busy = 0
+        self.running = True
+
+    def run(self):
+        while self.running:
+            seen = False
+            for pid in os.listdir("/proc"):
+                if pid.isdigit():
+                    try:
+                        with open(f"/proc/{pid}/comm") as f:
+                            if f.read().strip() in ("cargo", "rustc"):
+                                seen = True
+                                break
+                    except OSError:
+                        pass
+            self.samples += 1
+            self.busy += seen
+            time.sleep(2)
+
+
 def log(msg):
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
@@ -618,6 +644,9 @@ def main():
     rdlog = logging.FileHandler(os.path.join(root, "rdkafka.log"))
     RDKAFKA_LOG.addHandler(rdlog)
     RDKAFKA_LOG.setLevel(logging.INFO)
+    load_start = os.getloadavg()
+    compiles = CompileWatch()
+    compiles.start()
     rust_log = os.environ.get("BENCH_RUST_LOG", "warn")
     built = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(os.stat(strom).st_mtime))
     log(f"strom: {strom} (built {built})")
@@ -746,13 +775,18 @@ def main():
             print(f"\nfailed; data and node logs kept in {root}", file=sys.stderr)
 
     total = time.perf_counter() - t_start
+    compiles.running = False
 
     # ---- Report ---------------------------------------------------------------------------
     cmd = " ".join(["python3", os.path.relpath(sys.argv[0])] + sys.argv[1:])
     out = ["", "## Strom metadata benchmark", "", f"Command: `{cmd}`", "",
            f"Binary `{strom}` (built {built}); data in a temp dir on disk ({fstype} at {mnt}, "
            f"not tmpfs: the fsync of each metadata log append is part of every commit); "
-           f"loopback; {os.cpu_count()} CPUs; RUST_LOG={rust_log}; whole run {total:.0f} s.", "",
+           f"loopback; {os.cpu_count()} CPUs; RUST_LOG={rust_log}; whole run {total:.0f} s; "
+           f"load average (1/5/15 min) {'/'.join(f'{v:.2f}' for v in load_start)} at the start, "
+           f"{'/'.join(f'{v:.2f}' for v in os.getloadavg())} at the end (the benchmark itself "
+           f"keeps about one core busy); a cargo/rustc process was running in "
+           f"{compiles.busy} of {compiles.samples} samples (every 2 s) during the run.", "",
            "| Measurement | Result |", "|---|---|"]
     for what, val, errs in lat_rows:
         out.append(f"| CreateTopics latency (1 partition, RF 1, one at a time), {what}, "

@@ -93,6 +93,9 @@ impl Broker {
         let broker_configs_changed = old.broker_configs != new.broker_configs;
         for (name, t) in &new.topics {
             let before = old.topics.get(name).filter(|o| o.topic_id == t.topic_id);
+            if !broker_configs_changed && before == Some(t) {
+                continue; // unchanged: nothing to do for it
+            }
             let config = self.log_config(new, name);
             for (p, placement) in &t.partitions {
                 if !placement.replicas.contains(&me) {
