@@ -703,3 +703,63 @@ def test_a_topic_deleted_while_a_node_was_down_leaves_no_log_on_it(tmp_path):
     wait_until("the victim deleted doomed's logs", lambda: sorted(
         d.name for d in victim.dir.iterdir() if re.fullmatch(r"doomed-\d+", d.name)), 10,
         ok=lambda got: got == [])
+
+
+def raw_list_offsets(addr, topic, partition):
+    """ListOffsets v1 for the latest offset, sent to `addr` itself (no client routing):
+    (error code, offset)."""
+    import struct
+    t = topic.encode()
+    body = struct.pack(">i", -1) + struct.pack(">i", 1) + struct.pack(">h", len(t)) + t
+    body += struct.pack(">i", 1) + struct.pack(">iq", partition, -1)
+    client = b"raw"
+    header = struct.pack(">hhih", 2, 1, 7, len(client)) + client
+    frame = header + body
+    host, port = addr.rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=10) as s:
+        s.sendall(struct.pack(">i", len(frame)) + frame)
+        size = struct.unpack(">i", s.recv(4, socket.MSG_WAITALL))[0]
+        data = s.recv(size, socket.MSG_WAITALL)
+    at = 4 + 4  # correlation id, topic count
+    (name_len,) = struct.unpack_from(">h", data, at)
+    at += 2 + name_len + 4  # name, partition count
+    _, code, _, offset = struct.unpack_from(">ihqq", data, at)
+    return code, offset
+
+
+@with_node_logs
+def test_placement_is_rack_aware_and_brokers_refuse_what_they_do_not_lead(tmp_path):
+    ports = free_ports(6)
+    bports, cports = ports[:3], ports[3:]
+    voters = ",".join(f"{i + 1}@127.0.0.1:{cports[i]}" for i in range(3))
+    racks = ["a", "a", "b"]
+    nodes = [Node(tmp_path, i + 1, voters, bports[i], cports[i], (f"broker.rack={racks[i]}",))
+             for i in range(3)]
+    for n in nodes:
+        n.start(wait=False)
+    for n in nodes:
+        n.wait_listening()
+    wait_ready(nodes, nodes)
+    info = strom_json(nodes[1].addr, "cluster", "info")
+    assert {b["id"]: b["rack"] for b in info["brokers"]} == {1: "a", 2: "a", 3: "b"}, info
+
+    # Two replicas over racks a, a, b: never both in rack a.
+    create_topic(nodes[0].addr, "racked", 6, 2)
+    md = wait_until("node 2 knows racked", lambda: ck_metadata(nodes[1].addr), 10,
+                    ok=lambda m: "racked" in m.topics)
+    for p in md.topics["racked"].partitions.values():
+        assert {racks[r - 1] for r in p.replicas} == {"a", "b"}, (p.id, p.replicas)
+
+    # More replicas than brokers.
+    with pytest.raises(KafkaException) as refused:
+        create_topic(nodes[0].addr, "too-many", 1, 4)
+    assert refused.value.args[0].code() == KafkaError.INVALID_REPLICATION_FACTOR, refused.value
+
+    # A broker that does not lead a partition says so; its leader answers.
+    leader = md.topics["racked"].partitions[0].leader
+    by_id = {n.id: n for n in nodes}
+    assert raw_list_offsets(by_id[leader].addr, "racked", 0) == (0, 0)
+    for n in nodes:
+        if n.id != leader:
+            code, _ = raw_list_offsets(n.addr, "racked", 0)
+            assert code == 6, (n.name, code)  # NOT_LEADER_OR_FOLLOWER

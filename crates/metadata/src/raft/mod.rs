@@ -312,6 +312,11 @@ impl Quorum {
                     leader: f.leader_id.map(|l| l as i32),
                 })
             }
+            // A leader that cannot reach a majority: no one can commit now, so the caller
+            // retries until its deadline, as it does while there is no leader.
+            Err(RaftError::APIError(openraft::error::CheckIsLeaderError::QuorumNotEnough(_))) => {
+                Err(QuorumError::NotLeader { leader: None })
+            }
             Err(e) => Err(raft_error(e)),
         }
     }
