@@ -11,6 +11,7 @@ and measures, with confluent-kafka (librdkafka) for the admin operations:
    the time from process start until a Metadata request lists all 10,000 topics (x3).
 
 Usage: scripts/bench_metadata.py [--strom target/release/strom] [--quick] [--keep]
+           [--failover-cap 60] [--stagger-ms 0] [--dir PARENT]
 (BENCH_RUST_LOG overrides the nodes' RUST_LOG=warn, e.g. warn,openraft=info; node stderr goes
 to node-N.stderr.log in the data directory, kept with --keep or when the run fails.)
 
