@@ -35,7 +35,7 @@ fn config(dir: &std::path::Path, id: i32, voters: &BTreeMap<i32, String>) -> Quo
 /// A node serving its voter address; shutting it down also closes the listener.
 struct Node {
     node: Arc<MetadataNode>,
-    listener: tokio::task::JoinHandle<()>,
+    listener: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 impl std::ops::Deref for Node {
@@ -47,7 +47,13 @@ impl std::ops::Deref for Node {
 
 impl Node {
     async fn stop(&self) {
-        self.listener.abort();
+        let listener = self.listener.lock().unwrap().take();
+        if let Some(listener) = listener {
+            listener.abort();
+            // The listener closes only when the aborted task has been dropped; a node
+            // restarted on the same address must not race it.
+            let _ = listener.await;
+        }
         self.node.shutdown().await;
     }
 }
@@ -57,9 +63,24 @@ async fn start(cfg: QuorumConfig) -> Node {
     let node = MetadataNode::start(cfg, ControllerConfig::default())
         .await
         .unwrap();
-    let listener = tokio::net::TcpListener::bind(&addr).await.unwrap();
+    // The address came from `free_port`, so another test's outgoing connection can hold
+    // it for a moment as its local port: retry briefly rather than fail on that.
+    let mut tries = 0;
+    let listener = loop {
+        match tokio::net::TcpListener::bind(&addr).await {
+            Ok(l) => break l,
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && tries < 50 => {
+                tries += 1;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("bind {addr}: {e}"),
+        }
+    };
     let listener = tokio::spawn(node.clone().serve(listener));
-    Node { node, listener }
+    Node {
+        node,
+        listener: std::sync::Mutex::new(Some(listener)),
+    }
 }
 
 fn create(name: &str) -> ControllerRequest {
