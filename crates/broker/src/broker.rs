@@ -18,6 +18,7 @@ use strom_metadata::{
     BrokerImage, ConfigResource, ControllerReply, ControllerRequest, MetadataImage, MetadataNode,
     QuorumConfig, TopicImage, METADATA_DIR,
 };
+use strom_replication::{Partition, ReplicaManager};
 use strom_storage::{LogConfig, LogManager, LogManagerConfig, LOG_CONFIG_NAMES};
 use strom_types::TopicPartition;
 
@@ -89,6 +90,8 @@ pub struct Broker {
     pub config: BrokerConfig,
     /// Every partition log this node holds a replica of.
     pub logs: Arc<LogManager>,
+    /// The partition replicas over those logs: leaders, followers, high watermarks.
+    pub replicas: Arc<ReplicaManager>,
     /// The metadata quorum, the controller (on voters), and the way to the active one.
     pub metadata: Arc<MetadataNode>,
     advertised: Mutex<(String, u16)>,
@@ -189,7 +192,15 @@ impl Broker {
             })
         })?;
         let coordinator_config = config.coordinator.clone();
-        let broker = Arc::new(Broker {
+        let replication = config.replication.clone();
+        let broker = Arc::new_cyclic(|me| Broker {
+            replicas: ReplicaManager::new(
+                node,
+                replication,
+                logs.clone(),
+                Arc::new(crate::replica_link::BrokerLinks::new(me.clone())),
+                Arc::new(crate::replica_link::BrokerProposer(me.clone())),
+            ),
             config,
             logs,
             metadata,
@@ -205,6 +216,7 @@ impl Broker {
             shutdown_done: tokio::sync::watch::channel(false).0,
         });
         broker.catch_up();
+        broker.replicas.start();
         broker.logs.start_background();
         broker.coordinator.start_expiry();
         tokio::spawn(crate::partitions::follow(Arc::downgrade(&broker)));
@@ -299,15 +311,15 @@ impl Broker {
         }
     }
 
-    /// The log of a partition this broker leads: UNKNOWN_TOPIC_OR_PARTITION when the image
-    /// has no such partition, NOT_LEADER_OR_FOLLOWER when another broker leads it (or none
-    /// does), so clients refresh their metadata and go to the leader.
-    pub fn leader_log(
+    /// The replica of a partition this broker leads: UNKNOWN_TOPIC_OR_PARTITION when the
+    /// image has no such partition, NOT_LEADER_OR_FOLLOWER when another broker leads it (or
+    /// none does), so clients refresh their metadata and go to the leader.
+    pub fn leader_partition(
         &self,
         image: &MetadataImage,
         topic: &str,
         partition: i32,
-    ) -> Result<Arc<strom_storage::Log>, (i16, String)> {
+    ) -> Result<Arc<Partition>, (i16, String)> {
         let Some(p) = image
             .topics
             .get(topic)
@@ -318,23 +330,19 @@ impl Broker {
                 format!("{topic}-{partition} does not exist"),
             ));
         };
+        let not_leader = |why: String| (ResponseError::NotLeaderOrFollower.code(), why);
         if p.leader != self.config.node_id {
-            return Err((
-                ResponseError::NotLeaderOrFollower.code(),
-                format!(
-                    "broker {} does not lead {topic}-{partition} (its leader is {})",
-                    self.config.node_id, p.leader
-                ),
-            ));
+            return Err(not_leader(format!(
+                "broker {} does not lead {topic}-{partition} (its leader is {})",
+                self.config.node_id, p.leader
+            )));
         }
-        self.logs
-            .get(&TopicPartition::new(topic, partition))
-            .ok_or_else(|| {
-                (
-                    ResponseError::NotLeaderOrFollower.code(),
-                    format!("{topic}-{partition} has no log on this broker yet"),
-                )
-            })
+        match self.replicas.get(&TopicPartition::new(topic, partition)) {
+            Some(r) if r.role() == strom_replication::Role::Leader => Ok(r),
+            _ => Err(not_leader(format!(
+                "{topic}-{partition} is not led from this broker yet"
+            ))),
+        }
     }
 
     /// Where clients reach broker `id` (its first advertised listener).
@@ -796,8 +804,10 @@ impl Broker {
         let_go
     }
 
-    /// Closes every log and writes the clean-shutdown marker, then leaves the quorum.
+    /// Stops the replica fetchers and checkpoints the high watermarks, closes every log and
+    /// writes the clean-shutdown marker, then leaves the quorum.
     pub async fn shutdown(&self) -> anyhow::Result<()> {
+        tokio::task::block_in_place(|| self.replicas.shutdown())?;
         tokio::task::block_in_place(|| self.logs.shutdown())?;
         self.metadata.shutdown().await;
         Ok(())

@@ -6,7 +6,10 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use std::time::Duration;
+
 use strom_coordinator::CoordinatorConfig;
+use strom_replication::ReplicationConfig;
 use strom_storage::LogConfig;
 
 /// An invalid configuration value.
@@ -86,6 +89,12 @@ pub struct BrokerConfig {
     pub metadata_snapshot_max_bytes: u64,
     /// `metadata.log.max.snapshot.interval.ms` (1 hour).
     pub metadata_snapshot_interval_ms: u64,
+    /// Replication: `num.replica.fetchers`, `replica.fetch.*`, `replica.lag.time.max.ms`,
+    /// `replica.high.watermark.checkpoint.interval.ms`.
+    pub replication: ReplicationConfig,
+    /// `replica.selector.class` names the rack-aware selector (KIP-392): consumers with a
+    /// `client.rack` are sent to an in-sync replica in their rack. Off by default.
+    pub rack_aware_replica_selector: bool,
     /// Every property as given.
     pub raw: BTreeMap<String, String>,
 }
@@ -123,6 +132,8 @@ impl Default for BrokerConfig {
             metadata_log_segment_bytes: 1 << 30,
             metadata_snapshot_max_bytes: 20 * 1024 * 1024,
             metadata_snapshot_interval_ms: 3_600_000,
+            replication: ReplicationConfig::default(),
+            rack_aware_replica_selector: false,
             raw: BTreeMap::new(),
         }
     }
@@ -345,6 +356,44 @@ impl BrokerConfig {
                     c.broker_heartbeat_interval_ms = int()?.max(1) as u64
                 }
                 "broker.session.timeout.ms" => c.broker_session_timeout_ms = int()?.max(1) as u64,
+                "num.replica.fetchers" => {
+                    c.replication.num_replica_fetchers = int()?.clamp(1, 64) as usize
+                }
+                "replica.fetch.wait.max.ms" => {
+                    c.replication.fetch_wait_max_ms = int()?.clamp(0, i32::MAX as i64) as i32
+                }
+                "replica.fetch.min.bytes" => {
+                    c.replication.fetch_min_bytes = int()?.clamp(1, i32::MAX as i64) as i32
+                }
+                "replica.fetch.max.bytes" => {
+                    c.replication.fetch_max_bytes = int()?.clamp(1, i32::MAX as i64) as i32
+                }
+                "replica.fetch.response.max.bytes" => {
+                    c.replication.fetch_response_max_bytes = int()?.clamp(1, i32::MAX as i64) as i32
+                }
+                "replica.fetch.backoff.ms" => {
+                    c.replication.fetch_backoff = Duration::from_millis(int()?.max(0) as u64)
+                }
+                "replica.lag.time.max.ms" => {
+                    c.replication.lag_time_max = Duration::from_millis(int()?.max(1) as u64)
+                }
+                "replica.high.watermark.checkpoint.interval.ms" => {
+                    c.replication.hwm_checkpoint_interval =
+                        Duration::from_millis(int()?.max(1) as u64)
+                }
+                "replica.selector.class" => {
+                    c.rack_aware_replica_selector = match value.trim() {
+                        "" => false,
+                        "org.apache.kafka.common.replica.RackAwareReplicaSelector"
+                        | "RackAwareReplicaSelector"
+                        | "rack-aware" => true,
+                        other => {
+                            return Err(bad(&format!(
+                                "{other} is not a replica selector Strom has; use org.apache.kafka.common.replica.RackAwareReplicaSelector"
+                            )))
+                        }
+                    }
+                }
                 "controller.quorum.election.timeout.ms" => {
                     c.controller_quorum_election_timeout_ms = int()?.max(10) as u64
                 }

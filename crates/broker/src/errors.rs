@@ -2,6 +2,7 @@
 
 use kafka_protocol::ResponseError;
 use strom_metadata::ControllerError;
+use strom_replication::ReplicationError;
 use strom_storage::StorageError;
 use strom_types::batch::BatchError;
 
@@ -31,6 +32,24 @@ pub fn storage_error_code(e: &StorageError) -> i16 {
         StorageError::InvalidProducerEpoch { .. } => ResponseError::InvalidProducerEpoch.code(),
         StorageError::DuplicateSequence { .. } => ResponseError::DuplicateSequenceNumber.code(),
         StorageError::State(_) => ResponseError::UnknownServerError.code(),
+    }
+}
+
+/// The Kafka error code a replication error becomes in a partition-level response.
+pub fn replication_error_code(e: &ReplicationError) -> i16 {
+    match e {
+        ReplicationError::UnknownPartition(_) => ResponseError::UnknownTopicOrPartition.code(),
+        ReplicationError::NotLeader { .. } | ReplicationError::NotReplica { .. } => {
+            ResponseError::NotLeaderOrFollower.code()
+        }
+        ReplicationError::FencedLeaderEpoch { .. } => ResponseError::FencedLeaderEpoch.code(),
+        ReplicationError::UnknownLeaderEpoch { .. } => ResponseError::UnknownLeaderEpoch.code(),
+        ReplicationError::NotEnoughReplicas { .. } => ResponseError::NotEnoughReplicas.code(),
+        ReplicationError::NotEnoughReplicasAfterAppend { .. } => {
+            ResponseError::NotEnoughReplicasAfterAppend.code()
+        }
+        ReplicationError::Timeout(_) => ResponseError::RequestTimedOut.code(),
+        ReplicationError::Storage(e) => storage_error_code(e),
     }
 }
 
@@ -85,6 +104,9 @@ pub fn controller_refusal(e: &ControllerError) -> Refusal {
             ResponseError::DuplicateBrokerRegistration
         }
         ControllerError::StaleBrokerEpoch(_) => ResponseError::StaleBrokerEpoch,
+        ControllerError::FencedLeaderEpoch(_) => ResponseError::FencedLeaderEpoch,
+        ControllerError::InvalidUpdateVersion(_) => ResponseError::InvalidUpdateVersion,
+        ControllerError::IneligibleReplica(_) => ResponseError::IneligibleReplica,
         ControllerError::Quorum(_) => ResponseError::UnknownServerError,
     };
     Refusal::new(code, e.to_string())

@@ -1,7 +1,7 @@
 //! FetchResponse framing around file regions, for zero-copy fetches.
 //!
 //! `kafka-protocol`'s encoder copies every partition's records into one buffer; Strom encodes
-//! the FetchResponse itself (versions 4-12, the ones it serves) as a list of [`Chunk`]s: small
+//! the FetchResponse itself (versions 4-16, the ones it serves) as a list of [`Chunk`]s: small
 //! encoded byte runs between the records of each partition, which stay [`FileRegion`]s until
 //! the connection `sendfile`s them to the socket. A test checks the bytes against
 //! `kafka-protocol`'s own encoding for every version.
@@ -81,9 +81,11 @@ impl Writer {
     }
 }
 
-/// Encodes header and body of a FetchResponse at `version` (4..=12), taking each
+/// Encodes header and body of a FetchResponse at `version` (4..=16), taking each
 /// partition's records from `regions` (in response order) when present, else from the
-/// partition's in-memory `records`. Tagged fields are not emitted (none are needed).
+/// partition's in-memory `records`. Of the tagged fields, a partition's `DivergingEpoch`
+/// and `CurrentLeader` are emitted when set (as `kafka-protocol` does: only non-default
+/// values); the others are never set by Strom.
 pub fn encode(
     correlation_id: i32,
     version: i16,
@@ -107,7 +109,11 @@ pub fn encode(
     let mut index = 0;
     regions.reverse();
     for topic in &response.responses {
-        w.string(&topic.topic.0);
+        if version >= 13 {
+            w.buf.put_slice(topic.topic_id.as_bytes());
+        } else {
+            w.string(&topic.topic.0);
+        }
         w.len(topic.partitions.len());
         for p in &topic.partitions {
             w.buf.put_i32(p.partition_index);
@@ -156,7 +162,9 @@ pub fn encode(
                     }
                 }
             }
-            w.tags();
+            if flexible {
+                partition_tags(&mut w, p);
+            }
         }
         w.tags();
     }
@@ -169,11 +177,33 @@ pub fn encode(
     w.chunks
 }
 
+/// A partition's tagged fields (flexible versions): 0 = DivergingEpoch, 1 = CurrentLeader,
+/// each written only when it differs from its default.
+fn partition_tags(w: &mut Writer, p: &kafka_protocol::messages::fetch_response::PartitionData) {
+    let diverging = p.diverging_epoch.epoch != -1 || p.diverging_epoch.end_offset != -1;
+    let leader = p.current_leader.leader_id.0 != -1 || p.current_leader.leader_epoch != -1;
+    w.uvarint(u32::from(diverging) + u32::from(leader));
+    if diverging {
+        w.uvarint(0);
+        w.uvarint(4 + 8 + 1);
+        w.buf.put_i32(p.diverging_epoch.epoch);
+        w.buf.put_i64(p.diverging_epoch.end_offset);
+        w.uvarint(0);
+    }
+    if leader {
+        w.uvarint(1);
+        w.uvarint(4 + 4 + 1);
+        w.buf.put_i32(p.current_leader.leader_id.0);
+        w.buf.put_i32(p.current_leader.leader_epoch);
+        w.uvarint(0);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use kafka_protocol::messages::fetch_response::{
-        AbortedTransaction, FetchableTopicResponse, PartitionData,
+        AbortedTransaction, EpochEndOffset, FetchableTopicResponse, LeaderIdAndEpoch, PartitionData,
     };
     use kafka_protocol::messages::{ApiKey, BrokerId, ProducerId, ResponseHeader, TopicName};
     use kafka_protocol::protocol::{Encodable, StrBytes};
@@ -197,6 +227,20 @@ mod tests {
                 })
                 .with_preferred_read_replica(BrokerId(-1))
                 .with_records(records.map(Bytes::from_static))
+                .with_diverging_epoch(if i == 1 {
+                    EpochEndOffset::default()
+                        .with_epoch(4)
+                        .with_end_offset(1234)
+                } else {
+                    EpochEndOffset::default()
+                })
+                .with_current_leader(if i >= 2 {
+                    LeaderIdAndEpoch::default()
+                        .with_leader_id(BrokerId(3))
+                        .with_leader_epoch(7)
+                } else {
+                    LeaderIdAndEpoch::default()
+                })
         };
         FetchResponse::default()
             .with_throttle_time_ms(3)
@@ -204,6 +248,7 @@ mod tests {
             .with_responses(vec![
                 FetchableTopicResponse::default()
                     .with_topic(TopicName(StrBytes::from_static_str("orders")))
+                    .with_topic_id(uuid::Uuid::from_u128(0x1234_5678))
                     .with_partitions(vec![
                         part(0, Some(b"abcdef")),
                         part(1, Some(b"")),
@@ -211,13 +256,14 @@ mod tests {
                     ]),
                 FetchableTopicResponse::default()
                     .with_topic(TopicName(StrBytes::from_static_str("t2")))
+                    .with_topic_id(uuid::Uuid::from_u128(99))
                     .with_partitions(vec![part(3, Some(b"xyz"))]),
             ])
     }
 
     #[test]
     fn matches_kafka_protocol_encoding_for_every_served_version() {
-        for version in 4..=12 {
+        for version in 4..=16 {
             let response = sample();
             let mut expected = BytesMut::new();
             ResponseHeader::default()

@@ -21,6 +21,7 @@ pub mod fetch_codec;
 pub mod handlers;
 mod lifecycle;
 mod partitions;
+mod replica_link;
 pub mod server;
 
 pub use broker::Broker;

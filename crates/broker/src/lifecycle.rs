@@ -43,6 +43,7 @@ async fn register(broker: &Weak<Broker>) -> Option<(i64, i64)> {
         match b.metadata.submit(request, timeout).await {
             Ok(ControllerReply::Registered { epoch, offset }) => {
                 b.epoch.store(epoch, Ordering::Release);
+                b.replicas.set_broker_epoch(epoch);
                 tracing::info!(
                     node_id = b.config.node_id,
                     epoch,

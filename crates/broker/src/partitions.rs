@@ -1,6 +1,8 @@
 //! The broker acting on the metadata image: every committed change is brought into the
-//! local state here, in image order. A partition with a replica on this node gets its log;
-//! a deleted topic loses its logs; config changes reach the logs; the `__consumer_offsets`
+//! local state here, in image order. A partition with a replica on this node is handed to
+//! the replica manager (which creates its log and becomes its leader or follower); a
+//! deleted topic or a replica moved away loses its log; config changes reach the logs; the
+//! `__consumer_offsets`
 //! partitions this node leads are loaded into the group coordinator, and the ones it stopped
 //! leading are unloaded.
 //!
@@ -12,6 +14,7 @@ use std::sync::{Arc, Weak};
 
 use strom_coordinator::OFFSETS_TOPIC;
 use strom_metadata::MetadataImage;
+use strom_replication::Assignment;
 use strom_types::TopicPartition;
 
 use crate::broker::Broker;
@@ -69,7 +72,7 @@ impl Broker {
                 continue;
             }
             tracing::info!(partition = %tp, "deleting a log the metadata no longer gives this broker");
-            if let Err(e) = self.logs.delete(&tp) {
+            if let Err(e) = self.replicas.remove(&tp) {
                 tracing::warn!(partition = %tp, error = %e, "could not delete a stray log");
             }
         }
@@ -85,7 +88,10 @@ impl Broker {
                 if name == OFFSETS_TOPIC && self.coordinator.is_partition_loaded(*p) {
                     self.coordinator.unload_partition(*p);
                 }
-                if let Err(e) = self.logs.delete(&TopicPartition::new(name.as_str(), *p)) {
+                if let Err(e) = self
+                    .replicas
+                    .remove(&TopicPartition::new(name.as_str(), *p))
+                {
                     tracing::warn!(topic = %name, partition = p, error = %e, "could not delete the log of a deleted topic");
                 }
             }
@@ -97,15 +103,31 @@ impl Broker {
                 continue; // unchanged: nothing to do for it
             }
             let config = self.log_config(new, name);
+            let min_isr = self.min_insync_replicas(new, name);
             for (p, placement) in &t.partitions {
+                let tp = TopicPartition::new(name.as_str(), *p);
                 if !placement.replicas.contains(&me) {
+                    // Reassigned away from this broker.
+                    if self.replicas.get(&tp).is_some() {
+                        if let Err(e) = self.replicas.remove(&tp) {
+                            tracing::warn!(partition = %tp, error = %e, "could not delete a moved replica's log");
+                        }
+                    }
                     continue;
                 }
-                let tp = TopicPartition::new(name.as_str(), *p);
-                if self.logs.get(&tp).is_none() {
-                    if let Err(e) = self.logs.get_or_create(&tp, config.clone()) {
-                        tracing::error!(partition = %tp, error = %e, "could not create a replica's log");
-                    }
+                let assignment = Assignment {
+                    topic_id: t.topic_id,
+                    replicas: placement.replicas.clone(),
+                    isr: placement.isr.clone(),
+                    leader: placement.leader,
+                    leader_epoch: placement.leader_epoch,
+                    partition_epoch: placement.partition_epoch,
+                };
+                if let Err(e) = self
+                    .replicas
+                    .apply(&tp, assignment, config.clone(), min_isr)
+                {
+                    tracing::error!(partition = %tp, error = %e, "could not bring a replica in line with the metadata");
                 }
             }
             // A topic seen for the first time may have logs opened from disk before its

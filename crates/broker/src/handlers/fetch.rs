@@ -1,6 +1,13 @@
-//! Fetch: whole batches from each partition's log, up to the partition and request limits,
-//! with at least one batch even if larger (KIP-74). If fewer than `min_bytes` are ready, the
-//! request waits on the logs' end-offset notifications (no polling) until data arrives or
+//! Fetch: whole batches from each partition replica, up to the partition and request
+//! limits, with at least one batch even if larger (KIP-74). Consumers read below the high
+//! watermark, from the leader or, from v11 on, from a follower (KIP-392, with the leader
+//! pointing a client with a `rack_id` at a replica in its rack when `replica.selector.class`
+//! is rack-aware); followers (a replica id) read to the log end, which moves their state on
+//! the leader (ISR, high watermark) and tells them where their log diverges (v12+).
+//! Topics are named from v13 on by id.
+//!
+//! If fewer than `min_bytes` are ready the request waits, without polling, on what would
+//! make more visible: the high watermark for a consumer, the log end for a follower, until
 //! `max_wait_ms` passes. Fetch sessions (KIP-227) are declined with session id 0, which
 //! clients accept by sending full fetches.
 //!
@@ -10,34 +17,73 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
-use kafka_protocol::messages::{FetchRequest, FetchResponse};
+use kafka_protocol::messages::fetch_response::{
+    EpochEndOffset, FetchableTopicResponse, LeaderIdAndEpoch, PartitionData,
+};
+use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, TopicName};
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::ResponseError;
+use strom_metadata::MetadataImage;
 use strom_storage::FileRegion;
 use strom_types::TopicPartition;
 
 use crate::broker::Broker;
-use crate::errors::storage_error_code;
+use crate::errors::replication_error_code;
+
+/// The request's topics, resolved against the image: name by id from v13 on.
+fn topic_names(image: &MetadataImage, request: &FetchRequest, version: i16) -> Vec<Option<String>> {
+    request
+        .topics
+        .iter()
+        .map(|t| {
+            if version >= 13 {
+                image.topic_by_id(&t.topic_id).map(|t| t.name.clone())
+            } else {
+                Some(t.topic.0.to_string())
+            }
+        })
+        .collect()
+}
+
+/// The fetching replica's id, -1 for a consumer.
+fn replica_id(request: &FetchRequest, version: i16) -> i32 {
+    if version >= 15 {
+        request.replica_state.replica_id.0
+    } else {
+        request.replica_id.0
+    }
+}
 
 pub(super) async fn handle(
     broker: &Arc<Broker>,
     request: FetchRequest,
+    version: i16,
 ) -> (FetchResponse, Vec<Option<FileRegion>>) {
     let deadline = Instant::now() + Duration::from_millis(request.max_wait_ms.max(0) as u64);
-    // Subscribe before the first read, so an append between read and wait is not missed.
+    let names = topic_names(&broker.image(), &request, version);
+    let replica = replica_id(&request, version);
+    // Subscribe before the first read, so a change between read and wait is not missed.
     let mut watches: Vec<_> = request
         .topics
         .iter()
-        .flat_map(|t| {
-            t.partitions.iter().filter_map(|p| {
-                broker
-                    .logs
-                    .get(&TopicPartition::new(t.topic.0.to_string(), p.partition))
-                    .map(|l| l.subscribe())
+        .zip(&names)
+        .filter_map(|(t, name)| Some((t, name.as_ref()?)))
+        .flat_map(|(t, name)| {
+            t.partitions.iter().filter_map(move |p| {
+                let part = broker
+                    .replicas
+                    .get(&TopicPartition::new(name.as_str(), p.partition))?;
+                Some(if replica >= 0 {
+                    part.log().subscribe()
+                } else {
+                    part.subscribe_hwm()
+                })
             })
         })
         .collect();
     loop {
-        let (response, regions, bytes, errors) = read_once(broker, &request);
+        let (response, regions, bytes, errors) =
+            read_once(broker, &request, &names, replica, version);
         let now = Instant::now();
         if bytes >= request.min_bytes.max(0) as usize
             || errors
@@ -49,15 +95,44 @@ pub(super) async fn handle(
         let changed =
             futures_util::future::select_all(watches.iter_mut().map(|w| Box::pin(w.changed())));
         if tokio::time::timeout(deadline - now, changed).await.is_err() {
-            let (response, regions, _, _) = read_once(broker, &request);
+            let (response, regions, _, _) = read_once(broker, &request, &names, replica, version);
             return (response, regions);
         }
     }
 }
 
+/// KIP-392: the replica a consumer in `rack` should fetch from instead of this leader, if
+/// the rack-aware selector is configured and an in-sync replica in that rack exists
+/// (the leader itself when it is in the rack).
+fn preferred_replica(
+    broker: &Broker,
+    image: &MetadataImage,
+    topic: &str,
+    partition: i32,
+    rack: &str,
+) -> Option<i32> {
+    if !broker.config.rack_aware_replica_selector || rack.is_empty() {
+        return None;
+    }
+    let p = image.topics.get(topic)?.partitions.get(&partition)?;
+    let in_rack = |id: &i32| {
+        image
+            .brokers
+            .get(id)
+            .is_some_and(|b| b.is_active() && b.rack.as_deref() == Some(rack))
+    };
+    if in_rack(&p.leader) {
+        return None;
+    }
+    p.isr.iter().copied().find(in_rack)
+}
+
 fn read_once(
     broker: &Broker,
     request: &FetchRequest,
+    names: &[Option<String>],
+    replica: i32,
+    version: i16,
 ) -> (FetchResponse, Vec<Option<FileRegion>>, usize, bool) {
     let mut remaining = request.max_bytes.max(0) as u64;
     let mut total = 0usize;
@@ -65,8 +140,7 @@ fn read_once(
     let mut responses = Vec::with_capacity(request.topics.len());
     let mut regions = Vec::new();
     let image = broker.image();
-    for t in &request.topics {
-        let name = t.topic.0.to_string();
+    for (t, name) in request.topics.iter().zip(names) {
         let mut partitions = Vec::with_capacity(t.partitions.len());
         for p in &t.partitions {
             let mut partition_region = None;
@@ -76,32 +150,113 @@ fn read_once(
                 .with_last_stable_offset(-1)
                 .with_log_start_offset(-1)
                 .with_aborted_transactions(Some(Vec::new()))
-                .with_preferred_read_replica(kafka_protocol::messages::BrokerId(-1));
-            match broker.leader_log(&image, &name, p.partition) {
-                Err((code, _)) => {
+                .with_preferred_read_replica(BrokerId(-1));
+            let max = (p.partition_max_bytes.max(0) as u64).min(remaining);
+            let first = total == 0;
+            let result = match name {
+                None => Err(ResponseError::UnknownTopicId.code()),
+                Some(name) => {
+                    let tp = TopicPartition::new(name.as_str(), p.partition);
+                    if broker.replicas.get(&tp).is_none() {
+                        let exists = image
+                            .topics
+                            .get(name)
+                            .is_some_and(|t| t.partitions.contains_key(&p.partition));
+                        Err(if exists {
+                            ResponseError::NotLeaderOrFollower.code()
+                        } else {
+                            ResponseError::UnknownTopicOrPartition.code()
+                        })
+                    } else if replica >= 0 {
+                        broker
+                            .replicas
+                            .read_for_replica(
+                                &tp,
+                                replica,
+                                p.fetch_offset,
+                                p.last_fetched_epoch,
+                                p.current_leader_epoch,
+                                max,
+                                first,
+                            )
+                            .map(|r| {
+                                out.high_watermark = r.high_watermark;
+                                out.last_stable_offset = r.high_watermark;
+                                out.log_start_offset = r.log_start_offset;
+                                if let Some(d) = r.diverging {
+                                    out.diverging_epoch = EpochEndOffset::default()
+                                        .with_epoch(d.epoch)
+                                        .with_end_offset(d.end_offset);
+                                }
+                                r.read.and_then(|r| r.region)
+                            })
+                            .map_err(|e| replication_error_code(&e))
+                    } else if let Some(to) = (version >= 11)
+                        .then(|| {
+                            preferred_replica(broker, &image, name, p.partition, &request.rack_id)
+                        })
+                        .flatten()
+                    {
+                        // No records: the client moves to the preferred replica.
+                        out.preferred_read_replica = BrokerId(to);
+                        if let Some(part) = broker.replicas.get(&tp) {
+                            out.high_watermark = part.high_watermark();
+                            out.last_stable_offset = out.high_watermark;
+                            out.log_start_offset = part.log().log_start_offset();
+                        }
+                        Ok(None)
+                    } else {
+                        broker
+                            .replicas
+                            .read_for_consumer(
+                                &tp,
+                                p.fetch_offset,
+                                p.current_leader_epoch,
+                                max,
+                                first,
+                                version >= 11,
+                            )
+                            .map(|r| {
+                                out.high_watermark = r.high_watermark;
+                                out.last_stable_offset = r.high_watermark;
+                                out.log_start_offset = r.read.log_start_offset;
+                                r.read.region
+                            })
+                            .map_err(|e| replication_error_code(&e))
+                    }
+                }
+            };
+            match result {
+                Ok(Some(region)) => {
+                    total += region.len() as usize;
+                    remaining = remaining.saturating_sub(region.len());
+                    partition_region = Some(region);
+                }
+                Ok(None) => {}
+                Err(code) => {
                     out.error_code = code;
                     errors = true;
-                }
-                Ok(log) => {
-                    let max = (p.partition_max_bytes.max(0) as u64).min(remaining);
-                    let first = total == 0;
-                    match log.read(p.fetch_offset, max, None, first) {
-                        Ok(info) => {
-                            out.high_watermark = info.log_end_offset;
-                            out.last_stable_offset = info.log_end_offset;
-                            out.log_start_offset = info.log_start_offset;
-                            if let Some(region) = info.region {
-                                total += region.len() as usize;
-                                remaining = remaining.saturating_sub(region.len());
-                                partition_region = Some(region);
-                            }
-                        }
-                        Err(e) => {
-                            out.error_code = storage_error_code(&e);
-                            out.high_watermark = log.log_end_offset();
-                            out.log_start_offset = log.log_start_offset();
-                            errors = true;
-                        }
+                    if let Some(part) = name.as_ref().and_then(|n| {
+                        broker
+                            .replicas
+                            .get(&TopicPartition::new(n.as_str(), p.partition))
+                    }) {
+                        out.high_watermark = part.high_watermark();
+                        out.log_start_offset = part.log().log_start_offset();
+                    }
+                    // KIP-951: tell the client who leads now, so it need not ask.
+                    let leader = name
+                        .as_ref()
+                        .and_then(|n| image.topics.get(n))
+                        .and_then(|t| t.partitions.get(&p.partition));
+                    if let (Some(l), true) = (
+                        leader,
+                        code == ResponseError::NotLeaderOrFollower.code()
+                            || code == ResponseError::FencedLeaderEpoch.code(),
+                    ) {
+                        out.current_leader = LeaderIdAndEpoch::default()
+                            .with_leader_id(BrokerId(l.leader))
+                            .with_leader_epoch(l.leader_epoch);
                     }
                 }
             }
@@ -111,9 +266,11 @@ fn read_once(
             regions.push(partition_region);
             partitions.push(out);
         }
+        let topic_name = name.clone().unwrap_or_default();
         responses.push(
             FetchableTopicResponse::default()
-                .with_topic(t.topic.clone())
+                .with_topic(TopicName(StrBytes::from_string(topic_name)))
+                .with_topic_id(t.topic_id)
                 .with_partitions(partitions),
         );
     }

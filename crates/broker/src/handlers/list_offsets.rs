@@ -1,5 +1,5 @@
-//! ListOffsets: earliest (-2), latest (-1), max timestamp (-3), or by timestamp through the
-//! time index.
+//! ListOffsets: earliest (-2), latest (-1: the high watermark, as consumers see it), max
+//! timestamp (-3), or by timestamp through the time index.
 
 use std::sync::Arc;
 
@@ -32,8 +32,9 @@ pub(super) fn handle(
                         .with_timestamp(-1)
                         .with_offset(-1)
                         .with_leader_epoch(-1);
-                    let log = match broker.leader_log(&image, &name, p.partition_index) {
-                        Ok(log) => log,
+                    let partition = match broker.leader_partition(&image, &name, p.partition_index)
+                    {
+                        Ok(partition) => partition,
                         Err((code, _)) => {
                             out.error_code = code;
                             return out;
@@ -48,9 +49,11 @@ pub(super) fn handle(
                             out.leader_epoch = part.leader_epoch;
                         }
                     }
+                    let log = partition.log();
                     let found = match p.timestamp {
                         -2 => Ok(Some((log.log_start_offset(), -1))),
-                        -1 => Ok(Some((log.log_end_offset(), -1))),
+                        // Consumers see up to the high watermark (read_uncommitted).
+                        -1 => Ok(Some((partition.high_watermark(), -1))),
                         -3 => log.max_timestamp_offset(),
                         ts if ts >= 0 => log.offset_for_timestamp(ts),
                         _ => {

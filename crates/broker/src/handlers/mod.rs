@@ -12,6 +12,7 @@ mod groups;
 mod init_producer_id;
 mod list_offsets;
 mod metadata;
+mod offsets_for_leader_epoch;
 mod produce;
 
 use std::sync::Arc;
@@ -60,8 +61,9 @@ const READY_WAIT: std::time::Duration = std::time::Duration::from_secs(15);
 /// The versions of each API Strom serves, as ApiVersions advertises them.
 pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::Produce, 3, 12),
-    (ApiKey::Fetch, 4, 12),
+    (ApiKey::Fetch, 4, 16),
     (ApiKey::ListOffsets, 1, 8),
+    (ApiKey::OffsetForLeaderEpoch, 2, 4),
     (ApiKey::Metadata, 0, 12),
     (ApiKey::ApiVersions, 0, 4),
     (ApiKey::CreateTopics, 2, 7),
@@ -150,12 +152,12 @@ pub async fn handle(
             let r = metadata::handle(broker, decode(body, version)?, version).await;
             respond(key, version, correlation_id, &r)?
         }
-        ApiKey::Produce => match produce::handle(broker, decode(body, version)?) {
+        ApiKey::Produce => match produce::handle(broker, decode(body, version)?).await {
             Some(r) => respond(key, version, correlation_id, &r)?,
             None => return Ok(None),
         },
         ApiKey::Fetch => {
-            let (r, regions) = fetch::handle(broker, decode(body, version)?).await;
+            let (r, regions) = fetch::handle(broker, decode(body, version)?, version).await;
             return Ok(Some(Response::Chunks(fetch_codec::encode(
                 correlation_id,
                 version,
@@ -165,6 +167,10 @@ pub async fn handle(
         }
         ApiKey::ListOffsets => {
             let r = list_offsets::handle(broker, decode(body, version)?, version);
+            respond(key, version, correlation_id, &r)?
+        }
+        ApiKey::OffsetForLeaderEpoch => {
+            let r = offsets_for_leader_epoch::handle(broker, decode(body, version)?);
             respond(key, version, correlation_id, &r)?
         }
         ApiKey::CreateTopics => {

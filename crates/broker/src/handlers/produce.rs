@@ -1,108 +1,115 @@
-//! Produce: each partition's batches are validated and appended by its log, which assigns
-//! the offsets in place. acks=0 gets no response; acks=1 and acks=all are answered after the
-//! append (on one node the in-sync set is this node, checked against min.insync.replicas).
+//! Produce: each partition's batches are validated and appended by its leader replica,
+//! which assigns the offsets in place. acks=0 gets no response; acks=1 is answered after
+//! the leader's append; acks=all once the ISR holds the batch (the high watermark passes
+//! it) or `timeout_ms` passes, refused up front with NOT_ENOUGH_REPLICAS when the ISR is
+//! below `min.insync.replicas`. The partitions of one request wait together.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::produce_response::{
     BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
 };
-use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+use kafka_protocol::messages::{ProduceRequest, ProduceResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
-use strom_storage::{now_ms, AppendOrigin};
-use strom_types::batch;
+use strom_replication::ReplicationError;
+use strom_storage::AppendOrigin;
+use strom_types::{batch, TopicPartition};
 
 use crate::broker::Broker;
 use crate::errors;
 
-pub(super) fn handle(broker: &Arc<Broker>, request: ProduceRequest) -> Option<ProduceResponse> {
+pub(super) async fn handle(
+    broker: &Arc<Broker>,
+    request: ProduceRequest,
+) -> Option<ProduceResponse> {
     let acks = request.acks;
-    let image = broker.image();
-    let mut responses = Vec::with_capacity(request.topic_data.len());
+    let timeout = Duration::from_millis(request.timeout_ms.max(0) as u64);
+    let mut topics: Vec<(TopicName, Vec<_>)> = Vec::with_capacity(request.topic_data.len());
     for topic in request.topic_data {
-        let name = topic.name.0.to_string();
-        let mut partitions = Vec::with_capacity(topic.partition_data.len());
-        for p in topic.partition_data {
-            let mut out = PartitionProduceResponse::default()
-                .with_index(p.index)
-                .with_base_offset(-1)
-                .with_log_append_time_ms(-1)
-                .with_log_start_offset(-1);
-            let mut record_errors = Vec::new();
-            let code = (|| -> Result<(), (i16, String)> {
-                if !matches!(acks, -1..=1) {
-                    return Err((
-                        ResponseError::InvalidRequiredAcks.code(),
-                        format!("acks={acks} is not 0, 1 or -1"),
-                    ));
-                }
-                let topic_image = image.topics.get(&name);
-                let partition = topic_image.and_then(|t| t.partitions.get(&p.index));
-                let (Some(t), Some(partition)) = (topic_image, partition) else {
-                    return Err((
-                        ResponseError::UnknownTopicOrPartition.code(),
-                        format!("{name}-{} does not exist", p.index),
-                    ));
-                };
-                let log = broker.leader_log(&image, &name, p.index)?;
-                if acks == -1 {
-                    let min_isr = broker.min_insync_replicas(&image, &t.name);
-                    if (partition.isr.len() as i32) < min_isr {
-                        return Err((
-                            ResponseError::NotEnoughReplicas.code(),
-                            format!(
-                                "{} in-sync replicas, min.insync.replicas is {min_isr}",
-                                partition.isr.len()
-                            ),
-                        ));
-                    }
-                }
-                let records = p.records.unwrap_or_default();
-                if records.len() as u64 > log.config().segment_bytes {
-                    return Err((
-                        ResponseError::RecordListTooLarge.code(),
-                        "larger than segment.bytes".into(),
-                    ));
-                }
-                check_one_batch(&records)?;
-                let mut bytes = into_mut(records);
-                let now = now_ms();
-                let info = tokio::task::block_in_place(|| {
-                    log.append_as_leader(&mut bytes, partition.leader_epoch, AppendOrigin::Client, now)
-                })
-                .map_err(|e| {
-                    tracing::debug!(partition = %log.topic_partition(), error = %e, "produce refused");
-                    record_errors = errors::record_errors(&e);
-                    (errors::storage_error_code(&e), e.to_string())
-                })?;
-                out.base_offset = info.first_offset;
-                out.log_append_time_ms = info.log_append_time;
-                out.log_start_offset = info.log_start_offset;
-                Ok(())
-            })();
-            if let Err((code, message)) = code {
-                out.error_code = code;
-                out.error_message = Some(StrBytes::from_string(message));
-                out.record_errors = record_errors
-                    .into_iter()
-                    .map(|(batch_index, message)| {
-                        BatchIndexAndErrorMessage::default()
-                            .with_batch_index(batch_index)
-                            .with_batch_index_error_message(Some(StrBytes::from_string(message)))
-                    })
-                    .collect();
-            }
-            partitions.push(out);
-        }
+        let name: Arc<str> = topic.name.0.to_string().into();
+        let partitions = topic
+            .partition_data
+            .into_iter()
+            .map(|p| produce_partition(broker, name.clone(), p.index, p.records, acks, timeout))
+            .collect::<Vec<_>>();
+        topics.push((topic.name, partitions));
+    }
+    let mut responses = Vec::with_capacity(topics.len());
+    for (name, partitions) in topics {
         responses.push(
             TopicProduceResponse::default()
-                .with_name(topic.name)
-                .with_partition_responses(partitions),
+                .with_name(name)
+                .with_partition_responses(futures_util::future::join_all(partitions).await),
         );
     }
     (acks != 0).then(|| ProduceResponse::default().with_responses(responses))
+}
+
+async fn produce_partition(
+    broker: &Arc<Broker>,
+    name: Arc<str>,
+    index: i32,
+    records: Option<Bytes>,
+    acks: i16,
+    timeout: Duration,
+) -> PartitionProduceResponse {
+    let mut out = PartitionProduceResponse::default()
+        .with_index(index)
+        .with_base_offset(-1)
+        .with_log_append_time_ms(-1)
+        .with_log_start_offset(-1);
+    let mut record_errors = Vec::new();
+    let result: Result<(), (i16, String)> = async {
+        if !matches!(acks, -1..=1) {
+            return Err((
+                ResponseError::InvalidRequiredAcks.code(),
+                format!("acks={acks} is not 0, 1 or -1"),
+            ));
+        }
+        let partition = broker.leader_partition(&broker.image(), &name, index)?;
+        let records = records.unwrap_or_default();
+        if records.len() as u64 > partition.log().config().segment_bytes {
+            return Err((
+                ResponseError::RecordListTooLarge.code(),
+                "larger than segment.bytes".into(),
+            ));
+        }
+        check_one_batch(&records)?;
+        let mut bytes = into_mut(records);
+        let tp = TopicPartition::new(&*name, index);
+        let info = broker
+            .replicas
+            .append(&tp, &mut bytes, acks, timeout, AppendOrigin::Client)
+            .await
+            .map_err(|e| {
+                tracing::debug!(partition = %tp, error = %e, "produce refused");
+                if let ReplicationError::Storage(s) = &e {
+                    record_errors = errors::record_errors(s);
+                }
+                (errors::replication_error_code(&e), e.to_string())
+            })?;
+        out.base_offset = info.first_offset;
+        out.log_append_time_ms = info.log_append_time;
+        out.log_start_offset = info.log_start_offset;
+        Ok(())
+    }
+    .await;
+    if let Err((code, message)) = result {
+        out.error_code = code;
+        out.error_message = Some(StrBytes::from_string(message));
+        out.record_errors = record_errors
+            .into_iter()
+            .map(|(batch_index, message)| {
+                BatchIndexAndErrorMessage::default()
+                    .with_batch_index(batch_index)
+                    .with_batch_index_error_message(Some(StrBytes::from_string(message)))
+            })
+            .collect();
+    }
+    out
 }
 
 /// Kafka's rules for a partition's records in Produce v3+: exactly one batch (whose own

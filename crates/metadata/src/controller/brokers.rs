@@ -123,11 +123,14 @@ pub fn fence(image: &MetadataImage, broker_id: i32) -> Vec<MetadataRecord> {
                 isr.retain(|r| *r != broker_id);
             }
             let leader = if p.leader == broker_id {
-                p.replicas
-                    .iter()
-                    .copied()
-                    .find(|r| isr.contains(r) && can_lead(*r))
-                    .unwrap_or(-1)
+                let unclean = super::partitions::unclean_allowed(image, &topic.name);
+                match super::partitions::elect(p, &isr, unclean, can_lead) {
+                    Some((leader, new_isr)) => {
+                        isr = new_isr;
+                        leader
+                    }
+                    None => -1,
+                }
             } else {
                 p.leader
             };
@@ -148,18 +151,24 @@ pub fn fence(image: &MetadataImage, broker_id: i32) -> Vec<MetadataRecord> {
     records
 }
 
-/// Leaderless partitions whose ISR holds `broker_id` get it as leader.
+/// Leaderless partitions whose ISR holds `broker_id` get it as leader; with unclean
+/// election allowed, so do those it is merely a replica of.
 fn elect_leaderless(image: &MetadataImage, broker_id: i32) -> Vec<MetadataRecord> {
     let mut records = Vec::new();
     for topic in image.topics.values() {
         for (index, p) in &topic.partitions {
-            if p.leader == -1 && p.isr.contains(&broker_id) {
+            if p.leader != -1 || !p.replicas.contains(&broker_id) {
+                continue;
+            }
+            let unclean = super::partitions::unclean_allowed(image, &topic.name);
+            let elected = super::partitions::elect(p, &p.isr, unclean, |r| r == broker_id);
+            if let Some((leader, isr)) = elected {
                 records.push(MetadataRecord::Partition {
                     topic_id: topic.topic_id,
                     partition: *index,
                     replicas: p.replicas.clone(),
-                    isr: p.isr.clone(),
-                    leader: broker_id,
+                    isr,
+                    leader,
                     leader_epoch: p.leader_epoch + 1,
                     partition_epoch: p.partition_epoch + 1,
                 });

@@ -7,12 +7,14 @@
 //! - [`topics`]: topics, partitions, configs and producer-id blocks.
 //! - [`brokers`]: registration, heartbeats, fencing, controlled shutdown and the partition
 //!   leader elections they cause.
+//! - [`partitions`]: ISR changes leaders propose (AlterPartition) and leader elections.
 //! - [`placement`]: where the replicas of new partitions go.
 //!
 //! Requests are handled one at a time (an async mutex), each after a read barrier on the
 //! quorum, so every check sees the effect of every earlier commit.
 
 pub mod brokers;
+pub mod partitions;
 pub mod placement;
 pub mod topics;
 
@@ -103,6 +105,8 @@ pub enum ControllerRequest {
         /// It is shutting down and wants its leaderships moved first.
         want_shut_down: bool,
     },
+    /// A partition leader's new ISR (AlterPartition).
+    AlterPartition(partitions::AlterPartition),
 }
 
 /// One topic of a [`ControllerRequest::CreateTopics`].
@@ -221,6 +225,15 @@ pub enum ControllerError {
     /// REQUEST_TIMED_OUT: no controller committed the change in time.
     #[error("{0}")]
     Timeout(String),
+    /// FENCED_LEADER_EPOCH: the proposer does not lead the partition in that epoch.
+    #[error("{0}")]
+    FencedLeaderEpoch(String),
+    /// INVALID_UPDATE_VERSION: the partition changed since the proposal was made.
+    #[error("{0}")]
+    InvalidUpdateVersion(String),
+    /// INELIGIBLE_REPLICA: a proposed ISR member is not a live replica.
+    #[error("{0}")]
+    IneligibleReplica(String),
     /// The quorum failed (UNKNOWN_SERVER_ERROR).
     #[error("the metadata quorum failed: {0}")]
     Quorum(String),
@@ -343,6 +356,14 @@ impl Controller {
                 let (records, results) = topics::create_topics(&image, topics, validate_only);
                 let offset = self.commit(records, image.offset).await?;
                 Ok(ControllerReply::Topics { results, offset })
+            }
+            ControllerRequest::AlterPartition(change) => {
+                let records = partitions::alter_partition(&image, &change)?;
+                if !records.is_empty() {
+                    tracing::info!(topic_id = %change.topic_id, partition = change.partition, isr = ?change.new_isr, "ISR change committed");
+                }
+                let offset = self.commit(records, image.offset).await?;
+                Ok(ControllerReply::Done { offset })
             }
             ControllerRequest::AllocateProducerIds { broker_id } => {
                 let (records, start, end) = topics::allocate_producer_ids(&image, broker_id);

@@ -117,7 +117,8 @@ pub fn change(
         ControllerRequest::CreateTopics { .. }
         | ControllerRequest::AllocateProducerIds { .. }
         | ControllerRequest::RegisterBroker { .. }
-        | ControllerRequest::Heartbeat { .. } => Err(ControllerError::InvalidRequest(
+        | ControllerRequest::Heartbeat { .. }
+        | ControllerRequest::AlterPartition(_) => Err(ControllerError::InvalidRequest(
             "not a topic or config change".into(),
         )),
     }

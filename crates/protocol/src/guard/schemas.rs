@@ -144,6 +144,7 @@ static MESSAGES: &[Message] = &[
     msg(0, 3, 13, 9, &PRODUCE_REQUEST),
     msg(1, 4, 18, 12, &FETCH_REQUEST),
     msg(2, 1, 10, 6, &LIST_OFFSETS_REQUEST),
+    msg(23, 2, 4, 4, &OFFSET_FOR_LEADER_EPOCH_REQUEST),
     msg(19, 2, 7, 5, &CREATE_TOPICS_REQUEST),
     msg(20, 1, 6, 4, &DELETE_TOPICS_REQUEST),
     msg(37, 0, 3, 2, &CREATE_PARTITIONS_REQUEST),
@@ -281,6 +282,22 @@ static FETCH_REQUEST: Struct = Struct(&[
     f("rack_id", 11, ALL, STR),
     tag(0, "cluster_id", 0, ALL, NSTR),
     tag(1, "replica_state", 15, ALL, st(&FETCH_REPLICA_STATE)),
+]);
+
+static OFFSET_FOR_LEADER_PARTITION: Struct = Struct(&[
+    f("partition", 0, ALL, I32),
+    f("current_leader_epoch", 2, ALL, I32),
+    f("leader_epoch", 0, ALL, I32),
+]);
+
+static OFFSET_FOR_LEADER_TOPIC: Struct = Struct(&[
+    f("topic", 0, ALL, STR),
+    f("partitions", 0, ALL, arr(&st(&OFFSET_FOR_LEADER_PARTITION))),
+]);
+
+static OFFSET_FOR_LEADER_EPOCH_REQUEST: Struct = Struct(&[
+    f("replica_id", 3, ALL, I32),
+    f("topics", 0, ALL, arr(&st(&OFFSET_FOR_LEADER_TOPIC))),
 ]);
 
 static LIST_OFFSETS_PARTITION: Struct = Struct(&[

@@ -282,6 +282,29 @@ fn sample(api_key: i16, v: i16) -> Sample {
             }
             r.unknown_tagged_fields = tags(fl);
         }),
+        23 => build(v, |r: &mut OffsetForLeaderEpochRequest, fl| {
+            use offset_for_leader_epoch_request::{OffsetForLeaderPartition, OffsetForLeaderTopic};
+            r.replica_id = BrokerId(if v >= 3 { 2 } else { -1 });
+            r.topics = (0..2)
+                .map(|t| {
+                    let mut topic = OffsetForLeaderTopic::default();
+                    topic.topic = s(&format!("orders-{t}"));
+                    topic.partitions = (0..3)
+                        .map(|p| {
+                            let mut lp = OffsetForLeaderPartition::default();
+                            lp.partition = p;
+                            lp.current_leader_epoch = 5;
+                            lp.leader_epoch = 4;
+                            lp.unknown_tagged_fields = tags(fl);
+                            lp
+                        })
+                        .collect();
+                    topic.unknown_tagged_fields = tags(fl);
+                    topic
+                })
+                .collect();
+            r.unknown_tagged_fields = tags(fl);
+        }),
         19 => build(v, |r: &mut CreateTopicsRequest, fl| {
             use create_topics_request::{
                 CreatableReplicaAssignment, CreatableTopic, CreatableTopicConfig,
@@ -679,6 +702,7 @@ fn the_schema_table_matches_kafka_protocol() {
         (0, versions::<ProduceRequest>()),
         (1, versions::<FetchRequest>()),
         (2, versions::<ListOffsetsRequest>()),
+        (23, versions::<OffsetForLeaderEpochRequest>()),
         (19, versions::<CreateTopicsRequest>()),
         (20, versions::<DeleteTopicsRequest>()),
         (37, versions::<CreatePartitionsRequest>()),

@@ -1,0 +1,139 @@
+//! Partition state changes the leaders propose and the controller decides: AlterPartition
+//! (an ISR shrink or expansion, KIP-497), and whether a partition whose in-sync replicas
+//! are all gone may elect an out-of-sync one (`unclean.leader.election.enable`).
+
+use super::ControllerError;
+use crate::image::{MetadataImage, PartitionImage};
+use crate::records::MetadataRecord;
+
+/// A leader's proposal of a new ISR for one partition, made at the partition and leader
+/// epochs it knows.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct AlterPartition {
+    /// The proposing broker.
+    pub broker_id: i32,
+    /// Its registration epoch: a proposal from an earlier incarnation is stale.
+    pub broker_epoch: i64,
+    /// The topic.
+    pub topic_id: uuid::Uuid,
+    /// The partition.
+    pub partition: i32,
+    /// The leader epoch the leader acts in.
+    pub leader_epoch: i32,
+    /// The partition epoch the proposal is based on.
+    pub partition_epoch: i32,
+    /// The ISR it proposes.
+    pub new_isr: Vec<i32>,
+}
+
+/// The record that commits `change`, after Kafka's checks: the proposer leads the
+/// partition in the epoch it names (FENCED_LEADER_EPOCH), the partition has not changed
+/// since (INVALID_UPDATE_VERSION), and every new member is a live replica
+/// (INELIGIBLE_REPLICA). A proposal of what is already committed commits nothing.
+pub fn alter_partition(
+    image: &MetadataImage,
+    change: &AlterPartition,
+) -> Result<Vec<MetadataRecord>, ControllerError> {
+    match image.brokers.get(&change.broker_id) {
+        Some(b) if b.epoch == change.broker_epoch => {}
+        _ => {
+            return Err(ControllerError::StaleBrokerEpoch(format!(
+                "broker {} at epoch {} is not the registered incarnation",
+                change.broker_id, change.broker_epoch
+            )))
+        }
+    }
+    let Some((topic, p)) = image
+        .topic_by_id(&change.topic_id)
+        .and_then(|t| t.partitions.get(&change.partition).map(|p| (t, p)))
+    else {
+        return Err(ControllerError::UnknownTopic(format!(
+            "{}-{}",
+            change.topic_id, change.partition
+        )));
+    };
+    let name = format!("{}-{}", topic.name, change.partition);
+    if p.leader != change.broker_id || p.leader_epoch != change.leader_epoch {
+        return Err(ControllerError::FencedLeaderEpoch(format!(
+            "{name} is led by {} in epoch {}, not by {} in epoch {}",
+            p.leader, p.leader_epoch, change.broker_id, change.leader_epoch
+        )));
+    }
+    if p.partition_epoch != change.partition_epoch {
+        if p.isr == change.new_isr {
+            return Ok(Vec::new());
+        }
+        return Err(ControllerError::InvalidUpdateVersion(format!(
+            "{name} is at partition epoch {}, the proposal was made at {}",
+            p.partition_epoch, change.partition_epoch
+        )));
+    }
+    if change.new_isr.is_empty() || !change.new_isr.contains(&change.broker_id) {
+        return Err(ControllerError::InvalidRequest(format!(
+            "the ISR of {name} must hold its leader"
+        )));
+    }
+    for r in &change.new_isr {
+        if !p.replicas.contains(r) {
+            return Err(ControllerError::IneligibleReplica(format!(
+                "{r} is not a replica of {name}"
+            )));
+        }
+        let joining = !p.isr.contains(r);
+        if joining && !image.brokers.get(r).is_some_and(|b| b.is_active()) {
+            return Err(ControllerError::IneligibleReplica(format!(
+                "broker {r} is fenced or unregistered and cannot join the ISR of {name}"
+            )));
+        }
+    }
+    if p.isr == change.new_isr {
+        return Ok(Vec::new());
+    }
+    Ok(vec![MetadataRecord::Partition {
+        topic_id: change.topic_id,
+        partition: change.partition,
+        replicas: p.replicas.clone(),
+        isr: change.new_isr.clone(),
+        leader: p.leader,
+        leader_epoch: p.leader_epoch,
+        partition_epoch: p.partition_epoch + 1,
+    }])
+}
+
+/// Whether `topic` may elect a leader outside its ISR: the topic's
+/// `unclean.leader.election.enable`, else the cluster's dynamic default, else false.
+pub fn unclean_allowed(image: &MetadataImage, topic: &str) -> bool {
+    const KEY: &str = "unclean.leader.election.enable";
+    image
+        .topics
+        .get(topic)
+        .and_then(|t| t.configs.get(KEY))
+        .or_else(|| image.broker_configs.get("").and_then(|c| c.get(KEY)))
+        .is_some_and(|v| v.eq_ignore_ascii_case("true"))
+}
+
+/// The leader a partition gets when its leader is gone and `can_lead` says who is alive:
+/// the first replica (preferred order) in the ISR, or, only when `unclean`, the first live
+/// replica at all, which becomes the whole ISR. `None`: nobody can lead.
+pub fn elect(
+    p: &PartitionImage,
+    isr: &[i32],
+    unclean: bool,
+    can_lead: impl Fn(i32) -> bool,
+) -> Option<(i32, Vec<i32>)> {
+    if let Some(r) = p
+        .replicas
+        .iter()
+        .copied()
+        .find(|r| isr.contains(r) && can_lead(*r))
+    {
+        return Some((r, isr.to_vec()));
+    }
+    if unclean {
+        if let Some(r) = p.replicas.iter().copied().find(|r| can_lead(*r)) {
+            tracing::warn!(leader = r, "unclean leader election: records may be lost");
+            return Some((r, vec![r]));
+        }
+    }
+    None
+}
