@@ -165,6 +165,10 @@ pub async fn start_metadata(
     let quorum = quorum_config(config, raft_addr)?;
     let controller = ControllerConfig {
         broker_session_timeout_ms: config.broker_session_timeout_ms,
+        broker_heartbeat_interval_ms: config.broker_heartbeat_interval_ms,
+        auto_leader_rebalance: config.auto_leader_rebalance_enable,
+        leader_imbalance_check_interval_ms: config.leader_imbalance_check_interval_seconds * 1000,
+        leader_imbalance_per_broker_percentage: config.leader_imbalance_per_broker_percentage,
     };
     Ok(MetadataNode::start(quorum, controller).await?)
 }

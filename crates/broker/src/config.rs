@@ -77,7 +77,8 @@ pub struct BrokerConfig {
     pub controller_listener_names: Vec<String>,
     /// `broker.rack` (none).
     pub broker_rack: Option<String>,
-    /// `broker.heartbeat.interval.ms` (2000).
+    /// `broker.heartbeat.interval.ms` (500; Kafka's is 2000): also paces the controller's
+    /// fast failure detection.
     pub broker_heartbeat_interval_ms: u64,
     /// `broker.session.timeout.ms` (9000).
     pub broker_session_timeout_ms: u64,
@@ -95,6 +96,12 @@ pub struct BrokerConfig {
     /// `replica.selector.class` names the rack-aware selector (KIP-392): consumers with a
     /// `client.rack` are sent to an in-sync replica in their rack. Off by default.
     pub rack_aware_replica_selector: bool,
+    /// `auto.leader.rebalance.enable` (true).
+    pub auto_leader_rebalance_enable: bool,
+    /// `leader.imbalance.check.interval.seconds` (300).
+    pub leader_imbalance_check_interval_seconds: u64,
+    /// `leader.imbalance.per.broker.percentage` (10).
+    pub leader_imbalance_per_broker_percentage: u32,
     /// Every property as given.
     pub raw: BTreeMap<String, String>,
 }
@@ -126,7 +133,7 @@ impl Default for BrokerConfig {
             controller_quorum_voters: BTreeMap::new(),
             controller_listener_names: vec!["CONTROLLER".into()],
             broker_rack: None,
-            broker_heartbeat_interval_ms: 2000,
+            broker_heartbeat_interval_ms: 500,
             broker_session_timeout_ms: 9000,
             controller_quorum_election_timeout_ms: 1000,
             metadata_log_segment_bytes: 1 << 30,
@@ -134,6 +141,9 @@ impl Default for BrokerConfig {
             metadata_snapshot_interval_ms: 3_600_000,
             replication: ReplicationConfig::default(),
             rack_aware_replica_selector: false,
+            auto_leader_rebalance_enable: true,
+            leader_imbalance_check_interval_seconds: 300,
+            leader_imbalance_per_broker_percentage: 10,
             raw: BTreeMap::new(),
         }
     }
@@ -356,6 +366,13 @@ impl BrokerConfig {
                     c.broker_heartbeat_interval_ms = int()?.max(1) as u64
                 }
                 "broker.session.timeout.ms" => c.broker_session_timeout_ms = int()?.max(1) as u64,
+                "auto.leader.rebalance.enable" => c.auto_leader_rebalance_enable = boolean()?,
+                "leader.imbalance.check.interval.seconds" => {
+                    c.leader_imbalance_check_interval_seconds = int()?.max(1) as u64
+                }
+                "leader.imbalance.per.broker.percentage" => {
+                    c.leader_imbalance_per_broker_percentage = int()?.clamp(0, 100) as u32
+                }
                 "num.replica.fetchers" => {
                     c.replication.num_replica_fetchers = int()?.clamp(1, 64) as usize
                 }

@@ -2,7 +2,7 @@
 //! image causes, produce and fetch on replicas, the ISR-shrink check and the high-watermark
 //! checkpoint.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Weak};
@@ -61,7 +61,7 @@ pub struct ReplicaManager {
     me: i32,
     config: ReplicationConfig,
     logs: Arc<LogManager>,
-    partitions: RwLock<HashMap<TopicPartition, Arc<Partition>>>,
+    partitions: RwLock<BTreeMap<TopicPartition, Arc<Partition>>>,
     /// High watermarks read at start, taken by each partition as it is created.
     checkpointed: Mutex<BTreeMap<TopicPartition, i64>>,
     fetchers: Fetchers,
@@ -103,7 +103,7 @@ impl ReplicaManager {
             fetchers: Fetchers::new(me, config.clone(), links, broker_epoch.clone()),
             config,
             logs,
-            partitions: RwLock::new(HashMap::new()),
+            partitions: RwLock::new(BTreeMap::new()),
             checkpointed: Mutex::new(checkpointed),
             proposer,
             broker_epoch,
@@ -338,6 +338,12 @@ impl ReplicaManager {
     pub fn shutdown(&self) -> Result<(), ReplicationError> {
         self.fetchers.shutdown();
         self.checkpoint_high_watermarks()
+    }
+}
+
+impl Drop for ReplicaManager {
+    fn drop(&mut self) {
+        self.fetchers.shutdown();
     }
 }
 

@@ -7,6 +7,7 @@ mod configs;
 mod create_topics;
 mod describe_quorum;
 mod describe_topic_partitions;
+mod elect_leaders;
 mod fetch;
 mod groups;
 mod init_producer_id;
@@ -78,6 +79,7 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::InitProducerId, 0, 5),
     (ApiKey::DescribeTopicPartitions, 0, 0),
     (ApiKey::DescribeQuorum, 0, 2),
+    (ApiKey::ElectLeaders, 0, 2),
     (ApiKey::FindCoordinator, 0, 6),
     (ApiKey::JoinGroup, 0, 9),
     (ApiKey::SyncGroup, 0, 5),
@@ -191,6 +193,10 @@ pub async fn handle(
         }
         ApiKey::DescribeCluster => {
             let r = admin::describe_cluster(broker, decode(body, version)?);
+            respond(key, version, correlation_id, &r)?
+        }
+        ApiKey::ElectLeaders => {
+            let r = elect_leaders::handle(broker, decode(body, version)?).await;
             respond(key, version, correlation_id, &r)?
         }
         ApiKey::DescribeQuorum => {

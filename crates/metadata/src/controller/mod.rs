@@ -107,6 +107,13 @@ pub enum ControllerRequest {
     },
     /// A partition leader's new ISR (AlterPartition).
     AlterPartition(partitions::AlterPartition),
+    /// Elect leaders (ElectLeaders): preferred or unclean, for the partitions named or all.
+    ElectLeaders {
+        /// Preferred or unclean.
+        kind: partitions::ElectionType,
+        /// (topic, partition) pairs; `None` for every partition.
+        partitions: Option<Vec<(String, i32)>>,
+    },
 }
 
 /// One topic of a [`ControllerRequest::CreateTopics`].
@@ -172,6 +179,13 @@ pub enum ControllerReply {
         /// Commit offset.
         offset: i64,
     },
+    /// Each partition's outcome of an ElectLeaders.
+    Elections {
+        /// In request order.
+        outcomes: Vec<partitions::PartitionOutcome>,
+        /// Commit offset.
+        offset: i64,
+    },
 }
 
 impl ControllerReply {
@@ -183,7 +197,8 @@ impl ControllerReply {
             | ControllerReply::Topics { offset, .. }
             | ControllerReply::ProducerIds { offset, .. }
             | ControllerReply::Registered { offset, .. }
-            | ControllerReply::Heartbeat { offset, .. } => *offset,
+            | ControllerReply::Heartbeat { offset, .. }
+            | ControllerReply::Elections { offset, .. } => *offset,
         }
     }
 }
@@ -253,12 +268,25 @@ impl From<QuorumError> for ControllerError {
 pub struct ControllerConfig {
     /// `broker.session.timeout.ms` (9000): a broker whose heartbeats stop this long is fenced.
     pub broker_session_timeout_ms: u64,
+    /// `broker.heartbeat.interval.ms` (500): a broker silent for one and a half intervals is
+    /// probed (see [`Controller`]'s fencing).
+    pub broker_heartbeat_interval_ms: u64,
+    /// `auto.leader.rebalance.enable` (true): move leadership back to preferred replicas.
+    pub auto_leader_rebalance: bool,
+    /// `leader.imbalance.check.interval.seconds` (300), in ms.
+    pub leader_imbalance_check_interval_ms: u64,
+    /// `leader.imbalance.per.broker.percentage` (10).
+    pub leader_imbalance_per_broker_percentage: u32,
 }
 
 impl Default for ControllerConfig {
     fn default() -> Self {
         ControllerConfig {
             broker_session_timeout_ms: 9000,
+            broker_heartbeat_interval_ms: 500,
+            auto_leader_rebalance: true,
+            leader_imbalance_check_interval_ms: 300_000,
+            leader_imbalance_per_broker_percentage: 10,
         }
     }
 }
@@ -365,6 +393,12 @@ impl Controller {
                 let offset = self.commit(records, image.offset).await?;
                 Ok(ControllerReply::Done { offset })
             }
+            ControllerRequest::ElectLeaders { kind, partitions } => {
+                let (records, outcomes) =
+                    partitions::elect_leaders(&image, kind, partitions.as_deref());
+                let offset = self.commit(records, image.offset).await?;
+                Ok(ControllerReply::Elections { outcomes, offset })
+            }
             ControllerRequest::AllocateProducerIds { broker_id } => {
                 let (records, start, end) = topics::allocate_producer_ids(&image, broker_id);
                 let offset = self.commit(records, image.offset).await?;
@@ -418,10 +452,68 @@ impl Controller {
         last.elapsed() < timeout
     }
 
-    /// Fences every unfenced broker not heard from within the session timeout.
+    /// Whether `broker` missed a heartbeat: silent for one and a half intervals.
+    fn missed_heartbeat(&self, broker: i32) -> bool {
+        let overdue = Duration::from_millis(self.config.broker_heartbeat_interval_ms * 3 / 2);
+        let since = *self.active_since.lock();
+        let last = self
+            .heard
+            .lock()
+            .get(&broker)
+            .copied()
+            .unwrap_or(since)
+            .max(since);
+        last.elapsed() > overdue
+    }
+
+    /// Fences every unfenced broker not heard from within the session timeout, and at once
+    /// one that missed a heartbeat and whose listener refuses connections.
+    ///
+    /// The second is the fast failure detector: a refused connection on loopback or a LAN
+    /// means no process listens on the broker's port any more (killed, crashed, exited),
+    /// which a heartbeat timeout would only conclude seconds later. It cannot fire for a
+    /// broker that is merely slow or paused (SIGSTOP, a long GC-like stall): the kernel
+    /// still accepts connections on a live process's listening socket, so such a broker
+    /// keeps its full `broker.session.timeout.ms`. An unreachable host (timeout, not
+    /// refusal) also waits for the session timeout.
     async fn fence_silent_brokers(&self) -> Result<(), ControllerError> {
+        let image = self.quorum.image();
+        let mut gone = Vec::new();
+        for b in image.active_brokers() {
+            if !self.missed_heartbeat(b.id) || !self.session_open(b.id) {
+                continue;
+            }
+            if let Some(l) = b.listeners.first() {
+                let addr = format!("{}:{}", l.host, l.port);
+                let probe = tokio::time::timeout(
+                    Duration::from_millis(200),
+                    tokio::net::TcpStream::connect(&addr),
+                )
+                .await;
+                if let Ok(Err(e)) = probe {
+                    if e.kind() == std::io::ErrorKind::ConnectionRefused {
+                        gone.push(b.id);
+                    }
+                }
+            }
+        }
         let _one = self.one_at_a_time.lock().await;
         let image = self.quorum.image();
+        for id in gone {
+            // Heard from again while probing: it is back.
+            if !self.missed_heartbeat(id) {
+                continue;
+            }
+            let records = brokers::fence(&image, id);
+            if !records.is_empty() {
+                tracing::warn!(
+                    broker_id = id,
+                    "broker missed a heartbeat and its listener refuses connections: fencing it"
+                );
+                self.quorum.write(records).await?;
+                return Ok(());
+            }
+        }
         let silent: Vec<i32> = image
             .active_brokers()
             .map(|b| b.id)
@@ -434,6 +526,25 @@ impl Controller {
                 tracing::warn!(broker_id = id, "broker heartbeats stopped: fencing it");
                 self.quorum.write(records).await?;
             }
+        }
+        Ok(())
+    }
+
+    /// Moves leadership back to preferred replicas where a broker leads too few of the
+    /// partitions it prefers (`auto.leader.rebalance.enable`).
+    async fn rebalance_leaders(&self) -> Result<(), ControllerError> {
+        let _one = self.one_at_a_time.lock().await;
+        let image = self.quorum.image();
+        let records = partitions::rebalance_leaders(
+            &image,
+            self.config.leader_imbalance_per_broker_percentage,
+        );
+        if !records.is_empty() {
+            tracing::info!(
+                partitions = records.len(),
+                "moving leaders back to preferred replicas"
+            );
+            self.quorum.write(records).await?;
         }
         Ok(())
     }
@@ -462,9 +573,10 @@ impl Controller {
 }
 
 /// Follows the quorum's leadership: on becoming leader, [`Controller::become_active`];
-/// while leader, fences silent brokers every half second.
+/// while leader, checks for silent brokers every half heartbeat interval.
 async fn leadership_loop(controller: std::sync::Weak<Controller>) {
     let mut active = false;
+    let mut last_rebalance = Instant::now();
     loop {
         let Some(c) = controller.upgrade() else {
             return;
@@ -482,9 +594,20 @@ async fn leadership_loop(controller: std::sync::Weak<Controller>) {
             if let Err(e) = c.fence_silent_brokers().await {
                 tracing::debug!(error = %e, "fencing check");
             }
+            if c.config.auto_leader_rebalance
+                && last_rebalance.elapsed()
+                    >= Duration::from_millis(c.config.leader_imbalance_check_interval_ms)
+            {
+                last_rebalance = Instant::now();
+                if let Err(e) = c.rebalance_leaders().await {
+                    tracing::debug!(error = %e, "leader rebalance");
+                }
+            }
         }
         let quorum = c.quorum.clone();
+        let every =
+            Duration::from_millis((c.config.broker_heartbeat_interval_ms / 2).clamp(50, 500));
         drop(c);
-        let _ = tokio::time::timeout(Duration::from_millis(500), quorum.leader_changed()).await;
+        let _ = tokio::time::timeout(every, quorum.leader_changed()).await;
     }
 }

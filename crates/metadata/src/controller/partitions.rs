@@ -137,3 +137,128 @@ pub fn elect(
     }
     None
 }
+
+/// How ElectLeaders picks (Kafka's ElectionType).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum ElectionType {
+    /// Back to the first replica, if it is live and in the ISR.
+    Preferred,
+    /// A leaderless partition takes any live replica, in or out of the ISR.
+    Unclean,
+}
+
+/// Why one partition of an election did not change leader.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum ElectionOutcome {
+    /// A new leader was elected.
+    Elected,
+    /// ELECTION_NOT_NEEDED: it already has the leader asked for.
+    NotNeeded,
+    /// PREFERRED_LEADER_NOT_AVAILABLE: the preferred replica is fenced or out of sync.
+    PreferredNotAvailable,
+    /// ELIGIBLE_LEADERS_NOT_AVAILABLE: no live replica can lead.
+    NoneEligible,
+    /// UNKNOWN_TOPIC_OR_PARTITION.
+    Unknown,
+}
+
+/// One partition (topic, index) of an election and what happened to it.
+pub type PartitionOutcome = ((String, i32), ElectionOutcome);
+
+/// The records of an election over `partitions` (topic name, index; `None`: every
+/// partition), with each partition's outcome.
+pub fn elect_leaders(
+    image: &MetadataImage,
+    kind: ElectionType,
+    partitions: Option<&[(String, i32)]>,
+) -> (Vec<MetadataRecord>, Vec<PartitionOutcome>) {
+    let wanted: Vec<(String, i32)> = match partitions {
+        Some(list) => list.to_vec(),
+        None => image
+            .topics
+            .values()
+            .flat_map(|t| t.partitions.keys().map(|p| (t.name.clone(), *p)))
+            .collect(),
+    };
+    let live = |id: i32| image.brokers.get(&id).is_some_and(|b| b.is_active());
+    let mut records = Vec::new();
+    let mut outcomes = Vec::with_capacity(wanted.len());
+    for (topic, index) in wanted {
+        let Some((t, p)) = image
+            .topics
+            .get(&topic)
+            .and_then(|t| t.partitions.get(&index).map(|p| (t, p)))
+        else {
+            outcomes.push(((topic, index), ElectionOutcome::Unknown));
+            continue;
+        };
+        let choice = match kind {
+            ElectionType::Preferred => {
+                let preferred = p.replicas.first().copied().unwrap_or(-1);
+                if p.leader == preferred {
+                    Err(ElectionOutcome::NotNeeded)
+                } else if live(preferred) && p.isr.contains(&preferred) {
+                    Ok((preferred, p.isr.clone()))
+                } else {
+                    Err(ElectionOutcome::PreferredNotAvailable)
+                }
+            }
+            ElectionType::Unclean => {
+                if p.leader >= 0 && live(p.leader) {
+                    Err(ElectionOutcome::NotNeeded)
+                } else {
+                    elect(p, &p.isr, true, live).ok_or(ElectionOutcome::NoneEligible)
+                }
+            }
+        };
+        match choice {
+            Ok((leader, isr)) => {
+                records.push(MetadataRecord::Partition {
+                    topic_id: t.topic_id,
+                    partition: index,
+                    replicas: p.replicas.clone(),
+                    isr,
+                    leader,
+                    leader_epoch: p.leader_epoch + 1,
+                    partition_epoch: p.partition_epoch + 1,
+                });
+                outcomes.push(((topic, index), ElectionOutcome::Elected));
+            }
+            Err(outcome) => outcomes.push(((topic, index), outcome)),
+        }
+    }
+    (records, outcomes)
+}
+
+/// Kafka's `auto.leader.rebalance.enable` check: the partitions of every live broker whose
+/// share of partitions it prefers but does not lead exceeds `imbalance_percent`, moved back
+/// to it where it is in sync.
+pub fn rebalance_leaders(image: &MetadataImage, imbalance_percent: u32) -> Vec<MetadataRecord> {
+    let mut preferred: std::collections::BTreeMap<i32, (usize, Vec<(String, i32)>)> =
+        Default::default();
+    for t in image.topics.values() {
+        for (index, p) in &t.partitions {
+            let Some(first) = p.replicas.first().copied() else {
+                continue;
+            };
+            let entry = preferred.entry(first).or_default();
+            entry.0 += 1;
+            if p.leader != first {
+                entry.1.push((t.name.clone(), *index));
+            }
+        }
+    }
+    let mut wanted = Vec::new();
+    for (broker, (total, not_led)) in preferred {
+        if !image.brokers.get(&broker).is_some_and(|b| b.is_active()) || not_led.is_empty() {
+            continue;
+        }
+        if not_led.len() * 100 > total * imbalance_percent as usize {
+            wanted.extend(not_led);
+        }
+    }
+    if wanted.is_empty() {
+        return Vec::new();
+    }
+    elect_leaders(image, ElectionType::Preferred, Some(&wanted)).0
+}

@@ -118,7 +118,8 @@ pub fn change(
         | ControllerRequest::AllocateProducerIds { .. }
         | ControllerRequest::RegisterBroker { .. }
         | ControllerRequest::Heartbeat { .. }
-        | ControllerRequest::AlterPartition(_) => Err(ControllerError::InvalidRequest(
+        | ControllerRequest::AlterPartition(_)
+        | ControllerRequest::ElectLeaders { .. } => Err(ControllerError::InvalidRequest(
             "not a topic or config change".into(),
         )),
     }

@@ -170,7 +170,17 @@ static MESSAGES: &[Message] = &[
     msg(22, 0, 5, 2, &INIT_PRODUCER_ID_REQUEST),
     msg(75, 0, 0, 0, &DESCRIBE_TOPIC_PARTITIONS_REQUEST),
     msg(55, 0, 2, 0, &DESCRIBE_QUORUM_REQUEST),
+    msg(43, 0, 2, 2, &ELECT_LEADERS_REQUEST),
 ];
+
+static ELECT_LEADERS_TOPIC: Struct =
+    Struct(&[f("topic", 0, ALL, STR), f("partitions", 0, ALL, arr(&I32))]);
+
+static ELECT_LEADERS_REQUEST: Struct = Struct(&[
+    f("election_type", 1, ALL, I8),
+    f("topic_partitions", 0, ALL, narr(&st(&ELECT_LEADERS_TOPIC))),
+    f("timeout_ms", 0, ALL, I32),
+]);
 
 static DESCRIBE_QUORUM_PARTITION: Struct = Struct(&[f("partition_index", 0, ALL, I32)]);
 

@@ -282,6 +282,23 @@ fn sample(api_key: i16, v: i16) -> Sample {
             }
             r.unknown_tagged_fields = tags(fl);
         }),
+        43 => build(v, |r: &mut ElectLeadersRequest, fl| {
+            use elect_leaders_request::TopicPartitions;
+            r.election_type = i8::from(v >= 1);
+            r.topic_partitions = Some(
+                (0..2)
+                    .map(|t| {
+                        let mut tp = TopicPartitions::default();
+                        tp.topic = s(&format!("orders-{t}"));
+                        tp.partitions = vec![0, 1, 2];
+                        tp.unknown_tagged_fields = tags(fl);
+                        tp
+                    })
+                    .collect(),
+            );
+            r.timeout_ms = 3000;
+            r.unknown_tagged_fields = tags(fl);
+        }),
         23 => build(v, |r: &mut OffsetForLeaderEpochRequest, fl| {
             use offset_for_leader_epoch_request::{OffsetForLeaderPartition, OffsetForLeaderTopic};
             r.replica_id = BrokerId(if v >= 3 { 2 } else { -1 });
@@ -703,6 +720,7 @@ fn the_schema_table_matches_kafka_protocol() {
         (1, versions::<FetchRequest>()),
         (2, versions::<ListOffsetsRequest>()),
         (23, versions::<OffsetForLeaderEpochRequest>()),
+        (43, versions::<ElectLeadersRequest>()),
         (19, versions::<CreateTopicsRequest>()),
         (20, versions::<DeleteTopicsRequest>()),
         (37, versions::<CreatePartitionsRequest>()),
