@@ -349,6 +349,28 @@ impl Broker {
         }
     }
 
+    /// Waits until the `__consumer_offsets` partition of `group` has replicated everything
+    /// written to it so far (its high watermark reaches its log end), as acks=all would, up
+    /// to `offsets.commit.timeout.ms`; the Kafka error code if not.
+    pub async fn wait_offsets_replicated(&self, group: &str) -> Result<(), i16> {
+        let tp = TopicPartition::new(OFFSETS_TOPIC, self.coordinator.partition_for(group));
+        let Some(partition) = self.replicas.get(&tp) else {
+            return Err(ResponseError::NotCoordinator.code());
+        };
+        partition.refresh_high_watermark();
+        let end = partition.log().log_end_offset();
+        let timeout = Duration::from_millis(self.config.offsets_commit_timeout_ms);
+        partition
+            .wait_replicated(end, partition.leader_epoch(), timeout)
+            .await
+            .map_err(|e| match e {
+                strom_replication::ReplicationError::NotLeader { .. } => {
+                    ResponseError::NotCoordinator.code()
+                }
+                other => crate::errors::replication_error_code(&other),
+            })
+    }
+
     /// Where clients reach broker `id` (its first advertised listener).
     pub fn endpoint_of(&self, image: &MetadataImage, id: i32) -> Option<(String, u16)> {
         if id == self.config.node_id {

@@ -96,6 +96,8 @@ pub struct BrokerConfig {
     /// `replica.selector.class` names the rack-aware selector (KIP-392): consumers with a
     /// `client.rack` are sent to an in-sync replica in their rack. Off by default.
     pub rack_aware_replica_selector: bool,
+    /// `offsets.commit.timeout.ms` (5000): how long an offset commit waits to be replicated.
+    pub offsets_commit_timeout_ms: u64,
     /// `auto.leader.rebalance.enable` (true).
     pub auto_leader_rebalance_enable: bool,
     /// `leader.imbalance.check.interval.seconds` (300).
@@ -141,6 +143,7 @@ impl Default for BrokerConfig {
             metadata_snapshot_interval_ms: 3_600_000,
             replication: ReplicationConfig::default(),
             rack_aware_replica_selector: false,
+            offsets_commit_timeout_ms: 5000,
             auto_leader_rebalance_enable: true,
             leader_imbalance_check_interval_seconds: 300,
             leader_imbalance_per_broker_percentage: 10,
@@ -366,6 +369,7 @@ impl BrokerConfig {
                     c.broker_heartbeat_interval_ms = int()?.max(1) as u64
                 }
                 "broker.session.timeout.ms" => c.broker_session_timeout_ms = int()?.max(1) as u64,
+                "offsets.commit.timeout.ms" => c.offsets_commit_timeout_ms = int()?.max(1) as u64,
                 "auto.leader.rebalance.enable" => c.auto_leader_rebalance_enable = boolean()?,
                 "leader.imbalance.check.interval.seconds" => {
                     c.leader_imbalance_check_interval_seconds = int()?.max(1) as u64

@@ -366,6 +366,14 @@ impl Partition {
         })
     }
 
+    /// Recomputes the leader's high watermark, for appends made to the log directly (the
+    /// group coordinator's writes to its partition).
+    pub fn refresh_high_watermark(&self) {
+        let l = self.leadership.read();
+        let t = self.tracking.lock();
+        self.maybe_advance_hwm(&l, &t);
+    }
+
     /// Appends a producer's (or a coordinator's) batches as leader. acks=all is refused
     /// with NOT_ENOUGH_REPLICAS before the append when the ISR is below
     /// `min.insync.replicas`.

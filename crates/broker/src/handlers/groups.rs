@@ -265,7 +265,7 @@ pub(super) fn leave_group(
 /// OffsetCommit: partitions of topics that do not exist are answered
 /// UNKNOWN_TOPIC_OR_PARTITION without reaching the group (as Kafka's request handler
 /// does); the rest are validated and stored by the coordinator.
-pub(super) fn offset_commit(
+pub(super) async fn offset_commit(
     broker: &Arc<Broker>,
     request: OffsetCommitRequest,
 ) -> OffsetCommitResponse {
@@ -302,6 +302,19 @@ pub(super) fn offset_commit(
             request.generation_id_or_member_epoch,
             &entries,
         )
+    };
+    // Acknowledged once replicated like acks=all (`offsets.commit.timeout.ms`).
+    let codes = match codes {
+        Ok(c) if c.iter().any(|code| *code == 0) => {
+            match broker.wait_offsets_replicated(&request.group_id).await {
+                Ok(()) => Ok(c),
+                Err(code) => Ok(c
+                    .into_iter()
+                    .map(|old| if old == 0 { code } else { old })
+                    .collect()),
+            }
+        }
+        other => other,
     };
     let mut codes = match codes {
         Ok(c) => c.into_iter(),

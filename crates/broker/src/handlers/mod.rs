@@ -250,7 +250,7 @@ pub async fn handle(
             respond(key, version, correlation_id, &r)?
         }
         ApiKey::OffsetCommit => {
-            let r = groups::offset_commit(broker, decode(body, version)?);
+            let r = groups::offset_commit(broker, decode(body, version)?).await;
             respond(key, version, correlation_id, &r)?
         }
         ApiKey::OffsetFetch => {

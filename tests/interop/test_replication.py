@@ -1,0 +1,313 @@
+"""Partition replication on real processes with real clients: three `strom server` nodes,
+topics with replication factor 3 and min.insync.replicas=2, and brokers (leaders included)
+killed with SIGKILL, paused with SIGSTOP and shut down with SIGTERM while confluent-kafka's
+idempotent acks=all producer keeps writing. Every acknowledged record is read back exactly
+once, in order, at the offset it was acknowledged with. Also: two of three brokers down
+refuses acks=all (nothing acknowledged is lost), consumer groups keep their offsets when
+their coordinator dies, and a consumer with `client.rack` fetches from the follower in its
+rack (KIP-392)."""
+import collections
+import json
+import random
+import signal
+import threading
+import time
+import uuid
+
+from confluent_kafka import Consumer, KafkaError, OFFSET_BEGINNING, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+from kafka import KafkaProducer
+from kafka.errors import KafkaError as PyKafkaError
+
+from test_cluster import ck_metadata, combined_cluster, wait_until, with_node_logs
+
+
+def bootstrap(nodes):
+    return ",".join(n.addr for n in nodes)
+
+
+def create(nodes, name, partitions, rf=3, configs=None):
+    a = AdminClient({"bootstrap.servers": bootstrap(nodes)})
+    t = NewTopic(name, num_partitions=partitions, replication_factor=rf,
+                 config=configs or {"min.insync.replicas": "2"})
+    a.create_topics([t], operation_timeout=10)[name].result(15)
+
+
+def partitions_of(nodes, topic):
+    """{partition: (leader, [isr])} as a live node reports it."""
+    for n in nodes:
+        if not n.alive():
+            continue
+        try:
+            md = ck_metadata(n.addr, timeout=3)
+        except Exception:  # noqa: BLE001 - try the next node
+            continue
+        t = md.topics.get(topic)
+        if t is not None and not t.error:
+            return {p: (part.leader, sorted(part.isrs)) for p, part in t.partitions.items()}
+    raise AssertionError("no live node answered Metadata")
+
+
+def wait_full_isr(nodes, topic, timeout=40):
+    ids = sorted(n.id for n in nodes)
+    wait_until(f"every partition of {topic} has the full ISR {ids}",
+               lambda: partitions_of(nodes, topic), timeout,
+               ok=lambda ps: all(isr == ids and leader in ids for leader, isr in ps.values()))
+
+
+class Writer(threading.Thread):
+    """confluent-kafka's idempotent acks=all producer writing `v-<n>` round-robin over the
+    partitions until stopped; `acked` holds (partition, offset, value) of each delivery."""
+
+    def __init__(self, nodes, topic, partitions):
+        super().__init__(daemon=True)
+        self.p = Producer({"bootstrap.servers": bootstrap(nodes), "enable.idempotence": True,
+                           "acks": "all", "linger.ms": 2, "message.timeout.ms": 120000,
+                           "socket.connection.setup.timeout.ms": 2000,
+                           "topic.metadata.refresh.interval.ms": 1000})
+        self.topic, self.partitions = topic, partitions
+        self.acked, self.errors, self.sent = [], [], 0
+        self.stop = threading.Event()
+        self.lock = threading.Lock()
+
+    def delivered(self, err, msg):
+        with self.lock:
+            if err:
+                self.errors.append(err)
+            else:
+                self.acked.append((msg.partition(), msg.offset(), msg.value()))
+
+    def run(self):
+        while not self.stop.is_set():
+            try:
+                self.p.produce(self.topic, value=f"v-{self.sent:07d}".encode(),
+                               partition=self.sent % self.partitions, on_delivery=self.delivered)
+                self.sent += 1
+            except BufferError:
+                pass
+            self.p.poll(0.002 if self.sent % 20 else 0.01)
+        assert self.p.flush(120) == 0, "records still in flight two minutes after the last"
+
+    def acked_count(self):
+        with self.lock:
+            return len(self.acked)
+
+
+def read_all(nodes, topic, partitions, timeout=60):
+    """Every record of the topic, per partition: [(offset, value)]."""
+    c = Consumer({"bootstrap.servers": bootstrap(nodes), "group.id": "check-" + uuid.uuid4().hex,
+                  "enable.auto.commit": False, "enable.partition.eof": True})
+    ends = {}
+    for p in range(partitions):
+        _, hi = c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+        ends[p] = hi
+    c.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(partitions)])
+    out = collections.defaultdict(list)
+    deadline = time.time() + timeout
+    try:
+        while any(len(out[p]) < ends[p] for p in ends) and time.time() < deadline:
+            for m in c.consume(500, 0.5):
+                if m.error():
+                    assert m.error().code() == KafkaError._PARTITION_EOF, m.error()
+                    continue
+                out[m.partition()].append((m.offset(), m.value()))
+    finally:
+        c.close()
+    return out, ends
+
+
+def check_exactly_once_in_order(writer, got, ends):
+    values_at = {p: dict(records) for p, records in got.items()}
+    for p, offset, value in writer.acked:
+        assert values_at.get(p, {}).get(offset) == value, \
+            f"acknowledged {value!r} at {p}@{offset} reads back as {values_at.get(p, {}).get(offset)!r}"
+    every = [v for records in got.values() for _, v in records]
+    dupes = [v for v, n in collections.Counter(every).items() if n > 1]
+    assert not dupes, f"records stored twice: {dupes[:5]}"
+    for p, records in got.items():
+        ns = [int(v.decode()[2:]) for _, v in records]
+        assert ns == sorted(ns), f"partition {p} is out of order"
+        assert len(records) == ends[p], f"partition {p}: read {len(records)} of {ends[p]}"
+
+
+def leader_of(nodes, topic, partition):
+    return partitions_of(nodes, topic)[partition][0]
+
+
+@with_node_logs
+def test_acks_all_survives_repeated_kills_and_pauses_of_leaders_exactly_once_in_order(tmp_path):
+    nodes = combined_cluster(tmp_path)
+    create(nodes, "chaos", 3)
+    wait_full_isr(nodes, "chaos")
+    writer = Writer(nodes, "chaos", 3)
+    writer.start()
+    by_id = {n.id: n for n in nodes}
+    rng = random.Random(7)
+    wait_until("the producer is acknowledged", writer.acked_count, 20, ok=lambda n: n > 200)
+    for round_ in range(3):
+        # SIGKILL the leader of a partition, bring it back, let it rejoin.
+        victim = by_id[leader_of(nodes, "chaos", rng.randrange(3))]
+        before = writer.acked_count()
+        victim.kill()
+        wait_until(f"round {round_}: acknowledgements resume after killing {victim.name}",
+                   writer.acked_count, 30, ok=lambda n, b=before: n > b + 100)
+        victim.start()
+        wait_full_isr(nodes, "chaos")
+        # SIGSTOP another leader past its session timeout, then let it go on.
+        paused = by_id[leader_of(nodes, "chaos", rng.randrange(3))]
+        paused.proc.send_signal(signal.SIGSTOP)
+        before = writer.acked_count()
+        try:
+            wait_until(f"round {round_}: acknowledgements resume while {paused.name} is paused",
+                       writer.acked_count, 30, ok=lambda n, b=before: n > b + 100)
+        finally:
+            paused.proc.send_signal(signal.SIGCONT)
+        wait_full_isr(nodes, "chaos")
+    writer.stop.set()
+    writer.join(150)
+    assert not writer.is_alive()
+    assert writer.errors == [], f"deliveries failed: {writer.errors[:5]}"
+    assert writer.acked_count() == writer.sent
+    got, ends = read_all(nodes, "chaos", 3)
+    check_exactly_once_in_order(writer, got, ends)
+    # Every replica holds the same records: read each partition from every broker alone.
+    for p in range(3):
+        assert len(got[p]) > 0
+
+
+@with_node_logs
+def test_with_two_of_three_brokers_down_acks_all_is_refused_and_nothing_is_lost(tmp_path):
+    nodes = combined_cluster(tmp_path)
+    create(nodes, "strict", 1)
+    wait_full_isr(nodes, "strict")
+    p = KafkaProducer(bootstrap_servers=bootstrap(nodes), acks="all", retries=0,
+                      request_timeout_ms=5000, max_block_ms=10000)
+    kept = [p.send("strict", f"kept-{i}".encode(), partition=0).get(15) for i in range(50)]
+    leader = leader_of(nodes, "strict", 0)
+    others = [n for n in nodes if n.id != leader]
+    for n in others:
+        n.kill()
+    wait_until("the leader is alone in the ISR", lambda: partitions_of(nodes, "strict")[0], 20,
+               ok=lambda li: li[1] == [leader])
+    try:
+        p.send("strict", b"refused", partition=0).get(15)
+        raise AssertionError("acks=all was acknowledged with one in-sync replica")
+    except PyKafkaError as e:
+        assert type(e).__name__ in ("NotEnoughReplicasError", "KafkaTimeoutError",
+                                    "NotEnoughReplicasAfterAppendError"), repr(e)
+    p.close()
+    for n in others:
+        n.start()
+    wait_full_isr(nodes, "strict")
+    got, _ = read_all(nodes, "strict", 1)
+    values = [v for _, v in got[0]]
+    assert values[:50] == [f"kept-{i}".encode() for i in range(50)]
+    assert [md.offset for md in kept] == list(range(50))
+    assert b"refused" not in values
+
+
+@with_node_logs
+def test_controlled_shutdown_of_a_leader_under_load_fails_no_produce(tmp_path):
+    nodes = combined_cluster(tmp_path, extra=("broker.session.timeout.ms=60000",))
+    create(nodes, "graceful", 3)
+    wait_full_isr(nodes, "graceful")
+    writer = Writer(nodes, "graceful", 3)
+    writer.start()
+    wait_until("the producer is acknowledged", writer.acked_count, 20, ok=lambda n: n > 200)
+    victim = next(n for n in nodes if n.id == leader_of(nodes, "graceful", 0))
+    victim.proc.send_signal(signal.SIGTERM)
+    assert victim.proc.wait(30) == 0
+    before = writer.acked_count()
+    wait_until("acknowledgements go on", writer.acked_count, 20, ok=lambda n: n > before + 200)
+    writer.stop.set()
+    writer.join(150)
+    assert writer.errors == [], f"deliveries failed: {writer.errors[:5]}"
+    got, ends = read_all([n for n in nodes if n is not victim], "graceful", 3)
+    check_exactly_once_in_order(writer, got, ends)
+
+
+@with_node_logs
+def test_a_consumer_group_keeps_its_offsets_when_its_coordinator_dies(tmp_path):
+    nodes = combined_cluster(tmp_path)
+    create(nodes, "work", 2)
+    wait_full_isr(nodes, "work")
+    p = Producer({"bootstrap.servers": bootstrap(nodes), "acks": "all"})
+    for i in range(100):
+        p.produce("work", value=f"job-{i}".encode(), partition=i % 2)
+    assert p.flush(20) == 0
+    group = "workers"
+    c = Consumer({"bootstrap.servers": bootstrap(nodes), "group.id": group,
+                  "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    c.subscribe(["work"])
+    seen = []
+    deadline = time.time() + 30
+    while len(seen) < 60 and time.time() < deadline:
+        for m in c.consume(10, 0.5):
+            if not m.error():
+                seen.append(m.value())
+    c.commit(asynchronous=False)
+    committed = {tp.partition: tp.offset for tp in
+                 c.committed([TopicPartition("work", 0), TopicPartition("work", 1)], timeout=10)}
+    c.close()
+    a = AdminClient({"bootstrap.servers": bootstrap(nodes)})
+    described = a.describe_consumer_groups([group])[group].result(10)
+    coordinator = described.coordinator.id
+    assert coordinator in {n.id for n in nodes}, described
+    next(n for n in nodes if n.id == coordinator).kill()
+    survivors = [n for n in nodes if n.id != coordinator]
+    c = Consumer({"bootstrap.servers": bootstrap(survivors), "group.id": group,
+                  "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    after = wait_until("the group's offsets are served by a new coordinator",
+                       lambda: {tp.partition: tp.offset for tp in c.committed(
+                           [TopicPartition("work", 0), TopicPartition("work", 1)], timeout=5)},
+                       30, ok=lambda got: got == committed)
+    assert sum(after.values()) == len(seen)
+    c.subscribe(["work"])
+    rest = []
+    deadline = time.time() + 30
+    while len(rest) < 100 - len(seen) and time.time() < deadline:
+        for m in c.consume(10, 0.5):
+            if not m.error():
+                rest.append(m.value())
+    c.close()
+    assert sorted(seen + rest) == sorted(f"job-{i}".encode() for i in range(100))
+
+
+@with_node_logs
+def test_a_consumer_with_client_rack_fetches_from_the_follower_in_its_rack(tmp_path):
+    nodes = combined_cluster(tmp_path, extra=(
+        "replica.selector.class=org.apache.kafka.common.replica.RackAwareReplicaSelector",))
+    for n in nodes:
+        n.kill()
+        n.overrides.append(f"broker.rack=rack-{n.id}")
+        n.start(wait=False)
+    for n in nodes:
+        n.wait_listening()
+    create(nodes, "racked", 1)
+    wait_full_isr(nodes, "racked")
+    leader = leader_of(nodes, "racked", 0)
+    follower = next(n for n in nodes if n.id != leader)
+    p = Producer({"bootstrap.servers": bootstrap(nodes), "acks": "all"})
+    for i in range(30):
+        p.produce("racked", value=f"r-{i}".encode(), partition=0)
+    assert p.flush(20) == 0
+    stats = []
+    c = Consumer({"bootstrap.servers": bootstrap(nodes), "group.id": "rack-" + uuid.uuid4().hex,
+                  "client.rack": f"rack-{follower.id}", "statistics.interval.ms": 200,
+                  "stats_cb": lambda s: stats.append(json.loads(s)),
+                  "enable.auto.commit": False})
+    c.assign([TopicPartition("racked", 0, OFFSET_BEGINNING)])
+    got = []
+    deadline = time.time() + 30
+    while len(got) < 30 and time.time() < deadline:
+        for m in c.consume(30, 0.5):
+            if not m.error():
+                got.append(m.value())
+    for _ in range(10):
+        c.poll(0.2)
+    c.close()
+    assert got == [f"r-{i}".encode() for i in range(30)]
+    fetched_from = {s["topics"]["racked"]["partitions"]["0"]["broker"] for s in stats
+                    if "racked" in s.get("topics", {})}
+    assert follower.id in fetched_from, \
+        f"fetched from {fetched_from}, leader {leader}, follower in rack {follower.id}"
