@@ -32,6 +32,34 @@ pub enum ClusterCmd {
     ///   strom cluster dev --nodes 3 --data /tmp/strom-dev --port 19092
     #[command(verbatim_doc_comment)]
     Dev(DevArgs),
+    /// Every partition with its leader, leader epoch, replicas and ISR.
+    ///
+    /// Examples:
+    ///   strom cluster partitions
+    ///   strom cluster partitions --under-replicated --output json
+    #[command(verbatim_doc_comment)]
+    Partitions {
+        /// Only partitions with fewer in-sync replicas than replicas.
+        #[arg(long)]
+        under_replicated: bool,
+    },
+    /// Elect leaders, as kafka-leader-election does: preferred (back to each partition's
+    /// first replica, when in sync) or unclean (a leaderless partition takes any live
+    /// replica, which may lose records).
+    ///
+    /// Examples:
+    ///   strom cluster elect-leaders
+    ///   strom cluster elect-leaders --partition orders:0 --partition orders:1
+    ///   strom cluster elect-leaders --unclean --partition orders:2
+    #[command(verbatim_doc_comment)]
+    ElectLeaders {
+        /// Unclean instead of preferred.
+        #[arg(long)]
+        unclean: bool,
+        /// `topic:partition`, repeated; none for every partition.
+        #[arg(long = "partition")]
+        partitions: Vec<String>,
+    },
 }
 
 /// `strom cluster dev` options.
@@ -55,7 +83,100 @@ pub async fn cluster(conn: &Conn, cmd: ClusterCmd) -> anyhow::Result<()> {
         ClusterCmd::Info => info(conn).await,
         ClusterCmd::Quorum => quorum(conn).await,
         ClusterCmd::Dev(_) => anyhow::bail!("`cluster dev` runs without a client"),
+        ClusterCmd::Partitions { under_replicated } => partitions(conn, under_replicated).await,
+        ClusterCmd::ElectLeaders {
+            unclean,
+            partitions,
+        } => elect_leaders(conn, unclean, &partitions).await,
     }
+}
+
+async fn partitions(conn: &Conn, only_under_replicated: bool) -> anyhow::Result<()> {
+    let topics = conn.admin().describe_topics(&[]).await?;
+    let rows: Vec<(&str, &strom_client::admin::PartitionDescription)> = topics
+        .iter()
+        .flat_map(|t| t.partitions.iter().map(move |p| (t.name.as_str(), p)))
+        .filter(|(_, p)| !only_under_replicated || p.under_replicated())
+        .collect();
+    match conn.output {
+        Output::Json => println!(
+            "{}",
+            serde_json::json!(rows
+                .iter()
+                .map(|(t, p)| serde_json::json!({
+                    "topic": t, "partition": p.partition, "leader": p.leader,
+                    "leader_epoch": p.leader_epoch, "replicas": p.replicas, "isr": p.isr,
+                    "under_replicated": p.under_replicated(),
+                }))
+                .collect::<Vec<_>>())
+        ),
+        Output::Table => {
+            let mut out = vec![["TOPIC", "PARTITION", "LEADER", "EPOCH", "REPLICAS", "ISR", ""]
+                .iter()
+                .map(|s| s.to_string())
+                .collect::<Vec<_>>()];
+            out.extend(rows.iter().map(|(t, p)| {
+                vec![
+                    t.to_string(),
+                    p.partition.to_string(),
+                    p.leader.to_string(),
+                    p.leader_epoch.to_string(),
+                    format!("{:?}", p.replicas),
+                    format!("{:?}", p.isr),
+                    if p.under_replicated() { "under-replicated" } else { "" }.to_string(),
+                ]
+            }));
+            table(&out);
+        }
+    }
+    Ok(())
+}
+
+async fn elect_leaders(conn: &Conn, unclean: bool, wanted: &[String]) -> anyhow::Result<()> {
+    let mut list = Vec::with_capacity(wanted.len());
+    for w in wanted {
+        let (topic, partition) = w
+            .rsplit_once(':')
+            .with_context(|| format!("{w}: expected topic:partition"))?;
+        let partition: i32 = partition
+            .parse()
+            .with_context(|| format!("{w}: the partition is not a number"))?;
+        list.push((topic.to_string(), partition));
+    }
+    let results = conn
+        .admin()
+        .elect_leaders(unclean, (!list.is_empty()).then_some(list.as_slice()))
+        .await?;
+    let name = |code: i16| match code {
+        0 => "elected".to_string(),
+        84 => "not needed".to_string(),
+        80 => "preferred leader not available".to_string(),
+        83 => "no eligible leader".to_string(),
+        3 => "unknown partition".to_string(),
+        other => format!("error {other}"),
+    };
+    match conn.output {
+        Output::Json => println!(
+            "{}",
+            serde_json::json!(results
+                .iter()
+                .map(|(t, p, code, msg)| serde_json::json!({
+                    "topic": t, "partition": p, "error_code": code, "outcome": name(*code),
+                    "message": msg,
+                }))
+                .collect::<Vec<_>>())
+        ),
+        Output::Table => {
+            let mut out = vec![vec!["TOPIC".to_string(), "PARTITION".into(), "OUTCOME".into()]];
+            out.extend(
+                results
+                    .iter()
+                    .map(|(t, p, code, _)| vec![t.clone(), p.to_string(), name(*code)]),
+            );
+            table(&out);
+        }
+    }
+    Ok(())
 }
 
 async fn info(conn: &Conn) -> anyhow::Result<()> {

@@ -273,8 +273,10 @@ pub async fn topic(conn: &Conn, cmd: TopicCmd) -> anyhow::Result<()> {
                     serde_json::json!({
                         "name": d.name,
                         "partitions": d.partitions.iter().zip(&offsets).map(|(p, (lo, hi))| serde_json::json!({
-                            "partition": p.partition, "leader": p.leader, "replicas": p.replicas,
-                            "isr": p.isr, "log_start_offset": lo, "log_end_offset": hi,
+                            "partition": p.partition, "leader": p.leader, "leader_epoch": p.leader_epoch,
+                            "replicas": p.replicas, "isr": p.isr,
+                            "under_replicated": p.under_replicated(),
+                            "log_start_offset": lo, "log_end_offset": hi,
                         })).collect::<Vec<_>>(),
                         "configs": overrides,
                     })
@@ -289,10 +291,12 @@ pub async fn topic(conn: &Conn, cmd: TopicCmd) -> anyhow::Result<()> {
                     let mut rows = vec![[
                         "PARTITION",
                         "LEADER",
+                        "EPOCH",
                         "REPLICAS",
                         "ISR",
                         "LOG-START",
                         "HIGH-WATERMARK",
+                        "",
                     ]
                     .iter()
                     .map(|s| s.to_string())
@@ -301,10 +305,16 @@ pub async fn topic(conn: &Conn, cmd: TopicCmd) -> anyhow::Result<()> {
                         rows.push(vec![
                             p.partition.to_string(),
                             p.leader.to_string(),
+                            p.leader_epoch.to_string(),
                             format!("{:?}", p.replicas),
                             format!("{:?}", p.isr),
                             lo.to_string(),
                             hi.to_string(),
+                            if p.under_replicated() {
+                                "under-replicated".into()
+                            } else {
+                                String::new()
+                            },
                         ]);
                     }
                     table(&rows);

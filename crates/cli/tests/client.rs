@@ -24,7 +24,7 @@ async fn versions_pipelining_errors_and_key_placement() {
         .await
         .unwrap();
     // The highest version both sides speak.
-    assert_eq!(conn.version::<FetchRequest>().unwrap(), 12);
+    assert_eq!(conn.version::<FetchRequest>().unwrap(), 16);
     assert_eq!(conn.version::<ProduceRequest>().unwrap(), 12);
     assert!(conn.version::<ApiVersionsRequest>().unwrap() >= 3);
 

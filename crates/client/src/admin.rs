@@ -51,7 +51,20 @@ pub struct PartitionDescription {
     pub replicas: Vec<i32>,
     /// In-sync replicas.
     pub isr: Vec<i32>,
+    /// Leader epoch (-1 from brokers before Metadata v7).
+    pub leader_epoch: i32,
 }
+
+impl PartitionDescription {
+    /// Fewer replicas in sync than assigned.
+    pub fn under_replicated(&self) -> bool {
+        self.isr.len() < self.replicas.len()
+    }
+}
+
+/// One partition's outcome of [`Admin::elect_leaders`]: `(topic, partition, error code,
+/// message)`, code 0 when a leader was elected.
+pub type ElectionResult = (String, i32, i16, Option<String>);
 
 /// A described topic.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -219,6 +232,7 @@ impl Admin {
                     leader: p.leader_id.0,
                     replicas: p.replica_nodes.iter().map(|b| b.0).collect(),
                     isr: p.isr_nodes.iter().map(|b| b.0).collect(),
+                    leader_epoch: p.leader_epoch,
                 })
                 .collect();
             partitions.sort_by_key(|p| p.partition);
@@ -230,6 +244,52 @@ impl Admin {
         }
         out.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(out)
+    }
+
+    /// ElectLeaders: preferred (back to each partition's first replica) or, with `unclean`,
+    /// any live replica for leaderless partitions; for the partitions named, or all.
+    pub async fn elect_leaders(
+        &self,
+        unclean: bool,
+        partitions: Option<&[(String, i32)]>,
+    ) -> Result<Vec<ElectionResult>> {
+        use kafka_protocol::messages::elect_leaders_request::TopicPartitions;
+        use kafka_protocol::messages::ElectLeadersRequest;
+        let conn = self.cluster.any_connection().await?;
+        let topics = partitions.map(|list| {
+            let mut by_topic: Vec<TopicPartitions> = Vec::new();
+            for (t, p) in list {
+                match by_topic.iter_mut().find(|x| x.topic.0.as_str() == t) {
+                    Some(x) => x.partitions.push(*p),
+                    None => by_topic.push(
+                        TopicPartitions::default()
+                            .with_topic(TopicName(s(t)))
+                            .with_partitions(vec![*p]),
+                    ),
+                }
+            }
+            by_topic
+        });
+        let request = ElectLeadersRequest::default()
+            .with_election_type(i8::from(unclean))
+            .with_topic_partitions(topics)
+            .with_timeout_ms(self.timeout_ms());
+        let r = conn.send(&request).await?;
+        check(r.error_code)?;
+        Ok(r.replica_election_results
+            .into_iter()
+            .flat_map(|t| {
+                let topic = t.topic.0.to_string();
+                t.partition_result.into_iter().map(move |p| {
+                    (
+                        topic.clone(),
+                        p.partition_id,
+                        p.error_code,
+                        p.error_message.map(|m| m.to_string()),
+                    )
+                })
+            })
+            .collect())
     }
 
     /// Grows a topic to `total` partitions.

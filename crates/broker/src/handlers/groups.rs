@@ -305,7 +305,7 @@ pub(super) async fn offset_commit(
     };
     // Acknowledged once replicated like acks=all (`offsets.commit.timeout.ms`).
     let codes = match codes {
-        Ok(c) if c.iter().any(|code| *code == 0) => {
+        Ok(c) if c.contains(&0) => {
             match broker.wait_offsets_replicated(&request.group_id).await {
                 Ok(()) => Ok(c),
                 Err(code) => Ok(c
