@@ -19,7 +19,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from kafka import KafkaProducer
 from kafka.errors import KafkaError as PyKafkaError
 
-from test_cluster import ck_metadata, combined_cluster, wait_until, with_node_logs
+from test_cluster import ck_metadata, combined_cluster, wait_ready, wait_until, with_node_logs
 
 
 def bootstrap(nodes):
@@ -179,31 +179,53 @@ def test_acks_all_survives_repeated_kills_and_pauses_of_leaders_exactly_once_in_
 def test_with_two_of_three_brokers_down_acks_all_is_refused_and_nothing_is_lost(tmp_path):
     nodes = combined_cluster(tmp_path)
     create(nodes, "strict", 1)
+    create(nodes, "all3", 1, configs={"min.insync.replicas": "3"})
     wait_full_isr(nodes, "strict")
+    wait_full_isr(nodes, "all3")
     p = KafkaProducer(bootstrap_servers=bootstrap(nodes), acks="all", retries=0,
                       request_timeout_ms=5000, max_block_ms=10000)
     kept = [p.send("strict", f"kept-{i}".encode(), partition=0).get(15) for i in range(50)]
+    p.send("all3", b"three-in-sync", partition=0).get(15)
     leader = leader_of(nodes, "strict", 0)
-    others = [n for n in nodes if n.id != leader]
-    for n in others:
-        n.kill()
-    wait_until("the leader is alone in the ISR", lambda: partitions_of(nodes, "strict")[0], 20,
-               ok=lambda li: li[1] == [leader])
+    a, b = [n for n in nodes if n.id != leader]
+    # One follower down: it leaves the ISR; min.insync.replicas=2 still takes writes, =3 is
+    # refused before anything is written.
+    a.kill()
+    wait_until("the killed follower leaves the ISR", lambda: partitions_of(nodes, "strict")[0],
+               20, ok=lambda li: a.id not in li[1])
+    wait_until("... of both topics", lambda: partitions_of(nodes, "all3")[0], 20,
+               ok=lambda li: a.id not in li[1])
+    kept.append(p.send("strict", b"kept-50", partition=0).get(15))
     try:
-        p.send("strict", b"refused", partition=0).get(15)
-        raise AssertionError("acks=all was acknowledged with one in-sync replica")
+        p.send("all3", b"refused", partition=0).get(15)
+        raise AssertionError("acks=all was acknowledged with 2 in-sync replicas of 3 required")
     except PyKafkaError as e:
-        assert type(e).__name__ in ("NotEnoughReplicasError", "KafkaTimeoutError",
-                                    "NotEnoughReplicasAfterAppendError"), repr(e)
+        assert type(e).__name__ == "NotEnoughReplicasError", repr(e)
+    # The second follower down too (and with it the quorum's majority): acks=all cannot
+    # be acknowledged; the producer gets NOT_ENOUGH_REPLICAS or times out.
+    b.kill()
+    outcome = None
+    try:
+        p.send("strict", b"unacknowledged", partition=0).get(15)
+        raise AssertionError("acks=all was acknowledged with one broker of three alive")
+    except PyKafkaError as e:
+        outcome = type(e).__name__
+        assert outcome in ("NotEnoughReplicasError", "KafkaTimeoutError", "RequestTimedOutError",
+                           "NotEnoughReplicasAfterAppendError"), repr(e)
     p.close()
-    for n in others:
-        n.start()
+    a.start(wait=False)
+    b.start(wait=False)
+    a.wait_listening()
+    b.wait_listening()
     wait_full_isr(nodes, "strict")
     got, _ = read_all(nodes, "strict", 1)
     values = [v for _, v in got[0]]
-    assert values[:50] == [f"kept-{i}".encode() for i in range(50)]
-    assert [md.offset for md in kept] == list(range(50))
-    assert b"refused" not in values
+    assert values[:51] == [f"kept-{i}".encode() for i in range(51)]
+    assert [md.offset for md in kept] == list(range(51))
+    if outcome == "NotEnoughReplicasError":
+        assert b"unacknowledged" not in values
+    got3, _ = read_all(nodes, "all3", 1)
+    assert [v for _, v in got3[0]] == [b"three-in-sync"]
 
 
 @with_node_logs
@@ -283,6 +305,7 @@ def test_a_consumer_with_client_rack_fetches_from_the_follower_in_its_rack(tmp_p
         n.start(wait=False)
     for n in nodes:
         n.wait_listening()
+    wait_ready(nodes, nodes, timeout=30)
     create(nodes, "racked", 1)
     wait_full_isr(nodes, "racked")
     leader = leader_of(nodes, "racked", 0)

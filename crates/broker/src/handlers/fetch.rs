@@ -115,6 +115,10 @@ fn preferred_replica(
         return None;
     }
     let p = image.topics.get(topic)?.partitions.get(&partition)?;
+    // Only the leader points elsewhere; a follower serves who comes to it.
+    if p.leader != broker.config.node_id {
+        return None;
+    }
     let in_rack = |id: &i32| {
         image
             .brokers
