@@ -93,7 +93,7 @@ class Node:
         log.flush()
         self.lines, self.first_line = [], threading.Event()
         self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=log, text=True,
-                                     env={**os.environ, "RUST_LOG": "warn"})
+                                     env={**os.environ, "RUST_LOG": os.environ.get("STROM_TEST_LOG", "warn")})
         log.close()
         threading.Thread(target=self._drain, args=(self.proc, self.lines, self.first_line),
                          daemon=True).start()

@@ -45,13 +45,7 @@ impl Broker {
             self.reconcile(&applied, &new);
             *applied = new;
         };
-        let multi_thread = tokio::runtime::Handle::try_current()
-            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
-        if multi_thread {
-            tokio::task::block_in_place(run)
-        } else {
-            run()
-        }
+        strom_replication::blocking(run)
     }
 
     /// Deletes the logs on disk that the image gives no replica here: topics deleted, or

@@ -111,10 +111,18 @@ async fn partitions(conn: &Conn, only_under_replicated: bool) -> anyhow::Result<
                 .collect::<Vec<_>>())
         ),
         Output::Table => {
-            let mut out = vec![["TOPIC", "PARTITION", "LEADER", "EPOCH", "REPLICAS", "ISR", ""]
-                .iter()
-                .map(|s| s.to_string())
-                .collect::<Vec<_>>()];
+            let mut out = vec![[
+                "TOPIC",
+                "PARTITION",
+                "LEADER",
+                "EPOCH",
+                "REPLICAS",
+                "ISR",
+                "",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect::<Vec<_>>()];
             out.extend(rows.iter().map(|(t, p)| {
                 vec![
                     t.to_string(),
@@ -123,7 +131,12 @@ async fn partitions(conn: &Conn, only_under_replicated: bool) -> anyhow::Result<
                     p.leader_epoch.to_string(),
                     format!("{:?}", p.replicas),
                     format!("{:?}", p.isr),
-                    if p.under_replicated() { "under-replicated" } else { "" }.to_string(),
+                    if p.under_replicated() {
+                        "under-replicated"
+                    } else {
+                        ""
+                    }
+                    .to_string(),
                 ]
             }));
             table(&out);
@@ -167,7 +180,11 @@ async fn elect_leaders(conn: &Conn, unclean: bool, wanted: &[String]) -> anyhow:
                 .collect::<Vec<_>>())
         ),
         Output::Table => {
-            let mut out = vec![vec!["TOPIC".to_string(), "PARTITION".into(), "OUTCOME".into()]];
+            let mut out = vec![vec![
+                "TOPIC".to_string(),
+                "PARTITION".into(),
+                "OUTCOME".into(),
+            ]];
             out.extend(
                 results
                     .iter()

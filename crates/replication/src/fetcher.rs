@@ -194,6 +194,7 @@ async fn run(
             max_bytes: config.fetch_response_max_bytes,
             partitions,
         };
+        tracing::trace!(leader, partitions = ?request.partitions.iter().map(|p| (p.tp.to_string(), p.fetch_offset, p.last_fetched_epoch, p.current_leader_epoch)).collect::<Vec<_>>(), "replica fetch");
         let answers = match links.fetch(leader, request).await {
             Ok(a) => a,
             Err(e) => {
@@ -232,6 +233,15 @@ enum FetchFailure {
 }
 
 fn handle(partition: &Partition, epoch: i32, answer: FetchedPartition) -> Result<(), FetchFailure> {
+    tracing::trace!(
+        partition = %answer.tp,
+        epoch,
+        error = ?answer.error,
+        hwm = answer.high_watermark,
+        diverging = ?answer.diverging_epoch,
+        bytes = answer.records.len(),
+        "replica fetch answer"
+    );
     match answer.error {
         None => {
             if let Some(diverging) = answer.diverging_epoch {

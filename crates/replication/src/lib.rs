@@ -37,8 +37,9 @@ pub use manager::{ReplicaManager, ReplicationConfig, HWM_CHECKPOINT};
 pub use partition::{Assignment, ConsumerRead, LeaderAppend, Partition, ReplicaRead, Role};
 
 /// Runs blocking file I/O from async code: on a multi-threaded runtime the worker is marked
-/// as blocking first, so other tasks move to the remaining workers.
-pub(crate) fn blocking<T>(f: impl FnOnce() -> T) -> T {
+/// as blocking first, so other tasks move to the remaining workers; on a current-thread
+/// runtime (the simulation) it just runs.
+pub fn blocking<T>(f: impl FnOnce() -> T) -> T {
     let multi_thread = tokio::runtime::Handle::try_current()
         .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
     if multi_thread {

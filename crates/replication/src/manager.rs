@@ -20,6 +20,9 @@ use crate::{blocking, EpochEnd, ReplicationError};
 /// The per-log-dir file of high watermarks (Kafka's name and format).
 pub const HWM_CHECKPOINT: &str = "replication-offset-checkpoint";
 
+/// How long a refused ISR proposal keeps a partition from proposing again.
+const PROPOSAL_BACKOFF: Duration = Duration::from_millis(200);
+
 /// Replication settings, under Kafka's broker config names.
 #[derive(Debug, Clone)]
 pub struct ReplicationConfig {
@@ -295,6 +298,9 @@ impl ReplicaManager {
         tokio::spawn(async move {
             if let Err(e) = sent.await {
                 tracing::warn!(partition = %proposal.tp, isr = ?proposal.new_isr, error = %e, "ISR change refused");
+                // Not again at once: a follower that catches up before the controller has
+                // unfenced it would otherwise be proposed on every fetch.
+                tokio::time::sleep(PROPOSAL_BACKOFF).await;
             }
             partition.clear_pending(proposal.partition_epoch);
         });

@@ -468,16 +468,11 @@ impl Partition {
             });
         }
         if last_fetched_epoch >= 0 {
-            let end = self.log.end_offset_for_epoch(last_fetched_epoch);
-            let diverged = match end {
-                Some((epoch, end)) => epoch != last_fetched_epoch || end < fetch_offset,
-                None => true,
-            };
-            if diverged {
-                let (epoch, end_offset) = end.unwrap_or((-1, -1));
+            let end = self.epoch_end(last_fetched_epoch);
+            if end.epoch != last_fetched_epoch || end.end_offset < fetch_offset {
                 return Ok(ReplicaRead {
                     read: None,
-                    diverging: Some(EpochEnd { epoch, end_offset }),
+                    diverging: Some(end),
                     high_watermark: self.high_watermark(),
                     log_start_offset: self.log.log_start_offset(),
                     proposal: None,
@@ -636,13 +631,33 @@ impl Partition {
         let l = self.leadership.read();
         self.check_leader(&l)?;
         self.check_epoch(&l, current_leader_epoch)?;
-        Ok(match self.log.end_offset_for_epoch(epoch) {
-            Some((epoch, end_offset)) => EpochEnd { epoch, end_offset },
-            None => EpochEnd {
+        Ok(if epoch < 0 {
+            EpochEnd {
                 epoch: -1,
                 end_offset: -1,
-            },
+            }
+        } else {
+            self.epoch_end(epoch)
         })
+    }
+
+    /// Where `epoch` ends in this log, as Kafka's leader-epoch cache answers: the largest
+    /// epoch at or below it with the start of the next (the log end for the latest); for an
+    /// epoch older than every epoch here, that epoch itself ending where this log's first
+    /// epoch starts (the log end when no epoch is recorded), so a follower with records of
+    /// it truncates them.
+    fn epoch_end(&self, epoch: i32) -> EpochEnd {
+        match self.log.end_offset_for_epoch(epoch) {
+            Some((epoch, end_offset)) => EpochEnd { epoch, end_offset },
+            None => EpochEnd {
+                epoch,
+                end_offset: self
+                    .log
+                    .leader_epochs()
+                    .first()
+                    .map_or(self.log.log_end_offset(), |e| e.1),
+            },
+        }
     }
 
     /// What a follower asks its leader for next, if it follows in `epoch`: its log end

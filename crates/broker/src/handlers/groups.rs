@@ -305,15 +305,13 @@ pub(super) async fn offset_commit(
     };
     // Acknowledged once replicated like acks=all (`offsets.commit.timeout.ms`).
     let codes = match codes {
-        Ok(c) if c.contains(&0) => {
-            match broker.wait_offsets_replicated(&request.group_id).await {
-                Ok(()) => Ok(c),
-                Err(code) => Ok(c
-                    .into_iter()
-                    .map(|old| if old == 0 { code } else { old })
-                    .collect()),
-            }
-        }
+        Ok(c) if c.contains(&0) => match broker.wait_offsets_replicated(&request.group_id).await {
+            Ok(()) => Ok(c),
+            Err(code) => Ok(c
+                .into_iter()
+                .map(|old| if old == 0 { code } else { old })
+                .collect()),
+        },
         other => other,
     };
     let mut codes = match codes {

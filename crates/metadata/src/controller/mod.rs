@@ -437,10 +437,9 @@ impl Controller {
             .is_some_and(|t| t.elapsed() < timeout)
     }
 
-    /// Whether `broker`'s session is still open: heard within the timeout, or not yet
-    /// due since this node became active.
-    fn session_open(&self, broker: i32) -> bool {
-        let timeout = Duration::from_millis(self.config.broker_session_timeout_ms);
+    /// How long since `broker` was last heard, counting from when this node became active
+    /// for a broker it has not heard yet.
+    fn silent_for(&self, broker: i32) -> Duration {
         let since = *self.active_since.lock();
         let last = self
             .heard
@@ -449,21 +448,19 @@ impl Controller {
             .copied()
             .unwrap_or(since)
             .max(since);
-        last.elapsed() < timeout
+        last.elapsed()
+    }
+
+    /// Whether `broker`'s session is still open: heard within the timeout, or not yet
+    /// due since this node became active.
+    fn session_open(&self, broker: i32) -> bool {
+        self.silent_for(broker) < Duration::from_millis(self.config.broker_session_timeout_ms)
     }
 
     /// Whether `broker` missed a heartbeat: silent for one and a half intervals.
     fn missed_heartbeat(&self, broker: i32) -> bool {
-        let overdue = Duration::from_millis(self.config.broker_heartbeat_interval_ms * 3 / 2);
-        let since = *self.active_since.lock();
-        let last = self
-            .heard
-            .lock()
-            .get(&broker)
-            .copied()
-            .unwrap_or(since)
-            .max(since);
-        last.elapsed() > overdue
+        self.silent_for(broker)
+            > Duration::from_millis(self.config.broker_heartbeat_interval_ms * 3 / 2)
     }
 
     /// Fences every unfenced broker not heard from within the session timeout, and at once
