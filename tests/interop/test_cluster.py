@@ -5,8 +5,8 @@ produce and fetch to the leaders, the metadata quorum survives the loss of its l
 the lost node catches up, from a snapshot when its log is too far behind), split controller
 and broker roles, and a duplicate node.id is refused.
 
-Partition data is not replicated yet, so nothing here expects records to outlive their
-leader: only metadata is checked across failures."""
+Records surviving failures are test_replication.py's subject; here only metadata is
+checked across them."""
 import collections
 import functools
 import json
