@@ -660,13 +660,17 @@ impl Partition {
         }
     }
 
+    /// The leadership, read-held, if this replica follows in leader epoch `epoch`: answers
+    /// to fetches made in another epoch are dropped.
+    fn following_in(&self, epoch: i32) -> Option<parking_lot::RwLockReadGuard<'_, Leadership>> {
+        let l = self.leadership.read();
+        (l.role == Role::Follower && l.assignment.leader_epoch == epoch).then_some(l)
+    }
+
     /// What a follower asks its leader for next, if it follows in `epoch`: its log end
     /// offset and the epoch of its last batch.
     pub(crate) fn fetch_position(&self, epoch: i32) -> Option<(i64, i32, i64)> {
-        let l = self.leadership.read();
-        if l.role != Role::Follower || l.assignment.leader_epoch != epoch {
-            return None;
-        }
+        let _l = self.following_in(epoch)?;
         let last_epoch = self.log.leader_epochs().last().map(|e| e.0).unwrap_or(-1);
         Some((
             self.log.log_end_offset(),
@@ -686,10 +690,9 @@ impl Partition {
         leader_log_start: i64,
         now_ms: i64,
     ) -> Result<(), ReplicationError> {
-        let l = self.leadership.read();
-        if l.role != Role::Follower || l.assignment.leader_epoch != epoch {
+        let Some(_l) = self.following_in(epoch) else {
             return Ok(());
-        }
+        };
         if !records.is_empty() {
             self.log.append_as_follower(records, now_ms)?;
         }
@@ -718,10 +721,9 @@ impl Partition {
         epoch: i32,
         diverging: EpochEnd,
     ) -> Result<(), ReplicationError> {
-        let l = self.leadership.read();
-        if l.role != Role::Follower || l.assignment.leader_epoch != epoch {
+        let Some(_l) = self.following_in(epoch) else {
             return Ok(());
-        }
+        };
         let leo = self.log.log_end_offset();
         let target = if diverging.end_offset < 0 {
             self.high_watermark()
@@ -744,10 +746,9 @@ impl Partition {
         leader_log_start: i64,
         leader_hwm: i64,
     ) -> Result<(), ReplicationError> {
-        let l = self.leadership.read();
-        if l.role != Role::Follower || l.assignment.leader_epoch != epoch {
+        let Some(_l) = self.following_in(epoch) else {
             return Ok(());
-        }
+        };
         let leo = self.log.log_end_offset();
         if leo < leader_log_start {
             tracing::info!(partition = %self.tp, leo, leader_log_start, "follower behind the leader's log start: restarting there");
