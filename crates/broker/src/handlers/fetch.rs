@@ -249,15 +249,14 @@ fn read_once(
                         out.log_start_offset = part.log().log_start_offset();
                     }
                     // KIP-951: tell the client who leads now, so it need not ask.
+                    let moved = code == ResponseError::NotLeaderOrFollower.code()
+                        || code == ResponseError::FencedLeaderEpoch.code();
                     let leader = name
                         .as_ref()
+                        .filter(|_| moved)
                         .and_then(|n| image.topics.get(n))
                         .and_then(|t| t.partitions.get(&p.partition));
-                    if let (Some(l), true) = (
-                        leader,
-                        code == ResponseError::NotLeaderOrFollower.code()
-                            || code == ResponseError::FencedLeaderEpoch.code(),
-                    ) {
+                    if let Some(l) = leader {
                         out.current_leader = LeaderIdAndEpoch::default()
                             .with_leader_id(BrokerId(l.leader))
                             .with_leader_epoch(l.leader_epoch);
