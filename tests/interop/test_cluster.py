@@ -59,6 +59,7 @@ class Node:
 
     def __init__(self, base, node_id, voters, bport=None, cport=None, extra=(), name=None):
         self.id = node_id
+        self.voters = voters
         self.name = name or f"node-{node_id}"
         self.bport, self.cport = bport, cport
         self.dir = base / self.name

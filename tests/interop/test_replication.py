@@ -15,7 +15,7 @@ import time
 import uuid
 
 from confluent_kafka import Consumer, KafkaError, OFFSET_BEGINNING, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 from kafka import KafkaProducer
 from kafka.errors import KafkaError as PyKafkaError
 
@@ -363,3 +363,100 @@ def test_a_consumer_with_client_rack_fetches_from_the_follower_in_its_rack(tmp_p
                     if "racked" in s.get("topics", {})}
     assert follower.id in fetched_from, \
         f"fetched from {fetched_from}, leader {leader}, follower in rack {follower.id}"
+
+
+def replicas_of(nodes, topic):
+    """{partition: [replicas]} as a live node reports it."""
+    for n in nodes:
+        if n.alive():
+            t = ck_metadata(n.addr, timeout=3).topics.get(topic)
+            if t is not None and not t.error:
+                return {p: list(part.replicas) for p, part in t.partitions.items()}
+    raise AssertionError("no live node answered Metadata")
+
+
+def live_logs(node, topic):
+    """The partition directories of `topic` on `node` not yet marked for deletion (a deleted
+    log is renamed `...-delete` and removed after `file.delete.delay.ms`)."""
+    return [p.name for p in node.dir.glob(f"{topic}-*") if not p.name.endswith("-delete")]
+
+
+@with_node_logs
+def test_a_partition_with_data_moves_to_a_new_broker_under_load(tmp_path):
+    """Reassignment (KIP-455) with kafka-python's admin client while the idempotent producer
+    writes: broker 4 joins the cluster, the partition moves from [1, 2, 3] to [4, 2, 3],
+    broker 1 drops its copy, and broker 4, made leader, serves every acknowledged record.
+    Then `strom cluster reassign` moves it back under a throttle: verify reports it in
+    progress with the copied size, then complete, and removes the throttle configs."""
+    from kafka import KafkaAdminClient
+    from kafka import TopicPartition as KTP
+    from test_cluster import Node, free_ports, strom_json
+    nodes = combined_cluster(tmp_path)
+    create(nodes, "moving", 1, configs={"min.insync.replicas": "2"})
+    wait_full_isr(nodes, "moving")
+    # Broker 1 the first replica (so its leader, the one that leaves) whatever placement did.
+    ka = KafkaAdminClient(bootstrap_servers=bootstrap(nodes), request_timeout_ms=30000)
+    if replicas_of(nodes, "moving")[0] != [1, 2, 3]:
+        assert ka.alter_partition_reassignments({KTP("moving", 0): [1, 2, 3]}) == \
+            {KTP("moving", 0): None}
+        wait_until("replicas [1, 2, 3]", lambda: replicas_of(nodes, "moving")[0], 20,
+                   ok=lambda r: r == [1, 2, 3])
+    writer = Writer(nodes, "moving", 1)
+    writer.start()
+    wait_until("the producer is acknowledged", writer.acked_count, 20, ok=lambda n: n > 2000)
+    fourth = Node(tmp_path, 4, nodes[0].voters, bport=free_ports(1)[0]).start()
+    everyone = nodes + [fourth]
+    wait_ready(everyone, nodes)
+
+    result = ka.alter_partition_reassignments({KTP("moving", 0): [4, 2, 3]})
+    assert result == {KTP("moving", 0): None}, result
+    wait_until("the reassignment completes", lambda: (
+        ka.list_partition_reassignments(), replicas_of(everyone, "moving")[0]), 60,
+        ok=lambda r: r[0] == {} and r[1] == [4, 2, 3])
+    wait_full_isr([fourth, nodes[1], nodes[2]], "moving")
+    wait_until("broker 1 deletes its copy", lambda: live_logs(nodes[0], "moving"), 20,
+               ok=lambda left: left == [])
+    before = writer.acked_count()
+    wait_until("acknowledgements go on after the move", writer.acked_count, 30,
+               ok=lambda n: n > before + 500)
+    writer.stop.set()
+    writer.join(150)
+    assert not writer.is_alive()
+    assert writer.errors == [], f"deliveries failed: {writer.errors[:5]}"
+    # Broker 4 leads (the preferred replica) and so serves the whole partition.
+    a = AdminClient({"bootstrap.servers": bootstrap(everyone)})
+    if leader_of(everyone, "moving", 0) != 4:
+        from confluent_kafka import ElectionType
+        a.elect_leaders(ElectionType.PREFERRED, [TopicPartition("moving", 0)]).result()
+    wait_until("broker 4 leads", lambda: leader_of(everyone, "moving", 0), 20, ok=lambda l: l == 4)
+    got, ends = read_all(everyone, "moving", 1)
+    check_exactly_once_in_order(writer, got, ends)
+
+    # Back to [1, 2, 3] with `strom cluster reassign`, throttled to 100 kB/s: with 1.5 MB
+    # more in the partition, broker 1 is seconds from caught up when verify first looks.
+    bulk = Producer({"bootstrap.servers": bootstrap(everyone), "acks": "all"})
+    for i in range(1000):
+        bulk.produce("moving", value=bytes([65 + i % 26]) * 1500, partition=0)
+    assert bulk.flush(30) == 0
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps({"version": 1, "partitions": [
+        {"topic": "moving", "partition": 0, "replicas": [1, 2, 3], "log_dirs": ["any"] * 3}]}))
+    started = strom_json(fourth.addr, "cluster", "reassign", "execute", "--plan", str(plan),
+                         "--throttle", "100000")
+    assert [r["error_code"] for r in started] == [0], started
+    configs = a.describe_configs([ConfigResource(ConfigResource.Type.TOPIC, "moving")])
+    topic_configs = list(configs.values())[0].result()
+    assert topic_configs["follower.replication.throttled.replicas"].value == "0:1"
+    status = strom_json(fourth.addr, "cluster", "reassign", "verify", "--plan", str(plan))
+    assert not status["complete"], status
+    assert status["partitions"][0]["status"].startswith("in progress: broker 1:"), status
+    wait_until("the throttled reassignment completes", lambda: strom_json(
+        fourth.addr, "cluster", "reassign", "verify", "--plan", str(plan)), 120,
+        ok=lambda s: s["complete"], interval=1)
+    assert replicas_of(everyone, "moving")[0] == [1, 2, 3]
+    topic_configs = list(a.describe_configs(
+        [ConfigResource(ConfigResource.Type.TOPIC, "moving")]).values())[0].result()
+    assert topic_configs["follower.replication.throttled.replicas"].value == "", \
+        "verify removes the throttle once done"
+    wait_until("broker 4 deletes its copy", lambda: live_logs(fourth, "moving"), 20,
+               ok=lambda left: left == [])

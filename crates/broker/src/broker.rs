@@ -45,7 +45,12 @@ pub struct TopicSpec {
 pub const RESERVED_TOPICS: &[&str] = &["__consumer_offsets", "__transaction_state"];
 
 /// Topic configs that are not log configs but that topics accept.
-const OTHER_TOPIC_CONFIGS: &[&str] = &["min.insync.replicas", "unclean.leader.election.enable"];
+const OTHER_TOPIC_CONFIGS: &[&str] = &[
+    "min.insync.replicas",
+    "unclean.leader.election.enable",
+    crate::dynamic_config::LEADER_THROTTLED_REPLICAS,
+    crate::dynamic_config::FOLLOWER_THROTTLED_REPLICAS,
+];
 
 /// How long a metadata change may wait for the active controller when the request names
 /// no timeout of its own (Kafka's default `request.timeout.ms`).
@@ -885,6 +890,15 @@ pub fn validate_topic_name(name: &str) -> Result<(), Refusal> {
 
 fn validate_topic_config(config: &mut LogConfig, key: &str, value: &str) -> Result<(), Refusal> {
     let invalid = |msg: String| Err(Refusal::new(ResponseError::InvalidConfig, msg));
+    if key.ends_with(".replication.throttled.replicas") && OTHER_TOPIC_CONFIGS.contains(&key) {
+        return if strom_replication::throttle::valid_replica_list(value) {
+            Ok(())
+        } else {
+            invalid(format!(
+                "invalid value '{value}' for config {key}: expected '*' or a list of partition:broker"
+            ))
+        };
+    }
     if OTHER_TOPIC_CONFIGS.contains(&key) {
         return match value.parse::<i64>() {
             Ok(v) if key != "min.insync.replicas" || v >= 1 => Ok(()),

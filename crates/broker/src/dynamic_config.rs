@@ -50,6 +50,18 @@ pub const WITHOUT_EFFECT: &[&str] = &[
     "sasl.kerberos.min.time.before.relogin",
 ];
 
+/// Broker property: bytes per second a leader sends its throttled followers.
+pub const LEADER_THROTTLED_RATE: &str = "leader.replication.throttled.rate";
+/// Broker property: bytes per second a broker's throttled replicas fetch.
+pub const FOLLOWER_THROTTLED_RATE: &str = "follower.replication.throttled.rate";
+/// Topic config: the replicas (`partition:broker` or `*`) throttled when leading.
+pub const LEADER_THROTTLED_REPLICAS: &str = "leader.replication.throttled.replicas";
+/// Topic config: the replicas throttled when following.
+pub const FOLLOWER_THROTTLED_REPLICAS: &str = "follower.replication.throttled.replicas";
+
+/// Dynamic broker configs that take effect at once without being topic defaults.
+pub const REPLICATION_RATES: &[&str] = &[LEADER_THROTTLED_RATE, FOLLOWER_THROTTLED_RATE];
+
 /// KIP-848 group configs and the broker property each defaults to.
 pub const GROUP_CONFIGS: &[(&str, &str)] = &[
     (
@@ -64,7 +76,9 @@ pub const GROUP_CONFIGS: &[(&str, &str)] = &[
 
 /// True for the broker properties AlterConfigs may change at runtime.
 pub fn is_dynamic_broker_config(key: &str) -> bool {
-    TOPIC_DEFAULTS.iter().any(|(_, b)| *b == key) || WITHOUT_EFFECT.contains(&key)
+    TOPIC_DEFAULTS.iter().any(|(_, b)| *b == key)
+        || WITHOUT_EFFECT.contains(&key)
+        || REPLICATION_RATES.contains(&key)
 }
 
 /// The broker property a topic config falls back to.
@@ -93,7 +107,9 @@ pub fn check_broker_configs(configs: &BTreeMap<String, String>) -> Result<(), Re
             } else if let Err(e) = log.set(topic_key, value) {
                 return Err(refuse(ResponseError::InvalidConfig, e.to_string()));
             }
-        } else if WITHOUT_EFFECT.contains(&key.as_str()) {
+        } else if WITHOUT_EFFECT.contains(&key.as_str())
+            || REPLICATION_RATES.contains(&key.as_str())
+        {
             positive(key, value)?;
         } else {
             return Err(refuse(

@@ -107,6 +107,7 @@ pub fn controller_refusal(e: &ControllerError) -> Refusal {
         ControllerError::FencedLeaderEpoch(_) => ResponseError::FencedLeaderEpoch,
         ControllerError::InvalidUpdateVersion(_) => ResponseError::InvalidUpdateVersion,
         ControllerError::IneligibleReplica(_) => ResponseError::IneligibleReplica,
+        ControllerError::NoReassignmentInProgress(_) => ResponseError::NoReassignmentInProgress,
         ControllerError::Quorum(_) => ResponseError::UnknownServerError,
     };
     Refusal::new(code, e.to_string())

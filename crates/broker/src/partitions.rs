@@ -18,6 +18,29 @@ use strom_replication::Assignment;
 use strom_types::TopicPartition;
 
 use crate::broker::Broker;
+use crate::dynamic_config::{
+    FOLLOWER_THROTTLED_RATE, FOLLOWER_THROTTLED_REPLICAS, LEADER_THROTTLED_RATE,
+    LEADER_THROTTLED_REPLICAS,
+};
+
+/// Which replication throttles a topic's `*.replication.throttled.replicas` put on the
+/// replica of `partition` on broker `me`.
+fn throttle_mask(configs: &strom_metadata::records::Configs, partition: i32, me: i32) -> u8 {
+    use strom_replication::throttle::names_replica;
+    let named = |key: &str| {
+        configs
+            .get(key)
+            .is_some_and(|v| names_replica(v, partition, me))
+    };
+    let mut mask = 0;
+    if named(LEADER_THROTTLED_REPLICAS) {
+        mask |= strom_replication::THROTTLE_LEADER;
+    }
+    if named(FOLLOWER_THROTTLED_REPLICAS) {
+        mask |= strom_replication::THROTTLE_FOLLOWER;
+    }
+    mask
+}
 
 /// Follows the metadata image for as long as the broker lives.
 pub(crate) async fn follow(broker: Weak<Broker>) {
@@ -91,6 +114,17 @@ impl Broker {
             }
         }
         let broker_configs_changed = old.broker_configs != new.broker_configs;
+        {
+            // Cheap, so every image: the static value counts before any dynamic one.
+            let rate = |key: &str| {
+                new.dynamic_broker_config(me, key)
+                    .or_else(|| self.config.raw.get(key))
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+                    .filter(|v| *v < i64::MAX as u64)
+            };
+            self.replicas
+                .set_throttle_rates(rate(LEADER_THROTTLED_RATE), rate(FOLLOWER_THROTTLED_RATE));
+        }
         for (name, t) in &new.topics {
             let before = old.topics.get(name).filter(|o| o.topic_id == t.topic_id);
             if !broker_configs_changed && before == Some(t) {
@@ -122,6 +156,9 @@ impl Broker {
                     .apply(&tp, assignment, config.clone(), min_isr)
                 {
                     tracing::error!(partition = %tp, error = %e, "could not bring a replica in line with the metadata");
+                }
+                if let Some(r) = self.replicas.get(&tp) {
+                    r.set_throttled(throttle_mask(&t.configs, *p, me));
                 }
             }
             // A topic seen for the first time may have logs opened from disk before its

@@ -1,5 +1,6 @@
 //! `strom cluster`: the brokers and the active controller (`info`), the metadata quorum's
-//! health (`quorum`), and a local multi-node cluster for development (`dev`).
+//! health (`quorum`), partitions and their leaders (`partitions`, `elect-leaders`,
+//! `reassign`), and a local multi-node cluster for development (`dev`).
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -60,6 +61,15 @@ pub enum ClusterCmd {
         #[arg(long = "partition")]
         partitions: Vec<String>,
     },
+    /// Move partition replicas between brokers, as kafka-reassign-partitions does: generate
+    /// a plan, execute it (optionally throttled), verify its progress, cancel it.
+    ///
+    /// Examples:
+    ///   strom cluster reassign generate --topics orders --brokers 2,3,4 > plan.json
+    ///   strom cluster reassign execute --plan plan.json --throttle 50000000
+    ///   strom cluster reassign verify --plan plan.json
+    #[command(verbatim_doc_comment, subcommand)]
+    Reassign(crate::reassign_cmd::ReassignCmd),
 }
 
 /// `strom cluster dev` options.
@@ -88,6 +98,7 @@ pub async fn cluster(conn: &Conn, cmd: ClusterCmd) -> anyhow::Result<()> {
             unclean,
             partitions,
         } => elect_leaders(conn, unclean, &partitions).await,
+        ClusterCmd::Reassign(cmd) => crate::reassign_cmd::reassign(conn, cmd).await,
     }
 }
 

@@ -5,6 +5,7 @@
 
 mod cluster_cmd;
 mod group_cmd;
+mod reassign_cmd;
 mod tools;
 
 use std::path::PathBuf;

@@ -62,9 +62,25 @@ impl PartitionDescription {
     }
 }
 
-/// One partition's outcome of [`Admin::elect_leaders`]: `(topic, partition, error code,
-/// message)`, code 0 when a leader was elected.
+/// One partition's outcome of [`Admin::elect_leaders`] or
+/// [`Admin::alter_partition_reassignments`]: `(topic, partition, error code, message)`,
+/// code 0 on success.
 pub type ElectionResult = (String, i32, i16, Option<String>);
+
+/// A partition being reassigned (ListPartitionReassignments).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OngoingReassignment {
+    /// Topic.
+    pub topic: String,
+    /// Partition.
+    pub partition: i32,
+    /// Its replicas now: the target, then those being removed.
+    pub replicas: Vec<i32>,
+    /// Replicas being added (catching up).
+    pub adding: Vec<i32>,
+    /// Replicas removed once the added ones are in sync.
+    pub removing: Vec<i32>,
+}
 
 /// A described topic.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -292,6 +308,104 @@ impl Admin {
             .collect())
     }
 
+    /// AlterPartitionReassignments: moves each (topic, partition) to its target replicas,
+    /// or with `None` cancels the reassignment in progress. Per partition: its error code
+    /// and message.
+    pub async fn alter_partition_reassignments(
+        &self,
+        changes: &[(String, i32, Option<Vec<i32>>)],
+    ) -> Result<Vec<ElectionResult>> {
+        use kafka_protocol::messages::alter_partition_reassignments_request::{
+            ReassignablePartition, ReassignableTopic,
+        };
+        use kafka_protocol::messages::{AlterPartitionReassignmentsRequest, BrokerId};
+        let conn = self.cluster.any_connection().await?;
+        let mut topics: Vec<ReassignableTopic> = Vec::new();
+        for (t, p, target) in changes {
+            let partition = ReassignablePartition::default()
+                .with_partition_index(*p)
+                .with_replicas(
+                    target
+                        .as_ref()
+                        .map(|r| r.iter().map(|id| BrokerId(*id)).collect()),
+                );
+            match topics.iter_mut().find(|x| x.name.0.as_str() == t) {
+                Some(x) => x.partitions.push(partition),
+                None => topics.push(
+                    ReassignableTopic::default()
+                        .with_name(TopicName(s(t)))
+                        .with_partitions(vec![partition]),
+                ),
+            }
+        }
+        let request = AlterPartitionReassignmentsRequest::default()
+            .with_timeout_ms(self.timeout_ms())
+            .with_topics(topics);
+        let r = conn.send(&request).await?;
+        check(r.error_code)?;
+        Ok(r.responses
+            .into_iter()
+            .flat_map(|t| {
+                let topic = t.name.0.to_string();
+                t.partitions.into_iter().map(move |p| {
+                    (
+                        topic.clone(),
+                        p.partition_index,
+                        p.error_code,
+                        p.error_message.map(|m| m.to_string()),
+                    )
+                })
+            })
+            .collect())
+    }
+
+    /// ListPartitionReassignments: every partition being reassigned, with its replicas and
+    /// those being added and removed.
+    pub async fn list_partition_reassignments(&self) -> Result<Vec<OngoingReassignment>> {
+        use kafka_protocol::messages::ListPartitionReassignmentsRequest;
+        let conn = self.cluster.any_connection().await?;
+        let request = ListPartitionReassignmentsRequest::default()
+            .with_timeout_ms(self.timeout_ms())
+            .with_topics(None);
+        let r = conn.send(&request).await?;
+        check(r.error_code)?;
+        let ids = |v: Vec<kafka_protocol::messages::BrokerId>| v.into_iter().map(|b| b.0).collect();
+        Ok(r.topics
+            .into_iter()
+            .flat_map(|t| {
+                let topic = t.name.0.to_string();
+                t.partitions.into_iter().map(move |p| OngoingReassignment {
+                    topic: topic.clone(),
+                    partition: p.partition_index,
+                    replicas: ids(p.replicas),
+                    adding: ids(p.adding_replicas),
+                    removing: ids(p.removing_replicas),
+                })
+            })
+            .collect())
+    }
+
+    /// DescribeLogDirs of the broker at `address`: every replica it holds, as (topic,
+    /// partition, bytes on disk).
+    pub async fn replica_sizes(&self, address: &str) -> Result<Vec<(String, i32, i64)>> {
+        use kafka_protocol::messages::DescribeLogDirsRequest;
+        let conn = self.cluster.connection(address).await?;
+        let r = conn
+            .send(&DescribeLogDirsRequest::default().with_topics(None))
+            .await?;
+        check(r.error_code)?;
+        Ok(r.results
+            .into_iter()
+            .flat_map(|dir| dir.topics)
+            .flat_map(|t| {
+                let topic = t.name.0.to_string();
+                t.partitions
+                    .into_iter()
+                    .map(move |p| (topic.clone(), p.partition_index, p.partition_size))
+            })
+            .collect())
+    }
+
     /// Grows a topic to `total` partitions.
     pub async fn add_partitions(&self, name: &str, total: i32) -> Result<()> {
         let conn = self.cluster.any_connection().await?;
@@ -344,10 +458,47 @@ impl Admin {
         name: &str,
         changes: &[(String, Option<String>)],
     ) -> Result<()> {
-        let conn = self.cluster.any_connection().await?;
+        self.alter_configs(2, name, changes).await
+    }
+
+    /// Sets or removes dynamic broker configs of broker `broker`, or with `None` the
+    /// cluster-wide defaults.
+    pub async fn alter_broker_configs(
+        &self,
+        broker: Option<i32>,
+        changes: &[(String, Option<String>)],
+    ) -> Result<()> {
+        let name = broker.map(|b| b.to_string()).unwrap_or_default();
+        self.alter_configs(4, &name, changes).await
+    }
+
+    /// IncrementalAlterConfigs of one resource (2: topic, 4: broker).
+    async fn alter_configs(
+        &self,
+        resource_type: i8,
+        name: &str,
+        changes: &[(String, Option<String>)],
+    ) -> Result<()> {
+        // A single broker's configs are changed through that broker, as Kafka's admin
+        // client routes them.
+        let conn = match name.parse::<i32>() {
+            Ok(id) if resource_type == 4 => {
+                let cluster = self.describe_cluster().await?;
+                let addr = cluster
+                    .brokers
+                    .iter()
+                    .find(|b| b.0 == id)
+                    .map(|b| b.1.clone())
+                    .ok_or_else(|| {
+                        ClientError::Protocol(format!("broker {id} is not in the cluster"))
+                    })?;
+                self.cluster.connection(&addr).await?
+            }
+            _ => self.cluster.any_connection().await?,
+        };
         let request = IncrementalAlterConfigsRequest::default().with_resources(vec![
             AlterConfigsResource::default()
-                .with_resource_type(2)
+                .with_resource_type(resource_type)
                 .with_resource_name(s(name))
                 .with_configs(
                     changes

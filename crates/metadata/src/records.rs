@@ -4,6 +4,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::image::PartitionImage;
+
 /// One change to the cluster's metadata.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type")]
@@ -32,6 +34,13 @@ pub enum MetadataRecord {
         /// Partition epoch: bumped on every change to this partition (leader or ISR).
         #[serde(default)]
         partition_epoch: i32,
+        /// Replicas a reassignment in progress adds (KIP-455): in `replicas`, not yet in
+        /// sync.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        adding_replicas: Vec<i32>,
+        /// Replicas a reassignment in progress drops once the added ones are in sync.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        removing_replicas: Vec<i32>,
     },
     /// A topic-level config set (`value: Some`) or removed (`None`) (KRaft's ConfigRecord).
     TopicConfig {
@@ -113,6 +122,21 @@ pub enum MetadataRecord {
 }
 
 impl MetadataRecord {
+    /// The record that sets partition `partition` of `topic_id` to `p`.
+    pub fn partition(topic_id: uuid::Uuid, partition: i32, p: &PartitionImage) -> Self {
+        MetadataRecord::Partition {
+            topic_id,
+            partition,
+            replicas: p.replicas.clone(),
+            isr: p.isr.clone(),
+            leader: p.leader,
+            leader_epoch: p.leader_epoch,
+            partition_epoch: p.partition_epoch,
+            adding_replicas: p.adding_replicas.clone(),
+            removing_replicas: p.removing_replicas.clone(),
+        }
+    }
+
     /// Serialized form stored in a record value.
     pub fn to_bytes(&self) -> Vec<u8> {
         serde_json::to_vec(self).unwrap_or_default()

@@ -267,6 +267,8 @@ async fn a_single_node_metadata_log_from_before_the_quorum_keeps_its_topics() {
                 leader: 1,
                 leader_epoch: 0,
                 partition_epoch: 0,
+                adding_replicas: vec![],
+                removing_replicas: vec![],
             },
             MetadataRecord::TopicConfig {
                 topic: "orders".into(),

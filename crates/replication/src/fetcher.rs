@@ -21,8 +21,12 @@ use tokio::time::Instant;
 
 use crate::link::{FetchPartition, FetchedPartition, LinkError, ReplicaFetch, ReplicaLinks};
 use crate::manager::ReplicationConfig;
-use crate::partition::Partition;
+use crate::partition::{Partition, THROTTLE_FOLLOWER};
+use crate::throttle::Throttle;
 use crate::{blocking, ReplicationError};
+
+/// The shortest wait of a partition held back by the follower throttle.
+const THROTTLE_RECHECK: std::time::Duration = std::time::Duration::from_millis(10);
 
 struct Follow {
     partition: Arc<Partition>,
@@ -45,6 +49,7 @@ pub(crate) struct Fetchers {
     config: ReplicationConfig,
     links: Arc<dyn ReplicaLinks>,
     broker_epoch: Arc<AtomicI64>,
+    throttle: Arc<Throttle>,
     threads: Mutex<HashMap<(i32, usize), Arc<FetcherThread>>>,
     /// Which thread follows each partition.
     assigned: Mutex<HashMap<TopicPartition, (i32, usize)>>,
@@ -56,12 +61,14 @@ impl Fetchers {
         config: ReplicationConfig,
         links: Arc<dyn ReplicaLinks>,
         broker_epoch: Arc<AtomicI64>,
+        throttle: Arc<Throttle>,
     ) -> Self {
         Fetchers {
             me,
             config,
             links,
             broker_epoch,
+            throttle,
             threads: Mutex::new(HashMap::new()),
             assigned: Mutex::new(HashMap::new()),
         }
@@ -90,6 +97,7 @@ impl Fetchers {
                         self.config.clone(),
                         self.links.clone(),
                         self.broker_epoch.clone(),
+                        self.throttle.clone(),
                     ));
                     thread
                 })
@@ -140,6 +148,7 @@ async fn run(
     config: ReplicationConfig,
     links: Arc<dyn ReplicaLinks>,
     broker_epoch: Arc<AtomicI64>,
+    throttle: Arc<Throttle>,
 ) {
     let leader = thread.leader;
     loop {
@@ -157,6 +166,14 @@ async fn run(
                     continue;
                 }
                 f.delayed_until = None;
+            }
+            // Kafka's follower-side throttle: a throttled replica out of the ISR waits
+            // while the rate is spent.
+            let throttled = f.partition.is_throttled(THROTTLE_FOLLOWER) && !f.partition.in_isr(me);
+            if throttled && throttle.exceeded() {
+                let until = now + throttle.wait_hint().max(THROTTLE_RECHECK);
+                next_delay = Some(next_delay.map_or(until, |d| d.min(until)));
+                continue;
             }
             let Some((fetch_offset, last_fetched_epoch, log_start_offset)) =
                 f.partition.fetch_position(f.epoch)
@@ -211,6 +228,9 @@ async fn run(
                 continue;
             };
             let tp = answer.tp.clone();
+            if partition.is_throttled(THROTTLE_FOLLOWER) && !partition.in_isr(me) {
+                throttle.record(answer.records.len());
+            }
             if let Err(e) = handle(&partition, epoch, answer) {
                 tracing::debug!(partition = %tp, leader, error = %e, "replica fetch of a partition failed; backing off");
                 if let Some(f) = thread.partitions.lock().get_mut(&tp) {

@@ -14,6 +14,8 @@
 //!   (`replication-offset-checkpoint`) and runs the ISR-shrink check.
 //! - [`fetcher`]: the replica fetchers, `num.replica.fetchers` per source broker, each one
 //!   long-polling its leader for the partitions it follows.
+//! - [`throttle`]: the replication throttles a reassignment's catching-up replicas run
+//!   under (`*.replication.throttled.rate`).
 //! - [`link`]: the two ways out of a broker that replication needs, as traits: fetching from
 //!   a leader ([`ReplicaLinks`]) and proposing an ISR to the controller ([`IsrProposer`]).
 //!   The broker implements them over TCP and the quorum; the simulation in `tests/` over an
@@ -27,6 +29,7 @@ pub mod fetcher;
 pub mod link;
 mod manager;
 mod partition;
+pub mod throttle;
 
 pub use error::ReplicationError;
 pub use link::{
@@ -34,7 +37,11 @@ pub use link::{
     ReplicaLinks,
 };
 pub use manager::{ReplicaManager, ReplicationConfig, HWM_CHECKPOINT};
-pub use partition::{Assignment, ConsumerRead, LeaderAppend, Partition, ReplicaRead, Role};
+pub use partition::{
+    Assignment, ConsumerRead, LeaderAppend, Partition, ReplicaRead, Role, THROTTLE_FOLLOWER,
+    THROTTLE_LEADER,
+};
+pub use throttle::Throttle;
 
 /// Runs blocking file I/O from async code: on a multi-threaded runtime the worker is marked
 /// as blocking first, so other tasks move to the remaining workers; on a current-thread

@@ -14,7 +14,10 @@ use strom_types::TopicPartition;
 
 use crate::fetcher::Fetchers;
 use crate::link::{IsrProposal, IsrProposer, ReplicaLinks};
-use crate::partition::{Assignment, ConsumerRead, Partition, ReplicaRead, Transition};
+use crate::partition::{
+    Assignment, ConsumerRead, Partition, ReplicaRead, Transition, THROTTLE_LEADER,
+};
+use crate::throttle::Throttle;
 use crate::{blocking, EpochEnd, ReplicationError};
 
 /// The per-log-dir file of high watermarks (Kafka's name and format).
@@ -70,6 +73,10 @@ pub struct ReplicaManager {
     fetchers: Fetchers,
     proposer: Arc<dyn IsrProposer>,
     broker_epoch: Arc<AtomicI64>,
+    /// `leader.replication.throttled.rate`: what this leader sends throttled followers.
+    leader_throttle: Arc<Throttle>,
+    /// `follower.replication.throttled.rate`: what this broker's throttled replicas fetch.
+    follower_throttle: Arc<Throttle>,
 }
 
 impl std::fmt::Debug for ReplicaManager {
@@ -101,9 +108,18 @@ impl ReplicaManager {
             }
         }
         let broker_epoch = Arc::new(AtomicI64::new(-1));
+        let follower_throttle = Arc::new(Throttle::default());
         Arc::new(ReplicaManager {
             me,
-            fetchers: Fetchers::new(me, config.clone(), links, broker_epoch.clone()),
+            fetchers: Fetchers::new(
+                me,
+                config.clone(),
+                links,
+                broker_epoch.clone(),
+                follower_throttle.clone(),
+            ),
+            leader_throttle: Arc::new(Throttle::default()),
+            follower_throttle,
             config,
             logs,
             partitions: RwLock::new(BTreeMap::new()),
@@ -135,6 +151,13 @@ impl ReplicaManager {
     /// Sets the broker epoch replica fetches carry (from the broker's registration).
     pub fn set_broker_epoch(&self, epoch: i64) {
         self.broker_epoch.store(epoch, Ordering::Release);
+    }
+
+    /// Sets `leader.replication.throttled.rate` and `follower.replication.throttled.rate`
+    /// (bytes per second; `None`: unlimited).
+    pub fn set_throttle_rates(&self, leader: Option<u64>, follower: Option<u64>) {
+        self.leader_throttle.set_rate(leader);
+        self.follower_throttle.set_rate(follower);
     }
 
     /// The replica of `tp`, if this broker has one.
@@ -244,6 +267,14 @@ impl ReplicaManager {
         let partition = self
             .get(tp)
             .ok_or_else(|| ReplicationError::UnknownPartition(tp.clone()))?;
+        // Kafka's leader-side throttle: a throttled replica out of the ISR gets nothing
+        // while the rate is spent (its fetch still counts as heard).
+        let throttled = partition.is_throttled(THROTTLE_LEADER) && !partition.in_isr(replica);
+        let (max_bytes, min_one_batch) = if throttled && self.leader_throttle.exceeded() {
+            (0, false)
+        } else {
+            (max_bytes, min_one_batch)
+        };
         let mut read = partition.read_for_replica(
             replica,
             fetch_offset,
@@ -253,6 +284,11 @@ impl ReplicaManager {
             min_one_batch,
             now_ms(),
         )?;
+        if throttled {
+            let sent = read.read.as_ref().and_then(|r| r.region.as_ref());
+            self.leader_throttle
+                .record(sent.map_or(0, |r| r.len() as usize));
+        }
         if let Some(proposal) = read.proposal.take() {
             tracing::info!(partition = %tp, replica, isr = ?proposal.new_isr, "follower caught up: expanding the ISR");
             self.propose(partition, proposal);

@@ -8,6 +8,7 @@
 //! on it too so a waiter re-checks the leadership it waits under.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -145,7 +146,15 @@ pub struct Partition {
     leadership: RwLock<Leadership>,
     tracking: Mutex<Tracking>,
     hwm: watch::Sender<i64>,
+    /// Which replication throttles apply to this replica ([`THROTTLE_LEADER`],
+    /// [`THROTTLE_FOLLOWER`]), from its topic's `*.replication.throttled.replicas`.
+    throttled: AtomicU8,
 }
+
+/// [`Partition::set_throttled`]: serving followers out of the ISR is throttled.
+pub const THROTTLE_LEADER: u8 = 1;
+/// [`Partition::set_throttled`]: fetching while out of the ISR is throttled.
+pub const THROTTLE_FOLLOWER: u8 = 2;
 
 impl std::fmt::Debug for Partition {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -184,7 +193,24 @@ impl Partition {
             }),
             log,
             hwm: watch::channel(hwm).0,
+            throttled: AtomicU8::new(0),
         }
+    }
+
+    /// Sets which replication throttles apply (a mask of [`THROTTLE_LEADER`] and
+    /// [`THROTTLE_FOLLOWER`]).
+    pub fn set_throttled(&self, mask: u8) {
+        self.throttled.store(mask, Ordering::Release);
+    }
+
+    /// Whether throttle `which` applies to this replica.
+    pub fn is_throttled(&self, which: u8) -> bool {
+        self.throttled.load(Ordering::Acquire) & which != 0
+    }
+
+    /// Whether `replica` is in the committed ISR.
+    pub fn in_isr(&self, replica: i32) -> bool {
+        self.leadership.read().assignment.isr.contains(&replica)
     }
 
     /// The partition.

@@ -535,6 +535,8 @@ async fn run(seed: u64) -> Tally {
             leader: replicas[0],
             leader_epoch: 0,
             partition_epoch: 0,
+            adding_replicas: vec![],
+            removing_replicas: vec![],
         });
     }
     world.commit(records);

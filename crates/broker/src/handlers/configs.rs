@@ -46,7 +46,12 @@ fn config_type(key: &str) -> i8 {
         "consumer.session.timeout.ms" | "consumer.heartbeat.interval.ms" => 3, // INT
         "compression.type" => 2,          // STRING
         "node.id" => 3,                   // INT
-        "advertised.listeners" | "listeners" | "log.dirs" | "process.roles" => 7, // LIST
+        "advertised.listeners"
+        | "listeners"
+        | "log.dirs"
+        | "process.roles"
+        | "leader.replication.throttled.replicas"
+        | "follower.replication.throttled.replicas" => 7, // LIST
         _ => 5,                           // LONG
     }
 }
@@ -225,6 +230,13 @@ pub(super) fn describe(
                             .collect();
                         let min_isr = broker.min_insync_replicas(&image, &t.name);
                         all.push(("min.insync.replicas".into(), min_isr.to_string()));
+                        for key in [
+                            dynamic_config::LEADER_THROTTLED_REPLICAS,
+                            dynamic_config::FOLLOWER_THROTTLED_REPLICAS,
+                        ] {
+                            let value = t.configs.get(key).cloned().unwrap_or_default();
+                            all.push((key.into(), value));
+                        }
                         all.into_iter()
                             .map(|(k, v)| {
                                 let synonyms = topic_synonyms(broker, &image, &t.configs, &k);

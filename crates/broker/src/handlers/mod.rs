@@ -15,6 +15,7 @@ mod list_offsets;
 mod metadata;
 mod offsets_for_leader_epoch;
 mod produce;
+mod reassignments;
 
 use std::sync::Arc;
 
@@ -80,6 +81,8 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeTopicPartitions, 0, 0),
     (ApiKey::DescribeQuorum, 0, 2),
     (ApiKey::ElectLeaders, 0, 2),
+    (ApiKey::AlterPartitionReassignments, 0, 1),
+    (ApiKey::ListPartitionReassignments, 0, 0),
     (ApiKey::FindCoordinator, 0, 6),
     (ApiKey::JoinGroup, 0, 9),
     (ApiKey::SyncGroup, 0, 5),
@@ -197,6 +200,14 @@ pub async fn handle(
         }
         ApiKey::ElectLeaders => {
             let r = elect_leaders::handle(broker, decode(body, version)?).await;
+            respond(key, version, correlation_id, &r)?
+        }
+        ApiKey::AlterPartitionReassignments => {
+            let r = reassignments::alter(broker, decode(body, version)?).await;
+            respond(key, version, correlation_id, &r)?
+        }
+        ApiKey::ListPartitionReassignments => {
+            let r = reassignments::list(broker, decode(body, version)?);
             respond(key, version, correlation_id, &r)?
         }
         ApiKey::DescribeQuorum => {

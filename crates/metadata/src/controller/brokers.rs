@@ -137,15 +137,12 @@ pub fn fence(image: &MetadataImage, broker_id: i32) -> Vec<MetadataRecord> {
             if leader == p.leader && isr == p.isr {
                 continue;
             }
-            records.push(MetadataRecord::Partition {
-                topic_id: topic.topic_id,
-                partition: *index,
-                replicas: p.replicas.clone(),
-                isr,
-                leader,
-                leader_epoch: p.leader_epoch + i32::from(leader != p.leader),
-                partition_epoch: p.partition_epoch + 1,
-            });
+            let mut next = p.clone();
+            next.leader_epoch += i32::from(leader != p.leader);
+            next.partition_epoch += 1;
+            next.isr = isr;
+            next.leader = leader;
+            records.push(MetadataRecord::partition(topic.topic_id, *index, &next));
         }
     }
     records
@@ -163,15 +160,12 @@ fn elect_leaderless(image: &MetadataImage, broker_id: i32) -> Vec<MetadataRecord
             let unclean = super::partitions::unclean_allowed(image, &topic.name);
             let elected = super::partitions::elect(p, &p.isr, unclean, |r| r == broker_id);
             if let Some((leader, isr)) = elected {
-                records.push(MetadataRecord::Partition {
-                    topic_id: topic.topic_id,
-                    partition: *index,
-                    replicas: p.replicas.clone(),
-                    isr,
-                    leader,
-                    leader_epoch: p.leader_epoch + 1,
-                    partition_epoch: p.partition_epoch + 1,
-                });
+                let mut next = p.clone();
+                next.isr = isr;
+                next.leader = leader;
+                next.leader_epoch += 1;
+                next.partition_epoch += 1;
+                records.push(MetadataRecord::partition(topic.topic_id, *index, &next));
             }
         }
     }
@@ -227,6 +221,8 @@ mod tests {
                     leader: 1,
                     leader_epoch: 0,
                     partition_epoch: 0,
+                    adding_replicas: vec![],
+                    removing_replicas: vec![],
                 },
             ],
         );

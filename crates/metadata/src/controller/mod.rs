@@ -9,6 +9,7 @@
 //!   leader elections they cause.
 //! - [`partitions`]: ISR changes leaders propose (AlterPartition) and leader elections.
 //! - [`placement`]: where the replicas of new partitions go.
+//! - [`reassign`]: moving replicas between brokers (AlterPartitionReassignments).
 //!
 //! Requests are handled one at a time (an async mutex), each after a read barrier on the
 //! quorum, so every check sees the effect of every earlier commit.
@@ -16,6 +17,7 @@
 pub mod brokers;
 pub mod partitions;
 pub mod placement;
+pub mod reassign;
 pub mod topics;
 
 use std::collections::BTreeMap;
@@ -114,6 +116,13 @@ pub enum ControllerRequest {
         /// (topic, partition) pairs; `None` for every partition.
         partitions: Option<Vec<(String, i32)>>,
     },
+    /// Start or cancel partition reassignments (AlterPartitionReassignments).
+    AlterReassignments {
+        /// The partitions and their targets.
+        changes: Vec<reassign::Reassignment>,
+        /// KIP-860: whether a target may have another size than the current replicas.
+        allow_replication_factor_change: bool,
+    },
 }
 
 /// One topic of a [`ControllerRequest::CreateTopics`].
@@ -179,6 +188,13 @@ pub enum ControllerReply {
         /// Commit offset.
         offset: i64,
     },
+    /// Each partition's outcome of an AlterPartitionReassignments, in request order.
+    Reassignments {
+        /// The outcomes.
+        outcomes: Vec<Result<(), ControllerError>>,
+        /// Commit offset.
+        offset: i64,
+    },
     /// Each partition's outcome of an ElectLeaders.
     Elections {
         /// In request order.
@@ -198,7 +214,8 @@ impl ControllerReply {
             | ControllerReply::ProducerIds { offset, .. }
             | ControllerReply::Registered { offset, .. }
             | ControllerReply::Heartbeat { offset, .. }
-            | ControllerReply::Elections { offset, .. } => *offset,
+            | ControllerReply::Elections { offset, .. }
+            | ControllerReply::Reassignments { offset, .. } => *offset,
         }
     }
 }
@@ -249,6 +266,9 @@ pub enum ControllerError {
     /// INELIGIBLE_REPLICA: a proposed ISR member is not a live replica.
     #[error("{0}")]
     IneligibleReplica(String),
+    /// NO_REASSIGNMENT_IN_PROGRESS: a cancel of a partition not being reassigned.
+    #[error("{0}")]
+    NoReassignmentInProgress(String),
     /// The quorum failed (UNKNOWN_SERVER_ERROR).
     #[error("the metadata quorum failed: {0}")]
     Quorum(String),
@@ -398,6 +418,24 @@ impl Controller {
                     partitions::elect_leaders(&image, kind, partitions.as_deref());
                 let offset = self.commit(records, image.offset).await?;
                 Ok(ControllerReply::Elections { outcomes, offset })
+            }
+            ControllerRequest::AlterReassignments {
+                changes,
+                allow_replication_factor_change,
+            } => {
+                let (records, outcomes) = reassign::alter_reassignments(
+                    &image,
+                    &changes,
+                    allow_replication_factor_change,
+                );
+                if !records.is_empty() {
+                    tracing::info!(
+                        partitions = records.len(),
+                        "partition reassignments committed"
+                    );
+                }
+                let offset = self.commit(records, image.offset).await?;
+                Ok(ControllerReply::Reassignments { outcomes, offset })
             }
             ControllerRequest::AllocateProducerIds { broker_id } => {
                 let (records, start, end) = topics::allocate_producer_ids(&image, broker_id);

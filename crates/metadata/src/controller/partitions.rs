@@ -89,15 +89,15 @@ pub fn alter_partition(
     if p.isr == change.new_isr {
         return Ok(Vec::new());
     }
-    Ok(vec![MetadataRecord::Partition {
-        topic_id: change.topic_id,
-        partition: change.partition,
-        replicas: p.replicas.clone(),
-        isr: change.new_isr.clone(),
-        leader: p.leader,
-        leader_epoch: p.leader_epoch,
-        partition_epoch: p.partition_epoch + 1,
-    }])
+    let mut next = p.clone();
+    next.isr = change.new_isr.clone();
+    next.partition_epoch += 1;
+    super::reassign::maybe_complete(image, &mut next);
+    Ok(vec![MetadataRecord::partition(
+        change.topic_id,
+        change.partition,
+        &next,
+    )])
 }
 
 /// Whether `topic` may elect a leader outside its ISR: the topic's
@@ -213,15 +213,12 @@ pub fn elect_leaders(
         };
         match choice {
             Ok((leader, isr)) => {
-                records.push(MetadataRecord::Partition {
-                    topic_id: t.topic_id,
-                    partition: index,
-                    replicas: p.replicas.clone(),
-                    isr,
-                    leader,
-                    leader_epoch: p.leader_epoch + 1,
-                    partition_epoch: p.partition_epoch + 1,
-                });
+                let mut next = p.clone();
+                next.isr = isr;
+                next.leader = leader;
+                next.leader_epoch += 1;
+                next.partition_epoch += 1;
+                records.push(MetadataRecord::partition(t.topic_id, index, &next));
                 outcomes.push(((topic, index), ElectionOutcome::Elected));
             }
             Err(outcome) => outcomes.push(((topic, index), outcome)),

@@ -119,7 +119,8 @@ pub fn change(
         | ControllerRequest::RegisterBroker { .. }
         | ControllerRequest::Heartbeat { .. }
         | ControllerRequest::AlterPartition(_)
-        | ControllerRequest::ElectLeaders { .. } => Err(ControllerError::InvalidRequest(
+        | ControllerRequest::ElectLeaders { .. }
+        | ControllerRequest::AlterReassignments { .. } => Err(ControllerError::InvalidRequest(
             "not a topic or config change".into(),
         )),
     }
@@ -333,6 +334,8 @@ fn partition_records(
             leader,
             leader_epoch: 0,
             partition_epoch: 0,
+            adding_replicas: Vec::new(),
+            removing_replicas: Vec::new(),
         }
     })
 }

@@ -171,7 +171,35 @@ static MESSAGES: &[Message] = &[
     msg(75, 0, 0, 0, &DESCRIBE_TOPIC_PARTITIONS_REQUEST),
     msg(55, 0, 2, 0, &DESCRIBE_QUORUM_REQUEST),
     msg(43, 0, 2, 2, &ELECT_LEADERS_REQUEST),
+    msg(45, 0, 1, 0, &ALTER_PARTITION_REASSIGNMENTS_REQUEST),
+    msg(46, 0, 0, 0, &LIST_PARTITION_REASSIGNMENTS_REQUEST),
 ];
+
+static REASSIGNABLE_PARTITION: Struct = Struct(&[
+    f("partition_index", 0, ALL, I32),
+    f("replicas", 0, ALL, narr(&I32)),
+]);
+
+static REASSIGNABLE_TOPIC: Struct = Struct(&[
+    f("name", 0, ALL, STR),
+    f("partitions", 0, ALL, arr(&st(&REASSIGNABLE_PARTITION))),
+]);
+
+static ALTER_PARTITION_REASSIGNMENTS_REQUEST: Struct = Struct(&[
+    f("timeout_ms", 0, ALL, I32),
+    f("allow_replication_factor_change", 1, ALL, BOOL),
+    f("topics", 0, ALL, arr(&st(&REASSIGNABLE_TOPIC))),
+]);
+
+static LIST_REASSIGNMENTS_TOPIC: Struct = Struct(&[
+    f("name", 0, ALL, STR),
+    f("partition_indexes", 0, ALL, arr(&I32)),
+]);
+
+static LIST_PARTITION_REASSIGNMENTS_REQUEST: Struct = Struct(&[
+    f("timeout_ms", 0, ALL, I32),
+    f("topics", 0, ALL, narr(&st(&LIST_REASSIGNMENTS_TOPIC))),
+]);
 
 static ELECT_LEADERS_TOPIC: Struct =
     Struct(&[f("topic", 0, ALL, STR), f("partitions", 0, ALL, arr(&I32))]);

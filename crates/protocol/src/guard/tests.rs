@@ -299,6 +299,41 @@ fn sample(api_key: i16, v: i16) -> Sample {
             r.timeout_ms = 3000;
             r.unknown_tagged_fields = tags(fl);
         }),
+        45 => build(v, |r: &mut AlterPartitionReassignmentsRequest, fl| {
+            use alter_partition_reassignments_request::{ReassignablePartition, ReassignableTopic};
+            r.timeout_ms = 30_000;
+            r.allow_replication_factor_change = v == 0; // v0 cannot carry false
+            r.topics = (0..2)
+                .map(|t| {
+                    let mut topic = ReassignableTopic::default();
+                    topic.name = s(&format!("orders-{t}"));
+                    topic.partitions = (0..3)
+                        .map(|p| {
+                            let mut rp = ReassignablePartition::default();
+                            rp.partition_index = p;
+                            // A cancel (null) beside real targets.
+                            rp.replicas =
+                                (p != 1).then(|| vec![BrokerId(1), BrokerId(2), BrokerId(3)]);
+                            rp.unknown_tagged_fields = tags(fl);
+                            rp
+                        })
+                        .collect();
+                    topic.unknown_tagged_fields = tags(fl);
+                    topic
+                })
+                .collect();
+            r.unknown_tagged_fields = tags(fl);
+        }),
+        46 => build(v, |r: &mut ListPartitionReassignmentsRequest, fl| {
+            use list_partition_reassignments_request::ListPartitionReassignmentsTopics;
+            r.timeout_ms = 30_000;
+            let mut topic = ListPartitionReassignmentsTopics::default();
+            topic.name = s("orders");
+            topic.partition_indexes = vec![0, 2];
+            topic.unknown_tagged_fields = tags(fl);
+            r.topics = Some(vec![topic]);
+            r.unknown_tagged_fields = tags(fl);
+        }),
         23 => build(v, |r: &mut OffsetForLeaderEpochRequest, fl| {
             use offset_for_leader_epoch_request::{OffsetForLeaderPartition, OffsetForLeaderTopic};
             r.replica_id = BrokerId(if v >= 3 { 2 } else { -1 });
@@ -721,6 +756,8 @@ fn the_schema_table_matches_kafka_protocol() {
         (2, versions::<ListOffsetsRequest>()),
         (23, versions::<OffsetForLeaderEpochRequest>()),
         (43, versions::<ElectLeadersRequest>()),
+        (45, versions::<AlterPartitionReassignmentsRequest>()),
+        (46, versions::<ListPartitionReassignmentsRequest>()),
         (19, versions::<CreateTopicsRequest>()),
         (20, versions::<DeleteTopicsRequest>()),
         (37, versions::<CreatePartitionsRequest>()),
