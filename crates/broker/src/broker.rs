@@ -41,6 +41,16 @@ pub struct TopicSpec {
     pub assignment: Option<Vec<Vec<i32>>>,
 }
 
+/// What a group coordinator wrote, for the error a failed replication of it answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GroupWrite {
+    /// A classic group's assignment (SyncGroup): a timeout is REBALANCE_IN_PROGRESS.
+    Assignment,
+    /// Committed offsets, KIP-848 member and assignment records: a timeout is
+    /// REQUEST_TIMED_OUT.
+    Other,
+}
+
 /// Names only the broker itself may create (Kafka's internal topics).
 pub const RESERVED_TOPICS: &[&str] = &["__consumer_offsets", "__transaction_state"];
 
@@ -356,24 +366,37 @@ impl Broker {
 
     /// Waits until the `__consumer_offsets` partition of `group` has replicated everything
     /// written to it so far (its high watermark reaches its log end), as acks=all would, up
-    /// to `offsets.commit.timeout.ms`; the Kafka error code if not.
-    pub async fn wait_offsets_replicated(&self, group: &str) -> Result<(), i16> {
+    /// to `offsets.commit.timeout.ms`. A failure is answered with the code Kafka's group
+    /// coordinator gives for `write` (its GroupMetadataManager's mapping).
+    pub async fn wait_group_replicated(&self, group: &str, write: GroupWrite) -> Result<(), i16> {
         let tp = TopicPartition::new(OFFSETS_TOPIC, self.coordinator.partition_for(group));
         let Some(partition) = self.replicas.get(&tp) else {
             return Err(ResponseError::NotCoordinator.code());
         };
         partition.refresh_high_watermark();
         let end = partition.log().log_end_offset();
+        if partition.high_watermark() >= end {
+            return Ok(());
+        }
         let timeout = Duration::from_millis(self.config.offsets_commit_timeout_ms);
-        partition
+        let waited = partition
             .wait_replicated(end, partition.leader_epoch(), timeout)
-            .await
-            .map_err(|e| match e {
-                strom_replication::ReplicationError::NotLeader { .. } => {
-                    ResponseError::NotCoordinator.code()
-                }
-                other => crate::errors::replication_error_code(&other),
-            })
+            .await;
+        use strom_replication::ReplicationError as E;
+        waited.map_err(|e| match e {
+            E::UnknownPartition(_)
+            | E::NotEnoughReplicas { .. }
+            | E::NotEnoughReplicasAfterAppend { .. } => {
+                ResponseError::CoordinatorNotAvailable.code()
+            }
+            E::NotLeader { .. } | E::NotReplica { .. } | E::Storage(_) => {
+                ResponseError::NotCoordinator.code()
+            }
+            E::Timeout(_) if write == GroupWrite::Assignment => {
+                ResponseError::RebalanceInProgress.code()
+            }
+            other => crate::errors::replication_error_code(&other),
+        })
     }
 
     /// Where clients reach broker `id` (its first advertised listener).

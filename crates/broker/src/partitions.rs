@@ -173,18 +173,29 @@ impl Broker {
         }
         if let Some(offsets) = new.topics.get(OFFSETS_TOPIC) {
             for (p, placement) in &offsets.partitions {
-                let loaded = self.coordinator.is_partition_loaded(*p);
-                if placement.leader == me && !loaded {
+                let owned = self.coordinator.is_partition_loaded(*p)
+                    || self.coordinator.is_partition_loading(*p);
+                if placement.leader == me && !owned {
                     let Some(log) = self.logs.get(&TopicPartition::new(OFFSETS_TOPIC, *p)) else {
                         continue;
                     };
-                    if let Err(e) = self
-                        .coordinator
-                        .load_partition(*p, log, placement.leader_epoch)
-                    {
-                        tracing::error!(partition = p, error = %e, "could not load a __consumer_offsets partition");
+                    // Replayed in the background, as Kafka's coordinator loads: meanwhile
+                    // its groups are answered COORDINATOR_LOAD_IN_PROGRESS, and the image
+                    // goes on being applied.
+                    let token = self.coordinator.begin_loading(*p);
+                    let coordinator = self.coordinator.clone();
+                    let (partition, epoch) = (*p, placement.leader_epoch);
+                    let load = move || {
+                        if let Err(e) = coordinator.finish_loading(partition, log, epoch, token) {
+                            tracing::error!(partition, error = %e, "could not load a __consumer_offsets partition");
+                            coordinator.unload_partition(partition);
+                        }
+                    };
+                    match tokio::runtime::Handle::try_current() {
+                        Ok(rt) => drop(rt.spawn_blocking(load)),
+                        Err(_) => load(),
                     }
-                } else if placement.leader != me && loaded {
+                } else if placement.leader != me && owned {
                     self.coordinator.unload_partition(*p);
                 }
             }

@@ -11,6 +11,8 @@ pub const COORDINATOR_NOT_AVAILABLE: i16 = ResponseError::CoordinatorNotAvailabl
 pub const ILLEGAL_GENERATION: i16 = ResponseError::IllegalGeneration.code();
 /// INCONSISTENT_GROUP_PROTOCOL.
 pub const INCONSISTENT_GROUP_PROTOCOL: i16 = ResponseError::InconsistentGroupProtocol.code();
+/// COORDINATOR_LOAD_IN_PROGRESS.
+pub const COORDINATOR_LOAD_IN_PROGRESS: i16 = ResponseError::CoordinatorLoadInProgress.code();
 /// NOT_COORDINATOR.
 pub const NOT_COORDINATOR: i16 = ResponseError::NotCoordinator.code();
 /// INVALID_GROUP_ID.

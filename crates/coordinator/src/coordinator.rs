@@ -177,6 +177,11 @@ pub struct GroupCoordinator {
     config: CoordinatorConfig,
     partitions: RwLock<HashMap<i32, Arc<PartitionSink>>>,
     groups: Mutex<HashMap<String, Arc<GroupHandle>>>,
+    /// Partitions being loaded, each with the token of its load: their groups are answered
+    /// COORDINATOR_LOAD_IN_PROGRESS, and a load whose token is gone (unloaded meanwhile) is
+    /// dropped when it ends.
+    loading: Mutex<HashMap<i32, u64>>,
+    next_load: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for GroupCoordinator {
@@ -195,6 +200,8 @@ impl GroupCoordinator {
             config,
             partitions: RwLock::new(HashMap::new()),
             groups: Mutex::new(HashMap::new()),
+            loading: Mutex::new(HashMap::new()),
+            next_load: std::sync::atomic::AtomicU64::new(1),
         })
     }
 
@@ -220,6 +227,11 @@ impl GroupCoordinator {
             .contains_key(&self.partition_for(group))
     }
 
+    /// True while partition `partition` is being loaded.
+    pub fn is_partition_loading(&self, partition: i32) -> bool {
+        self.loading.lock().contains_key(&partition)
+    }
+
     /// Takes over partition `partition`: replays its records into groups and offsets.
     pub fn load_partition(
         self: &Arc<Self>,
@@ -227,6 +239,70 @@ impl GroupCoordinator {
         log: Arc<Log>,
         leader_epoch: i32,
     ) -> Result<(), String> {
+        let token = self.begin_loading(partition);
+        self.finish_loading(partition, log, leader_epoch, token)
+            .map(|_| ())
+    }
+
+    /// Marks partition `partition` as loading (its groups get COORDINATOR_LOAD_IN_PROGRESS)
+    /// and returns the token [`GroupCoordinator::finish_loading`] takes.
+    pub fn begin_loading(&self, partition: i32) -> u64 {
+        let token = self
+            .next_load
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.loading.lock().insert(partition, token);
+        token
+    }
+
+    /// Replays partition `partition` into groups and offsets and starts serving them,
+    /// unless it was unloaded since [`GroupCoordinator::begin_loading`] gave `token`
+    /// (then the result is dropped and this answers false).
+    pub fn finish_loading(
+        self: &Arc<Self>,
+        partition: i32,
+        log: Arc<Log>,
+        leader_epoch: i32,
+        token: u64,
+    ) -> Result<bool, String> {
+        let replayed = self.replay(log, leader_epoch);
+        let mut loading = self.loading.lock();
+        if loading.get(&partition) != Some(&token) {
+            return Ok(false);
+        }
+        loading.remove(&partition);
+        let (sink, loaded, records) = replayed?;
+        let count = loaded.len();
+        {
+            let mut groups = self.groups.lock();
+            for group in loaded {
+                let name = group.id.clone();
+                let handle = Arc::new(GroupHandle {
+                    group: Mutex::new(group),
+                    sink: sink.clone(),
+                    partition,
+                    wake: Notify::new(),
+                });
+                self.spawn_timer(&handle);
+                groups.insert(name, handle);
+            }
+        }
+        self.partitions.write().insert(partition, sink);
+        tracing::info!(
+            partition,
+            groups = count,
+            records,
+            "loaded group coordinator partition"
+        );
+        Ok(true)
+    }
+
+    /// The groups a `__consumer_offsets` partition's log holds, with the sink that writes
+    /// to it in `leader_epoch` and the count of records read.
+    fn replay(
+        &self,
+        log: Arc<Log>,
+        leader_epoch: i32,
+    ) -> Result<(Arc<PartitionSink>, Vec<Group>, usize), String> {
         let sink = Arc::new(PartitionSink {
             log: log.clone(),
             leader_epoch,
@@ -341,34 +417,14 @@ impl GroupCoordinator {
             }
             loaded.push(group);
         }
-        let count = loaded.len();
-        {
-            let mut groups = self.groups.lock();
-            for group in loaded {
-                let name = group.id.clone();
-                let handle = Arc::new(GroupHandle {
-                    group: Mutex::new(group),
-                    sink: sink.clone(),
-                    partition,
-                    wake: Notify::new(),
-                });
-                self.spawn_timer(&handle);
-                groups.insert(name, handle);
-            }
-        }
-        self.partitions.write().insert(partition, sink);
-        tracing::info!(
-            partition,
-            groups = count,
-            records,
-            "loaded group coordinator partition"
-        );
-        Ok(())
+        Ok((sink, loaded, records))
     }
 
     /// Gives up partition `partition`: its groups are dropped (members will find the new
     /// coordinator).
     pub fn unload_partition(&self, partition: i32) {
+        let mut loading = self.loading.lock();
+        loading.remove(&partition);
         self.partitions.write().remove(&partition);
         let now = now_ms();
         self.groups.lock().retain(|_, h| {
@@ -386,7 +442,13 @@ impl GroupCoordinator {
             .read()
             .get(&self.partition_for(group))
             .cloned()
-            .ok_or(codes::NOT_COORDINATOR)
+            .ok_or_else(|| {
+                if self.is_partition_loading(self.partition_for(group)) {
+                    codes::COORDINATOR_LOAD_IN_PROGRESS
+                } else {
+                    codes::NOT_COORDINATOR
+                }
+            })
     }
 
     fn existing(&self, group: &str) -> Option<Arc<GroupHandle>> {

@@ -607,3 +607,32 @@ fn a_group_whose_last_session_ended_can_be_deleted_at_once() {
     std::thread::sleep(std::time::Duration::from_millis(250));
     assert_eq!(c.delete_group("g"), codes::NONE);
 }
+
+#[tokio::test]
+async fn a_partition_being_loaded_answers_load_in_progress_and_a_load_overtaken_by_an_unload_is_dropped(
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let log = offsets_log(dir.path());
+    let config = CoordinatorConfig {
+        offsets_topic_partitions: 1,
+        ..CoordinatorConfig::default()
+    };
+    let c = GroupCoordinator::new(config);
+    let token = c.begin_loading(0);
+    assert_eq!(
+        c.fetch_offsets("grp", None),
+        Err(codes::COORDINATOR_LOAD_IN_PROGRESS)
+    );
+    assert!(c.is_partition_loading(0) && !c.is_partition_loaded(0));
+    // Leadership moved away before the replay ended: its result is not served.
+    c.unload_partition(0);
+    assert_eq!(c.finish_loading(0, log.clone(), 0, token), Ok(false));
+    assert_eq!(
+        c.fetch_offsets("grp", None),
+        Err(strom_coordinator::NOT_COORDINATOR)
+    );
+    let token = c.begin_loading(0);
+    assert_eq!(c.finish_loading(0, log, 0, token), Ok(true));
+    assert!(!c.is_partition_loading(0) && c.is_partition_loaded(0));
+    assert_eq!(c.fetch_offsets("grp", None), Ok(Vec::new()));
+}

@@ -28,7 +28,7 @@ use kafka_protocol::ResponseError;
 use strom_coordinator::{CommitEntry, JoinRequest};
 
 use crate::authz::{authorized_operations, Resource, NOT_REQUESTED};
-use crate::broker::Broker;
+use crate::broker::{Broker, GroupWrite};
 
 fn s(v: impl Into<String>) -> StrBytes {
     StrBytes::from_string(v.into())
@@ -199,9 +199,23 @@ pub(super) async fn sync_group(
             assignments,
         )
         .await;
+    // The assignment is answered once the group record holding it is replicated.
+    let error = match r.error {
+        0 => broker
+            .wait_group_replicated(&request.group_id, GroupWrite::Assignment)
+            .await
+            .err()
+            .unwrap_or(0),
+        e => e,
+    };
+    let assignment = if error == 0 {
+        r.assignment
+    } else {
+        Default::default()
+    };
     let mut out = SyncGroupResponse::default()
-        .with_error_code(r.error)
-        .with_assignment(r.assignment);
+        .with_error_code(error)
+        .with_assignment(assignment);
     if version >= 5 {
         out.protocol_type = r.protocol_type.map(s);
         out.protocol_name = r.protocol_name.map(s);
@@ -305,7 +319,10 @@ pub(super) async fn offset_commit(
     };
     // Acknowledged once replicated like acks=all (`offsets.commit.timeout.ms`).
     let codes = match codes {
-        Ok(c) if c.contains(&0) => match broker.wait_offsets_replicated(&request.group_id).await {
+        Ok(c) if c.contains(&0) => match broker
+            .wait_group_replicated(&request.group_id, GroupWrite::Other)
+            .await
+        {
             Ok(()) => Ok(c),
             Err(code) => Ok(c
                 .into_iter()
@@ -614,7 +631,7 @@ fn assignment_of(
 }
 
 /// ConsumerGroupHeartbeat (KIP-848): join, heartbeat, reconcile, leave.
-pub(super) fn consumer_group_heartbeat(
+pub(super) async fn consumer_group_heartbeat(
     broker: &Arc<Broker>,
     request: ConsumerGroupHeartbeatRequest,
     client_id: &str,
@@ -642,12 +659,20 @@ pub(super) fn consumer_group_heartbeat(
     };
     let topics = topics_view(broker);
     let (session, interval) = broker.group_timeouts(&broker.image(), &request.group_id);
-    match broker.coordinator.consumer_heartbeat_with_session(
+    let outcome = match broker.coordinator.consumer_heartbeat_with_session(
         &request.group_id,
         req,
         &topics,
         session,
     ) {
+        // Answered once the member and assignment records it wrote are replicated.
+        Ok(r) => broker
+            .wait_group_replicated(&request.group_id, GroupWrite::Other)
+            .await
+            .map(|()| r),
+        Err(code) => Err(code),
+    };
+    match outcome {
         Ok(r) => ConsumerGroupHeartbeatResponse::default()
             .with_member_id(Some(s(r.member_id)))
             .with_member_epoch(r.member_epoch)

@@ -283,7 +283,8 @@ pub async fn handle(
         ApiKey::ConsumerGroupHeartbeat => {
             let client_id = header.client_id.clone().unwrap_or_default();
             let r =
-                groups::consumer_group_heartbeat(broker, decode(body, version)?, &client_id, peer);
+                groups::consumer_group_heartbeat(broker, decode(body, version)?, &client_id, peer)
+                    .await;
             respond(key, version, correlation_id, &r)?
         }
         ApiKey::ConsumerGroupDescribe => {
