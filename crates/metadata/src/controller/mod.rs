@@ -288,7 +288,7 @@ impl From<QuorumError> for ControllerError {
 pub struct ControllerConfig {
     /// `broker.session.timeout.ms` (9000): a broker whose heartbeats stop this long is fenced.
     pub broker_session_timeout_ms: u64,
-    /// `broker.heartbeat.interval.ms` (500): a broker silent for one and a half intervals is
+    /// `broker.heartbeat.interval.ms` (500): a broker a fifth of an interval late is
     /// probed (see [`Controller`]'s fencing).
     pub broker_heartbeat_interval_ms: u64,
     /// `auto.leader.rebalance.enable` (true): move leadership back to preferred replicas.
@@ -495,14 +495,20 @@ impl Controller {
         self.silent_for(broker) < Duration::from_millis(self.config.broker_session_timeout_ms)
     }
 
-    /// Whether `broker` missed a heartbeat: silent for one and a half intervals.
-    fn missed_heartbeat(&self, broker: i32) -> bool {
-        self.silent_for(broker)
-            > Duration::from_millis(self.config.broker_heartbeat_interval_ms * 3 / 2)
+    /// Whether `broker`'s listener should be probed: this node has not heard it since it
+    /// became the active controller (a controller that took over from a dead one learns
+    /// at once whether that node's broker is gone too), or it is a fifth of an interval
+    /// late with its heartbeat. Probing a live broker costs one accepted connection.
+    fn should_probe(&self, broker: i32) -> bool {
+        let heard = self.heard.lock().contains_key(&broker);
+        !heard
+            || self.silent_for(broker)
+                > Duration::from_millis(self.config.broker_heartbeat_interval_ms * 6 / 5)
     }
 
     /// Fences every unfenced broker not heard from within the session timeout, and at once
-    /// one that missed a heartbeat and whose listener refuses connections.
+    /// one that is late with its heartbeat (or not yet heard by a new controller) and whose
+    /// listener refuses connections.
     ///
     /// The second is the fast failure detector: a refused connection on loopback or a LAN
     /// means no process listens on the broker's port any more (killed, crashed, exited),
@@ -515,7 +521,7 @@ impl Controller {
         let image = self.quorum.image();
         let mut gone = Vec::new();
         for b in image.active_brokers() {
-            if !self.missed_heartbeat(b.id) || !self.session_open(b.id) {
+            if !self.should_probe(b.id) || !self.session_open(b.id) {
                 continue;
             }
             if let Some(l) = b.listeners.first() {
@@ -535,8 +541,8 @@ impl Controller {
         let _one = self.one_at_a_time.lock().await;
         let image = self.quorum.image();
         for id in gone {
-            // Heard from again while probing: it is back.
-            if !self.missed_heartbeat(id) {
+            // Heard from while probing: it is alive.
+            if !self.should_probe(id) {
                 continue;
             }
             let records = brokers::fence(&image, id);

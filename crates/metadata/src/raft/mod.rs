@@ -481,25 +481,34 @@ impl Quorum {
     }
 }
 
-/// The range this node draws its election timeout from. openraft draws it once, at start,
-/// and checks it on a tick: voters started together whose timeouts fall on the same tick
-/// would split the vote round after round (seen: 14 elections, 23 s, after a kill). So each
-/// voter gets its own slice of `[t, 2t)` by its rank among the voters, the slices half a
-/// slice apart, which is several ticks (the heartbeat is t/20, the tick 1.5 heartbeats).
-/// The simulation sets the range itself.
+/// The range this node draws its election timeout from, so that it stands for election
+/// between `controller.quorum.election.timeout.ms` (t) and 2t after it last heard the
+/// leader, as Kafka's followers do.
+///
+/// openraft waits longer than the drawn timeout: a follower that knew a committed leader
+/// first waits out that leader's lease, which it sets to the window's upper end. So the
+/// window lies in [t/2, t), and the wait is its end plus the draw.
+///
+/// openraft draws once, at start, and checks on a tick: voters started together whose
+/// timeouts fall on the same tick would split the vote round after round (seen: 14
+/// elections, 23 s, after a kill). So each voter gets its own slice by its rank among the
+/// voters, the slices half a slice apart; the waits then differ by more than a slice, which
+/// is several ticks (the heartbeat is t/20, the tick 1.5 heartbeats). The simulation sets
+/// the range itself.
 fn election_window(config: &QuorumConfig) -> (u64, u64) {
     let t = config.election_timeout_ms.max(20);
     if let Some(max) = config.election_timeout_max_ms.filter(|m| *m > t) {
         return (t, max);
     }
+    let base = t / 2;
     let voters = config.voters.len().max(1) as u64;
     let rank = config
         .voters
         .keys()
         .position(|id| *id == config.node_id)
         .unwrap_or(0) as u64;
-    let slice = t / voters;
-    let min = t + rank * slice;
+    let slice = base / voters;
+    let min = base + rank * slice;
     (min, min + (slice / 2).max(1))
 }
 
@@ -579,7 +588,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn voters_draw_their_election_timeouts_from_slices_apart_by_several_ticks() {
+    fn voters_stand_for_election_between_t_and_2t_several_ticks_apart() {
         let voters: BTreeMap<i32, String> = (1..=3).map(|i| (i, String::new())).collect();
         let config = |node_id| QuorumConfig {
             node_id,
@@ -592,12 +601,18 @@ mod tests {
             election_timeout_ms: 1000,
             election_timeout_max_ms: None,
         };
-        let windows: Vec<_> = (1..=3).map(|id| election_window(&config(id))).collect();
+        // What openraft waits: the lease (the window's end) plus the draw.
+        let waits: Vec<_> = (1..=3)
+            .map(|id| {
+                let (min, max) = election_window(&config(id));
+                (max + min, max + max)
+            })
+            .collect();
         let tick = (1000 / 20) * 3 / 2;
-        for pair in windows.windows(2) {
+        for pair in waits.windows(2) {
             let ((_, end), (start, _)) = (pair[0], pair[1]);
-            assert!(start >= end + 2 * tick, "{windows:?}");
+            assert!(start >= end + 2 * tick, "{waits:?}");
         }
-        assert!(windows[0].0 >= 1000 && windows[2].1 <= 2000, "{windows:?}");
+        assert!(waits[0].0 >= 1000 && waits[2].1 <= 2000, "{waits:?}");
     }
 }
