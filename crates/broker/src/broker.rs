@@ -120,6 +120,11 @@ pub struct Broker {
     pub(crate) epoch: AtomicI64,
     /// The image the logs and coordinator were last brought in line with.
     pub(crate) applied: Mutex<Arc<MetadataImage>>,
+    /// Set once this node has caught up with the metadata log (when first unfenced): until
+    /// then images are not applied, so a restarted broker never acts on the stale
+    /// leaderships of its own old log (Kafka's brokers likewise publish metadata to their
+    /// replica manager only once caught up).
+    pub(crate) joined: std::sync::atomic::AtomicBool,
     /// Set once this node is registered and unfenced: requests wait for it.
     pub(crate) ready: tokio::sync::watch::Sender<bool>,
     /// Topics being created on first use, so concurrent requests start one creation.
@@ -229,12 +234,12 @@ impl Broker {
             incarnation_id: uuid::Uuid::new_v4(),
             epoch: AtomicI64::new(-1),
             applied: Mutex::new(Arc::new(MetadataImage::default())),
+            joined: std::sync::atomic::AtomicBool::new(false),
             ready: tokio::sync::watch::channel(false).0,
             auto_creating: Mutex::new(Default::default()),
             shutdown_wanted: tokio::sync::watch::channel(false).0,
             shutdown_done: tokio::sync::watch::channel(false).0,
         });
-        broker.catch_up();
         broker.replicas.start();
         broker.logs.start_background();
         broker.coordinator.start_expiry();

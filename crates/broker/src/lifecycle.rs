@@ -99,6 +99,7 @@ async fn heartbeats(broker: &Weak<Broker>, epoch: i64, registered_at: i64) -> bo
                         epoch,
                         "unfenced: serving clients"
                     );
+                    b.joined.store(true, std::sync::atomic::Ordering::Release);
                     b.catch_up();
                     b.delete_stray_logs();
                     b.ready.send_replace(true);

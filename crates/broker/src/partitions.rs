@@ -8,7 +8,9 @@
 //!
 //! [`Broker::catch_up`] is idempotent and serialized (a mutex): the follower task calls it
 //! for each new image, and a request handler after its own change, so the change is in
-//! effect before the client hears of it.
+//! effect before the client hears of it. It does nothing until the broker has caught up
+//! with the metadata log (first unfenced): a restarted broker's own old log would make it
+//! lead partitions that moved while it was down.
 
 use std::sync::{Arc, Weak};
 
@@ -59,6 +61,9 @@ impl Broker {
     /// and loading a `__consumer_offsets` partition do file I/O, so on a multi-threaded
     /// runtime this runs with the worker marked as blocking.
     pub(crate) fn catch_up(&self) {
+        if !self.joined.load(std::sync::atomic::Ordering::Acquire) {
+            return;
+        }
         let run = || {
             let mut applied = self.applied.lock();
             let new = self.metadata.image();

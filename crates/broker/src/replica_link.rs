@@ -185,6 +185,7 @@ impl IsrProposer for BrokerProposer {
                 leader_epoch: proposal.leader_epoch,
                 partition_epoch: proposal.partition_epoch,
                 new_isr: proposal.new_isr,
+                member_epochs: proposal.member_epochs,
             });
             b.submit(request).await.map(|_| ()).map_err(|r| r.message)
         })

@@ -323,13 +323,26 @@ async fn verify(conn: &Conn, plan: &Plan) -> anyhow::Result<()> {
         .collect();
     let now = current(conn, &topics).await?;
     let cluster = admin.describe_cluster().await?;
-    let mut sizes: BTreeMap<i32, Vec<(String, i32, i64)>> = BTreeMap::new();
-    let mut size_of = async |broker: i32, topic: &str, partition: i32| -> Option<i64> {
-        if !sizes.contains_key(&broker) {
-            let addr = cluster.brokers.iter().find(|b| b.0 == broker)?.1.clone();
-            sizes.insert(broker, admin.replica_sizes(&addr).await.unwrap_or_default());
+    // The replica sizes of every broker a reassignment of the plan copies from or to.
+    let mut involved = BTreeSet::new();
+    for o in &ongoing {
+        if plan
+            .partitions
+            .iter()
+            .any(|p| p.topic == o.topic && p.partition == o.partition)
+        {
+            involved.extend(o.replicas.iter().copied());
         }
-        sizes[&broker]
+    }
+    let mut sizes: BTreeMap<i32, Vec<(String, i32, i64)>> = BTreeMap::new();
+    for b in involved {
+        if let Some((_, addr)) = cluster.brokers.iter().find(|x| x.0 == b) {
+            sizes.insert(b, admin.replica_sizes(addr).await.unwrap_or_default());
+        }
+    }
+    let size_of = |broker: i32, topic: &str, partition: i32| -> Option<i64> {
+        sizes
+            .get(&broker)?
             .iter()
             .find(|(t, p, _)| t == topic && *p == partition)
             .map(|s| s.2)
@@ -343,13 +356,10 @@ async fn verify(conn: &Conn, plan: &Plan) -> anyhow::Result<()> {
         {
             all_done = false;
             let source = o.replicas.iter().copied().find(|r| !o.adding.contains(r));
-            let total = match source {
-                Some(s) => size_of(s, &p.topic, p.partition).await,
-                None => None,
-            };
+            let total = source.and_then(|s| size_of(s, &p.topic, p.partition));
             let mut parts = Vec::new();
             for a in &o.adding {
-                let copied = size_of(*a, &p.topic, p.partition).await.unwrap_or(0);
+                let copied = size_of(*a, &p.topic, p.partition).unwrap_or(0);
                 let pct = match total {
                     Some(t) if t > 0 => {
                         format!("{:.0}%", (copied as f64 * 100.0 / t as f64).min(100.0))

@@ -120,6 +120,8 @@ pub struct IsrProposal {
     pub partition_epoch: i32,
     /// The proposed ISR.
     pub new_isr: Vec<i32>,
+    /// The broker epoch each follower in it last fetched with, where known (KIP-903).
+    pub member_epochs: Vec<(i32, i64)>,
 }
 
 /// Sends ISR proposals to the controller. `Ok` means committed; the leader still acts only

@@ -15,7 +15,7 @@ use strom_types::TopicPartition;
 use crate::fetcher::Fetchers;
 use crate::link::{IsrProposal, IsrProposer, ReplicaLinks};
 use crate::partition::{
-    Assignment, ConsumerRead, Partition, ReplicaRead, Transition, THROTTLE_LEADER,
+    Assignment, ConsumerRead, FollowerFetch, Partition, ReplicaRead, Transition, THROTTLE_LEADER,
 };
 use crate::throttle::Throttle;
 use crate::{blocking, EpochEnd, ReplicationError};
@@ -253,44 +253,34 @@ impl ReplicaManager {
 
     /// A follower's fetch of `tp`, answered by this leader; sends any ISR expansion it
     /// makes due to the controller.
-    #[allow(clippy::too_many_arguments)]
     pub fn read_for_replica(
         &self,
         tp: &TopicPartition,
-        replica: i32,
-        fetch_offset: i64,
-        last_fetched_epoch: i32,
-        current_leader_epoch: i32,
-        max_bytes: u64,
-        min_one_batch: bool,
+        fetch: FollowerFetch,
     ) -> Result<ReplicaRead, ReplicationError> {
         let partition = self
             .get(tp)
             .ok_or_else(|| ReplicationError::UnknownPartition(tp.clone()))?;
         // Kafka's leader-side throttle: a throttled replica out of the ISR gets nothing
         // while the rate is spent (its fetch still counts as heard).
-        let throttled = partition.is_throttled(THROTTLE_LEADER) && !partition.in_isr(replica);
-        let (max_bytes, min_one_batch) = if throttled && self.leader_throttle.exceeded() {
-            (0, false)
+        let throttled = partition.is_throttled(THROTTLE_LEADER) && !partition.in_isr(fetch.replica);
+        let fetch = if throttled && self.leader_throttle.exceeded() {
+            FollowerFetch {
+                max_bytes: 0,
+                min_one_batch: false,
+                ..fetch
+            }
         } else {
-            (max_bytes, min_one_batch)
+            fetch
         };
-        let mut read = partition.read_for_replica(
-            replica,
-            fetch_offset,
-            last_fetched_epoch,
-            current_leader_epoch,
-            max_bytes,
-            min_one_batch,
-            now_ms(),
-        )?;
+        let mut read = partition.read_for_replica(fetch, now_ms())?;
         if throttled {
             let sent = read.read.as_ref().and_then(|r| r.region.as_ref());
             self.leader_throttle
                 .record(sent.map_or(0, |r| r.len() as usize));
         }
         if let Some(proposal) = read.proposal.take() {
-            tracing::info!(partition = %tp, replica, isr = ?proposal.new_isr, "follower caught up: expanding the ISR");
+            tracing::info!(partition = %tp, replica = fetch.replica, isr = ?proposal.new_isr, "follower caught up: expanding the ISR");
             self.propose(partition, proposal);
         }
         Ok(read)

@@ -68,6 +68,10 @@ pub(crate) enum Transition {
 struct FollowerState {
     /// Its log end offset (the offset it last fetched from); -1 until heard in this epoch.
     leo: i64,
+    /// The broker epoch its fetches carried (-1: not told, before Fetch v15): an ISR
+    /// expansion names it, so the controller refuses one earned by an older incarnation
+    /// (KIP-903).
+    broker_epoch: i64,
     /// When it was last caught up with this leader's log end.
     last_caught_up_ms: i64,
     last_fetch_ms: i64,
@@ -79,6 +83,7 @@ impl FollowerState {
     fn unknown(caught_up_ms: i64) -> Self {
         FollowerState {
             leo: -1,
+            broker_epoch: -1,
             last_caught_up_ms: caught_up_ms,
             last_fetch_ms: 0,
             last_fetch_leader_leo: -1,
@@ -112,6 +117,25 @@ pub struct LeaderAppend {
     pub info: AppendInfo,
     /// The leader epoch.
     pub leader_epoch: i32,
+}
+
+/// One partition of a follower's fetch, as its leader receives it.
+#[derive(Debug, Clone, Copy)]
+pub struct FollowerFetch {
+    /// The follower's broker id.
+    pub replica: i32,
+    /// Its broker epoch (Fetch v15+ `ReplicaState`), -1 when not given.
+    pub replica_epoch: i64,
+    /// Where it fetches from: its log end offset.
+    pub fetch_offset: i64,
+    /// The epoch of its last batch (-1: none), for the divergence check.
+    pub last_fetched_epoch: i32,
+    /// The leader epoch it believes current (-1: not given).
+    pub current_leader_epoch: i32,
+    /// The most bytes to return.
+    pub max_bytes: u64,
+    /// Return the first batch even if larger than `max_bytes`.
+    pub min_one_batch: bool,
 }
 
 /// A leader's answer to a replica fetch.
@@ -473,17 +497,20 @@ impl Partition {
     /// A follower's fetch, on the leader: the divergence check against the leader's epochs,
     /// the read (to the log end: followers read past the high watermark), then the
     /// follower's new state, the high watermark it allows, and an ISR expansion if due.
-    #[allow(clippy::too_many_arguments)]
     pub fn read_for_replica(
         &self,
-        replica: i32,
-        fetch_offset: i64,
-        last_fetched_epoch: i32,
-        current_leader_epoch: i32,
-        max_bytes: u64,
-        min_one_batch: bool,
+        fetch: FollowerFetch,
         now_ms: i64,
     ) -> Result<ReplicaRead, ReplicationError> {
+        let FollowerFetch {
+            replica,
+            replica_epoch,
+            fetch_offset,
+            last_fetched_epoch,
+            current_leader_epoch,
+            max_bytes,
+            min_one_batch,
+        } = fetch;
         let l = self.leadership.read();
         self.check_leader(&l)?;
         self.check_epoch(&l, current_leader_epoch)?;
@@ -521,6 +548,7 @@ impl Partition {
                 f.last_caught_up_ms = f.last_caught_up_ms.max(f.last_fetch_ms);
             }
             f.leo = fetch_offset;
+            f.broker_epoch = replica_epoch;
             f.last_fetch_ms = now_ms;
             f.last_fetch_leader_leo = leo;
             self.maybe_expand(&l, &mut t, replica)
@@ -555,12 +583,18 @@ impl Partition {
             isr: isr.clone(),
             based_on: l.assignment.partition_epoch,
         });
+        let member_epochs = isr
+            .iter()
+            .filter_map(|r| t.followers.get(r).map(|f| (*r, f.broker_epoch)))
+            .filter(|(_, e)| *e >= 0)
+            .collect();
         IsrProposal {
             tp: self.tp.clone(),
             topic_id: l.assignment.topic_id,
             leader_epoch: l.assignment.leader_epoch,
             partition_epoch: l.assignment.partition_epoch,
             new_isr: isr,
+            member_epochs,
         }
     }
 

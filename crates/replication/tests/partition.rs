@@ -8,8 +8,8 @@ use std::time::Duration;
 use futures_util::future::BoxFuture;
 use parking_lot::Mutex;
 use strom_replication::{
-    Assignment, EpochEnd, FetchedPartition, IsrProposal, IsrProposer, LinkError, ReplicaFetch,
-    ReplicaLinks, ReplicaManager, ReplicationConfig, ReplicationError, Role,
+    Assignment, EpochEnd, FetchedPartition, FollowerFetch, IsrProposal, IsrProposer, LinkError,
+    ReplicaFetch, ReplicaLinks, ReplicaManager, ReplicationConfig, ReplicationError, Role,
 };
 use strom_storage::{AppendOrigin, LogConfig, LogManager, LogManagerConfig};
 use strom_types::compression::Compression;
@@ -83,9 +83,20 @@ fn batch(value: &str) -> Vec<u8> {
 
 /// A follower's fetch at `offset` in `epoch` with nothing else of interest.
 fn follower_fetch(rm: &ReplicaManager, replica: i32, offset: i64, last_epoch: i32) -> i64 {
-    rm.read_for_replica(&tp(), replica, offset, last_epoch, 0, 1 << 20, true)
-        .unwrap()
-        .high_watermark
+    rm.read_for_replica(
+        &tp(),
+        FollowerFetch {
+            replica,
+            replica_epoch: -1,
+            fetch_offset: offset,
+            last_fetched_epoch: last_epoch,
+            current_leader_epoch: 0,
+            max_bytes: 1 << 20,
+            min_one_batch: true,
+        },
+    )
+    .unwrap()
+    .high_watermark
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -260,7 +271,18 @@ async fn reads_check_the_leader_epoch_and_a_divergent_follower_is_told_where_to_
     // A follower that wrote offsets 3 and 4 in epoch 4 (as a leader nobody followed) is told
     // that epoch 3 ended at 3 here.
     let r = rm
-        .read_for_replica(&tp(), 2, 5, 4, 5, 1 << 20, true)
+        .read_for_replica(
+            &tp(),
+            FollowerFetch {
+                replica: 2,
+                replica_epoch: -1,
+                fetch_offset: 5,
+                last_fetched_epoch: 4,
+                current_leader_epoch: 5,
+                max_bytes: 1 << 20,
+                min_one_batch: true,
+            },
+        )
         .unwrap();
     assert_eq!(
         r.diverging,
@@ -272,7 +294,18 @@ async fn reads_check_the_leader_epoch_and_a_divergent_follower_is_told_where_to_
     assert!(r.read.is_none());
     // A follower in step is not.
     let r = rm
-        .read_for_replica(&tp(), 2, 3, 3, 5, 1 << 20, true)
+        .read_for_replica(
+            &tp(),
+            FollowerFetch {
+                replica: 2,
+                replica_epoch: -1,
+                fetch_offset: 3,
+                last_fetched_epoch: 3,
+                current_leader_epoch: 5,
+                max_bytes: 1 << 20,
+                min_one_batch: true,
+            },
+        )
         .unwrap();
     assert_eq!(r.diverging, None);
     assert!(r.read.and_then(|r| r.region).is_some());
@@ -293,7 +326,18 @@ async fn reads_check_the_leader_epoch_and_a_divergent_follower_is_told_where_to_
     );
     // Only replicas may fetch as followers.
     let err = rm
-        .read_for_replica(&tp(), 9, 0, -1, 5, 1 << 20, true)
+        .read_for_replica(
+            &tp(),
+            FollowerFetch {
+                replica: 9,
+                replica_epoch: -1,
+                fetch_offset: 0,
+                last_fetched_epoch: -1,
+                current_leader_epoch: 5,
+                max_bytes: 1 << 20,
+                min_one_batch: true,
+            },
+        )
         .unwrap_err();
     assert!(matches!(
         err,
@@ -377,7 +421,18 @@ async fn a_follower_with_an_epoch_older_than_all_of_the_leaders_truncates_to_its
     .await
     .unwrap();
     let r = rm
-        .read_for_replica(&tp(), 2, 67, 2, 7, 1 << 20, true)
+        .read_for_replica(
+            &tp(),
+            FollowerFetch {
+                replica: 2,
+                replica_epoch: -1,
+                fetch_offset: 67,
+                last_fetched_epoch: 2,
+                current_leader_epoch: 7,
+                max_bytes: 1 << 20,
+                min_one_batch: true,
+            },
+        )
         .unwrap();
     assert_eq!(
         r.diverging,

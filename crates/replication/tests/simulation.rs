@@ -33,8 +33,8 @@ use strom_metadata::controller::brokers;
 use strom_metadata::controller::partitions::{alter_partition, AlterPartition};
 use strom_metadata::{MetadataImage, MetadataRecord};
 use strom_replication::{
-    Assignment, FetchedPartition, IsrProposal, IsrProposer, LinkError, ReplicaFetch, ReplicaLinks,
-    ReplicaManager, ReplicationConfig, ReplicationError, Role,
+    Assignment, FetchedPartition, FollowerFetch, IsrProposal, IsrProposer, LinkError, ReplicaFetch,
+    ReplicaLinks, ReplicaManager, ReplicationConfig, ReplicationError, Role,
 };
 use strom_storage::{AppendOrigin, LogConfig, LogManager, LogManagerConfig};
 use strom_types::compression::Compression;
@@ -308,12 +308,15 @@ impl ReplicaLinks for SimLinks {
                 for p in &request.partitions {
                     let answer = match rm.read_for_replica(
                         &p.tp,
-                        request.replica_id,
-                        p.fetch_offset,
-                        p.last_fetched_epoch,
-                        p.current_leader_epoch,
-                        p.max_bytes as u64,
-                        true,
+                        FollowerFetch {
+                            replica: request.replica_id,
+                            replica_epoch: request.broker_epoch,
+                            fetch_offset: p.fetch_offset,
+                            last_fetched_epoch: p.last_fetched_epoch,
+                            current_leader_epoch: p.current_leader_epoch,
+                            max_bytes: p.max_bytes as u64,
+                            min_one_batch: true,
+                        },
                     ) {
                         Ok(r) => {
                             let records = match r.read.as_ref().and_then(|r| r.region.as_ref()) {
@@ -405,6 +408,7 @@ impl IsrProposer for SimProposer {
                 leader_epoch: proposal.leader_epoch,
                 partition_epoch: proposal.partition_epoch,
                 new_isr: proposal.new_isr,
+                member_epochs: proposal.member_epochs,
             };
             let records = alter_partition(&w.image.lock(), &change).map_err(|e| e.to_string())?;
             w.commit(records);

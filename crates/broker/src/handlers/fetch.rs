@@ -24,6 +24,7 @@ use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, TopicName}
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 use strom_metadata::MetadataImage;
+use strom_replication::FollowerFetch;
 use strom_storage::FileRegion;
 use strom_types::TopicPartition;
 
@@ -46,6 +47,15 @@ fn topic_names(image: &MetadataImage, request: &FetchRequest, version: i16) -> V
 }
 
 /// The fetching replica's id, -1 for a consumer.
+/// The follower's broker epoch (v15+), -1 when not given.
+fn replica_epoch(request: &FetchRequest, version: i16) -> i64 {
+    if version >= 15 {
+        request.replica_state.replica_epoch
+    } else {
+        -1
+    }
+}
+
 fn replica_id(request: &FetchRequest, version: i16) -> i32 {
     if version >= 15 {
         request.replica_state.replica_id.0
@@ -143,6 +153,7 @@ fn read_once(
     let mut errors = false;
     let mut responses = Vec::with_capacity(request.topics.len());
     let mut regions = Vec::new();
+    let replica_epoch = replica_epoch(request, version);
     let image = broker.image();
     for (t, name) in request.topics.iter().zip(names) {
         let mut partitions = Vec::with_capacity(t.partitions.len());
@@ -176,12 +187,15 @@ fn read_once(
                             .replicas
                             .read_for_replica(
                                 &tp,
-                                replica,
-                                p.fetch_offset,
-                                p.last_fetched_epoch,
-                                p.current_leader_epoch,
-                                max,
-                                first,
+                                FollowerFetch {
+                                    replica,
+                                    replica_epoch,
+                                    fetch_offset: p.fetch_offset,
+                                    last_fetched_epoch: p.last_fetched_epoch,
+                                    current_leader_epoch: p.current_leader_epoch,
+                                    max_bytes: max,
+                                    min_one_batch: first,
+                                },
                             )
                             .map(|r| {
                                 out.high_watermark = r.high_watermark;

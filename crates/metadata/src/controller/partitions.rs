@@ -24,6 +24,10 @@ pub struct AlterPartition {
     pub partition_epoch: i32,
     /// The ISR it proposes.
     pub new_isr: Vec<i32>,
+    /// The broker epoch each follower of it fetched with, where the leader knows it
+    /// (KIP-903): a member joining on the word of an older incarnation is refused.
+    #[serde(default)]
+    pub member_epochs: Vec<(i32, i64)>,
 }
 
 /// The record that commits `change`, after Kafka's checks: the proposer leads the
@@ -80,10 +84,21 @@ pub fn alter_partition(
             )));
         }
         let joining = !p.isr.contains(r);
-        if joining && !image.brokers.get(r).is_some_and(|b| b.is_active()) {
+        if !joining {
+            continue;
+        }
+        let Some(b) = image.brokers.get(r).filter(|b| b.is_active()) else {
             return Err(ControllerError::IneligibleReplica(format!(
                 "broker {r} is fenced or unregistered and cannot join the ISR of {name}"
             )));
+        };
+        if let Some((_, epoch)) = change.member_epochs.iter().find(|(id, _)| id == r) {
+            if *epoch != b.epoch {
+                return Err(ControllerError::IneligibleReplica(format!(
+                    "broker {r} caught up on {name} at broker epoch {epoch}, but its registration is at {}",
+                    b.epoch
+                )));
+            }
         }
     }
     if p.isr == change.new_isr {
@@ -258,4 +273,84 @@ pub fn rebalance_leaders(image: &MetadataImage, imbalance_percent: u32) -> Vec<M
         return Vec::new();
     }
     elect_leaders(image, ElectionType::Preferred, Some(&wanted)).0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn image() -> MetadataImage {
+        let mut image = MetadataImage::default();
+        let mut records = Vec::new();
+        for id in [1, 2] {
+            records.push(MetadataRecord::RegisterBroker {
+                broker_id: id,
+                incarnation_id: uuid::Uuid::from_u128(id as u128),
+                epoch: 10 + i64::from(id),
+                listeners: Vec::new(),
+                rack: None,
+            });
+            records.push(MetadataRecord::UnfenceBroker {
+                broker_id: id,
+                epoch: 10 + i64::from(id),
+            });
+        }
+        let topic_id = uuid::Uuid::from_u128(7);
+        records.push(MetadataRecord::Topic {
+            name: "t".into(),
+            topic_id,
+        });
+        let p = PartitionImage {
+            replicas: vec![1, 2],
+            isr: vec![1],
+            leader: 1,
+            leader_epoch: 3,
+            partition_epoch: 5,
+            adding_replicas: Vec::new(),
+            removing_replicas: Vec::new(),
+        };
+        records.push(MetadataRecord::partition(topic_id, 0, &p));
+        for (i, r) in records.iter().enumerate() {
+            image.apply(i as i64, r);
+        }
+        image
+    }
+
+    fn expand(member_epochs: Vec<(i32, i64)>) -> AlterPartition {
+        AlterPartition {
+            broker_id: 1,
+            broker_epoch: 11,
+            topic_id: uuid::Uuid::from_u128(7),
+            partition: 0,
+            leader_epoch: 3,
+            partition_epoch: 5,
+            new_isr: vec![1, 2],
+            member_epochs,
+        }
+    }
+
+    #[test]
+    fn an_expansion_earned_by_an_older_incarnation_of_the_follower_is_refused() {
+        let image = image();
+        // Broker 2 registered at epoch 12; the leader saw it fetch at 9 (before a restart).
+        assert!(matches!(
+            alter_partition(&image, &expand(vec![(2, 9)])),
+            Err(ControllerError::IneligibleReplica(_))
+        ));
+        let records = alter_partition(&image, &expand(vec![(2, 12)])).unwrap();
+        assert!(matches!(
+            &records[..],
+            [MetadataRecord::Partition { isr, partition_epoch: 6, .. }] if *isr == vec![1, 2]
+        ));
+        // A follower that did not say (Fetch before v15) is taken on the leader's word.
+        assert_eq!(alter_partition(&image, &expand(vec![])).unwrap().len(), 1);
+        let stale_leader = AlterPartition {
+            partition_epoch: 4,
+            ..expand(vec![])
+        };
+        assert!(matches!(
+            alter_partition(&image, &stale_leader),
+            Err(ControllerError::InvalidUpdateVersion(_))
+        ));
+    }
 }
