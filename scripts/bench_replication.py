@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
 """Replication benchmark: starts its own three combined Strom nodes on loopback and measures,
-with confluent-kafka (librdkafka) as the client:
+with confluent-kafka (librdkafka) as the client (each producer warmed up first: a new
+idempotent producer's first half second is connection and producer-id setup):
 
 1. produce throughput with acks=all at RF=3 (min.insync.replicas=2) against RF=1, same
    client and settings, and the ratio;
-2. latency at RF=3 at half of the measured peak rate: acknowledgement (produce to delivery
-   report) and end to end (produce to a consumer's receipt), p50 and p99;
+2. latency at RF=3 at half of the measured peak rate, same producer settings:
+   acknowledgement (produce to delivery report) and end to end (produce to the receipt by a
+   consumer in its own process), p50 and p99;
 3. failover: SIGKILL of the leader of a partition under a steady acks=all load, to the first
    record produced after the kill that is acknowledged (N kills; p50 and max), the killed
    broker restarted and back in the ISR before the next;
@@ -97,8 +99,18 @@ def producer(nodes, **extra):
     return Producer(conf)
 
 
+def warmed_producer(nodes, topic, **extra):
+    """A producer that has connected to every leader of `topic` and got its producer id
+    (the first half second of a new idempotent producer is setup, not steady state)."""
+    p = producer(nodes, **extra)
+    for i in range(30):
+        p.produce(topic, b"warm-up", partition=i % 3)
+    assert p.flush(30) == 0, "warm-up records not acknowledged"
+    return p
+
+
 def throughput(nodes, topic, count, size):
-    p = producer(nodes)
+    p = warmed_producer(nodes, topic)
     payload = os.urandom(size)
     done = [0]
 
@@ -122,26 +134,39 @@ def throughput(nodes, topic, count, size):
     return count / took, count * size / took / 1e6
 
 
-def latency(nodes, topic, rate, seconds, size):
-    """Produce at `rate` records/s; returns (ack latencies, e2e latencies) in ms."""
-    c = Consumer({"bootstrap.servers": bootstrap(nodes), "group.id": f"lat-{time.time()}",
+def _consume_e2e(bootstrap_servers, topic, seconds, ready, out):
+    """In its own process (its own interpreter lock, so the consumer's Python work does
+    not delay the producer's delivery reports): end-to-end latencies in ms, from the send
+    time each record carries to its receipt."""
+    c = Consumer({"bootstrap.servers": bootstrap_servers, "group.id": f"lat-{time.time()}",
                   "fetch.wait.max.ms": 100, "fetch.min.bytes": 1})
     c.assign([TopicPartition(topic, p, OFFSET_END) for p in range(3)])
     for _ in range(20):
         c.poll(0.1)
-    acks, e2e = [], []
-    stop = threading.Event()
+    ready.set()
+    e2e = []
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        for m in c.consume(1000, 0.2):
+            if m.error() is None and m.value() and m.value() != b"warm-up":
+                e2e.append((time.time() - float(m.value()[:20].decode())) * 1000)
+    c.close()
+    out.put(e2e)
 
-    def consume():
-        while not stop.is_set():
-            for m in c.consume(1000, 0.2):
-                if m.error() is None and m.value():
-                    sent = float(m.value()[:20].decode())
-                    e2e.append((time.time() - sent) * 1000)
 
-    th = threading.Thread(target=consume, daemon=True)
-    th.start()
-    p = producer(nodes, **{"linger.ms": 1})
+def latency(nodes, topic, rate, seconds, size):
+    """Produce at `rate` records/s; returns (ack latencies, e2e latencies) in ms."""
+    import multiprocessing
+    ctx = multiprocessing.get_context("spawn")
+    ready, out = ctx.Event(), ctx.Queue()
+    consumer = ctx.Process(target=_consume_e2e,
+                           args=(bootstrap(nodes), topic, seconds + 5, ready, out))
+    consumer.start()
+    ready.wait(30)
+    acks = []
+    # The producer settings of the throughput runs, so "half of peak" is half of what this
+    # producer reached (with linger.ms=1 batches stay tiny and the peak is far lower).
+    p = warmed_producer(nodes, topic)
     pad = b"x" * max(0, size - 20)
     start = time.perf_counter()
     n = 0
@@ -162,10 +187,8 @@ def latency(nodes, topic, rate, seconds, size):
         n += 1
         p.poll(0)
     p.flush(60)
-    time.sleep(1)
-    stop.set()
-    th.join(5)
-    c.close()
+    e2e = out.get(timeout=60)
+    consumer.join(10)
     return acks, e2e
 
 

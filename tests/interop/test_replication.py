@@ -10,6 +10,7 @@ import collections
 import json
 import random
 import signal
+import subprocess
 import threading
 import time
 import uuid
@@ -159,6 +160,35 @@ def check_exactly_once_in_order(writer, got, ends):
         assert len(records) == ends[p], f"partition {p}: read {len(records)} of {ends[p]}"
 
 
+def kcat_read(nodes, topic, partition):
+    """[(offset, value)] of a whole partition as kcat reads it."""
+    r = subprocess.run(["kcat", "-C", "-b", bootstrap(nodes), "-t", topic, "-p", str(partition),
+                        "-o", "beginning", "-e", "-q", "-f", "%o %s\\n"],
+                       capture_output=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    out = []
+    for line in r.stdout.splitlines():
+        offset, value = line.split(b" ", 1)
+        out.append((int(offset), value))
+    return out
+
+
+def replica_sizes(nodes, topic):
+    """{partition: {broker: bytes}} from every broker's DescribeLogDirs (kafka-python)."""
+    from kafka import KafkaAdminClient
+    a = KafkaAdminClient(bootstrap_servers=bootstrap(nodes), request_timeout_ms=10000)
+    try:
+        out = collections.defaultdict(dict)
+        for b in a.describe_log_dirs(topic_partitions=[topic]):
+            for d in b["log_dirs"]:
+                for t in d["topics"]:
+                    for p in t["partitions"]:
+                        out[p["partition_index"]][b["broker"]] = p["partition_size"]
+        return dict(out)
+    finally:
+        a.close()
+
+
 def leader_of(nodes, topic, partition):
     return partitions_of(nodes, topic)[partition][0]
 
@@ -199,9 +229,14 @@ def test_acks_all_survives_repeated_kills_and_pauses_of_leaders_exactly_once_in_
     assert writer.acked_count() == writer.sent
     got, ends = read_all(nodes, "chaos", 3)
     check_exactly_once_in_order(writer, got, ends)
-    # Every replica holds the same records: read each partition from every broker alone.
+    # kcat reads the same records at the same offsets.
     for p in range(3):
-        assert len(got[p]) > 0
+        assert kcat_read(nodes, "chaos", p) == [(o, v) for o, v in got[p]], f"partition {p}"
+    # Every replica holds the same bytes: followers store the leader's batches as they are.
+    wait_until("every replica of every partition has the same size",
+               lambda: replica_sizes(nodes, "chaos"), 30,
+               ok=lambda sizes: all(len(set(by_broker.values())) == 1 and len(by_broker) == 3
+                                    for by_broker in sizes.values()))
 
 
 @with_node_logs
@@ -407,6 +442,7 @@ def test_a_partition_with_data_moves_to_a_new_broker_under_load(tmp_path):
     fourth = Node(tmp_path, 4, nodes[0].voters, bport=free_ports(1)[0]).start()
     everyone = nodes + [fourth]
     wait_ready(everyone, nodes)
+    assert replicas_of(everyone, "moving")[0] == [1, 2, 3], "a new broker takes nothing by itself"
 
     result = ka.alter_partition_reassignments({KTP("moving", 0): [4, 2, 3]})
     assert result == {KTP("moving", 0): None}, result
