@@ -179,14 +179,25 @@ async fn elect_leaders(conn: &Conn, unclean: bool, wanted: &[String]) -> anyhow:
         3 => "unknown partition".to_string(),
         other => format!("error {other}"),
     };
+    print_outcomes(conn, &results, |code, _| name(code));
+    Ok(())
+}
+
+/// Per-partition outcomes (topic, partition, error code, message) of an election or a
+/// reassignment, as a table or JSON; `outcome` words each one.
+pub(crate) fn print_outcomes(
+    conn: &Conn,
+    results: &[strom_client::admin::ElectionResult],
+    outcome: impl Fn(i16, &Option<String>) -> String,
+) {
     match conn.output {
         Output::Json => println!(
             "{}",
             serde_json::json!(results
                 .iter()
                 .map(|(t, p, code, msg)| serde_json::json!({
-                    "topic": t, "partition": p, "error_code": code, "outcome": name(*code),
-                    "message": msg,
+                    "topic": t, "partition": p, "error_code": code,
+                    "outcome": outcome(*code, msg), "message": msg,
                 }))
                 .collect::<Vec<_>>())
         ),
@@ -199,12 +210,11 @@ async fn elect_leaders(conn: &Conn, unclean: bool, wanted: &[String]) -> anyhow:
             out.extend(
                 results
                     .iter()
-                    .map(|(t, p, code, _)| vec![t.clone(), p.to_string(), name(*code)]),
+                    .map(|(t, p, code, msg)| vec![t.clone(), p.to_string(), outcome(*code, msg)]),
             );
             table(&out);
         }
     }
-    Ok(())
 }
 
 async fn info(conn: &Conn) -> anyhow::Result<()> {

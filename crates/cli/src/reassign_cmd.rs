@@ -88,6 +88,14 @@ pub struct PlannedPartition {
     pub log_dirs: Option<Vec<String>>,
 }
 
+impl Plan {
+    /// The topics it names, each once.
+    fn topics(&self) -> Vec<String> {
+        let set: BTreeSet<&str> = self.partitions.iter().map(|p| p.topic.as_str()).collect();
+        set.into_iter().map(str::to_string).collect()
+    }
+}
+
 fn read_plan(path: &PathBuf) -> anyhow::Result<Plan> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
@@ -192,13 +200,7 @@ const LEADER_REPLICAS: &str = "leader.replication.throttled.replicas";
 const FOLLOWER_REPLICAS: &str = "follower.replication.throttled.replicas";
 
 async fn execute(conn: &Conn, plan: &Plan, throttle: Option<u64>) -> anyhow::Result<()> {
-    let topics: Vec<String> = plan
-        .partitions
-        .iter()
-        .map(|p| p.topic.clone())
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
+    let topics = plan.topics();
     let before = current(conn, &topics).await?;
     if let Some(rate) = throttle {
         let mut leaders: BTreeMap<&str, Vec<String>> = BTreeMap::new();
@@ -274,7 +276,7 @@ async fn execute(conn: &Conn, plan: &Plan, throttle: Option<u64>) -> anyhow::Res
 }
 
 fn print_results(conn: &Conn, ok: &str, results: &[strom_client::admin::ElectionResult]) {
-    let outcome = |code: i16, msg: &Option<String>| {
+    crate::cluster_cmd::print_outcomes(conn, results, |code, msg| {
         if code == 0 {
             ok.to_string()
         } else {
@@ -284,43 +286,13 @@ fn print_results(conn: &Conn, ok: &str, results: &[strom_client::admin::Election
                     .unwrap_or_else(|| strom_client::ClientError::kafka(code).to_string())
             )
         }
-    };
-    match conn.output {
-        Output::Json => println!(
-            "{}",
-            serde_json::json!(results
-                .iter()
-                .map(|(t, p, code, msg)| serde_json::json!({
-                    "topic": t, "partition": p, "error_code": code, "outcome": outcome(*code, msg),
-                }))
-                .collect::<Vec<_>>())
-        ),
-        Output::Table => {
-            let mut out = vec![vec![
-                "TOPIC".to_string(),
-                "PARTITION".into(),
-                "OUTCOME".into(),
-            ]];
-            out.extend(
-                results
-                    .iter()
-                    .map(|(t, p, code, msg)| vec![t.clone(), p.to_string(), outcome(*code, msg)]),
-            );
-            table(&out);
-        }
-    }
+    });
 }
 
 async fn verify(conn: &Conn, plan: &Plan) -> anyhow::Result<()> {
     let admin = conn.admin();
     let ongoing = admin.list_partition_reassignments().await?;
-    let topics: Vec<String> = plan
-        .partitions
-        .iter()
-        .map(|p| p.topic.clone())
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
+    let topics = plan.topics();
     let now = current(conn, &topics).await?;
     let cluster = admin.describe_cluster().await?;
     // The replica sizes of every broker a reassignment of the plan copies from or to.

@@ -20,6 +20,46 @@ pub mod placement;
 pub mod reassign;
 pub mod topics;
 
+/// A small image for the controller's unit tests.
+#[cfg(test)]
+pub(crate) mod testing {
+    use crate::image::{MetadataImage, PartitionImage};
+    use crate::records::MetadataRecord;
+
+    /// The id of topic `t`.
+    pub(crate) const TOPIC_ID: uuid::Uuid = uuid::Uuid::from_u128(7);
+
+    /// Brokers `brokers`, registered at epoch `epoch_base + id` and unfenced, and topic `t`
+    /// with partition 0 as `p`.
+    pub(crate) fn image(brokers: &[i32], epoch_base: i64, p: &PartitionImage) -> MetadataImage {
+        let mut records = Vec::new();
+        for id in brokers {
+            let epoch = epoch_base + i64::from(*id);
+            records.push(MetadataRecord::RegisterBroker {
+                broker_id: *id,
+                incarnation_id: uuid::Uuid::from_u128(*id as u128),
+                epoch,
+                listeners: Vec::new(),
+                rack: None,
+            });
+            records.push(MetadataRecord::UnfenceBroker {
+                broker_id: *id,
+                epoch,
+            });
+        }
+        records.push(MetadataRecord::Topic {
+            name: "t".into(),
+            topic_id: TOPIC_ID,
+        });
+        records.push(MetadataRecord::partition(TOPIC_ID, 0, p));
+        let mut image = MetadataImage::default();
+        for (i, r) in records.iter().enumerate() {
+            image.apply(i as i64, r);
+        }
+        image
+    }
+}
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};

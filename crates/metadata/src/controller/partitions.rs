@@ -280,26 +280,6 @@ mod tests {
     use super::*;
 
     fn image() -> MetadataImage {
-        let mut image = MetadataImage::default();
-        let mut records = Vec::new();
-        for id in [1, 2] {
-            records.push(MetadataRecord::RegisterBroker {
-                broker_id: id,
-                incarnation_id: uuid::Uuid::from_u128(id as u128),
-                epoch: 10 + i64::from(id),
-                listeners: Vec::new(),
-                rack: None,
-            });
-            records.push(MetadataRecord::UnfenceBroker {
-                broker_id: id,
-                epoch: 10 + i64::from(id),
-            });
-        }
-        let topic_id = uuid::Uuid::from_u128(7);
-        records.push(MetadataRecord::Topic {
-            name: "t".into(),
-            topic_id,
-        });
         let p = PartitionImage {
             replicas: vec![1, 2],
             isr: vec![1],
@@ -309,18 +289,15 @@ mod tests {
             adding_replicas: Vec::new(),
             removing_replicas: Vec::new(),
         };
-        records.push(MetadataRecord::partition(topic_id, 0, &p));
-        for (i, r) in records.iter().enumerate() {
-            image.apply(i as i64, r);
-        }
-        image
+        // Broker 1 at epoch 11, broker 2 at 12.
+        crate::controller::testing::image(&[1, 2], 10, &p)
     }
 
     fn expand(member_epochs: Vec<(i32, i64)>) -> AlterPartition {
         AlterPartition {
             broker_id: 1,
             broker_epoch: 11,
-            topic_id: uuid::Uuid::from_u128(7),
+            topic_id: crate::controller::testing::TOPIC_ID,
             partition: 0,
             leader_epoch: 3,
             partition_epoch: 5,

@@ -206,29 +206,8 @@ pub fn list_reassignments(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::records::MetadataRecord;
 
     fn image(brokers: &[i32], replicas: &[i32]) -> MetadataImage {
-        let mut image = MetadataImage::default();
-        let mut records = Vec::new();
-        for id in brokers {
-            records.push(MetadataRecord::RegisterBroker {
-                broker_id: *id,
-                incarnation_id: uuid::Uuid::from_u128(*id as u128),
-                epoch: i64::from(*id),
-                listeners: Vec::new(),
-                rack: None,
-            });
-            records.push(MetadataRecord::UnfenceBroker {
-                broker_id: *id,
-                epoch: i64::from(*id),
-            });
-        }
-        let topic_id = uuid::Uuid::from_u128(7);
-        records.push(MetadataRecord::Topic {
-            name: "t".into(),
-            topic_id,
-        });
         let p = PartitionImage {
             replicas: replicas.to_vec(),
             isr: replicas.to_vec(),
@@ -238,11 +217,7 @@ mod tests {
             adding_replicas: Vec::new(),
             removing_replicas: Vec::new(),
         };
-        records.push(MetadataRecord::partition(topic_id, 0, &p));
-        for (i, r) in records.iter().enumerate() {
-            image.apply(i as i64, r);
-        }
-        image
+        crate::controller::testing::image(brokers, 0, &p)
     }
 
     fn run(image: &mut MetadataImage, target: Option<Vec<i32>>) -> Result<(), ControllerError> {
