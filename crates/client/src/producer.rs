@@ -26,6 +26,7 @@ use strom_types::record::BatchBuilder;
 use tokio::sync::{oneshot, Notify, OwnedSemaphorePermit, Semaphore};
 
 use crate::cluster::Cluster;
+use crate::connection::Connection;
 use crate::error::{ClientError, Result};
 use crate::partitioner::{partition_for_key, StickyPartitioner};
 
@@ -213,6 +214,8 @@ struct Queue {
     open: Option<Batch>,
     ready: VecDeque<Batch>,
     in_flight: usize,
+    /// The connection the batches in flight were written to.
+    sent_on: Option<Arc<Connection>>,
     retry_at: Option<Instant>,
     /// The next batch's base sequence (idempotence).
     next_sequence: i32,
@@ -602,6 +605,40 @@ async fn sender(inner: Arc<Inner>) {
 }
 
 async fn send_to(inner: &Arc<Inner>, addr: &str, group: Taken) {
+    let conn = match inner.cluster.connection(addr).await {
+        Ok(c) => c,
+        Err(e) => {
+            for (tp, b) in group {
+                retry_or_fail(inner, tp, b, e.is_retriable(), e.to_string());
+            }
+            return;
+        }
+    };
+    // A partition's batches never overtake each other: one whose earlier batches are still
+    // out on another connection (closed, their answers not yet handled) waits, as a retry,
+    // until they are resolved and re-queued in sequence order. Otherwise a later batch
+    // could reach the broker first on the new connection, and the earlier one would be
+    // refused as out of sequence on every retry.
+    let (group, held): (Taken, Taken) = {
+        let state = inner.state.lock();
+        group.into_iter().partition(|(tp, _)| {
+            state.queues.get(tp).is_none_or(|q| {
+                q.in_flight <= 1 || q.sent_on.as_ref().is_none_or(|c| Arc::ptr_eq(c, &conn))
+            })
+        })
+    };
+    for (tp, b) in held {
+        retry_or_fail(
+            inner,
+            tp,
+            b,
+            true,
+            "earlier batches are in flight on a connection that closed".into(),
+        );
+    }
+    if group.is_empty() {
+        return;
+    }
     let mut topics: HashMap<String, Vec<PartitionProduceData>> = HashMap::new();
     let mut pending = Vec::new();
     for ((topic, partition), batch) in group {
@@ -635,15 +672,6 @@ async fn send_to(inner: &Arc<Inner>, addr: &str, group: Taken) {
                 })
                 .collect(),
         );
-    let conn = match inner.cluster.connection(addr).await {
-        Ok(c) => c,
-        Err(e) => {
-            for (tp, b) in pending {
-                retry_or_fail(inner, tp, b, e.is_retriable(), e.to_string());
-            }
-            return;
-        }
-    };
     if inner.config.acks == 0 {
         let outcome = match conn.version::<ProduceRequest>() {
             Ok(v) => conn.send_no_response(&request, v).await,
@@ -671,6 +699,14 @@ async fn send_to(inner: &Arc<Inner>, addr: &str, group: Taken) {
             return;
         }
     };
+    {
+        let mut state = inner.state.lock();
+        for (tp, _) in &pending {
+            if let Some(q) = state.queues.get_mut(tp) {
+                q.sent_on = Some(conn.clone());
+            }
+        }
+    }
     let inner = inner.clone();
     tokio::spawn(async move { complete(&inner, pending, response.await) });
 }
