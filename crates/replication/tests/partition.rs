@@ -81,22 +81,25 @@ fn batch(value: &str) -> Vec<u8> {
     b.build(0).unwrap()
 }
 
+/// A follower's fetch of up to 1 MiB from `offset`, its last batch in `last_epoch`, believing
+/// `current` the leader epoch (no broker epoch given).
+fn fetch(replica: i32, offset: i64, last_epoch: i32, current: i32) -> FollowerFetch {
+    FollowerFetch {
+        replica,
+        replica_epoch: -1,
+        fetch_offset: offset,
+        last_fetched_epoch: last_epoch,
+        current_leader_epoch: current,
+        max_bytes: 1 << 20,
+        min_one_batch: true,
+    }
+}
+
 /// A follower's fetch at `offset` in `epoch` with nothing else of interest.
 fn follower_fetch(rm: &ReplicaManager, replica: i32, offset: i64, last_epoch: i32) -> i64 {
-    rm.read_for_replica(
-        &tp(),
-        FollowerFetch {
-            replica,
-            replica_epoch: -1,
-            fetch_offset: offset,
-            last_fetched_epoch: last_epoch,
-            current_leader_epoch: 0,
-            max_bytes: 1 << 20,
-            min_one_batch: true,
-        },
-    )
-    .unwrap()
-    .high_watermark
+    rm.read_for_replica(&tp(), fetch(replica, offset, last_epoch, 0))
+        .unwrap()
+        .high_watermark
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -270,20 +273,7 @@ async fn reads_check_the_leader_epoch_and_a_divergent_follower_is_told_where_to_
     ));
     // A follower that wrote offsets 3 and 4 in epoch 4 (as a leader nobody followed) is told
     // that epoch 3 ended at 3 here.
-    let r = rm
-        .read_for_replica(
-            &tp(),
-            FollowerFetch {
-                replica: 2,
-                replica_epoch: -1,
-                fetch_offset: 5,
-                last_fetched_epoch: 4,
-                current_leader_epoch: 5,
-                max_bytes: 1 << 20,
-                min_one_batch: true,
-            },
-        )
-        .unwrap();
+    let r = rm.read_for_replica(&tp(), fetch(2, 5, 4, 5)).unwrap();
     assert_eq!(
         r.diverging,
         Some(EpochEnd {
@@ -293,20 +283,7 @@ async fn reads_check_the_leader_epoch_and_a_divergent_follower_is_told_where_to_
     );
     assert!(r.read.is_none());
     // A follower in step is not.
-    let r = rm
-        .read_for_replica(
-            &tp(),
-            FollowerFetch {
-                replica: 2,
-                replica_epoch: -1,
-                fetch_offset: 3,
-                last_fetched_epoch: 3,
-                current_leader_epoch: 5,
-                max_bytes: 1 << 20,
-                min_one_batch: true,
-            },
-        )
-        .unwrap();
+    let r = rm.read_for_replica(&tp(), fetch(2, 3, 3, 5)).unwrap();
     assert_eq!(r.diverging, None);
     assert!(r.read.and_then(|r| r.region).is_some());
     // OffsetsForLeaderEpoch answers the same boundaries.
@@ -325,20 +302,7 @@ async fn reads_check_the_leader_epoch_and_a_divergent_follower_is_told_where_to_
         }
     );
     // Only replicas may fetch as followers.
-    let err = rm
-        .read_for_replica(
-            &tp(),
-            FollowerFetch {
-                replica: 9,
-                replica_epoch: -1,
-                fetch_offset: 0,
-                last_fetched_epoch: -1,
-                current_leader_epoch: 5,
-                max_bytes: 1 << 20,
-                min_one_batch: true,
-            },
-        )
-        .unwrap_err();
+    let err = rm.read_for_replica(&tp(), fetch(9, 0, -1, 5)).unwrap_err();
     assert!(matches!(
         err,
         ReplicationError::NotReplica { replica: 9, .. }
@@ -420,20 +384,7 @@ async fn a_follower_with_an_epoch_older_than_all_of_the_leaders_truncates_to_its
     )
     .await
     .unwrap();
-    let r = rm
-        .read_for_replica(
-            &tp(),
-            FollowerFetch {
-                replica: 2,
-                replica_epoch: -1,
-                fetch_offset: 67,
-                last_fetched_epoch: 2,
-                current_leader_epoch: 7,
-                max_bytes: 1 << 20,
-                min_one_batch: true,
-            },
-        )
-        .unwrap();
+    let r = rm.read_for_replica(&tp(), fetch(2, 67, 2, 7)).unwrap();
     assert_eq!(
         r.diverging,
         Some(EpochEnd {
