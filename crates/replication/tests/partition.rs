@@ -81,6 +81,24 @@ fn batch(value: &str) -> Vec<u8> {
     b.build(0).unwrap()
 }
 
+/// Brings the replica of `tp()` in line with `a` (default log settings, `min_isr`).
+fn lead(rm: &ReplicaManager, a: Assignment, min_isr: i32) {
+    rm.apply(&tp(), a, LogConfig::default(), min_isr).unwrap();
+}
+
+/// Appends one record as leader with acks=1.
+async fn append_one(rm: &ReplicaManager, value: &str) {
+    rm.append(
+        &tp(),
+        &mut batch(value),
+        1,
+        Duration::from_secs(1),
+        AppendOrigin::Client,
+    )
+    .await
+    .unwrap();
+}
+
 /// A follower's fetch of up to 1 MiB from `offset`, its last batch in `last_epoch`, believing
 /// `current` the leader epoch (no broker epoch given).
 fn fetch(replica: i32, offset: i64, last_epoch: i32, current: i32) -> FollowerFetch {
@@ -106,13 +124,7 @@ fn follower_fetch(rm: &ReplicaManager, replica: i32, offset: i64, last_epoch: i3
 async fn acks_all_waits_for_the_isr_and_the_high_watermark_bounds_consumers() {
     let dir = tempfile::tempdir().unwrap();
     let (rm, _) = manager(dir.path(), Duration::from_secs(30));
-    rm.apply(
-        &tp(),
-        assignment(&[1, 2, 3], 1, 0, 0),
-        LogConfig::default(),
-        2,
-    )
-    .unwrap();
+    lead(&rm, assignment(&[1, 2, 3], 1, 0, 0), 2);
     let p = rm.get(&tp()).unwrap();
     assert_eq!(p.role(), Role::Leader);
     // acks=1 is answered at once; the high watermark waits for both followers.
@@ -187,8 +199,7 @@ async fn acks_all_waits_for_the_isr_and_the_high_watermark_bounds_consumers() {
     assert!(matches!(err, ReplicationError::Timeout(_)), "{err}");
 
     // The ISR shrinks below min.insync.replicas: acks=all is refused before the append.
-    rm.apply(&tp(), assignment(&[1], 1, 0, 1), LogConfig::default(), 2)
-        .unwrap();
+    lead(&rm, assignment(&[1], 1, 0, 1), 2);
     let end = p.log().log_end_offset();
     let err = rm
         .append(
@@ -218,41 +229,13 @@ async fn acks_all_waits_for_the_isr_and_the_high_watermark_bounds_consumers() {
 async fn reads_check_the_leader_epoch_and_a_divergent_follower_is_told_where_to_truncate() {
     let dir = tempfile::tempdir().unwrap();
     let (rm, _) = manager(dir.path(), Duration::from_secs(30));
-    rm.apply(
-        &tp(),
-        assignment(&[1, 2, 3], 1, 3, 0),
-        LogConfig::default(),
-        1,
-    )
-    .unwrap();
+    lead(&rm, assignment(&[1, 2, 3], 1, 3, 0), 1);
     for v in ["a", "b", "c"] {
-        rm.append(
-            &tp(),
-            &mut batch(v),
-            1,
-            Duration::from_secs(1),
-            AppendOrigin::Client,
-        )
-        .await
-        .unwrap();
+        append_one(&rm, v).await;
     }
     // A new leader epoch: what follows is written in epoch 5.
-    rm.apply(
-        &tp(),
-        assignment(&[1, 2, 3], 1, 5, 1),
-        LogConfig::default(),
-        1,
-    )
-    .unwrap();
-    rm.append(
-        &tp(),
-        &mut batch("d"),
-        1,
-        Duration::from_secs(1),
-        AppendOrigin::Client,
-    )
-    .await
-    .unwrap();
+    lead(&rm, assignment(&[1, 2, 3], 1, 5, 1), 1);
+    append_one(&rm, "d").await;
     let fenced = rm
         .read_for_consumer(&tp(), 0, 4, 1 << 20, true, false)
         .unwrap_err();
@@ -313,22 +296,8 @@ async fn reads_check_the_leader_epoch_and_a_divergent_follower_is_told_where_to_
 async fn a_lagging_follower_is_proposed_out_of_the_isr_and_back_in_once_caught_up() {
     let dir = tempfile::tempdir().unwrap();
     let (rm, proposals) = manager(dir.path(), Duration::from_millis(200));
-    rm.apply(
-        &tp(),
-        assignment(&[1, 2, 3], 1, 0, 0),
-        LogConfig::default(),
-        1,
-    )
-    .unwrap();
-    rm.append(
-        &tp(),
-        &mut batch("a"),
-        1,
-        Duration::from_secs(1),
-        AppendOrigin::Client,
-    )
-    .await
-    .unwrap();
+    lead(&rm, assignment(&[1, 2, 3], 1, 0, 0), 1);
+    append_one(&rm, "a").await;
     // Follower 2 keeps up; follower 3 never fetches.
     for _ in 0..4 {
         follower_fetch(&rm, 2, 1, 0);
@@ -343,8 +312,7 @@ async fn a_lagging_follower_is_proposed_out_of_the_isr_and_back_in_once_caught_u
     // The high watermark still waits for 3 until the controller commits the shrink.
     let p = rm.get(&tp()).unwrap();
     assert_eq!(p.high_watermark(), 0);
-    rm.apply(&tp(), assignment(&[1, 2], 1, 0, 1), LogConfig::default(), 1)
-        .unwrap();
+    lead(&rm, assignment(&[1, 2], 1, 0, 1), 1);
     assert_eq!(
         p.high_watermark(),
         1,
@@ -368,22 +336,8 @@ async fn a_follower_with_an_epoch_older_than_all_of_the_leaders_truncates_to_its
     // from the old leader, which were never acknowledged. It must drop them.
     let dir = tempfile::tempdir().unwrap();
     let (rm, _) = manager(dir.path(), Duration::from_secs(30));
-    rm.apply(
-        &tp(),
-        assignment(&[1, 2, 3], 1, 7, 3),
-        LogConfig::default(),
-        1,
-    )
-    .unwrap();
-    rm.append(
-        &tp(),
-        &mut batch("x"),
-        1,
-        Duration::from_secs(1),
-        AppendOrigin::Client,
-    )
-    .await
-    .unwrap();
+    lead(&rm, assignment(&[1, 2, 3], 1, 7, 3), 1);
+    append_one(&rm, "x").await;
     let r = rm.read_for_replica(&tp(), fetch(2, 67, 2, 7)).unwrap();
     assert_eq!(
         r.diverging,
