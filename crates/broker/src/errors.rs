@@ -31,6 +31,10 @@ pub fn storage_error_code(e: &StorageError) -> i16 {
         StorageError::OutOfOrderSequence { .. } => ResponseError::OutOfOrderSequenceNumber.code(),
         StorageError::InvalidProducerEpoch { .. } => ResponseError::InvalidProducerEpoch.code(),
         StorageError::DuplicateSequence { .. } => ResponseError::DuplicateSequenceNumber.code(),
+        StorageError::InvalidTxnState { .. } => ResponseError::InvalidTxnState.code(),
+        StorageError::CoordinatorFenced { .. } => {
+            ResponseError::TransactionCoordinatorFenced.code()
+        }
         StorageError::State(_) => ResponseError::UnknownServerError.code(),
     }
 }

@@ -17,7 +17,10 @@
 //! 4. Each cleaned segment is fsynced, renamed `.swap`, and swapped in under the append lock;
 //!    the old one is renamed `.deleted` and removed later, so readers are never disturbed.
 //!
-//! Control batches (transaction markers) are kept as they are: the hook for transactions.
+//! Transactions, as Kafka's cleaner treats them: nothing at or past the first unstable
+//! offset is cleaned (an open transaction may still abort); records of aborted transactions
+//! are removed and never enter the offset map (so they cannot shadow a committed value);
+//! markers are kept, and each cleaned segment gets the `.txnindex` of the original.
 //! Appends and reads of the active segment never wait for a pass.
 
 use std::collections::HashMap;
@@ -63,10 +66,16 @@ pub struct Cleanability {
 fn cleanable_range(log: &Log, segs: &[Arc<Segment>], now_ms: i64) -> Result<(i64, Vec<usize>)> {
     let config = log.config();
     let active_base = log.active_base_offset();
+    let unstable = log.first_unstable_offset().unwrap_or(i64::MAX);
     let mut end = active_base;
     let mut indices = Vec::new();
     for (i, seg) in segs.iter().enumerate() {
         if seg.base_offset() >= active_base {
+            break;
+        }
+        let next_base = segs.get(i + 1).map_or(i64::MAX, |s| s.base_offset());
+        if next_base > unstable {
+            end = seg.base_offset();
             break;
         }
         if config.min_compaction_lag_ms > 0
@@ -137,6 +146,7 @@ pub fn clean_log(
     let segs = log.segments_snapshot();
     let (mut end, indices) = cleanable_range(log, &segs, now_ms)?;
     let first_dirty = log.first_dirty_offset();
+    let aborted = Aborted::of(log);
 
     // 1. The offset map over the dirty segments.
     let mut map: HashMap<Box<[u8]>, i64> = HashMap::new();
@@ -148,7 +158,7 @@ pub fn clean_log(
             continue;
         }
         seg.for_each_batch(|b| {
-            if b.header().is_control() {
+            if b.header().is_control() || aborted.holds(b.header()) {
                 return Ok(());
             }
             b.try_for_each_record(MAX_DECOMPRESSED, |offset, r| {
@@ -175,10 +185,15 @@ pub fn clean_log(
         cleaned_up_to: end,
         ..CleanStats::default()
     };
-    for seg in segs.iter().filter(|s| s.base_offset() < end) {
+    for (i, seg) in segs
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| s.base_offset() < end)
+    {
         if log.is_active_segment(seg) {
             break;
         }
+        let next_base = segs.get(i + 1).map(|s| s.base_offset());
         let cleaned = Segment::create_named(
             &log.dir(),
             seg.base_offset(),
@@ -189,6 +204,11 @@ pub fn clean_log(
         )?;
         let mut changed = false;
         seg.for_each_batch(|b| {
+            if aborted.holds(b.header()) {
+                stats.records_removed += b.header().records_count.max(0) as u64;
+                changed = true;
+                return Ok(());
+            }
             let out = filter_batch(&b, &map, now_ms, config.delete_retention_ms, &mut stats)?;
             match out {
                 Filtered::Keep => {
@@ -215,6 +235,7 @@ pub fn clean_log(
             continue;
         }
         cleaned.become_inactive()?;
+        log.write_txn_index(seg.base_offset(), next_base, CLEANED_SUFFIX)?;
         stats.bytes_written += cleaned.size();
         if log.swap_segment(seg, cleaned)? {
             stats.segments_cleaned += 1;
@@ -231,6 +252,33 @@ pub fn clean_log(
         "compacted log"
     );
     Ok(Some(stats))
+}
+
+/// The aborted transactions of a log, by producer: which batches a pass removes.
+struct Aborted(HashMap<i64, Vec<(i64, i64)>>);
+
+impl Aborted {
+    fn of(log: &Log) -> Self {
+        let mut by_producer: HashMap<i64, Vec<(i64, i64)>> = HashMap::new();
+        for t in log.all_aborted_transactions() {
+            by_producer
+                .entry(t.producer_id)
+                .or_default()
+                .push((t.first_offset, t.last_offset));
+        }
+        Aborted(by_producer)
+    }
+
+    /// True for a data batch of a transaction that was aborted.
+    fn holds(&self, h: &BatchHeader) -> bool {
+        h.is_transactional()
+            && !h.is_control()
+            && self.0.get(&h.producer_id).is_some_and(|ranges| {
+                ranges
+                    .iter()
+                    .any(|(first, last)| (*first..=*last).contains(&h.base_offset))
+            })
+    }
 }
 
 enum Filtered {

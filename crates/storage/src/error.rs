@@ -113,6 +113,29 @@ pub enum StorageError {
         /// The batch's first sequence.
         sequence: i32,
     },
+    /// A non-transactional batch from a producer with a transaction open in this
+    /// partition, or a transactional one the producer's state does not allow
+    /// (Kafka: INVALID_TXN_STATE).
+    #[error("producer {producer_id}: {reason}")]
+    InvalidTxnState {
+        /// The producer.
+        producer_id: i64,
+        /// What is wrong.
+        reason: &'static str,
+    },
+    /// A transaction marker from an older transaction coordinator than one already seen
+    /// (Kafka: TRANSACTION_COORDINATOR_FENCED).
+    #[error(
+        "producer {producer_id}: marker from coordinator epoch {epoch}, already saw {current}"
+    )]
+    CoordinatorFenced {
+        /// The producer.
+        producer_id: i64,
+        /// The marker's coordinator epoch.
+        epoch: i32,
+        /// The newest coordinator epoch seen for the producer.
+        current: i32,
+    },
     /// The log was closed or deleted.
     #[error("log {0} is closed")]
     Closed(String),

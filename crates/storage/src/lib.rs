@@ -13,10 +13,10 @@
 //! Modules:
 //! - [`segment`]: one `.log` with its indexes; [`index`]: the `.index` and `.timeindex`
 //!   formats; [`checkpoint`]: checkpoint files; [`epoch_cache`]: leader epochs;
-//!   [`cleaner`]: compaction; [`handles`]: the fd budget; [`deleter`]: delayed file removal.
+//!   [`cleaner`]: compaction; [`txn_index`]: aborted transactions; [`handles`]: the fd budget; [`deleter`]: delayed file removal.
 //!
 //! On disk (Kafka's layout): `<log.dir>/<topic>-<partition>/` holds
-//! `<20-digit base offset>.log|.index|.timeindex`, producer snapshots `<offset>.snapshot` and `leader-epoch-checkpoint`; each log dir
+//! `<20-digit base offset>.log|.index|.timeindex|.txnindex`, producer snapshots `<offset>.snapshot` and `leader-epoch-checkpoint`; each log dir
 //! holds `recovery-point-offset-checkpoint`, `log-start-offset-checkpoint`,
 //! `cleaner-offset-checkpoint` and, after a clean shutdown, `.kafka_cleanshutdown`.
 
@@ -33,6 +33,7 @@ pub mod manager;
 pub mod producer_state;
 pub mod region;
 pub mod segment;
+pub mod txn_index;
 mod validator;
 
 pub use config::{CleanupPolicy, LogConfig, LOG_CONFIG_NAMES};
@@ -40,4 +41,6 @@ pub use error::{Result, StorageError};
 pub use handles::FileHandles;
 pub use log::{now_ms, AppendInfo, AppendOrigin, LoadReport, Log, OpenOptions, ReadInfo};
 pub use manager::{LogManager, LogManagerConfig};
+pub use producer_state::ProducerInfo;
 pub use region::FileRegion;
+pub use txn_index::AbortedTxn;

@@ -25,7 +25,11 @@ use crate::region::FileRegion;
 use crate::segment::{
     self, BatchMeta, Segment, CLEANED_SUFFIX, DELETED_SUFFIX, LOG_SUFFIX, SWAP_SUFFIX,
 };
+use crate::txn_index::{self, AbortedTxn};
 use crate::validator::{recompress_for, validate_batches};
+
+#[path = "log_txn.rs"]
+mod txn;
 
 /// Who is appending: a producer's batches are fully validated and get offsets assigned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -111,6 +115,10 @@ pub struct Log {
     rolled: AtomicBool,
     /// Serializes compaction passes of this log.
     pub(crate) cleaning: Mutex<()>,
+    /// Aborted transactions, ordered by marker offset (the `.txnindex` files' contents).
+    aborted: RwLock<Vec<AbortedTxn>>,
+    /// The first unstable offset, [`txn::NONE_UNSTABLE`] when no transaction is open.
+    first_unstable: AtomicI64,
 }
 
 impl std::fmt::Debug for Log {
@@ -321,8 +329,14 @@ impl Log {
             .min(log_end);
         let mut epochs = LeaderEpochCache::load(dir.join(LEADER_EPOCH_CHECKPOINT))?;
         epochs.truncate_from_end(log_end)?;
-        let producers = rebuild_producers(dir, &segments, log_end)?;
+        let (producers, replayed_from, rebuilt) = rebuild_producers(dir, &segments, log_end)?;
         epochs.truncate_from_start(log_start)?;
+        let bases: Vec<i64> = segments.keys().copied().collect();
+        let mut aborted = txn_index::load(dir, &bases)?;
+        aborted.retain(|t| t.last_offset < replayed_from.min(log_end));
+        let first_unstable = producers
+            .first_unstable_offset()
+            .unwrap_or(txn::NONE_UNSTABLE);
 
         let (end_watch, _) = tokio::sync::watch::channel(log_end);
         let log = Log {
@@ -351,7 +365,11 @@ impl Log {
             dir_dirty: AtomicBool::new(true),
             rolled: AtomicBool::new(false),
             cleaning: Mutex::new(()),
+            aborted: RwLock::new(aborted),
+            first_unstable: AtomicI64::new(first_unstable),
         };
+        // The index files from the replayed offset on are written again from the replay.
+        log.reset_aborted_from(replayed_from, rebuilt)?;
         Ok((Arc::new(log), report))
     }
 
@@ -473,6 +491,10 @@ impl Log {
             headers.push(BatchHeader::parse(&records[pos..pos + v.size])?);
             pos += v.size;
         }
+        let markers = txn::markers_of(records, &headers);
+        if origin == AppendOrigin::Coordinator {
+            txn::check_markers(&state, &headers, &markers)?;
+        }
         if let SequenceCheck::Duplicate(b) = state.producers.check_all(&headers)? {
             // A producer's retry of a batch already written: Kafka answers with the offsets
             // it was first written at and writes nothing.
@@ -529,9 +551,7 @@ impl Log {
             &config,
             now_ms,
         )?;
-        for h in &headers {
-            state.producers.update(h);
-        }
+        self.apply_producers(&mut state, &headers, &markers)?;
         let records_appended = next - first_offset;
         let flush_now = self.note_unflushed(&mut state, records_appended, &config, now_ms);
         drop(state);
@@ -594,9 +614,8 @@ impl Log {
         }
         let epoch = epochs.first().map(|e| e.0).unwrap_or(-1);
         self.write_locked(&mut state, &records[..pos], &metas, epoch, &config, now_ms)?;
-        for h in &headers {
-            state.producers.update(h);
-        }
+        let markers = txn::markers_of(&records[..pos], &headers);
+        self.apply_producers(&mut state, &headers, &markers)?;
         {
             let mut cache = self.epochs.lock();
             for (e, start) in epochs {
@@ -876,7 +895,11 @@ impl Log {
         state.next_offset = new_end;
         let dir = self.dir();
         producer_state::remove_snapshots_from(&dir, new_end + 1)?;
-        state.producers = rebuild_producers(&dir, &self.segments.read(), new_end)?;
+        let (producers, replayed_from, rebuilt) =
+            rebuild_producers(&dir, &self.segments.read(), new_end)?;
+        state.producers = producers;
+        self.reset_aborted_from(replayed_from.min(new_end), rebuilt)?;
+        self.publish_unstable(&state);
         self.log_end.store(new_end, Ordering::Release);
         self.recovery_point.fetch_min(new_end, Ordering::AcqRel);
         self.first_dirty.fetch_min(new_end, Ordering::AcqRel);
@@ -913,6 +936,8 @@ impl Log {
         state.active = seg;
         state.next_offset = offset;
         state.producers = ProducerState::default();
+        self.publish_unstable(&state);
+        self.aborted.write().clear();
         producer_state::remove_snapshots_from(&self.dir(), i64::MIN)?;
         self.log_start.store(offset, Ordering::Release);
         self.log_end.store(offset, Ordering::Release);
@@ -1050,6 +1075,7 @@ impl Log {
             .max(new_start);
         self.first_dirty.fetch_max(start, Ordering::AcqRel);
         self.epochs.lock().truncate_from_start(start)?;
+        self.drop_aborted_below(new_start);
         self.schedule_delete(&doomed)?;
         tracing::info!(partition = %self.tp, segments = doomed.len(), reason, log_start = start, "deleted old segments");
         Ok(doomed.len())
@@ -1224,25 +1250,50 @@ impl Log {
 
 /// Idempotent producers' state at `log_end`: the newest snapshot at or below it, then the batch
 /// headers from the snapshot's offset on (from the first segment when there is none).
+/// Producer state at `log_end`: the newest snapshot at or below it, then a replay of the
+/// batch headers after it (and of the markers among them). Returns the state, the offset
+/// the replay started from, and the transactions the replayed markers aborted.
 fn rebuild_producers(
     dir: &Path,
     segments: &BTreeMap<i64, Arc<Segment>>,
     log_end: i64,
-) -> Result<ProducerState> {
+) -> Result<(ProducerState, i64, Vec<AbortedTxn>)> {
     let (from, mut state) = producer_state::load_latest(dir, log_end)?.unwrap_or_default();
     let first = segments
         .range(..=from)
         .next_back()
         .map(|(b, _)| *b)
         .unwrap_or(i64::MIN);
+    let mut aborted = Vec::new();
     for seg in segments.range(first..).map(|(_, s)| s) {
-        seg.for_each_header(|h| {
-            if h.base_offset >= from && h.next_offset() <= log_end {
-                state.update(h);
+        seg.for_each_header(|pos, h| {
+            if h.base_offset < from || h.next_offset() > log_end {
+                return Ok(());
             }
+            let marker = if h.is_control() {
+                let bytes = seg.read_batch(pos, h)?;
+                batch::RecordBatch::parse_prefix(&bytes)
+                    .ok()
+                    .and_then(|b| strom_types::control::marker_of(&b))
+            } else {
+                None
+            };
+            if let Some(done) = state.update(h, marker) {
+                if done.aborted {
+                    aborted.push(AbortedTxn {
+                        producer_id: done.producer_id,
+                        first_offset: done.first_offset,
+                        last_offset: done.last_offset,
+                        last_stable_offset: state
+                            .first_unstable_offset()
+                            .unwrap_or(done.last_offset + 1),
+                    });
+                }
+            }
+            Ok(())
         })?;
     }
-    Ok(state)
+    Ok((state, from, aborted))
 }
 
 fn fxhash(tp: &TopicPartition) -> u64 {

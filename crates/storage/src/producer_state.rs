@@ -8,11 +8,18 @@
 //! batch headers after it. Snapshots use Kafka's version-1 layout, so they keep one batch per
 //! producer (as Kafka's do): after a restart only the last batch of each producer is known as a
 //! possible duplicate.
+//!
+//! Transactions: a producer's first transactional batch opens a transaction here at its
+//! offset; the COMMIT or ABORT marker closes it and is reported as a [`CompletedTxn`]. The
+//! smallest open first offset is the partition's first unstable offset, which bounds the
+//! last stable offset. Snapshots keep each open transaction's first offset and the
+//! coordinator epoch of the last marker, as Kafka's do.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 
 use strom_types::batch::BatchHeader;
+use strom_types::control::{ControlType, Marker};
 
 use crate::error::{IoContext, Result, StorageError};
 
@@ -46,20 +53,53 @@ pub struct ProducerBatch {
 }
 
 /// What is known of one producer.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 struct ProducerEntry {
     epoch: i16,
     batches: VecDeque<ProducerBatch>,
     /// Newest batch timestamp, for producer.id.expiration.ms.
     last_timestamp: i64,
+    /// First offset of the transaction open in this partition, if any.
+    txn_first_offset: Option<i64>,
+    /// Coordinator epoch of the last marker written for this producer (-1: none yet).
+    coordinator_epoch: i32,
+}
+
+impl Default for ProducerEntry {
+    fn default() -> Self {
+        ProducerEntry {
+            epoch: 0,
+            batches: VecDeque::new(),
+            last_timestamp: -1,
+            txn_first_offset: None,
+            coordinator_epoch: -1,
+        }
+    }
+}
+
+/// A transaction a marker ended in this partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CompletedTxn {
+    /// The producer.
+    pub producer_id: i64,
+    /// Offset of its first record in this partition.
+    pub first_offset: i64,
+    /// Offset of the marker.
+    pub last_offset: i64,
+    /// Ended by an ABORT marker.
+    pub aborted: bool,
 }
 
 impl ProducerEntry {
-    fn push(&mut self, epoch: i16, batch: ProducerBatch) {
+    fn set_epoch(&mut self, epoch: i16) {
         if epoch != self.epoch {
             self.batches.clear();
             self.epoch = epoch;
         }
+    }
+
+    fn push(&mut self, epoch: i16, batch: ProducerBatch) {
+        self.set_epoch(epoch);
         if self.batches.len() == MAX_CACHED_BATCHES {
             self.batches.pop_front();
         }
@@ -114,12 +154,66 @@ fn is_idempotent(h: &BatchHeader) -> bool {
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub(crate) struct ProducerState {
     producers: HashMap<i64, ProducerEntry>,
+    /// Open transactions as (first offset, producer id), smallest first.
+    ongoing: BTreeSet<(i64, i64)>,
 }
 
 impl ProducerState {
     /// Producers known.
     pub(crate) fn len(&self) -> usize {
         self.producers.len()
+    }
+
+    /// The first offset of the oldest open transaction (Kafka's first unstable offset).
+    pub(crate) fn first_unstable_offset(&self) -> Option<i64> {
+        self.ongoing.iter().next().map(|(offset, _)| *offset)
+    }
+
+    /// Open transactions as (producer id, first offset), oldest first.
+    pub(crate) fn ongoing(&self) -> Vec<(i64, i64)> {
+        self.ongoing.iter().map(|(o, p)| (*p, *o)).collect()
+    }
+
+    /// Known producers as (id, epoch, last sequence, newest timestamp, coordinator epoch,
+    /// open transaction's first offset), for DescribeProducers.
+    pub(crate) fn describe(&self) -> Vec<ProducerInfo> {
+        let mut out: Vec<ProducerInfo> = self
+            .producers
+            .iter()
+            .map(|(id, e)| ProducerInfo {
+                producer_id: *id,
+                epoch: e.epoch,
+                last_sequence: e.batches.back().map_or(-1, |b| b.last_seq),
+                last_timestamp: e.last_timestamp,
+                coordinator_epoch: e.coordinator_epoch,
+                txn_first_offset: e.txn_first_offset,
+            })
+            .collect();
+        out.sort_by_key(|p| p.producer_id);
+        out
+    }
+
+    /// Checks a marker against the producer: an older producer epoch or an older
+    /// coordinator epoch than already seen is fenced.
+    pub(crate) fn check_marker(&self, h: &BatchHeader, marker: &Marker) -> Result<()> {
+        let Some(e) = self.producers.get(&h.producer_id) else {
+            return Ok(());
+        };
+        if h.producer_epoch < e.epoch {
+            return Err(StorageError::InvalidProducerEpoch {
+                producer_id: h.producer_id,
+                epoch: h.producer_epoch,
+                current: e.epoch,
+            });
+        }
+        if marker.coordinator_epoch < e.coordinator_epoch {
+            return Err(StorageError::CoordinatorFenced {
+                producer_id: h.producer_id,
+                epoch: marker.coordinator_epoch,
+                current: e.coordinator_epoch,
+            });
+        }
+        Ok(())
     }
 
     /// Checks a client's batch against what is known of its producer (Kafka's rules):
@@ -160,6 +254,23 @@ impl ProducerState {
     }
 }
 
+/// What DescribeProducers shows of one producer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProducerInfo {
+    /// Producer id.
+    pub producer_id: i64,
+    /// Its epoch.
+    pub epoch: i16,
+    /// Last sequence written (-1: none remembered).
+    pub last_sequence: i32,
+    /// Newest batch timestamp.
+    pub last_timestamp: i64,
+    /// Coordinator epoch of its last marker (-1: none).
+    pub coordinator_epoch: i32,
+    /// First offset of its open transaction here.
+    pub txn_first_offset: Option<i64>,
+}
+
 /// The rules of [`ProducerState::check`] against one producer's entry.
 fn check_entry(entry: Option<&ProducerEntry>, h: &BatchHeader) -> Result<SequenceCheck> {
     if !is_idempotent(h) {
@@ -168,6 +279,13 @@ fn check_entry(entry: Option<&ProducerEntry>, h: &BatchHeader) -> Result<Sequenc
     let Some(entry) = entry else {
         return Ok(SequenceCheck::Append);
     };
+    if entry.txn_first_offset.is_some() && !h.is_transactional() && h.producer_epoch == entry.epoch
+    {
+        return Err(StorageError::InvalidTxnState {
+            producer_id: h.producer_id,
+            reason: "a non-transactional batch while its transaction is open",
+        });
+    }
     if h.producer_epoch < entry.epoch {
         return Err(StorageError::InvalidProducerEpoch {
             producer_id: h.producer_id,
@@ -207,52 +325,89 @@ fn check_entry(entry: Option<&ProducerEntry>, h: &BatchHeader) -> Result<Sequenc
 
 impl ProducerState {
     /// Records a batch now in the log (appended, replicated or replayed). `h` carries its
-    /// final base offset.
-    pub(crate) fn update(&mut self, h: &BatchHeader) {
+    /// final base offset; `marker` is what a control batch holds. A marker ends the
+    /// producer's open transaction, which is returned.
+    pub(crate) fn update(
+        &mut self,
+        h: &BatchHeader,
+        marker: Option<Marker>,
+    ) -> Option<CompletedTxn> {
+        if h.is_control() {
+            let marker = marker?;
+            if h.producer_id < 0 {
+                return None;
+            }
+            let e = self
+                .producers
+                .entry(h.producer_id)
+                .or_insert_with(|| ProducerEntry {
+                    epoch: h.producer_epoch,
+                    ..Default::default()
+                });
+            e.set_epoch(h.producer_epoch.max(e.epoch));
+            e.coordinator_epoch = e.coordinator_epoch.max(marker.coordinator_epoch);
+            e.last_timestamp = e.last_timestamp.max(h.max_timestamp);
+            let first = e.txn_first_offset.take()?;
+            self.ongoing.remove(&(first, h.producer_id));
+            return Some(CompletedTxn {
+                producer_id: h.producer_id,
+                first_offset: first,
+                last_offset: h.base_offset,
+                aborted: marker.control == ControlType::Abort,
+            });
+        }
         if !is_idempotent(h) {
-            return;
+            return None;
         }
         let batch = batch_of(h);
-        self.producers
+        let e = self
+            .producers
             .entry(h.producer_id)
             .or_insert_with(|| ProducerEntry {
                 epoch: h.producer_epoch,
                 ..Default::default()
-            })
-            .push(h.producer_epoch, batch);
+            });
+        e.push(h.producer_epoch, batch);
+        if h.is_transactional() && e.txn_first_offset.is_none() {
+            e.txn_first_offset = Some(h.base_offset);
+            self.ongoing.insert((h.base_offset, h.producer_id));
+        }
+        None
     }
 
     /// Forgets producers whose newest batch is older than `expiration_ms` before `now_ms`
-    /// (producer.id.expiration.ms).
+    /// (producer.id.expiration.ms); one with a transaction open stays.
     pub(crate) fn expire(&mut self, now_ms: i64, expiration_ms: i64) {
         let horizon = now_ms.saturating_sub(expiration_ms);
-        self.producers.retain(|_, e| e.last_timestamp >= horizon);
+        self.producers
+            .retain(|_, e| e.last_timestamp >= horizon || e.txn_first_offset.is_some());
     }
 
     /// Kafka's version-1 snapshot body: version, CRC-32C of the rest, then the entries.
     fn encode(&self) -> Vec<u8> {
         let mut body = Vec::with_capacity(4 + self.producers.len() * 46);
-        let mut ids: Vec<&i64> = self
-            .producers
-            .iter()
-            .filter(|(_, e)| !e.batches.is_empty())
-            .map(|(id, _)| id)
-            .collect();
+        let mut ids: Vec<&i64> = self.producers.keys().collect();
         ids.sort_unstable();
         body.extend_from_slice(&(ids.len() as i32).to_be_bytes());
         for id in ids {
             let e = &self.producers[id];
-            let Some(last) = e.batches.back() else {
-                continue;
+            // A producer known only by its markers has no batch: Kafka writes -1s then.
+            let (last_seq, last_offset, delta) = match e.batches.back() {
+                Some(last) => (
+                    last.last_seq,
+                    last.last_offset,
+                    (last.last_offset - last.first_offset) as i32,
+                ),
+                None => (-1, -1, 0),
             };
             body.extend_from_slice(&id.to_be_bytes());
             body.extend_from_slice(&e.epoch.to_be_bytes());
-            body.extend_from_slice(&last.last_seq.to_be_bytes());
-            body.extend_from_slice(&last.last_offset.to_be_bytes());
-            body.extend_from_slice(&((last.last_offset - last.first_offset) as i32).to_be_bytes());
+            body.extend_from_slice(&last_seq.to_be_bytes());
+            body.extend_from_slice(&last_offset.to_be_bytes());
+            body.extend_from_slice(&delta.to_be_bytes());
             body.extend_from_slice(&e.last_timestamp.to_be_bytes());
-            body.extend_from_slice(&(-1i32).to_be_bytes()); // coordinator epoch
-            body.extend_from_slice(&(-1i64).to_be_bytes()); // open transaction's first offset
+            body.extend_from_slice(&e.coordinator_epoch.to_be_bytes());
+            body.extend_from_slice(&e.txn_first_offset.unwrap_or(-1).to_be_bytes());
         }
         let mut out = Vec::with_capacity(6 + body.len());
         out.extend_from_slice(&1i16.to_be_bytes());
@@ -285,21 +440,31 @@ impl ProducerState {
             let last_offset = i64_at(14);
             let delta = i32_at(22);
             let timestamp = i64_at(26);
+            let coordinator_epoch = i32_at(34);
+            let txn_first = i64_at(38);
             let first_seq = last_seq.wrapping_sub(delta).max(0);
             let mut entry = ProducerEntry {
                 epoch,
+                last_timestamp: timestamp,
+                coordinator_epoch,
+                txn_first_offset: (txn_first >= 0).then_some(txn_first),
                 ..Default::default()
             };
-            entry.push(
-                epoch,
-                ProducerBatch {
-                    first_seq,
-                    last_seq,
-                    first_offset: last_offset - i64::from(delta),
-                    last_offset,
-                    max_timestamp: timestamp,
-                },
-            );
+            if last_offset >= 0 && last_seq >= 0 {
+                entry.push(
+                    epoch,
+                    ProducerBatch {
+                        first_seq,
+                        last_seq,
+                        first_offset: last_offset - i64::from(delta),
+                        last_offset,
+                        max_timestamp: timestamp,
+                    },
+                );
+            }
+            if txn_first >= 0 {
+                state.ongoing.insert((txn_first, producer_id));
+            }
             state.producers.insert(producer_id, entry);
         }
         Some(state)
@@ -407,7 +572,7 @@ mod tests {
             s.check(&header(7, 0, 5, 0, 1)).ok(),
             Some(SequenceCheck::Append)
         );
-        s.update(&header(7, 0, 0, 0, 3));
+        s.update(&header(7, 0, 0, 0, 3), None);
         let dup = s.check(&header(7, 0, 0, 99, 3)).ok();
         assert!(
             matches!(dup, Some(SequenceCheck::Duplicate(b)) if b.first_offset == 0 && b.last_offset == 2)
@@ -428,7 +593,7 @@ mod tests {
             s.check(&header(7, 1, 3, 3, 1)),
             Err(StorageError::OutOfOrderSequence { expected: 0, .. })
         ));
-        s.update(&header(7, 1, 0, 3, 1));
+        s.update(&header(7, 1, 0, 3, 1), None);
         assert!(matches!(
             s.check(&header(7, 0, 1, 4, 1)),
             Err(StorageError::InvalidProducerEpoch {
@@ -448,7 +613,7 @@ mod tests {
     fn five_batches_are_remembered_and_sequences_wrap() {
         let mut s = ProducerState::default();
         for i in 0..7 {
-            s.update(&header(1, 0, i, i64::from(i), 1));
+            s.update(&header(1, 0, i, i64::from(i), 1), None);
         }
         for i in 2..7 {
             assert!(matches!(
@@ -458,7 +623,7 @@ mod tests {
         }
         assert!(s.check(&header(1, 0, 1, 0, 1)).is_err());
         let mut w = ProducerState::default();
-        w.update(&header(2, 0, i32::MAX - 1, 0, 2));
+        w.update(&header(2, 0, i32::MAX - 1, 0, 2), None);
         assert_eq!(last_sequence(&header(2, 0, i32::MAX - 1, 0, 3)), 0);
         assert_eq!(
             w.check(&header(2, 0, 0, 2, 1)).ok(),
@@ -470,8 +635,8 @@ mod tests {
     fn snapshot_round_trip_and_damage() {
         let dir = tempfile::tempdir().unwrap();
         let mut s = ProducerState::default();
-        s.update(&header(1, 3, 10, 100, 4));
-        s.update(&header(2, 0, 0, 104, 1));
+        s.update(&header(1, 3, 10, 100, 4), None);
+        s.update(&header(2, 0, 0, 104, 1), None);
         write_snapshot(dir.path(), 105, &s).unwrap();
         let (at, loaded) = load_latest(dir.path(), 200).unwrap().unwrap();
         assert_eq!(at, 105);
@@ -496,10 +661,106 @@ mod tests {
     #[test]
     fn expiry() {
         let mut s = ProducerState::default();
-        s.update(&header(1, 0, 0, 0, 1));
+        s.update(&header(1, 0, 0, 0, 1), None);
         s.expire(1_000 + 10, 100);
         assert_eq!(s.len(), 1);
         s.expire(1_000 + 101, 100);
         assert_eq!(s.len(), 0);
+    }
+
+    fn txn_header(pid: i64, epoch: i16, seq: i32, base: i64, count: i32) -> BatchHeader {
+        BatchHeader {
+            attributes: 0x10,
+            ..header(pid, epoch, seq, base, count)
+        }
+    }
+
+    fn marker_header(pid: i64, epoch: i16, at: i64) -> BatchHeader {
+        BatchHeader {
+            attributes: 0x30,
+            base_sequence: -1,
+            records_count: 1,
+            last_offset_delta: 0,
+            ..header(pid, epoch, 0, at, 1)
+        }
+    }
+
+    fn marker(control: ControlType, coordinator_epoch: i32) -> Option<Marker> {
+        Some(Marker {
+            control,
+            coordinator_epoch,
+        })
+    }
+
+    #[test]
+    fn transactions_open_at_their_first_batch_and_close_at_their_marker() {
+        let mut s = ProducerState::default();
+        s.update(&header(9, 0, 0, 0, 2), None);
+        assert_eq!(s.first_unstable_offset(), None);
+        s.update(&txn_header(1, 0, 0, 2, 2), None);
+        s.update(&txn_header(2, 0, 0, 4, 1), None);
+        s.update(&txn_header(1, 0, 2, 5, 1), None);
+        assert_eq!(s.first_unstable_offset(), Some(2));
+        assert_eq!(s.ongoing(), vec![(1, 2), (2, 4)]);
+        // A non-transactional batch in the middle of its transaction is refused.
+        assert!(matches!(
+            s.check(&header(1, 0, 3, 6, 1)),
+            Err(StorageError::InvalidTxnState { .. })
+        ));
+        let done = s.update(&marker_header(1, 0, 6), marker(ControlType::Abort, 3));
+        assert_eq!(
+            done,
+            Some(CompletedTxn {
+                producer_id: 1,
+                first_offset: 2,
+                last_offset: 6,
+                aborted: true
+            })
+        );
+        assert_eq!(s.first_unstable_offset(), Some(4));
+        // A retried marker finds nothing open; an older coordinator is fenced.
+        assert_eq!(
+            s.update(&marker_header(1, 0, 7), marker(ControlType::Abort, 3)),
+            None
+        );
+        assert!(matches!(
+            s.check_marker(
+                &marker_header(1, 0, 8),
+                &Marker {
+                    control: ControlType::Commit,
+                    coordinator_epoch: 2
+                }
+            ),
+            Err(StorageError::CoordinatorFenced { .. })
+        ));
+        assert!(s
+            .update(&marker_header(2, 0, 8), marker(ControlType::Commit, 3))
+            .is_some_and(|t| !t.aborted && t.first_offset == 4));
+        assert_eq!(s.first_unstable_offset(), None);
+    }
+
+    #[test]
+    fn a_snapshot_keeps_open_transactions_and_marker_only_producers() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = ProducerState::default();
+        s.update(&txn_header(1, 2, 0, 10, 3), None);
+        s.update(&marker_header(5, 4, 13), marker(ControlType::Commit, 6));
+        write_snapshot(dir.path(), 14, &s).unwrap();
+        let (_, loaded) = load_latest(dir.path(), 14).unwrap().unwrap();
+        assert_eq!(loaded.first_unstable_offset(), Some(10));
+        assert!(matches!(
+            loaded.check(&header(5, 3, 0, 14, 1)),
+            Err(StorageError::InvalidProducerEpoch { current: 4, .. })
+        ));
+        assert!(loaded
+            .check_marker(
+                &marker_header(5, 4, 14),
+                &Marker {
+                    control: ControlType::Abort,
+                    coordinator_epoch: 5
+                }
+            )
+            .is_err());
+        assert_eq!(loaded, s);
     }
 }

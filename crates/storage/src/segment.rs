@@ -1,4 +1,5 @@
-//! One segment of a partition's log: `<base>.log` with its `.index` and `.timeindex`.
+//! One segment of a partition's log: `<base>.log` with its `.index` and `.timeindex` (and
+//! the `.txnindex` the log keeps beside it, renamed and deleted with it).
 //!
 //! The `.log` file is a plain concatenation of v2 record batches, exactly as appended.
 //! Appends happen only on the active segment and only under the owning log's append lock;
@@ -846,9 +847,13 @@ impl Segment {
         Ok(next)
     }
 
-    /// Calls `f` with every batch header of the segment, in order (headers only: one small
-    /// buffered read per few batches). Stops at the first header that does not parse.
-    pub(crate) fn for_each_header(self: &Arc<Self>, mut f: impl FnMut(&BatchHeader)) -> Result<()> {
+    /// Calls `f` with every batch header of the segment and its file position, in order
+    /// (headers only: one small buffered read per few batches). Stops at the first header
+    /// that does not parse, or when `f` fails.
+    pub(crate) fn for_each_header(
+        self: &Arc<Self>,
+        mut f: impl FnMut(u64, &BatchHeader) -> Result<()>,
+    ) -> Result<()> {
         let size = self.size();
         let file = self.file()?;
         let mut headers = HeaderCursor::new(&file, size);
@@ -857,10 +862,26 @@ impl Segment {
             let Some(h) = headers.at(pos).at_with(|| self.path(LOG_SUFFIX))? else {
                 break;
             };
-            f(&h);
+            f(pos, &h)?;
             pos += h.size() as u64;
         }
         Ok(())
+    }
+
+    /// The bytes of the batch `h` at `pos` (a small one: recovery reads markers this way).
+    pub(crate) fn read_batch(self: &Arc<Self>, pos: u64, h: &BatchHeader) -> Result<Vec<u8>> {
+        if pos + h.size() as u64 > self.size() {
+            return Err(strom_types::batch::BatchError::Truncated {
+                needed: h.size(),
+                available: self.size().saturating_sub(pos) as usize,
+            }
+            .into());
+        }
+        let mut buf = vec![0u8; h.size()];
+        self.file()?
+            .read_exact_at(&mut buf, pos)
+            .at_with(|| self.path(LOG_SUFFIX))?;
+        Ok(buf)
     }
 
     /// Reads every batch of the segment, in order, calling `f` with each.
@@ -900,7 +921,12 @@ impl Segment {
     pub(crate) fn rename(&self, to: Option<&'static str>) -> Result<Vec<PathBuf>> {
         let mut guard = self.extra_suffix.write();
         let mut out = Vec::new();
-        for suffix in [LOG_SUFFIX, INDEX_SUFFIX, TIME_INDEX_SUFFIX] {
+        for suffix in [
+            LOG_SUFFIX,
+            INDEX_SUFFIX,
+            TIME_INDEX_SUFFIX,
+            crate::txn_index::TXN_INDEX_SUFFIX,
+        ] {
             let name = file_name(self.base_offset, suffix);
             let with = |extra: Option<&str>| match extra {
                 Some(e) => self.dir.join(format!("{name}.{e}")),

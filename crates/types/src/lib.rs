@@ -6,10 +6,12 @@
 //!   in-place rewrites a broker makes (base offset, leader epoch, LogAppendTime).
 //! - [`record`]: the records inside a batch: a zero-copy iterator and a batch builder.
 //! - [`compression`]: the four codecs Kafka batches use (gzip, snappy, lz4, zstd).
+//! - [`control`]: transaction markers (COMMIT and ABORT control batches).
 //! - [`varint`]: Kafka's zig-zag varints.
 
 pub mod batch;
 pub mod compression;
+pub mod control;
 pub mod record;
 pub mod varint;
 
