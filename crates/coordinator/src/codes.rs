@@ -47,3 +47,21 @@ pub const UNSUPPORTED_ASSIGNOR: i16 = ResponseError::UnsupportedAssignor.code();
 pub const STALE_MEMBER_EPOCH: i16 = ResponseError::StaleMemberEpoch.code();
 /// INVALID_REGULAR_EXPRESSION.
 pub const INVALID_REGULAR_EXPRESSION: i16 = ResponseError::InvalidRegularExpression.code();
+/// CONCURRENT_TRANSACTIONS.
+pub const CONCURRENT_TRANSACTIONS: i16 = ResponseError::ConcurrentTransactions.code();
+/// INVALID_PRODUCER_ID_MAPPING.
+pub const INVALID_PRODUCER_ID_MAPPING: i16 = ResponseError::InvalidProducerIdMapping.code();
+/// INVALID_PRODUCER_EPOCH.
+pub const INVALID_PRODUCER_EPOCH: i16 = ResponseError::InvalidProducerEpoch.code();
+/// PRODUCER_FENCED.
+pub const PRODUCER_FENCED: i16 = ResponseError::ProducerFenced.code();
+/// INVALID_TXN_STATE.
+pub const INVALID_TXN_STATE: i16 = ResponseError::InvalidTxnState.code();
+/// INVALID_TRANSACTION_TIMEOUT.
+pub const INVALID_TRANSACTION_TIMEOUT: i16 = ResponseError::InvalidTransactionTimeout.code();
+/// TRANSACTIONAL_ID_NOT_FOUND.
+pub const TRANSACTIONAL_ID_NOT_FOUND: i16 = ResponseError::TransactionalIdNotFound.code();
+/// UNKNOWN_SERVER_ERROR.
+pub const UNKNOWN_SERVER_ERROR: i16 = ResponseError::UnknownServerError.code();
+/// NOT_LEADER_OR_FOLLOWER.
+pub const NOT_LEADER_OR_FOLLOWER: i16 = ResponseError::NotLeaderOrFollower.code();

@@ -7,14 +7,14 @@
 //! (session expiry, end of a join or sync phase) or until a request changes it; nothing
 //! polls.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
 use strom_storage::{now_ms, AppendOrigin, Log};
-use strom_types::batch::{self, BatchError, RecordBatch};
 use strom_types::compression::Compression;
+use strom_types::control::ControlType;
 use strom_types::record::BatchBuilder;
 use tokio::sync::Notify;
 
@@ -28,6 +28,11 @@ use crate::group::{
     SyncResponse,
 };
 use crate::records::{GroupValue, OffsetValue, RecordKey};
+use crate::replay::Item;
+
+#[path = "txn_offsets.rs"]
+mod txn_offsets;
+pub use txn_offsets::TxnCommitter;
 
 /// The internal topic holding groups and offsets.
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
@@ -144,10 +149,15 @@ struct PartitionSink {
     leader_epoch: i32,
 }
 
-impl RecordSink for PartitionSink {
-    fn append(&self, records: &[Record]) -> Result<(), String> {
+impl PartitionSink {
+    /// Appends `records` as one batch; with a producer `(id, epoch)`, as a transactional
+    /// batch of that producer (TxnOffsetCommit), ended later by its marker.
+    fn append_batch(&self, records: &[Record], producer: Option<(i64, i16)>) -> Result<(), String> {
         let now = now_ms();
         let mut b = BatchBuilder::new(Compression::None);
+        if let Some((id, epoch)) = producer {
+            b = b.producer(id, epoch, -1).transactional(true);
+        }
         for (k, v) in records {
             b.append(now, Some(k), v.as_deref(), &[]);
         }
@@ -161,6 +171,12 @@ impl RecordSink for PartitionSink {
             )
             .map(|_| ())
             .map_err(|e| e.to_string())
+    }
+}
+
+impl RecordSink for PartitionSink {
+    fn append(&self, records: &[Record]) -> Result<(), String> {
+        self.append_batch(records, None)
     }
 }
 
@@ -312,82 +328,91 @@ impl GroupCoordinator {
         let mut offsets: HashMap<String, HashMap<(String, i32), Option<OffsetValue>>> =
             HashMap::new();
         let mut modern: HashMap<String, HashMap<RecordKey, Vec<u8>>> = HashMap::new();
-        let mut records = 0usize;
-        let mut offset = log.log_start_offset();
-        let end = log.log_end_offset();
-        while offset < end {
-            let info = log
-                .read(offset, 1 << 20, None, true)
-                .map_err(|e| e.to_string())?;
-            let Some(region) = info.region else { break };
-            let bytes = region.read_to_vec().map_err(|e| e.to_string())?;
-            let mut next = offset;
-            for b in batch::batches(&bytes) {
-                let b: RecordBatch<'_> = b.map_err(|e| e.to_string())?;
-                next = b.header().next_offset();
-                if b.header().is_control() {
-                    continue;
-                }
-                b.try_for_each_record::<BatchError>(64 << 20, |_, r| {
-                    records += 1;
-                    let Some(key) = r.key else {
-                        return Ok(());
+        // Offsets of transactions not yet ended (TxnOffsetCommit), by producer id.
+        let mut pending: HashMap<i64, Vec<(String, (String, i32), OffsetValue)>> = HashMap::new();
+        let records = crate::replay::for_each(&log, |h, item| {
+            let (key, value) = match item {
+                Item::Marker(m) => {
+                    let Some(done) = pending.remove(&h.producer_id) else {
+                        return;
                     };
-                    match RecordKey::decode(key) {
-                        Ok(Some(RecordKey::Offset {
-                            group,
-                            topic,
-                            partition,
-                        })) => {
-                            let value = match r.value {
-                                Some(v) => match OffsetValue::decode(v) {
-                                    Ok(v) => Some(v),
-                                    Err(e) => {
-                                        tracing::warn!(group, error = %e, "skipping an offset record that does not decode");
-                                        return Ok(());
-                                    }
-                                },
-                                None => None,
-                            };
+                    if m.control == ControlType::Commit {
+                        for (group, tp, v) in done {
+                            offsets.entry(group).or_default().insert(tp, Some(v));
+                        }
+                    }
+                    return;
+                }
+                Item::Record(Some(key), value) => (key, value),
+                Item::Record(None, _) => return,
+            };
+            match RecordKey::decode(key) {
+                Ok(Some(RecordKey::Offset {
+                    group,
+                    topic,
+                    partition,
+                })) => {
+                    let value = match value {
+                        Some(v) => match OffsetValue::decode(v) {
+                            Ok(v) => Some(v),
+                            Err(e) => {
+                                tracing::warn!(group, error = %e, "skipping an offset record that does not decode");
+                                return;
+                            }
+                        },
+                        None => None,
+                    };
+                    match value {
+                        Some(v) if h.is_transactional() => pending
+                            .entry(h.producer_id)
+                            .or_default()
+                            .push((group, (topic, partition), v)),
+                        value => {
                             offsets
                                 .entry(group)
                                 .or_default()
                                 .insert((topic, partition), value);
                         }
-                        Ok(Some(RecordKey::Group { group })) => {
-                            let value = match r.value {
-                                Some(v) => match GroupValue::decode(v) {
-                                    Ok(v) => Some(v),
-                                    Err(e) => {
-                                        tracing::warn!(group, error = %e, "skipping a group record that does not decode");
-                                        return Ok(());
-                                    }
-                                },
-                                None => None,
-                            };
-                            metadata.insert(group, value);
-                        }
-                        Ok(Some(k)) => {
-                            let entry = modern.entry(k.group().to_string()).or_default();
-                            match r.value {
-                                Some(v) => entry.insert(k, v.to_vec()),
-                                None => entry.remove(&k),
-                            };
-                        }
-                        Ok(None) => {}
-                        Err(e) => tracing::warn!(error = %e, "skipping a record key that does not decode"),
                     }
-                    Ok(())
-                })
-                .map_err(|e| e.to_string())?;
+                }
+                Ok(Some(RecordKey::Group { group })) => {
+                    let value = match value {
+                        Some(v) => match GroupValue::decode(v) {
+                            Ok(v) => Some(v),
+                            Err(e) => {
+                                tracing::warn!(group, error = %e, "skipping a group record that does not decode");
+                                return;
+                            }
+                        },
+                        None => None,
+                    };
+                    metadata.insert(group, value);
+                }
+                Ok(Some(k)) => {
+                    let entry = modern.entry(k.group().to_string()).or_default();
+                    match value {
+                        Some(v) => entry.insert(k, v.to_vec()),
+                        None => entry.remove(&k),
+                    };
+                }
+                Ok(None) => {}
+                Err(e) => tracing::warn!(error = %e, "skipping a record key that does not decode"),
             }
-            if next <= offset {
-                break;
+        })?;
+        let mut open: HashMap<String, HashMap<i64, BTreeMap<(String, i32), OffsetValue>>> =
+            HashMap::new();
+        for (pid, entries) in pending {
+            for (group, tp, v) in entries {
+                open.entry(group)
+                    .or_default()
+                    .entry(pid)
+                    .or_default()
+                    .insert(tp, v);
             }
-            offset = next;
         }
         let mut names: Vec<String> = metadata.keys().cloned().collect();
         names.extend(offsets.keys().cloned());
+        names.extend(open.keys().cloned());
         names.extend(modern.keys().cloned());
         names.sort();
         names.dedup();
@@ -409,9 +434,15 @@ impl GroupCoordinator {
                     now,
                 );
             }
-            let deleted = matches!(metadata.get(&name), Some(None)) && group.offsets.is_empty();
+            group.pending_txn = open.remove(&name).unwrap_or_default();
+            let deleted = matches!(metadata.get(&name), Some(None))
+                && group.offsets.is_empty()
+                && group.pending_txn.is_empty();
             if !group.has_modern_members()
-                && (deleted || (group.members.is_empty() && group.offsets.is_empty()))
+                && (deleted
+                    || (group.members.is_empty()
+                        && group.offsets.is_empty()
+                        && group.pending_txn.is_empty()))
             {
                 continue;
             }

@@ -192,6 +192,10 @@ pub struct Group {
     static_members: HashMap<String, String>,
     /// Committed offsets by (topic, partition).
     pub offsets: BTreeMap<(String, i32), OffsetValue>,
+    /// Offsets committed inside transactions not yet ended (TxnOffsetCommit), by producer
+    /// id: they become committed offsets when the COMMIT marker reaches the group's
+    /// partition, and are dropped at an ABORT.
+    pub pending_txn: HashMap<i64, BTreeMap<(String, i32), OffsetValue>>,
     /// End of the join phase (PreparingRebalance).
     rebalance_deadline: Option<i64>,
     /// The join phase of a new group waits group.initial.rebalance.delay.ms, extended by
@@ -246,6 +250,7 @@ impl Group {
             pending: HashMap::new(),
             static_members: HashMap::new(),
             offsets: BTreeMap::new(),
+            pending_txn: HashMap::new(),
             rebalance_deadline: None,
             initial_delay: None,
             sync_deadline: None,
@@ -1015,6 +1020,27 @@ impl Group {
         }
         self.touch(member_id, now);
         Ok(())
+    }
+
+    /// TxnOffsetCommit's check (KIP-447): a producer that passes no member and generation
+    /// (older clients) is not checked; one that does must be a current member of the
+    /// current generation. A rebalance in progress does not refuse it.
+    pub fn validate_txn_commit(
+        &mut self,
+        member_id: &str,
+        instance_id: Option<&str>,
+        generation: i32,
+    ) -> Result<(), i16> {
+        if self.state == GroupState::Dead {
+            return Err(codes::COORDINATOR_NOT_AVAILABLE);
+        }
+        if generation < 0 && member_id.is_empty() {
+            return Ok(());
+        }
+        if let Some(m) = self.modern.as_ref().filter(|m| !m.members.is_empty()) {
+            return m.validate_commit(member_id, generation);
+        }
+        self.validate_member(member_id, instance_id, generation)
     }
 
     /// Topics the members subscribe to: KIP-848 members' topics (names and regex matches),

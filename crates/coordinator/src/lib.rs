@@ -16,11 +16,13 @@ pub mod consumer_group;
 pub mod coordinator;
 pub mod group;
 pub mod records;
+pub mod replay;
+pub mod txn;
 
 pub use codes::NOT_COORDINATOR;
 pub use consumer_group::{Assignment, TopicsView};
 pub use coordinator::{
     partition_for, CommitEntry, ConsumerGroupDescription, CoordinatorConfig, GroupCoordinator,
-    GroupDescription, MemberDescription, OFFSETS_TOPIC,
+    GroupDescription, MemberDescription, TxnCommitter, OFFSETS_TOPIC,
 };
 pub use group::{GroupLimits, GroupState, JoinRequest, JoinResponse, SyncResponse};

@@ -522,7 +522,7 @@ fn flexible_version(buf: &mut &[u8], what: &'static str) -> Result<()> {
     Ok(())
 }
 
-fn put_uvarint(b: &mut Vec<u8>, mut v: u64) {
+pub(crate) fn put_uvarint(b: &mut Vec<u8>, mut v: u64) {
     while v >= 0x80 {
         b.put_u8((v as u8) | 0x80);
         v >>= 7;
@@ -530,7 +530,7 @@ fn put_uvarint(b: &mut Vec<u8>, mut v: u64) {
     b.put_u8(v as u8);
 }
 
-fn get_uvarint(buf: &mut &[u8]) -> Result<u64> {
+pub(crate) fn get_uvarint(buf: &mut &[u8]) -> Result<u64> {
     let mut v: u64 = 0;
     for shift in (0..35).step_by(7) {
         need(buf, 1)?;
@@ -544,7 +544,7 @@ fn get_uvarint(buf: &mut &[u8]) -> Result<u64> {
 }
 
 /// A compact array's length; bounded by the bytes left (each element needs one at least).
-fn get_count(buf: &mut &[u8]) -> Result<usize> {
+pub(crate) fn get_count(buf: &mut &[u8]) -> Result<usize> {
     let n = get_uvarint(buf)?;
     if n == 0 {
         return Ok(0);
@@ -556,7 +556,7 @@ fn get_count(buf: &mut &[u8]) -> Result<usize> {
     Ok(n)
 }
 
-fn put_compact_opt_str(b: &mut Vec<u8>, s: Option<&str>) {
+pub(crate) fn put_compact_opt_str(b: &mut Vec<u8>, s: Option<&str>) {
     match s {
         None => put_uvarint(b, 0),
         Some(s) => {
@@ -566,7 +566,7 @@ fn put_compact_opt_str(b: &mut Vec<u8>, s: Option<&str>) {
     }
 }
 
-fn get_compact_opt_str(buf: &mut &[u8]) -> Result<Option<String>> {
+pub(crate) fn get_compact_opt_str(buf: &mut &[u8]) -> Result<Option<String>> {
     let n = get_uvarint(buf)?;
     if n == 0 {
         return Ok(None);
@@ -574,7 +574,7 @@ fn get_compact_opt_str(buf: &mut &[u8]) -> Result<Option<String>> {
     take_utf8(buf, (n - 1) as usize).map(Some)
 }
 
-fn skip_tags(buf: &mut &[u8]) -> Result<()> {
+pub(crate) fn skip_tags(buf: &mut &[u8]) -> Result<()> {
     let n = get_uvarint(buf)?;
     for _ in 0..n {
         let _tag = get_uvarint(buf)?;
@@ -615,7 +615,7 @@ fn get_topic_partitions(buf: &mut &[u8]) -> Result<TopicPartitions> {
     Ok(out)
 }
 
-fn put_str(b: &mut Vec<u8>, s: &str) {
+pub(crate) fn put_str(b: &mut Vec<u8>, s: &str) {
     b.put_i16(s.len().min(i16::MAX as usize) as i16);
     b.put_slice(&s.as_bytes()[..s.len().min(i16::MAX as usize)]);
 }
@@ -627,7 +627,7 @@ fn put_opt_str(b: &mut Vec<u8>, s: Option<&str>) {
     }
 }
 
-fn need(buf: &[u8], n: usize) -> Result<()> {
+pub(crate) fn need(buf: &[u8], n: usize) -> Result<()> {
     if buf.len() < n {
         Err(RecordError::Truncated)
     } else {
@@ -635,22 +635,22 @@ fn need(buf: &[u8], n: usize) -> Result<()> {
     }
 }
 
-fn get_i16(buf: &mut &[u8]) -> Result<i16> {
+pub(crate) fn get_i16(buf: &mut &[u8]) -> Result<i16> {
     need(buf, 2)?;
     Ok(buf.get_i16())
 }
 
-fn get_i32(buf: &mut &[u8]) -> Result<i32> {
+pub(crate) fn get_i32(buf: &mut &[u8]) -> Result<i32> {
     need(buf, 4)?;
     Ok(buf.get_i32())
 }
 
-fn get_i64(buf: &mut &[u8]) -> Result<i64> {
+pub(crate) fn get_i64(buf: &mut &[u8]) -> Result<i64> {
     need(buf, 8)?;
     Ok(buf.get_i64())
 }
 
-fn take_utf8(buf: &mut &[u8], len: usize) -> Result<String> {
+pub(crate) fn take_utf8(buf: &mut &[u8], len: usize) -> Result<String> {
     need(buf, len)?;
     let s = std::str::from_utf8(&buf[..len])
         .map_err(|_| RecordError::InvalidString)?
@@ -667,12 +667,12 @@ fn get_opt_str(buf: &mut &[u8]) -> Result<Option<String>> {
     take_utf8(buf, len as usize).map(Some)
 }
 
-fn get_str(buf: &mut &[u8]) -> Result<String> {
+pub(crate) fn get_str(buf: &mut &[u8]) -> Result<String> {
     get_opt_str(buf)?.ok_or(RecordError::InvalidString)
 }
 
 /// A compact (unsigned varint length + 1) string, as the flexible version 4 writes.
-fn get_compact_str(buf: &mut &[u8]) -> Result<String> {
+pub(crate) fn get_compact_str(buf: &mut &[u8]) -> Result<String> {
     let mut len: u64 = 0;
     for shift in (0..35).step_by(7) {
         need(buf, 1)?;

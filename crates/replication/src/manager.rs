@@ -15,7 +15,8 @@ use strom_types::TopicPartition;
 use crate::fetcher::Fetchers;
 use crate::link::{IsrProposal, IsrProposer, ReplicaLinks};
 use crate::partition::{
-    Assignment, ConsumerRead, FollowerFetch, Partition, ReplicaRead, Transition, THROTTLE_LEADER,
+    Assignment, ConsumerFetch, ConsumerRead, FollowerFetch, Partition, ReplicaRead, Transition,
+    THROTTLE_LEADER,
 };
 use crate::throttle::Throttle;
 use crate::{blocking, EpochEnd, ReplicationError};
@@ -286,25 +287,16 @@ impl ReplicaManager {
         Ok(read)
     }
 
-    /// A consumer's fetch of `tp`, bounded by the high watermark.
+    /// A consumer's fetch of `tp`, bounded by the high watermark (or the last stable
+    /// offset).
     pub fn read_for_consumer(
         &self,
         tp: &TopicPartition,
-        fetch_offset: i64,
-        current_leader_epoch: i32,
-        max_bytes: u64,
-        min_one_batch: bool,
-        allow_follower: bool,
+        fetch: ConsumerFetch,
     ) -> Result<ConsumerRead, ReplicationError> {
         self.get(tp)
             .ok_or_else(|| ReplicationError::UnknownPartition(tp.clone()))?
-            .read_for_consumer(
-                fetch_offset,
-                current_leader_epoch,
-                max_bytes,
-                min_one_batch,
-                allow_follower,
-            )
+            .read_for_consumer(fetch)
     }
 
     /// OffsetsForLeaderEpoch: where `epoch` ends in the leader's log of `tp`.

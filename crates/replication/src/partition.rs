@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::{Mutex, RwLock};
-use strom_storage::{AppendInfo, AppendOrigin, Log, ReadInfo};
+use strom_storage::{AbortedTxn, AppendInfo, AppendOrigin, Log, ReadInfo};
 use strom_types::TopicPartition;
 use tokio::sync::watch;
 
@@ -153,13 +153,36 @@ pub struct ReplicaRead {
     pub proposal: Option<IsrProposal>,
 }
 
-/// A consumer's read: batches below the high watermark.
+/// One partition of a consumer's fetch.
+#[derive(Debug, Clone, Copy)]
+pub struct ConsumerFetch {
+    /// Where it reads from.
+    pub fetch_offset: i64,
+    /// The leader epoch it believes current (-1: not given).
+    pub current_leader_epoch: i32,
+    /// The most bytes to return.
+    pub max_bytes: u64,
+    /// Return the first batch even if larger than `max_bytes`.
+    pub min_one_batch: bool,
+    /// It may read from a follower (KIP-392, Fetch v11+).
+    pub allow_follower: bool,
+    /// isolation.level=read_committed: read to the last stable offset, and learn which
+    /// transactions in range were aborted.
+    pub read_committed: bool,
+}
+
+/// A consumer's read: batches below the high watermark (the last stable offset for
+/// read_committed).
 #[derive(Debug)]
 pub struct ConsumerRead {
     /// The batches (an empty region when none are visible).
     pub read: ReadInfo,
-    /// The high watermark the read was bounded by.
+    /// The high watermark.
     pub high_watermark: i64,
+    /// The last stable offset: below it no transaction is open.
+    pub last_stable_offset: i64,
+    /// For read_committed, the aborted transactions the returned range overlaps.
+    pub aborted: Vec<AbortedTxn>,
 }
 
 /// One partition replica. See the module docs for its locks.
@@ -647,23 +670,19 @@ impl Partition {
 
     /// A consumer's read, bounded by the high watermark: on the leader, or on a follower
     /// when the client may read from one (KIP-392).
-    pub fn read_for_consumer(
-        &self,
-        fetch_offset: i64,
-        current_leader_epoch: i32,
-        max_bytes: u64,
-        min_one_batch: bool,
-        allow_follower: bool,
-    ) -> Result<ConsumerRead, ReplicationError> {
+    pub fn read_for_consumer(&self, f: ConsumerFetch) -> Result<ConsumerRead, ReplicationError> {
         let l = self.leadership.read();
-        if !(l.role == Role::Leader || (allow_follower && l.role == Role::Follower)) {
+        if !(l.role == Role::Leader || (f.allow_follower && l.role == Role::Follower)) {
             self.check_leader(&l)?;
         }
-        self.check_epoch(&l, current_leader_epoch)?;
+        self.check_epoch(&l, f.current_leader_epoch)?;
         let hwm = self.high_watermark();
+        let lso = self.last_stable_offset();
+        let bound = if f.read_committed { lso } else { hwm };
         let leo = self.log.log_end_offset();
-        if fetch_offset > hwm && (fetch_offset <= leo || l.role == Role::Follower) {
-            // Written but not yet replicated (or not yet copied here): nothing to see yet.
+        if f.fetch_offset > bound && (f.fetch_offset <= leo || l.role == Role::Follower) {
+            // Written but not yet replicated (or not yet copied here, or not yet stable):
+            // nothing to see yet.
             return Ok(ConsumerRead {
                 read: ReadInfo {
                     region: None,
@@ -671,15 +690,33 @@ impl Partition {
                     log_end_offset: leo,
                 },
                 high_watermark: hwm,
+                last_stable_offset: lso,
+                aborted: Vec::new(),
             });
         }
         let read = self
             .log
-            .read(fetch_offset, max_bytes, Some(hwm), min_one_batch)?;
+            .read(f.fetch_offset, f.max_bytes, Some(bound), f.min_one_batch)?;
+        let aborted = if f.read_committed && read.region.is_some() {
+            self.log.aborted_transactions(f.fetch_offset, bound)
+        } else {
+            Vec::new()
+        };
         Ok(ConsumerRead {
             read,
             high_watermark: hwm,
+            last_stable_offset: lso,
+            aborted,
         })
+    }
+
+    /// The last stable offset: the high watermark, or the first offset of the oldest
+    /// transaction still open here when that is lower.
+    pub fn last_stable_offset(&self) -> i64 {
+        let hwm = self.high_watermark();
+        self.log
+            .first_unstable_offset()
+            .map_or(hwm, |first| first.min(hwm))
     }
 
     /// OffsetsForLeaderEpoch on the leader: where `epoch` ends in its log.

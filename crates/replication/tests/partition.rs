@@ -140,9 +140,7 @@ async fn acks_all_waits_for_the_isr_and_the_high_watermark_bounds_consumers() {
         .unwrap();
     assert_eq!(info.first_offset, 0);
     assert_eq!(p.high_watermark(), 0);
-    let read = rm
-        .read_for_consumer(&tp(), 0, 0, 1 << 20, true, false)
-        .unwrap();
+    let read = rm.read_for_consumer(&tp(), consumer(0)).unwrap();
     assert!(
         read.read.region.is_none(),
         "nothing is visible below a high watermark of 0"
@@ -153,9 +151,7 @@ async fn acks_all_waits_for_the_isr_and_the_high_watermark_bounds_consumers() {
         "one follower of two is not enough"
     );
     assert_eq!(follower_fetch(&rm, 3, 1, 0), 1);
-    let read = rm
-        .read_for_consumer(&tp(), 0, 0, 1 << 20, true, false)
-        .unwrap();
+    let read = rm.read_for_consumer(&tp(), consumer(0)).unwrap();
     assert!(read.read.region.is_some());
 
     // acks=all: answered once the followers fetched past the batch.
@@ -236,9 +232,7 @@ async fn reads_check_the_leader_epoch_and_a_divergent_follower_is_told_where_to_
     // A new leader epoch: what follows is written in epoch 5.
     lead(&rm, assignment(&[1, 2, 3], 1, 5, 1), 1);
     append_one(&rm, "d").await;
-    let fenced = rm
-        .read_for_consumer(&tp(), 0, 4, 1 << 20, true, false)
-        .unwrap_err();
+    let fenced = rm.read_for_consumer(&tp(), consumer(4)).unwrap_err();
     assert!(matches!(
         fenced,
         ReplicationError::FencedLeaderEpoch {
@@ -247,9 +241,7 @@ async fn reads_check_the_leader_epoch_and_a_divergent_follower_is_told_where_to_
             ..
         }
     ));
-    let unknown = rm
-        .read_for_consumer(&tp(), 0, 6, 1 << 20, true, false)
-        .unwrap_err();
+    let unknown = rm.read_for_consumer(&tp(), consumer(6)).unwrap_err();
     assert!(matches!(
         unknown,
         ReplicationError::UnknownLeaderEpoch { requested: 6, .. }
@@ -353,4 +345,16 @@ async fn a_follower_with_an_epoch_older_than_all_of_the_leaders_truncates_to_its
             end_offset: 0
         }
     );
+}
+
+/// A read_uncommitted consumer's fetch from offset 0 in `epoch`.
+fn consumer(epoch: i32) -> strom_replication::ConsumerFetch {
+    strom_replication::ConsumerFetch {
+        fetch_offset: 0,
+        current_leader_epoch: epoch,
+        max_bytes: 1 << 20,
+        min_one_batch: true,
+        allow_follower: false,
+        read_committed: false,
+    }
 }

@@ -356,10 +356,11 @@ impl ProducerState {
                 aborted: marker.control == ControlType::Abort,
             });
         }
-        if !is_idempotent(h) {
+        // Transactional batches without sequences are the coordinators' own (TxnOffsetCommit
+        // writes them to __consumer_offsets): they open a transaction all the same.
+        if !is_idempotent(h) && !(h.is_transactional() && h.producer_id >= 0) {
             return None;
         }
-        let batch = batch_of(h);
         let e = self
             .producers
             .entry(h.producer_id)
@@ -367,7 +368,12 @@ impl ProducerState {
                 epoch: h.producer_epoch,
                 ..Default::default()
             });
-        e.push(h.producer_epoch, batch);
+        if is_idempotent(h) {
+            e.push(h.producer_epoch, batch_of(h));
+        } else {
+            e.set_epoch(h.producer_epoch.max(e.epoch));
+            e.last_timestamp = e.last_timestamp.max(h.max_timestamp);
+        }
         if h.is_transactional() && e.txn_first_offset.is_none() {
             e.txn_first_offset = Some(h.base_offset);
             self.ongoing.insert((h.base_offset, h.producer_id));

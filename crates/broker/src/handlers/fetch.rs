@@ -4,7 +4,8 @@
 //! pointing a client with a `rack_id` at a replica in its rack when `replica.selector.class`
 //! is rack-aware); followers (a replica id) read to the log end, which moves their state on
 //! the leader (ISR, high watermark) and tells them where their log diverges (v12+).
-//! Topics are named from v13 on by id.
+//! Topics are named from v13 on by id. A read_committed consumer (isolation level 1) reads
+//! to the last stable offset and is told which transactions in that range were aborted.
 //!
 //! If fewer than `min_bytes` are ready the request waits, without polling, on what would
 //! make more visible: the high watermark for a consumer, the log end for a follower, until
@@ -18,13 +19,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use kafka_protocol::messages::fetch_response::{
-    EpochEndOffset, FetchableTopicResponse, LeaderIdAndEpoch, PartitionData,
+    AbortedTransaction, EpochEndOffset, FetchableTopicResponse, LeaderIdAndEpoch, PartitionData,
 };
-use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, TopicName};
+use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, ProducerId, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 use strom_metadata::MetadataImage;
-use strom_replication::FollowerFetch;
+use strom_replication::{ConsumerFetch, FollowerFetch};
 use strom_storage::FileRegion;
 use strom_types::TopicPartition;
 
@@ -154,6 +155,8 @@ fn read_once(
     let mut responses = Vec::with_capacity(request.topics.len());
     let mut regions = Vec::new();
     let replica_epoch = replica_epoch(request, version);
+    // isolation_level 1 (v4+): read to the last stable offset, with the aborted ranges.
+    let read_committed = version >= 4 && request.isolation_level == 1;
     let image = broker.image();
     for (t, name) in request.topics.iter().zip(names) {
         let mut partitions = Vec::with_capacity(t.partitions.len());
@@ -219,7 +222,7 @@ fn read_once(
                         out.preferred_read_replica = BrokerId(to);
                         if let Some(part) = broker.replicas.get(&tp) {
                             out.high_watermark = part.high_watermark();
-                            out.last_stable_offset = out.high_watermark;
+                            out.last_stable_offset = part.last_stable_offset();
                             out.log_start_offset = part.log().log_start_offset();
                         }
                         Ok(None)
@@ -228,16 +231,31 @@ fn read_once(
                             .replicas
                             .read_for_consumer(
                                 &tp,
-                                p.fetch_offset,
-                                p.current_leader_epoch,
-                                max,
-                                first,
-                                version >= 11,
+                                ConsumerFetch {
+                                    fetch_offset: p.fetch_offset,
+                                    current_leader_epoch: p.current_leader_epoch,
+                                    max_bytes: max,
+                                    min_one_batch: first,
+                                    allow_follower: version >= 11,
+                                    read_committed,
+                                },
                             )
                             .map(|r| {
                                 out.high_watermark = r.high_watermark;
-                                out.last_stable_offset = r.high_watermark;
+                                out.last_stable_offset = r.last_stable_offset;
                                 out.log_start_offset = r.read.log_start_offset;
+                                if read_committed {
+                                    out.aborted_transactions = Some(
+                                        r.aborted
+                                            .iter()
+                                            .map(|t| {
+                                                AbortedTransaction::default()
+                                                    .with_producer_id(ProducerId(t.producer_id))
+                                                    .with_first_offset(t.first_offset)
+                                            })
+                                            .collect(),
+                                    );
+                                }
                                 r.read.region
                             })
                             .map_err(|e| replication_error_code(&e))

@@ -1,4 +1,5 @@
-//! ListOffsets: earliest (-2), latest (-1: the high watermark, as consumers see it), max
+//! ListOffsets: earliest (-2), latest (-1: the high watermark, as consumers see it, or the
+//! last stable offset for isolation level read_committed), max
 //! timestamp (-3), or by timestamp through the time index.
 
 use std::sync::Arc;
@@ -18,6 +19,7 @@ pub(super) fn handle(
     version: i16,
 ) -> ListOffsetsResponse {
     let image = broker.image();
+    let read_committed = version >= 2 && request.isolation_level == 1;
     let topics = request
         .topics
         .into_iter()
@@ -52,7 +54,9 @@ pub(super) fn handle(
                     let log = partition.log();
                     let found = match p.timestamp {
                         -2 => Ok(Some((log.log_start_offset(), -1))),
-                        // Consumers see up to the high watermark (read_uncommitted).
+                        // Consumers see up to the high watermark (read_uncommitted), or
+                        // the last stable offset (read_committed, v2+).
+                        -1 if read_committed => Ok(Some((partition.last_stable_offset(), -1))),
                         -1 => Ok(Some((partition.high_watermark(), -1))),
                         -3 => log.max_timestamp_offset(),
                         ts if ts >= 0 => log.offset_for_timestamp(ts),
