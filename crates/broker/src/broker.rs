@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use kafka_protocol::ResponseError;
 use parking_lot::Mutex;
+use strom_coordinator::txn::{TransactionCoordinator, TRANSACTION_STATE_TOPIC};
 use strom_coordinator::{GroupCoordinator, OFFSETS_TOPIC};
 use strom_metadata::controller::ControllerConfig;
 use strom_metadata::controller::NewTopic;
@@ -114,6 +115,10 @@ pub struct Broker {
     producer_ids: tokio::sync::Mutex<(i64, i64)>,
     /// Consumer groups and committed offsets.
     pub coordinator: Arc<GroupCoordinator>,
+    /// Transactions (`__transaction_state`).
+    pub transactions: Arc<TransactionCoordinator>,
+    /// Connections to other brokers for transaction markers and KIP-890 verification.
+    pub(crate) txn_links: crate::txn::BrokerConnections,
     /// This process's incarnation (BrokerRegistration).
     pub(crate) incarnation_id: uuid::Uuid,
     /// The broker epoch the controller gave this incarnation (-1 before registration).
@@ -216,6 +221,7 @@ impl Broker {
             })
         })?;
         let coordinator_config = config.coordinator.clone();
+        let txn_config = config.transactions.clone();
         let replication = config.replication.clone();
         let broker = Arc::new_cyclic(|me| Broker {
             replicas: ReplicaManager::new(
@@ -231,6 +237,8 @@ impl Broker {
             advertised: Mutex::new(advertised),
             producer_ids: tokio::sync::Mutex::new((0, 0)),
             coordinator: GroupCoordinator::new(coordinator_config),
+            transactions: TransactionCoordinator::new(txn_config),
+            txn_links: crate::txn::BrokerConnections::default(),
             incarnation_id: uuid::Uuid::new_v4(),
             epoch: AtomicI64::new(-1),
             applied: Mutex::new(Arc::new(MetadataImage::default())),
@@ -243,6 +251,10 @@ impl Broker {
         broker.replicas.start();
         broker.logs.start_background();
         broker.coordinator.start_expiry();
+        broker
+            .transactions
+            .set_host(Arc::new(crate::txn::BrokerTxnHost(Arc::downgrade(&broker))));
+        broker.transactions.start_timers();
         tokio::spawn(crate::partitions::follow(Arc::downgrade(&broker)));
         tokio::spawn(crate::lifecycle::run(Arc::downgrade(&broker)));
         Ok(broker)
@@ -585,10 +597,15 @@ impl Broker {
     /// offsets.topic.replication.factor, capped at the brokers registered (where Kafka would
     /// refuse until enough brokers exist), so a single node keeps working.
     pub async fn ensure_offsets_topic(self: &Arc<Self>) -> Result<(), Refusal> {
-        if self.image().topics.contains_key(OFFSETS_TOPIC) {
+        self.ensure_internal_topic(OFFSETS_TOPIC).await
+    }
+
+    /// Creates internal topic `name` if it does not exist yet.
+    pub async fn ensure_internal_topic(self: &Arc<Self>, name: &str) -> Result<(), Refusal> {
+        if self.image().topics.contains_key(name) {
             return Ok(());
         }
-        self.auto_create(OFFSETS_TOPIC, true).await
+        self.auto_create(name, true).await
     }
 
     /// Creates `name` as Metadata and FindCoordinator do on first use, in the background:
@@ -609,7 +626,7 @@ impl Broker {
         let topic = name.to_string();
         let task = tokio::spawn(async move {
             let outcome = if internal {
-                broker.create_offsets_topic().await
+                broker.create_internal_topic(&topic).await
             } else {
                 broker
                     .create_topic(&topic, -1, -1, &[], None, false, CONTROLLER_TIMEOUT)
@@ -633,23 +650,40 @@ impl Broker {
         }
     }
 
-    async fn create_offsets_topic(&self) -> Result<(), Refusal> {
+    /// Creates `__consumer_offsets` or `__transaction_state` with the partitions,
+    /// replication factor (capped at the brokers registered) and configs the broker's
+    /// `offsets.topic.*` or `transaction.state.log.*` settings give.
+    async fn create_internal_topic(&self, name: &str) -> Result<(), Refusal> {
         let image = self.image();
-        let configs = [
-            ("cleanup.policy".to_string(), Some("compact".to_string())),
-            (
-                "segment.bytes".to_string(),
-                Some(self.config.offsets_topic_segment_bytes.to_string()),
-            ),
-        ];
-        let partitions = self.coordinator.config().offsets_topic_partitions;
         let registered = image.brokers.len().max(1);
-        let rf = (self.config.offsets_topic_replication_factor as usize).min(registered) as i16;
+        let c = &self.config;
+        let (partitions, rf, segment_bytes) = if name == TRANSACTION_STATE_TOPIC {
+            (
+                c.transactions.partitions,
+                c.transaction_state_replication_factor,
+                c.transaction_state_segment_bytes,
+            )
+        } else {
+            (
+                self.coordinator.config().offsets_topic_partitions,
+                c.offsets_topic_replication_factor,
+                c.offsets_topic_segment_bytes,
+            )
+        };
+        let rf = (rf as usize).min(registered) as i16;
+        let mut configs = vec![
+            ("cleanup.policy".to_string(), Some("compact".to_string())),
+            ("segment.bytes".to_string(), Some(segment_bytes.to_string())),
+        ];
+        if name == TRANSACTION_STATE_TOPIC {
+            let min_isr = c.transaction_state_min_isr.min(i32::from(rf)).max(1);
+            configs.push(("min.insync.replicas".to_string(), Some(min_isr.to_string())));
+        }
         let spec = TopicSpec {
-            name: OFFSETS_TOPIC.to_string(),
+            name: name.to_string(),
             num_partitions: partitions,
             replication_factor: rf,
-            configs: configs.to_vec(),
+            configs,
             assignment: None,
         };
         let created = self

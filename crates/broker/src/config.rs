@@ -8,6 +8,7 @@ use std::path::PathBuf;
 
 use std::time::Duration;
 
+use strom_coordinator::txn::TxnCoordinatorConfig;
 use strom_coordinator::CoordinatorConfig;
 use strom_replication::ReplicationConfig;
 use strom_storage::LogConfig;
@@ -70,6 +71,15 @@ pub struct BrokerConfig {
     pub offsets_topic_segment_bytes: u64,
     /// `offsets.topic.replication.factor` (3; capped at the brokers registered).
     pub offsets_topic_replication_factor: i16,
+    /// The transaction coordinator's settings (transaction.state.log.num.partitions,
+    /// transaction.max.timeout.ms, transactional.id.expiration.ms, the cleanup intervals).
+    pub transactions: TxnCoordinatorConfig,
+    /// `transaction.state.log.replication.factor` (3; capped at the brokers registered).
+    pub transaction_state_replication_factor: i16,
+    /// `transaction.state.log.min.isr` (2; capped at the replication factor).
+    pub transaction_state_min_isr: i32,
+    /// `transaction.state.log.segment.bytes` (100 MiB).
+    pub transaction_state_segment_bytes: u64,
     /// `controller.quorum.voters` (`id@host:port,...`). Empty: this node alone, a one-voter
     /// quorum when it is a controller.
     pub controller_quorum_voters: BTreeMap<i32, String>,
@@ -132,6 +142,10 @@ impl Default for BrokerConfig {
             coordinator: CoordinatorConfig::default(),
             offsets_topic_segment_bytes: 100 * 1024 * 1024,
             offsets_topic_replication_factor: 3,
+            transactions: TxnCoordinatorConfig::default(),
+            transaction_state_replication_factor: 3,
+            transaction_state_min_isr: 2,
+            transaction_state_segment_bytes: 100 * 1024 * 1024,
             controller_quorum_voters: BTreeMap::new(),
             controller_listener_names: vec!["CONTROLLER".into()],
             broker_rack: None,
@@ -353,6 +367,54 @@ impl BrokerConfig {
                         return Err(bad("must be at least 1"));
                     }
                     c.offsets_topic_replication_factor = v as i16;
+                }
+                "transaction.state.log.num.partitions" => {
+                    let v = int()?;
+                    if !(1..=10_000).contains(&v) {
+                        return Err(bad("must be between 1 and 10000"));
+                    }
+                    c.transactions.partitions = v as i32;
+                }
+                "transaction.state.log.replication.factor" => {
+                    let v = int()?;
+                    if !(1..=i64::from(i16::MAX)).contains(&v) {
+                        return Err(bad("must be at least 1"));
+                    }
+                    c.transaction_state_replication_factor = v as i16;
+                }
+                "transaction.state.log.min.isr" => {
+                    let v = int()?;
+                    if !(1..=i64::from(i16::MAX)).contains(&v) {
+                        return Err(bad("must be at least 1"));
+                    }
+                    c.transaction_state_min_isr = v as i32;
+                }
+                "transaction.state.log.segment.bytes" => {
+                    let v = int()?;
+                    if v < 1024 {
+                        return Err(bad("must be at least 1024"));
+                    }
+                    c.transaction_state_segment_bytes = v as u64;
+                }
+                "transaction.max.timeout.ms" => {
+                    let v = int()?;
+                    if !(1..=i64::from(i32::MAX)).contains(&v) {
+                        return Err(bad("must be at least 1"));
+                    }
+                    c.transactions.max_timeout_ms = v as i32;
+                }
+                "transactional.id.expiration.ms" => {
+                    let v = int()?;
+                    if !(1..=i64::from(i32::MAX)).contains(&v) {
+                        return Err(bad("must be at least 1"));
+                    }
+                    c.transactions.id_expiration_ms = v;
+                }
+                "transaction.abort.timed.out.transaction.cleanup.interval.ms" => {
+                    c.transactions.abort_check_interval_ms = int()?.max(1) as u64
+                }
+                "transaction.remove.expired.transaction.cleanup.interval.ms" => {
+                    c.transactions.expiration_check_interval_ms = int()?.max(1) as u64
                 }
                 "controller.quorum.voters" => {
                     c.controller_quorum_voters = parse_voters(value).map_err(|e| bad(&e))?

@@ -8,7 +8,8 @@
 //!
 //! In the cluster: the broker registers with the active controller and heartbeats
 //! (`lifecycle`), follows the metadata image into its logs and coordinator
-//! (`partitions`), and sends every metadata change to the controller through
+//! (`partitions`), writes transaction markers and state for the transaction
+//! coordinator (`txn`), and sends every metadata change to the controller through
 //! `strom_metadata::MetadataNode`. Quorum RPCs that arrive on a broker listener (a
 //! broker-only node is an observer of the metadata log) are handed to the metadata node.
 
@@ -23,6 +24,7 @@ mod lifecycle;
 mod partitions;
 mod replica_link;
 pub mod server;
+mod txn;
 
 pub use broker::Broker;
 pub use config::BrokerConfig;

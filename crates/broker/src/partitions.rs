@@ -110,6 +110,9 @@ impl Broker {
                 if name == OFFSETS_TOPIC && self.coordinator.is_partition_loaded(*p) {
                     self.coordinator.unload_partition(*p);
                 }
+                if name == strom_coordinator::txn::TRANSACTION_STATE_TOPIC {
+                    self.transactions.unload_partition(*p);
+                }
                 if let Err(e) = self
                     .replicas
                     .remove(&TopicPartition::new(name.as_str(), *p))
@@ -176,6 +179,7 @@ impl Broker {
                 }
             }
         }
+        self.reconcile_transactions(new);
         if let Some(offsets) = new.topics.get(OFFSETS_TOPIC) {
             for (p, placement) in &offsets.partitions {
                 let owned = self.coordinator.is_partition_loaded(*p)

@@ -34,6 +34,13 @@ use crate::replay::Item;
 mod txn_offsets;
 pub use txn_offsets::TxnCommitter;
 
+/// An offset a transaction committed, while its marker is not read yet: (group, partition,
+/// value).
+type PendingOffset = (String, (String, i32), OffsetValue);
+
+/// A group's offsets held by open transactions, by producer id.
+type TxnOffsets = HashMap<i64, BTreeMap<(String, i32), OffsetValue>>;
+
 /// The internal topic holding groups and offsets.
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
 
@@ -329,7 +336,7 @@ impl GroupCoordinator {
             HashMap::new();
         let mut modern: HashMap<String, HashMap<RecordKey, Vec<u8>>> = HashMap::new();
         // Offsets of transactions not yet ended (TxnOffsetCommit), by producer id.
-        let mut pending: HashMap<i64, Vec<(String, (String, i32), OffsetValue)>> = HashMap::new();
+        let mut pending: HashMap<i64, Vec<PendingOffset>> = HashMap::new();
         let records = crate::replay::for_each(&log, |h, item| {
             let (key, value) = match item {
                 Item::Marker(m) => {
@@ -399,8 +406,7 @@ impl GroupCoordinator {
                 Err(e) => tracing::warn!(error = %e, "skipping a record key that does not decode"),
             }
         })?;
-        let mut open: HashMap<String, HashMap<i64, BTreeMap<(String, i32), OffsetValue>>> =
-            HashMap::new();
+        let mut open: HashMap<String, TxnOffsets> = HashMap::new();
         for (pid, entries) in pending {
             for (group, tp, v) in entries {
                 open.entry(group)

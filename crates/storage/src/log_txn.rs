@@ -168,3 +168,10 @@ impl Log {
         self.append.lock().producers.describe()
     }
 }
+
+impl Log {
+    /// True while `producer_id` has a transaction open in this partition.
+    pub fn in_transaction(&self, producer_id: i64) -> bool {
+        self.append.lock().producers.in_transaction(producer_id)
+    }
+}

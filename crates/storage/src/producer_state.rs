@@ -169,6 +169,13 @@ impl ProducerState {
         self.ongoing.iter().next().map(|(offset, _)| *offset)
     }
 
+    /// True while `producer_id` has a transaction open here.
+    pub(crate) fn in_transaction(&self, producer_id: i64) -> bool {
+        self.producers
+            .get(&producer_id)
+            .is_some_and(|e| e.txn_first_offset.is_some())
+    }
+
     /// Open transactions as (producer id, first offset), oldest first.
     pub(crate) fn ongoing(&self) -> Vec<(i64, i64)> {
         self.ongoing.iter().map(|(o, p)| (*p, *o)).collect()
@@ -358,7 +365,7 @@ impl ProducerState {
         }
         // Transactional batches without sequences are the coordinators' own (TxnOffsetCommit
         // writes them to __consumer_offsets): they open a transaction all the same.
-        if !is_idempotent(h) && !(h.is_transactional() && h.producer_id >= 0) {
+        if !(is_idempotent(h) || h.is_transactional() && h.producer_id >= 0) {
             return None;
         }
         let e = self

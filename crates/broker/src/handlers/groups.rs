@@ -25,6 +25,7 @@ use kafka_protocol::messages::offset_fetch_response::{
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
+use strom_coordinator::txn::TRANSACTION_STATE_TOPIC;
 use strom_coordinator::{CommitEntry, JoinRequest};
 
 use crate::authz::{authorized_operations, Resource, NOT_REQUESTED};
@@ -34,8 +35,9 @@ fn s(v: impl Into<String>) -> StrBytes {
     StrBytes::from_string(v.into())
 }
 
-/// FindCoordinator: the leader of the group's `__consumer_offsets` partition (creating the
-/// topic on first use, as Kafka does). Transaction coordinators do not exist yet.
+/// FindCoordinator: the leader of the group's `__consumer_offsets` partition, or of the
+/// transactional id's `__transaction_state` partition (key type 1), creating the topic on
+/// first use, as Kafka does.
 pub(super) async fn find_coordinator(
     broker: &Arc<Broker>,
     request: FindCoordinatorRequest,
@@ -79,46 +81,62 @@ async fn coordinator_for(broker: &Arc<Broker>, key_type: i8, key: &str) -> Coord
         c.error_code = e.code();
         c.error_message = Some(s(m));
     };
-    match key_type {
-        0 if key.is_empty() => refuse(
-            &mut c,
-            ResponseError::InvalidRequest,
-            "empty group id".into(),
+    let (topic, partition) = match key_type {
+        0 if key.is_empty() => {
+            refuse(
+                &mut c,
+                ResponseError::InvalidRequest,
+                "empty group id".into(),
+            );
+            return c;
+        }
+        1 if key.is_empty() => {
+            refuse(
+                &mut c,
+                ResponseError::InvalidRequest,
+                "empty transactional id".into(),
+            );
+            return c;
+        }
+        0 => (
+            strom_coordinator::OFFSETS_TOPIC,
+            broker.coordinator.partition_for(key),
         ),
-        0 => match broker.ensure_offsets_topic().await {
-            Ok(()) => {
-                let image = broker.image();
-                let partition = broker.coordinator.partition_for(key);
-                let leader = image
-                    .topics
-                    .get(strom_coordinator::OFFSETS_TOPIC)
-                    .and_then(|t| t.partitions.get(&partition))
-                    .map_or(-1, |p| p.leader);
-                match broker.endpoint_of(&image, leader).filter(|_| leader >= 0) {
-                    Some((host, port)) => {
-                        c.node_id = BrokerId(leader);
-                        c.host = s(host);
-                        c.port = i32::from(port);
-                    }
-                    None => refuse(
-                        &mut c,
-                        ResponseError::CoordinatorNotAvailable,
-                        format!("partition {partition} of __consumer_offsets has no leader"),
-                    ),
+        1 => (
+            TRANSACTION_STATE_TOPIC,
+            broker.transactions.partition_for(key),
+        ),
+        t => {
+            refuse(
+                &mut c,
+                ResponseError::InvalidRequest,
+                format!("unknown coordinator key type {t}"),
+            );
+            return c;
+        }
+    };
+    match broker.ensure_internal_topic(topic).await {
+        Ok(()) => {
+            let image = broker.image();
+            let leader = image
+                .topics
+                .get(topic)
+                .and_then(|t| t.partitions.get(&partition))
+                .map_or(-1, |p| p.leader);
+            match broker.endpoint_of(&image, leader).filter(|_| leader >= 0) {
+                Some((host, port)) => {
+                    c.node_id = BrokerId(leader);
+                    c.host = s(host);
+                    c.port = i32::from(port);
                 }
+                None => refuse(
+                    &mut c,
+                    ResponseError::CoordinatorNotAvailable,
+                    format!("partition {partition} of {topic} has no leader"),
+                ),
             }
-            Err(r) => refuse(&mut c, ResponseError::CoordinatorNotAvailable, r.message),
-        },
-        1 => refuse(
-            &mut c,
-            ResponseError::CoordinatorNotAvailable,
-            "transactions are not supported yet".into(),
-        ),
-        t => refuse(
-            &mut c,
-            ResponseError::InvalidRequest,
-            format!("unknown coordinator key type {t}"),
-        ),
+        }
+        Err(r) => refuse(&mut c, ResponseError::CoordinatorNotAvailable, r.message),
     }
     c
 }
@@ -364,15 +382,26 @@ pub(super) async fn offset_commit(
 /// One group's committed offsets as (topic, [(partition, offset, epoch, metadata, code)]).
 type FetchedTopics = Vec<(String, Vec<(i32, i64, i32, Option<String>, i16)>)>;
 
+/// The committed offsets of `group`. With `require_stable` (KIP-447, v7+), a partition
+/// whose offset a transaction still holds pending is answered UNSTABLE_OFFSET_COMMIT, so
+/// the consumer retries rather than start from an offset about to change.
 fn fetch_group(
     broker: &Arc<Broker>,
     group: &str,
     topics: Option<Vec<(String, Vec<i32>)>>,
+    require_stable: bool,
 ) -> Result<FetchedTopics, i16> {
     let rows = broker.coordinator.fetch_offsets(group, topics.as_deref())?;
     let mut out: FetchedTopics = Vec::new();
     for (t, p, v) in rows {
         let entry = match v {
+            _ if require_stable && broker.coordinator.has_pending_txn_offset(group, &t, p) => (
+                p,
+                -1,
+                -1,
+                Some(String::new()),
+                ResponseError::UnstableOffsetCommit.code(),
+            ),
             Some(v) => (p, v.offset, v.leader_epoch, Some(v.metadata), 0),
             None => (p, -1, -1, Some(String::new()), 0),
         };
@@ -400,7 +429,7 @@ pub(super) fn offset_fetch(
                         .collect()
                 });
                 let mut out = OffsetFetchResponseGroup::default().with_group_id(g.group_id.clone());
-                match fetch_group(broker, &g.group_id, topics) {
+                match fetch_group(broker, &g.group_id, topics, request.require_stable) {
                     Ok(ts) => {
                         out.topics = ts
                             .into_iter()
@@ -436,7 +465,12 @@ pub(super) fn offset_fetch(
             .collect()
     });
     let mut out = OffsetFetchResponse::default();
-    match fetch_group(broker, &request.group_id, topics) {
+    match fetch_group(
+        broker,
+        &request.group_id,
+        topics,
+        version >= 7 && request.require_stable,
+    ) {
         Ok(ts) => {
             out.topics = ts
                 .into_iter()

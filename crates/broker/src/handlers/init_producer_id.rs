@@ -1,8 +1,8 @@
-//! InitProducerId for idempotent producers: a fresh producer id at epoch 0, as Kafka gives a
-//! producer without a transactional id (a request carrying its old id and epoch, KIP-360,
-//! also gets a fresh id). Transactional ids need the transaction coordinator, which Strom
-//! does not have yet: they are refused with UNSUPPORTED_VERSION, which clients report as fatal
-//! rather than retry.
+//! InitProducerId: for an idempotent producer (no transactional id), a fresh producer id at
+//! epoch 0, as Kafka gives (a request carrying its old id and epoch, KIP-360, also gets a
+//! fresh id). With a transactional id, the transaction coordinator answers: the id's
+//! producer id with its epoch bumped, fencing the previous producer (PRODUCER_FENCED from
+//! v4 on, INVALID_PRODUCER_EPOCH before).
 
 use std::sync::Arc;
 
@@ -14,20 +14,34 @@ use crate::broker::Broker;
 pub(super) async fn handle(
     broker: &Arc<Broker>,
     request: InitProducerIdRequest,
+    version: i16,
 ) -> InitProducerIdResponse {
-    let refused = |e: ResponseError| {
+    let refused = |code: i16| {
         InitProducerIdResponse::default()
-            .with_error_code(e.code())
+            .with_error_code(code)
             .with_producer_id(ProducerId(-1))
             .with_producer_epoch(-1)
     };
-    if request
+    if let Some(id) = request
         .transactional_id
         .as_ref()
-        .is_some_and(|t| !t.0.is_empty())
+        .filter(|t| !t.0.is_empty())
     {
-        tracing::info!(transactional_id = ?request.transactional_id, "transactions are not supported yet");
-        return refused(ResponseError::UnsupportedVersion);
+        let expected = (version >= 3 && request.producer_id.0 >= 0)
+            .then_some((request.producer_id.0, request.producer_epoch));
+        return match broker
+            .transactions
+            .init_producer_id(id.as_str(), request.transaction_timeout_ms, expected)
+            .await
+        {
+            Ok((pid, epoch)) => InitProducerIdResponse::default()
+                .with_producer_id(ProducerId(pid))
+                .with_producer_epoch(epoch),
+            Err(code) if code == ResponseError::ProducerFenced.code() && version < 4 => {
+                refused(ResponseError::InvalidProducerEpoch.code())
+            }
+            Err(code) => refused(code),
+        };
     }
     match broker.allocate_producer_id().await {
         Ok(id) => InitProducerIdResponse::default()
@@ -35,7 +49,7 @@ pub(super) async fn handle(
             .with_producer_epoch(0),
         Err(e) => {
             tracing::warn!(error = %e.message, "could not allocate a producer id");
-            refused(ResponseError::CoordinatorNotAvailable)
+            refused(ResponseError::CoordinatorNotAvailable.code())
         }
     }
 }

@@ -16,6 +16,7 @@ mod metadata;
 mod offsets_for_leader_epoch;
 mod produce;
 mod reassignments;
+mod transactions;
 
 use std::sync::Arc;
 
@@ -96,6 +97,14 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::OffsetDelete, 0, 0),
     (ApiKey::ConsumerGroupHeartbeat, 0, 1),
     (ApiKey::ConsumerGroupDescribe, 0, 1),
+    (ApiKey::AddPartitionsToTxn, 0, 4),
+    (ApiKey::AddOffsetsToTxn, 0, 3),
+    (ApiKey::EndTxn, 0, 4),
+    (ApiKey::WriteTxnMarkers, 1, 1),
+    (ApiKey::TxnOffsetCommit, 0, 4),
+    (ApiKey::DescribeTransactions, 0, 0),
+    (ApiKey::ListTransactions, 0, 1),
+    (ApiKey::DescribeProducers, 0, 0),
 ];
 
 fn supported(api_key: i16, version: i16) -> bool {
@@ -235,7 +244,7 @@ pub async fn handle(
             respond(key, version, correlation_id, &r)?
         }
         ApiKey::InitProducerId => {
-            let r = init_producer_id::handle(broker, decode(body, version)?).await;
+            let r = init_producer_id::handle(broker, decode(body, version)?, version).await;
             respond(key, version, correlation_id, &r)?
         }
         ApiKey::FindCoordinator => {
@@ -293,6 +302,38 @@ pub async fn handle(
         }
         ApiKey::OffsetDelete => {
             let r = groups::offset_delete(broker, decode(body, version)?);
+            respond(key, version, correlation_id, &r)?
+        }
+        ApiKey::AddPartitionsToTxn => {
+            let r = transactions::add_partitions(broker, decode(body, version)?, version).await;
+            respond(key, version, correlation_id, &r)?
+        }
+        ApiKey::AddOffsetsToTxn => {
+            let r = transactions::add_offsets(broker, decode(body, version)?, version).await;
+            respond(key, version, correlation_id, &r)?
+        }
+        ApiKey::EndTxn => {
+            let r = transactions::end_txn(broker, decode(body, version)?, version).await;
+            respond(key, version, correlation_id, &r)?
+        }
+        ApiKey::WriteTxnMarkers => {
+            let r = transactions::write_txn_markers(broker, decode(body, version)?).await;
+            respond(key, version, correlation_id, &r)?
+        }
+        ApiKey::TxnOffsetCommit => {
+            let r = transactions::txn_offset_commit(broker, decode(body, version)?, version).await;
+            respond(key, version, correlation_id, &r)?
+        }
+        ApiKey::DescribeTransactions => {
+            let r = transactions::describe_transactions(broker, decode(body, version)?).await;
+            respond(key, version, correlation_id, &r)?
+        }
+        ApiKey::ListTransactions => {
+            let r = transactions::list_transactions(broker, decode(body, version)?, version);
+            respond(key, version, correlation_id, &r)?
+        }
+        ApiKey::DescribeProducers => {
+            let r = transactions::describe_producers(broker, decode(body, version)?);
             respond(key, version, correlation_id, &r)?
         }
         _ => return Err(RequestError::Unsupported { api_key, version }),

@@ -16,7 +16,8 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 use strom_replication::ReplicationError;
 use strom_storage::AppendOrigin;
-use strom_types::{batch, TopicPartition};
+use strom_types::batch::{self, BatchHeader};
+use strom_types::TopicPartition;
 
 use crate::broker::Broker;
 use crate::errors;
@@ -27,13 +28,27 @@ pub(super) async fn handle(
 ) -> Option<ProduceResponse> {
     let acks = request.acks;
     let timeout = Duration::from_millis(request.timeout_ms.max(0) as u64);
+    let transactional_id: Option<Arc<str>> = request
+        .transactional_id
+        .as_ref()
+        .filter(|t| !t.0.is_empty())
+        .map(|t| t.0.to_string().into());
     let mut topics: Vec<(TopicName, Vec<_>)> = Vec::with_capacity(request.topic_data.len());
     for topic in request.topic_data {
         let name: Arc<str> = topic.name.0.to_string().into();
         let partitions = topic
             .partition_data
             .into_iter()
-            .map(|p| produce_partition(broker, name.clone(), p.index, p.records, acks, timeout))
+            .map(|p| {
+                produce_partition(
+                    broker,
+                    name.clone(),
+                    p.index,
+                    p.records,
+                    (acks, timeout),
+                    transactional_id.clone(),
+                )
+            })
             .collect::<Vec<_>>();
         topics.push((topic.name, partitions));
     }
@@ -53,8 +68,8 @@ async fn produce_partition(
     name: Arc<str>,
     index: i32,
     records: Option<Bytes>,
-    acks: i16,
-    timeout: Duration,
+    (acks, timeout): (i16, Duration),
+    transactional_id: Option<Arc<str>>,
 ) -> PartitionProduceResponse {
     let mut out = PartitionProduceResponse::default()
         .with_index(index)
@@ -77,9 +92,19 @@ async fn produce_partition(
                 "larger than segment.bytes".into(),
             ));
         }
-        check_one_batch(&records)?;
-        let mut bytes = into_mut(records);
+        let header = check_one_batch(&records)?;
         let tp = TopicPartition::new(&*name, index);
+        if let Some(h) = header.filter(|h| h.is_transactional()) {
+            verify_transaction(
+                broker,
+                &tp,
+                &h,
+                transactional_id.as_deref(),
+                partition.log(),
+            )
+            .await?;
+        }
+        let mut bytes = into_mut(records);
         let info = broker
             .replicas
             .append(&tp, &mut bytes, acks, timeout, AppendOrigin::Client)
@@ -112,15 +137,47 @@ async fn produce_partition(
     out
 }
 
-/// Kafka's rules for a partition's records in Produce v3+: exactly one batch (whose own
-/// validation comes with the append), and no transactional batch while Strom has no
-/// transaction coordinator to pair it with a commit or abort marker.
-fn check_one_batch(records: &[u8]) -> Result<(), (i16, String)> {
+/// KIP-890 part 1: a producer's first transactional batch to a partition in a transaction
+/// is taken only once its coordinator confirms the partition was added to that
+/// transaction; later batches of the same transaction are covered by the open transaction
+/// the partition already tracks. A transactional batch without a transactional id is
+/// refused as Kafka does.
+async fn verify_transaction(
+    broker: &Arc<Broker>,
+    tp: &TopicPartition,
+    h: &BatchHeader,
+    transactional_id: Option<&str>,
+    log: &strom_storage::Log,
+) -> Result<(), (i16, String)> {
+    let Some(id) = transactional_id else {
+        return Err((
+            ResponseError::TransactionalIdAuthorizationFailed.code(),
+            "transactional records need the producer's transactional id".into(),
+        ));
+    };
+    if log.in_transaction(h.producer_id) {
+        return Ok(());
+    }
+    match crate::txn::verify_in_transaction(broker, id, h.producer_id, h.producer_epoch, tp).await {
+        0 => Ok(()),
+        code => Err((
+            code,
+            format!(
+                "{tp} is not in an open transaction of producer {}",
+                h.producer_id
+            ),
+        )),
+    }
+}
+
+/// Kafka's rule for a partition's records in Produce v3+: exactly one batch (whose own
+/// validation comes with the append). Returns its header when it parses.
+fn check_one_batch(records: &[u8]) -> Result<Option<BatchHeader>, (i16, String)> {
     let mut batches = batch::batches(records);
     let first = match batches.next() {
         Some(Ok(b)) => b,
         // Damage is reported by the append, with the code Kafka gives each fault.
-        Some(Err(_)) => return Ok(()),
+        Some(Err(_)) => return Ok(None),
         None => {
             return Err((
                 ResponseError::InvalidRecord.code(),
@@ -134,13 +191,7 @@ fn check_one_batch(records: &[u8]) -> Result<(), (i16, String)> {
             "Produce v3+ allows exactly one record batch per partition".into(),
         ));
     }
-    if first.header().is_transactional() {
-        return Err((
-            ResponseError::InvalidTxnState.code(),
-            "transactions are not supported yet".into(),
-        ));
-    }
-    Ok(())
+    Ok(Some(*first.header()))
 }
 
 /// The request's record bytes as a mutable buffer, without copying when the frame is ours.

@@ -278,6 +278,16 @@ impl TransactionCoordinator {
         self.partitions.read().contains_key(&partition)
     }
 
+    /// The coordinator epoch partition `partition` is loaded in, if it is.
+    pub fn loaded_epoch(&self, partition: i32) -> Option<i32> {
+        self.partitions.read().get(&partition).copied()
+    }
+
+    /// True while partition `partition` is being loaded.
+    pub fn is_partition_loading(&self, partition: i32) -> bool {
+        self.loading.lock().contains_key(&partition)
+    }
+
     fn host(&self) -> Result<Arc<dyn TxnHost>, i16> {
         self.host
             .get()

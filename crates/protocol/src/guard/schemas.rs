@@ -173,6 +173,14 @@ static MESSAGES: &[Message] = &[
     msg(43, 0, 2, 2, &ELECT_LEADERS_REQUEST),
     msg(45, 0, 1, 0, &ALTER_PARTITION_REASSIGNMENTS_REQUEST),
     msg(46, 0, 0, 0, &LIST_PARTITION_REASSIGNMENTS_REQUEST),
+    msg(24, 0, 5, 3, &ADD_PARTITIONS_TO_TXN_REQUEST),
+    msg(25, 0, 4, 3, &ADD_OFFSETS_TO_TXN_REQUEST),
+    msg(26, 0, 5, 3, &END_TXN_REQUEST),
+    msg(27, 1, 1, 1, &WRITE_TXN_MARKERS_REQUEST),
+    msg(28, 0, 5, 3, &TXN_OFFSET_COMMIT_REQUEST),
+    msg(61, 0, 0, 0, &DESCRIBE_PRODUCERS_REQUEST),
+    msg(65, 0, 0, 0, &DESCRIBE_TRANSACTIONS_REQUEST),
+    msg(66, 0, 2, 0, &LIST_TRANSACTIONS_REQUEST),
 ];
 
 static REASSIGNABLE_PARTITION: Struct = Struct(&[
@@ -672,4 +680,114 @@ static INIT_PRODUCER_ID_REQUEST: Struct = Struct(&[
     f("transaction_timeout_ms", 0, ALL, I32),
     f("producer_id", 3, ALL, I64),
     f("producer_epoch", 3, ALL, I16),
+]);
+
+static ADD_PARTITIONS_TO_TXN_TOPIC: Struct =
+    Struct(&[f("name", 0, ALL, STR), f("partitions", 0, ALL, arr(&I32))]);
+
+/// One transaction of a batched (v4+) AddPartitionsToTxn.
+static ADD_PARTITIONS_TO_TXN_TRANSACTION: Struct = Struct(&[
+    f("transactional_id", 4, ALL, STR),
+    f("producer_id", 4, ALL, I64),
+    f("producer_epoch", 4, ALL, I16),
+    f("verify_only", 4, ALL, BOOL),
+    f("topics", 4, ALL, arr(&st(&ADD_PARTITIONS_TO_TXN_TOPIC))),
+]);
+
+/// v4+ carries only `transactions`; v0-3 only the four `v3_and_below_*` fields.
+static ADD_PARTITIONS_TO_TXN_REQUEST: Struct = Struct(&[
+    f(
+        "transactions",
+        4,
+        ALL,
+        arr(&st(&ADD_PARTITIONS_TO_TXN_TRANSACTION)),
+    ),
+    f("v3_and_below_transactional_id", 0, 3, STR),
+    f("v3_and_below_producer_id", 0, 3, I64),
+    f("v3_and_below_producer_epoch", 0, 3, I16),
+    f(
+        "v3_and_below_topics",
+        0,
+        3,
+        arr(&st(&ADD_PARTITIONS_TO_TXN_TOPIC)),
+    ),
+]);
+
+static ADD_OFFSETS_TO_TXN_REQUEST: Struct = Struct(&[
+    f("transactional_id", 0, ALL, STR),
+    f("producer_id", 0, ALL, I64),
+    f("producer_epoch", 0, ALL, I16),
+    f("group_id", 0, ALL, STR),
+]);
+
+static END_TXN_REQUEST: Struct = Struct(&[
+    f("transactional_id", 0, ALL, STR),
+    f("producer_id", 0, ALL, I64),
+    f("producer_epoch", 0, ALL, I16),
+    f("committed", 0, ALL, BOOL),
+]);
+
+static WRITABLE_TXN_MARKER_TOPIC: Struct = Struct(&[
+    f("name", 0, ALL, STR),
+    f("partition_indexes", 0, ALL, arr(&I32)),
+]);
+
+static WRITABLE_TXN_MARKER: Struct = Struct(&[
+    f("producer_id", 0, ALL, I64),
+    f("producer_epoch", 0, ALL, I16),
+    f("transaction_result", 0, ALL, BOOL),
+    f("topics", 0, ALL, arr(&st(&WRITABLE_TXN_MARKER_TOPIC))),
+    f("coordinator_epoch", 0, ALL, I32),
+]);
+
+static WRITE_TXN_MARKERS_REQUEST: Struct =
+    Struct(&[f("markers", 0, ALL, arr(&st(&WRITABLE_TXN_MARKER)))]);
+
+static TXN_OFFSET_COMMIT_REQUEST_PARTITION: Struct = Struct(&[
+    f("partition_index", 0, ALL, I32),
+    f("committed_offset", 0, ALL, I64),
+    f("committed_leader_epoch", 2, ALL, I32),
+    f("committed_metadata", 0, ALL, NSTR),
+]);
+
+static TXN_OFFSET_COMMIT_REQUEST_TOPIC: Struct = Struct(&[
+    f("name", 0, ALL, STR),
+    f(
+        "partitions",
+        0,
+        ALL,
+        arr(&st(&TXN_OFFSET_COMMIT_REQUEST_PARTITION)),
+    ),
+]);
+
+static TXN_OFFSET_COMMIT_REQUEST: Struct = Struct(&[
+    f("transactional_id", 0, ALL, STR),
+    f("group_id", 0, ALL, STR),
+    f("producer_id", 0, ALL, I64),
+    f("producer_epoch", 0, ALL, I16),
+    f("generation_id", 3, ALL, I32),
+    f("member_id", 3, ALL, STR),
+    f("group_instance_id", 3, ALL, NSTR),
+    f("topics", 0, ALL, arr(&st(&TXN_OFFSET_COMMIT_REQUEST_TOPIC))),
+]);
+
+static DESCRIBE_PRODUCERS_TOPIC_REQUEST: Struct = Struct(&[
+    f("name", 0, ALL, STR),
+    f("partition_indexes", 0, ALL, arr(&I32)),
+]);
+
+static DESCRIBE_PRODUCERS_REQUEST: Struct = Struct(&[f(
+    "topics",
+    0,
+    ALL,
+    arr(&st(&DESCRIBE_PRODUCERS_TOPIC_REQUEST)),
+)]);
+
+static DESCRIBE_TRANSACTIONS_REQUEST: Struct = Struct(&[f("transactional_ids", 0, ALL, arr(&STR))]);
+
+static LIST_TRANSACTIONS_REQUEST: Struct = Struct(&[
+    f("state_filters", 0, ALL, arr(&STR)),
+    f("producer_id_filters", 0, ALL, arr(&I64)),
+    f("duration_filter", 1, ALL, I64),
+    f("transactional_id_pattern", 2, ALL, NSTR),
 ]);

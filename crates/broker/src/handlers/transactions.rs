@@ -1,0 +1,488 @@
+//! The transaction APIs: AddPartitionsToTxn (v0-3 from clients, v4 batched with
+//! `verify_only` from leaders, KIP-890), AddOffsetsToTxn, EndTxn, TxnOffsetCommit,
+//! WriteTxnMarkers (from a coordinator, or an admin aborting a hanging transaction),
+//! DescribeTransactions, ListTransactions and DescribeProducers. The coordinator's errors
+//! are mapped to what each version knows: PRODUCER_FENCED arrived with KIP-588, and older
+//! versions get INVALID_PRODUCER_EPOCH instead.
+
+use std::sync::Arc;
+
+use kafka_protocol::messages::add_partitions_to_txn_response::{
+    AddPartitionsToTxnPartitionResult, AddPartitionsToTxnResult, AddPartitionsToTxnTopicResult,
+};
+use kafka_protocol::messages::describe_producers_response::{
+    PartitionResponse, ProducerState, TopicResponse,
+};
+use kafka_protocol::messages::describe_transactions_response::{TopicData, TransactionState};
+use kafka_protocol::messages::list_transactions_response::TransactionState as ListedState;
+use kafka_protocol::messages::txn_offset_commit_response::{
+    TxnOffsetCommitResponsePartition, TxnOffsetCommitResponseTopic,
+};
+use kafka_protocol::messages::write_txn_markers_response::{
+    WritableTxnMarkerPartitionResult, WritableTxnMarkerResult, WritableTxnMarkerTopicResult,
+};
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::ResponseError;
+use strom_coordinator::txn::TxnStatus;
+use strom_coordinator::{CommitEntry, TxnCommitter, OFFSETS_TOPIC};
+use strom_types::TopicPartition;
+
+use crate::broker::{Broker, GroupWrite};
+use crate::txn::write_marker_here;
+
+fn s(v: impl Into<String>) -> StrBytes {
+    StrBytes::from_string(v.into())
+}
+
+/// PRODUCER_FENCED as versions before `fenced_from` know it.
+fn for_version(code: i16, version: i16, fenced_from: i16) -> i16 {
+    if code == ResponseError::ProducerFenced.code() && version < fenced_from {
+        ResponseError::InvalidProducerEpoch.code()
+    } else {
+        code
+    }
+}
+
+/// The transaction's partitions as the coordinator keeps them, with a code for each one
+/// the image does not know (UNKNOWN_TOPIC_OR_PARTITION).
+fn known_partitions(
+    broker: &Broker,
+    topics: &[add_partitions_to_txn_request::AddPartitionsToTxnTopic],
+) -> (Vec<(String, i32)>, bool) {
+    let image = broker.image();
+    let mut out = Vec::new();
+    let mut all_known = true;
+    for t in topics {
+        for p in &t.partitions {
+            let known = image
+                .topics
+                .get(t.name.as_str())
+                .is_some_and(|topic| topic.partitions.contains_key(p));
+            all_known &= known;
+            out.push((t.name.to_string(), *p));
+        }
+    }
+    (out, all_known)
+}
+
+/// One transaction's per-partition results, every partition with `code` except unknown
+/// ones (UNKNOWN_TOPIC_OR_PARTITION) when some are unknown (the rest then get
+/// OPERATION_NOT_ATTEMPTED, as Kafka answers).
+fn topic_results(
+    broker: &Broker,
+    topics: &[add_partitions_to_txn_request::AddPartitionsToTxnTopic],
+    code: impl Fn(usize) -> i16,
+    all_known: bool,
+) -> Vec<AddPartitionsToTxnTopicResult> {
+    let image = broker.image();
+    let mut i = 0;
+    topics
+        .iter()
+        .map(|t| {
+            let results = t
+                .partitions
+                .iter()
+                .map(|p| {
+                    let known = image
+                        .topics
+                        .get(t.name.as_str())
+                        .is_some_and(|topic| topic.partitions.contains_key(p));
+                    let c = match (all_known, known) {
+                        (true, _) => code(i),
+                        (false, false) => ResponseError::UnknownTopicOrPartition.code(),
+                        (false, true) => ResponseError::OperationNotAttempted.code(),
+                    };
+                    i += 1;
+                    AddPartitionsToTxnPartitionResult::default()
+                        .with_partition_index(*p)
+                        .with_partition_error_code(c)
+                })
+                .collect();
+            AddPartitionsToTxnTopicResult::default()
+                .with_name(t.name.clone())
+                .with_results_by_partition(results)
+        })
+        .collect()
+}
+
+pub(super) async fn add_partitions(
+    broker: &Arc<Broker>,
+    request: AddPartitionsToTxnRequest,
+    version: i16,
+) -> AddPartitionsToTxnResponse {
+    let coordinator = &broker.transactions;
+    if version <= 3 {
+        let (parts, all_known) = known_partitions(broker, &request.v3_and_below_topics);
+        let code = if all_known {
+            match coordinator
+                .add_partitions(
+                    request.v3_and_below_transactional_id.as_str(),
+                    request.v3_and_below_producer_id.0,
+                    request.v3_and_below_producer_epoch,
+                    &parts,
+                )
+                .await
+            {
+                Ok(()) => 0,
+                Err(code) => for_version(code, version, 2),
+            }
+        } else {
+            0
+        };
+        let results = topic_results(broker, &request.v3_and_below_topics, |_| code, all_known);
+        return AddPartitionsToTxnResponse::default().with_results_by_topic_v3_and_below(results);
+    }
+    let mut out = Vec::with_capacity(request.transactions.len());
+    for txn in &request.transactions {
+        let (parts, all_known) = known_partitions(broker, &txn.topics);
+        let id = txn.transactional_id.as_str();
+        let (pid, epoch) = (txn.producer_id.0, txn.producer_epoch);
+        let codes: Result<Vec<i16>, i16> = if !all_known {
+            Ok(Vec::new())
+        } else if txn.verify_only {
+            coordinator.verify_partitions(id, pid, epoch, &parts).await
+        } else {
+            coordinator
+                .add_partitions(id, pid, epoch, &parts)
+                .await
+                .map(|()| vec![0; parts.len()])
+        };
+        let codes = codes.unwrap_or_else(|code| vec![code; parts.len()]);
+        out.push(
+            AddPartitionsToTxnResult::default()
+                .with_transactional_id(txn.transactional_id.clone())
+                .with_topic_results(topic_results(
+                    broker,
+                    &txn.topics,
+                    |i| codes.get(i).copied().unwrap_or(0),
+                    all_known,
+                )),
+        );
+    }
+    AddPartitionsToTxnResponse::default().with_results_by_transaction(out)
+}
+
+pub(super) async fn add_offsets(
+    broker: &Arc<Broker>,
+    request: AddOffsetsToTxnRequest,
+    version: i16,
+) -> AddOffsetsToTxnResponse {
+    let group = request.group_id.as_str();
+    if let Err(r) = broker.ensure_offsets_topic().await {
+        tracing::debug!(reason = %r.message, "AddOffsetsToTxn before __consumer_offsets exists");
+        return AddOffsetsToTxnResponse::default()
+            .with_error_code(ResponseError::CoordinatorNotAvailable.code());
+    }
+    let partition = (
+        OFFSETS_TOPIC.to_string(),
+        broker.coordinator.partition_for(group),
+    );
+    let code = match broker
+        .transactions
+        .add_partitions(
+            request.transactional_id.as_str(),
+            request.producer_id.0,
+            request.producer_epoch,
+            &[partition],
+        )
+        .await
+    {
+        Ok(()) => 0,
+        Err(code) => for_version(code, version, 2),
+    };
+    AddOffsetsToTxnResponse::default().with_error_code(code)
+}
+
+pub(super) async fn end_txn(
+    broker: &Arc<Broker>,
+    request: EndTxnRequest,
+    version: i16,
+) -> EndTxnResponse {
+    let code = match broker
+        .transactions
+        .end_txn(
+            request.transactional_id.as_str(),
+            request.producer_id.0,
+            request.producer_epoch,
+            request.committed,
+        )
+        .await
+    {
+        Ok(()) => 0,
+        Err(code) => for_version(code, version, 2),
+    };
+    EndTxnResponse::default()
+        .with_error_code(code)
+        .with_producer_id(ProducerId(-1))
+        .with_producer_epoch(-1)
+}
+
+/// WriteTxnMarkers: each marker to each partition this broker leads (acks=all).
+pub(super) async fn write_txn_markers(
+    broker: &Arc<Broker>,
+    request: WriteTxnMarkersRequest,
+) -> WriteTxnMarkersResponse {
+    let image = broker.image();
+    let me = broker.config.node_id;
+    let mut markers = Vec::with_capacity(request.markers.len());
+    for m in &request.markers {
+        let mut topics = Vec::with_capacity(m.topics.len());
+        for t in &m.topics {
+            let writes = t.partition_indexes.iter().map(|p| {
+                let name = t.name.as_str();
+                let placement = image
+                    .topics
+                    .get(name)
+                    .and_then(|topic| topic.partitions.get(p));
+                let tp = TopicPartition::new(name, *p);
+                async move {
+                    let code = match placement {
+                        None => ResponseError::UnknownTopicOrPartition.code(),
+                        Some(pl) if pl.leader != me => ResponseError::NotLeaderOrFollower.code(),
+                        Some(_) => {
+                            write_marker_here(
+                                broker,
+                                &tp,
+                                m.producer_id.0,
+                                m.producer_epoch,
+                                m.transaction_result,
+                                m.coordinator_epoch,
+                            )
+                            .await
+                        }
+                    };
+                    WritableTxnMarkerPartitionResult::default()
+                        .with_partition_index(tp.partition)
+                        .with_error_code(code)
+                }
+            });
+            let partitions = futures_util::future::join_all(writes).await;
+            topics.push(
+                WritableTxnMarkerTopicResult::default()
+                    .with_name(t.name.clone())
+                    .with_partitions(partitions),
+            );
+        }
+        markers.push(
+            WritableTxnMarkerResult::default()
+                .with_producer_id(m.producer_id)
+                .with_topics(topics),
+        );
+    }
+    WriteTxnMarkersResponse::default().with_markers(markers)
+}
+
+pub(super) async fn txn_offset_commit(
+    broker: &Arc<Broker>,
+    request: TxnOffsetCommitRequest,
+    version: i16,
+) -> TxnOffsetCommitResponse {
+    let group = request.group_id.to_string();
+    let entries: Vec<CommitEntry> = request
+        .topics
+        .iter()
+        .flat_map(|t| {
+            t.partitions.iter().map(|p| CommitEntry {
+                topic: t.name.to_string(),
+                partition: p.partition_index,
+                offset: p.committed_offset,
+                leader_epoch: if version >= 2 {
+                    p.committed_leader_epoch
+                } else {
+                    -1
+                },
+                metadata: p.committed_metadata.as_ref().map(|m| m.to_string()),
+            })
+        })
+        .collect();
+    let by = TxnCommitter {
+        producer_id: request.producer_id.0,
+        producer_epoch: request.producer_epoch,
+        member_id: if version >= 3 {
+            request.member_id.to_string()
+        } else {
+            String::new()
+        },
+        instance_id: if version >= 3 {
+            request.group_instance_id.as_ref().map(|i| i.to_string())
+        } else {
+            None
+        },
+        generation: if version >= 3 {
+            request.generation_id
+        } else {
+            -1
+        },
+    };
+    let result = match broker.coordinator.txn_commit_offsets(&group, &by, &entries) {
+        Ok(codes) => match broker
+            .wait_group_replicated(&group, GroupWrite::Other)
+            .await
+        {
+            Ok(()) => Ok(codes),
+            Err(code) => Err(code),
+        },
+        Err(code) => Err(code),
+    };
+    let mut i = 0;
+    let topics = request
+        .topics
+        .iter()
+        .map(|t| {
+            let partitions = t
+                .partitions
+                .iter()
+                .map(|p| {
+                    let code = match &result {
+                        Ok(codes) => codes.get(i).copied().unwrap_or(0),
+                        Err(code) => *code,
+                    };
+                    i += 1;
+                    TxnOffsetCommitResponsePartition::default()
+                        .with_partition_index(p.partition_index)
+                        .with_error_code(code)
+                })
+                .collect();
+            TxnOffsetCommitResponseTopic::default()
+                .with_name(t.name.clone())
+                .with_partitions(partitions)
+        })
+        .collect();
+    TxnOffsetCommitResponse::default().with_topics(topics)
+}
+
+pub(super) async fn describe_transactions(
+    broker: &Arc<Broker>,
+    request: DescribeTransactionsRequest,
+) -> DescribeTransactionsResponse {
+    let mut states = Vec::with_capacity(request.transactional_ids.len());
+    for id in &request.transactional_ids {
+        let mut out = TransactionState::default()
+            .with_transactional_id(id.clone())
+            .with_transaction_state(s(""))
+            .with_producer_id(ProducerId(-1))
+            .with_producer_epoch(-1)
+            .with_transaction_start_time_ms(-1);
+        match broker.transactions.describe(id.as_str()).await {
+            Ok(d) => {
+                out.transaction_state = s(d.state);
+                out.transaction_timeout_ms = d.timeout_ms;
+                out.transaction_start_time_ms = d.start_ms;
+                out.producer_id = ProducerId(d.producer_id);
+                out.producer_epoch = d.producer_epoch;
+                let mut topics: Vec<TopicData> = Vec::new();
+                for (t, p) in d.partitions {
+                    match topics.last_mut() {
+                        Some(last) if last.topic.as_str() == t => last.partitions.push(p),
+                        _ => topics.push(
+                            TopicData::default()
+                                .with_topic(TopicName(s(t)))
+                                .with_partitions(vec![p]),
+                        ),
+                    }
+                }
+                out.topics = topics;
+            }
+            Err(code) => out.error_code = code,
+        }
+        states.push(out);
+    }
+    DescribeTransactionsResponse::default().with_transaction_states(states)
+}
+
+const STATE_NAMES: [TxnStatus; 8] = [
+    TxnStatus::Empty,
+    TxnStatus::Ongoing,
+    TxnStatus::PrepareCommit,
+    TxnStatus::PrepareAbort,
+    TxnStatus::CompleteCommit,
+    TxnStatus::CompleteAbort,
+    TxnStatus::Dead,
+    TxnStatus::PrepareEpochFence,
+];
+
+pub(super) fn list_transactions(
+    broker: &Arc<Broker>,
+    request: ListTransactionsRequest,
+    version: i16,
+) -> ListTransactionsResponse {
+    let (known, unknown): (Vec<String>, Vec<String>) = request
+        .state_filters
+        .iter()
+        .map(|f| f.to_string())
+        .partition(|f| STATE_NAMES.iter().any(|st| st.name() == f));
+    let pids: Vec<i64> = request.producer_id_filters.iter().map(|p| p.0).collect();
+    let duration = if version >= 1 {
+        request.duration_filter
+    } else {
+        -1
+    };
+    let states = if !unknown.is_empty() && known.is_empty() {
+        Vec::new()
+    } else {
+        broker
+            .transactions
+            .list(&known, &pids, duration)
+            .into_iter()
+            .map(|l| {
+                ListedState::default()
+                    .with_transactional_id(TransactionalId(s(l.transactional_id)))
+                    .with_producer_id(ProducerId(l.producer_id))
+                    .with_transaction_state(s(l.state))
+            })
+            .collect()
+    };
+    ListTransactionsResponse::default()
+        .with_unknown_state_filters(unknown.into_iter().map(s).collect())
+        .with_transaction_states(states)
+}
+
+pub(super) fn describe_producers(
+    broker: &Arc<Broker>,
+    request: DescribeProducersRequest,
+) -> DescribeProducersResponse {
+    let image = broker.image();
+    let topics = request
+        .topics
+        .iter()
+        .map(|t| {
+            let partitions = t
+                .partition_indexes
+                .iter()
+                .map(|p| {
+                    let mut out = PartitionResponse::default().with_partition_index(*p);
+                    match broker.leader_partition(&image, t.name.as_str(), *p) {
+                        Ok(part) => {
+                            out.active_producers = part
+                                .log()
+                                .producers()
+                                .into_iter()
+                                .map(|pr| {
+                                    ProducerState::default()
+                                        .with_producer_id(ProducerId(pr.producer_id))
+                                        .with_producer_epoch(i32::from(pr.epoch))
+                                        .with_last_sequence(pr.last_sequence)
+                                        .with_last_timestamp(pr.last_timestamp)
+                                        .with_coordinator_epoch(pr.coordinator_epoch)
+                                        .with_current_txn_start_offset(
+                                            pr.txn_first_offset.unwrap_or(-1),
+                                        )
+                                })
+                                .collect();
+                        }
+                        Err((code, message)) => {
+                            out.error_code = code;
+                            out.error_message = Some(s(message));
+                        }
+                    }
+                    out
+                })
+                .collect();
+            TopicResponse::default()
+                .with_name(t.name.clone())
+                .with_partitions(partitions)
+        })
+        .collect();
+    DescribeProducersResponse::default().with_topics(topics)
+}
