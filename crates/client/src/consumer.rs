@@ -467,6 +467,12 @@ impl Consumer {
             .ok_or_else(|| ClientError::kafka(24)) // INVALID_GROUP_ID
     }
 
+    /// The group membership to pass to [`crate::Producer::send_offsets_to_transaction`]
+    /// (Kafka's `groupMetadata()`); `None` when the consumer is not in a group.
+    pub fn group_metadata(&self) -> Option<crate::group::GroupMetadata> {
+        self.group.as_ref().map(|g| g.metadata())
+    }
+
     /// Commits the position of every partition this consumer reads, and waits.
     pub async fn commit_sync(&mut self) -> Result<()> {
         let offsets = self.all_consumed();

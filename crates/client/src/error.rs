@@ -40,6 +40,17 @@ pub enum ClientError {
     /// The connection was closed while the request waited.
     #[error("connection closed")]
     Closed,
+    /// The producer can do nothing more: a newer producer with its transactional id fenced
+    /// it (Kafka's fatal ProducerFencedException), or its transactional state is lost.
+    #[error("fatal producer error: {0}")]
+    Fatal(String),
+    /// The open transaction cannot commit (a send in it failed, or its coordinator aborted
+    /// it): abort it, then begin the next (Kafka's abortable errors).
+    #[error("the transaction must be aborted: {0}")]
+    Abortable(String),
+    /// A transactional call out of order, such as a send outside a transaction.
+    #[error("invalid transaction state: {0}")]
+    TxnState(String),
 }
 
 impl ClientError {

@@ -221,7 +221,33 @@ pub(crate) struct Committer {
     shared: Arc<Mutex<Shared>>,
 }
 
+/// What a transactional producer commits offsets as (Kafka's ConsumerGroupMetadata): the
+/// group, and the member's generation and id so the coordinator can fence a zombie
+/// (KIP-447).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupMetadata {
+    /// group.id.
+    pub group_id: String,
+    /// The generation (classic) or member epoch (KIP-848); -1 when not in the group.
+    pub generation: i32,
+    /// The member id; empty when not in the group.
+    pub member_id: String,
+    /// group.instance.id.
+    pub instance_id: Option<String>,
+}
+
 impl Membership {
+    /// The membership as a transactional producer passes it with its offsets.
+    pub(crate) fn metadata(&self) -> GroupMetadata {
+        let sh = self.shared.lock();
+        GroupMetadata {
+            group_id: self.settings.group_id.clone(),
+            generation: sh.epoch,
+            member_id: sh.member_id.clone(),
+            instance_id: self.settings.instance_id.clone(),
+        }
+    }
+
     /// Starts a membership (the first join happens on the consumer's next poll; KIP-848
     /// members send their first heartbeat at once).
     pub(crate) fn start(
@@ -976,16 +1002,25 @@ impl Committer {
 
 /// The connection to `group`'s coordinator (FindCoordinator, key type 0).
 pub(crate) async fn find_coordinator(cluster: &Cluster, group: &str) -> Result<Arc<Connection>> {
+    find_coordinator_of(cluster, 0, group).await
+}
+
+/// The coordinator of `key`: a group (key type 0) or a transactional id (1).
+pub(crate) async fn find_coordinator_of(
+    cluster: &Cluster,
+    key_type: i8,
+    key: &str,
+) -> Result<Arc<Connection>> {
     let mut backoff = Duration::from_millis(50);
     let mut last = None;
     for _ in 0..10 {
         let conn = cluster.any_connection().await?;
         let version = conn.version::<FindCoordinatorRequest>()?;
-        let mut request = FindCoordinatorRequest::default();
+        let mut request = FindCoordinatorRequest::default().with_key_type(key_type);
         if version >= 4 {
-            request.coordinator_keys = vec![s(group)];
+            request.coordinator_keys = vec![s(key)];
         } else {
-            request.key = s(group);
+            request.key = s(key);
         }
         let r = conn.send_at(&request, version).await?;
         let (code, host, port) = if version >= 4 {

@@ -33,7 +33,7 @@ pub use assignor::Assignor;
 pub use connection::Connection;
 pub use consumer::{Consumer, ConsumerConfig, ConsumerRecord, RebalanceListener, StartAt};
 pub use error::{ClientError, Result};
-pub use group::{GroupProtocol, TopicPartition};
+pub use group::{GroupMetadata, GroupProtocol, TopicPartition};
 pub use group_admin::{
     CommittedOffset, GroupDescription, GroupListing, ListedOffset, MemberDescription, OffsetSpec,
 };

@@ -59,6 +59,11 @@ pub struct ProducerConfig {
     pub enable_idempotence: bool,
     /// max.in.flight.requests.per.connection (5): batches of one partition in flight.
     pub max_in_flight: usize,
+    /// transactional.id (none): makes the producer transactional (idempotence on; see
+    /// [`Producer::init_transactions`]).
+    pub transactional_id: Option<String>,
+    /// transaction.timeout.ms (60 s): how long the coordinator lets a transaction stay open.
+    pub transaction_timeout: Duration,
 }
 
 impl Default for ProducerConfig {
@@ -76,6 +81,8 @@ impl Default for ProducerConfig {
             buffer_memory: 32 << 20,
             enable_idempotence: true,
             max_in_flight: 5,
+            transactional_id: None,
+            transaction_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -127,6 +134,10 @@ impl ProducerConfig {
                     _ => return Err(bad()),
                 }
             }
+            "transactional.id" => {
+                self.transactional_id = Some(value.to_string()).filter(|v| !v.is_empty())
+            }
+            "transaction.timeout.ms" => self.transaction_timeout = ms()?,
             "max.in.flight.requests.per.connection" => {
                 self.max_in_flight = value.parse().map_err(|_| bad())?;
                 if self.max_in_flight == 0 {
@@ -250,6 +261,10 @@ struct Inner {
     producer_id: Mutex<Option<(i64, i16)>>,
     /// Idempotence in effect (turned off if the broker has no InitProducerId).
     idempotent: std::sync::atomic::AtomicBool,
+    /// Transactions (with a transactional.id).
+    txn: Mutex<txn::TxnState>,
+    /// Serializes the calls that add partitions to the open transaction.
+    txn_calls: tokio::sync::Mutex<()>,
 }
 
 /// An asynchronous Kafka producer.
@@ -289,12 +304,20 @@ impl Producer {
             &config.client_id,
             config.request_timeout,
         );
-        let idempotent =
-            config.enable_idempotence && config.acks == -1 && config.max_in_flight <= 5;
+        let mut config = config;
+        if config.transactional_id.is_some() {
+            // Transactions need idempotence, hence acks=all and at most 5 in flight.
+            config.acks = -1;
+            config.max_in_flight = config.max_in_flight.min(5);
+        }
+        let idempotent = config.transactional_id.is_some()
+            || (config.enable_idempotence && config.acks == -1 && config.max_in_flight <= 5);
         let inner = Arc::new(Inner {
             memory: Arc::new(Semaphore::new(config.buffer_memory.min(u32::MAX as usize))),
             producer_id: Mutex::new(None),
             idempotent: std::sync::atomic::AtomicBool::new(idempotent),
+            txn: Mutex::new(txn::TxnState::default()),
+            txn_calls: tokio::sync::Mutex::new(()),
             config,
             cluster,
             sticky: StickyPartitioner::default(),
@@ -328,6 +351,11 @@ impl Producer {
         };
         if partition < 0 || partition >= count {
             return Err(ClientError::kafka(3)); // UNKNOWN_TOPIC_OR_PARTITION
+        }
+        if inner.config.transactional_id.is_some() {
+            inner
+                .add_to_transaction(&(record.topic.clone(), partition))
+                .await?;
         }
         let size = 32
             + record.key.as_ref().map_or(0, |k| k.len())
@@ -430,6 +458,9 @@ impl Producer {
     }
 }
 
+#[path = "transaction.rs"]
+mod txn;
+
 /// What the sender takes out of the queues in one round: per partition, one batch.
 fn take_ready(inner: &Inner) -> (Taken, Option<Instant>) {
     let now = Instant::now();
@@ -488,7 +519,9 @@ fn take_ready(inner: &Inner) -> (Taken, Option<Instant>) {
                     b.producer = Some((id, epoch));
                     let builder =
                         std::mem::replace(&mut b.builder, BatchBuilder::new(Compression::None));
-                    b.builder = builder.producer(id, epoch, seq);
+                    b.builder = builder
+                        .producer(id, epoch, seq)
+                        .transactional(inner.config.transactional_id.is_some());
                 }
             }
             q.in_flight += 1;
@@ -561,7 +594,8 @@ fn reset_producer_id(inner: &Arc<Inner>) {
 }
 
 async fn sender(inner: Arc<Inner>) {
-    if inner.is_idempotent() {
+    // A transactional producer gets its id from init_transactions.
+    if inner.is_idempotent() && inner.config.transactional_id.is_none() {
         init_producer_id(&inner).await;
     }
     loop {
@@ -659,19 +693,23 @@ async fn send_to(inner: &Arc<Inner>, addr: &str, group: Taken) {
             ),
         }
     }
-    let request = ProduceRequest::default()
-        .with_acks(inner.config.acks)
-        .with_timeout_ms(inner.config.request_timeout.as_millis() as i32)
-        .with_topic_data(
-            topics
-                .into_iter()
-                .map(|(t, ps)| {
-                    TopicProduceData::default()
-                        .with_name(TopicName(StrBytes::from_string(t)))
-                        .with_partition_data(ps)
-                })
-                .collect(),
-        );
+    let request =
+        ProduceRequest::default()
+            .with_transactional_id(inner.config.transactional_id.as_deref().map(|t| {
+                kafka_protocol::messages::TransactionalId(StrBytes::from_string(t.into()))
+            }))
+            .with_acks(inner.config.acks)
+            .with_timeout_ms(inner.config.request_timeout.as_millis() as i32)
+            .with_topic_data(
+                topics
+                    .into_iter()
+                    .map(|(t, ps)| {
+                        TopicProduceData::default()
+                            .with_name(TopicName(StrBytes::from_string(t)))
+                            .with_partition_data(ps)
+                    })
+                    .collect(),
+            );
     if inner.config.acks == 0 {
         let outcome = match conn.version::<ProduceRequest>() {
             Ok(v) => conn.send_no_response(&request, v).await,
@@ -796,7 +834,15 @@ fn retry_or_fail(
     } else {
         ClientError::Protocol(why)
     };
-    if batch.producer.is_some() && batch.producer == *inner.producer_id.lock() {
+    if inner.config.transactional_id.is_some() {
+        // The transaction cannot commit without it: the application aborts, and the gap
+        // in the sequence goes with the abort marker.
+        inner
+            .txn
+            .lock()
+            .abortable
+            .get_or_insert_with(|| format!("a send to {}-{} failed: {err}", tp.0, tp.1));
+    } else if batch.producer.is_some() && batch.producer == *inner.producer_id.lock() {
         // A numbered batch is given up: its sequence numbers leave a gap the broker would
         // refuse every later batch of the partition for. As Kafka's producer does, start
         // over with a new producer id and sequences from 0.
