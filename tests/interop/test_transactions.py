@@ -241,3 +241,51 @@ def test_a_broker_killed_mid_transaction_leaves_nothing_hanging(tmp_path):
         assert not any(v.startswith("open-") for v in out)
     finally:
         s.stop()
+
+
+def strom(addr, *args, stdin=None, check=True):
+    from conftest import STROM
+    env = {**os.environ, "STROM_BROKERS": addr, "RUST_LOG": "warn"}
+    r = subprocess.run([STROM, *args], input=stdin, capture_output=True, text=True, env=env,
+                       timeout=60)
+    if check:
+        assert r.returncode == 0, r.stderr
+    return r
+
+
+def test_strom_produce_in_a_transaction_and_the_txn_tools(server):
+    import json
+    create(server.addr, "cli-tx", 1)
+    strom(server.addr, "produce", "cli-tx", "--transactional-id", "cli-1", stdin="a\nb\nc\n")
+    assert read(server.addr, "cli-tx", 1, "read_committed") == ["a", "b", "c"]
+    listed = json.loads(strom(server.addr, "txn", "list", "--output", "json").stdout)
+    assert {"transactional_id": "cli-1", "producer_id": listed[0]["producer_id"],
+            "state": "CompleteCommit"} in listed
+    # A transaction left open: described as Ongoing with its partition, and its first
+    # offset shown by the partition's producers.
+    p = Producer({"bootstrap.servers": server.addr, "transactional.id": "cli-open"})
+    p.init_transactions(30)
+    p.begin_transaction()
+    p.produce("cli-tx", value=b"hanging", partition=0)
+    assert p.flush(10) == 0
+    d = json.loads(strom(server.addr, "txn", "describe", "cli-open", "--output", "json").stdout)[0]
+    assert d["state"] == "Ongoing" and d["partitions"] == ["cli-tx-0"] and d["coordinator"] == 1
+    ongoing = json.loads(strom(server.addr, "txn", "list", "--state", "Ongoing", "--output",
+                               "json").stdout)
+    assert [t["transactional_id"] for t in ongoing] == ["cli-open"]
+    producers = json.loads(strom(server.addr, "txn", "producers", "cli-tx", "0", "--output",
+                                 "json").stdout)
+    start = [x["current_txn_start_offset"] for x in producers if x["current_txn_start_offset"] >= 0]
+    assert start == [4]  # after a, b, c and their COMMIT marker
+    # The open transaction holds read_committed consumers back; aborting it by hand frees them.
+    plain = Producer({"bootstrap.servers": server.addr})
+    plain.produce("cli-tx", value=b"d", partition=0)
+    assert plain.flush(10) == 0
+    assert read(server.addr, "cli-tx", 1, "read_committed") == ["a", "b", "c"]
+    r = strom(server.addr, "txn", "abort", "--topic", "cli-tx", "--partition", "0",
+              "--start-offset", "4")
+    assert "aborted" in r.stdout
+    assert read(server.addr, "cli-tx", 1, "read_committed") == ["a", "b", "c", "d"]
+    bad = strom(server.addr, "txn", "abort", "--topic", "cli-tx", "--partition", "0",
+                "--start-offset", "4", check=False)
+    assert bad.returncode == 1 and "no open transaction" in bad.stderr

@@ -1,12 +1,13 @@
 //! The `strom` command. `strom server` runs a broker: with no arguments a single node
 //! (broker and controller) on 127.0.0.1:9092 with its data in ./strom-data. `strom topic`,
-//! `produce`, `consume`, `group`, `perf` and `cluster` are clients of any Kafka-compatible cluster
+//! `produce`, `consume`, `group`, `txn`, `perf` and `cluster` are clients of any Kafka-compatible cluster
 //! (`--bootstrap-server`, or `STROM_BROKERS`).
 
 mod cluster_cmd;
 mod group_cmd;
 mod reassign_cmd;
 mod tools;
+mod txn_cmd;
 
 use std::path::PathBuf;
 
@@ -75,6 +76,12 @@ enum Command {
         #[command(subcommand)]
         cmd: tools::PerfCmd,
     },
+    /// Transactions: list and describe transactional ids, a partition's producers, abort a
+    /// hanging transaction.
+    Txn {
+        #[command(subcommand)]
+        cmd: txn_cmd::TxnCmd,
+    },
     /// The cluster: brokers and controller, the metadata quorum, a local dev cluster.
     Cluster {
         #[command(subcommand)]
@@ -102,6 +109,7 @@ fn main() -> anyhow::Result<()> {
         Command::Consume(args) => client(Box::pin(tools::consume(conn, args))),
         Command::Perf { cmd } => client(Box::pin(tools::perf(conn, cmd))),
         Command::Group { cmd } => client(Box::pin(group_cmd::group(conn, cmd))),
+        Command::Txn { cmd } => client(Box::pin(txn_cmd::txn(conn, cmd))),
         Command::Cluster {
             cmd: cluster_cmd::ClusterCmd::Dev(args),
         } => return cluster_cmd::dev(args),

@@ -147,6 +147,10 @@ pub struct ProduceArgs {
     /// Print partition and offset of each record.
     #[arg(long, short = 'v')]
     pub verbose: bool,
+    /// Produce all of the input in one transaction with this transactional.id, committed
+    /// at the end of input (aborted if any record fails).
+    #[arg(long)]
+    pub transactional_id: Option<String>,
 }
 
 /// `strom consume`.
@@ -373,12 +377,19 @@ pub async fn produce(conn: &Conn, args: ProduceArgs) -> anyhow::Result<()> {
     config.set("compression.type", &args.compression)?;
     config.set("acks", &args.acks)?;
     config.set("client.id", "strom-cli")?;
+    if let Some(id) = &args.transactional_id {
+        config.set("transactional.id", id)?;
+    }
     let headers: Vec<(String, Option<Bytes>)> = args
         .headers
         .iter()
         .map(|h| kv(h).map(|(k, v)| (k, Some(Bytes::from(v)))))
         .collect::<anyhow::Result<_>>()?;
     let producer = Producer::new(config);
+    if args.transactional_id.is_some() {
+        producer.init_transactions().await?;
+        producer.begin_transaction()?;
+    }
     let mut pending = Vec::new();
     let stdin = std::io::stdin();
     for line in stdin.lock().lines() {
@@ -416,6 +427,14 @@ pub async fn produce(conn: &Conn, args: ProduceArgs) -> anyhow::Result<()> {
                 eprintln!("record {i} (line {}): {e}", i + 1);
             }
         }
+    }
+    if args.transactional_id.is_some() {
+        if failed > 0 {
+            producer.abort_transaction().await?;
+            producer.close().await;
+            bail!("{failed} record(s) not delivered: the transaction was aborted");
+        }
+        producer.commit_transaction().await?;
     }
     producer.close().await;
     if failed > 0 {

@@ -278,6 +278,16 @@ impl Cluster {
         }
     }
 
+    /// The id of the broker at `addr`, if the last Metadata named it.
+    pub fn broker_id_of(&self, addr: &str) -> Option<i32> {
+        self.snapshot
+            .read()
+            .brokers
+            .iter()
+            .find(|(_, a)| a.as_str() == addr)
+            .map(|(id, _)| *id)
+    }
+
     /// The name of the topic with id `id` (KIP-516), listing every topic once if it is not
     /// known yet; `None` if no such topic exists.
     pub async fn topic_name(&self, id: [u8; 16]) -> Result<Option<String>> {

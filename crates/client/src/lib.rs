@@ -27,6 +27,7 @@ pub mod group;
 pub mod group_admin;
 pub mod partitioner;
 pub mod producer;
+pub mod txn_admin;
 
 pub use admin::{Admin, BrokerDescription, ClusterDescription, QuorumDescription, QuorumReplica};
 pub use assignor::Assignor;
@@ -39,3 +40,4 @@ pub use group_admin::{
 };
 pub use partitioner::{murmur2, partition_for_key, StickyPartitioner};
 pub use producer::{Partitioner, Producer, ProducerConfig, ProducerRecord, RecordMetadata};
+pub use txn_admin::{ProducerDescription, TransactionDescription, TransactionListing};
