@@ -1,6 +1,7 @@
 """Transactions with real clients: confluent-kafka (librdkafka) and kafka-python producers
 and read_committed consumers, zombie fencing, timeouts, a consume-transform-produce loop
-killed with SIGKILL, and a broker killed mid-transaction."""
+killed with SIGKILL, a broker killed mid-transaction, `strom produce --transactional-id`
+and `strom txn`, and in a 3-node cluster the coordinator's broker killed mid-transaction."""
 import os
 import signal
 import subprocess
@@ -289,3 +290,56 @@ def test_strom_produce_in_a_transaction_and_the_txn_tools(server):
     bad = strom(server.addr, "txn", "abort", "--topic", "cli-tx", "--partition", "0",
                 "--start-offset", "4", check=False)
     assert bad.returncode == 1 and "no open transaction" in bad.stderr
+
+
+@pytest.fixture
+def cluster_helpers():
+    import test_cluster
+    return test_cluster
+
+
+def test_in_a_cluster_the_coordinators_broker_killed_mid_transaction(tmp_path, cluster_helpers):
+    import json
+    tc = cluster_helpers
+
+    @tc.with_node_logs
+    def run():
+        nodes = tc.combined_cluster(tmp_path)
+        boot = ",".join(n.addr for n in nodes)
+        a = AdminClient({"bootstrap.servers": boot})
+        a.create_topics([NewTopic("ctx", 2, 3, config={"min.insync.replicas": "2"})],
+                        operation_timeout=10)["ctx"].result(15)
+        p = Producer({"bootstrap.servers": boot, "transactional.id": "cluster-1",
+                      "transaction.timeout.ms": 60000})
+        p.init_transactions(60)
+        transactions(p, "ctx", [True], per_txn=10)
+        p.begin_transaction()
+        for k in range(10):
+            p.produce("ctx", value=f"t1-{k}", partition=k % 2)
+        assert p.flush(15) == 0
+        d = json.loads(strom(boot, "txn", "describe", "cluster-1", "--output", "json").stdout)[0]
+        assert d["state"] == "Ongoing"
+        victim = next(n for n in nodes if n.id == d["coordinator"])
+        victim.kill()
+        # The coordinator's partition moves to a replica, which replays the transaction log
+        # and finishes the commit.
+        p.commit_transaction(60)
+        live = [n for n in nodes if n is not victim]
+        live_boot = ",".join(n.addr for n in live)
+        out = read(live_boot, "ctx", 2, "read_committed", timeout=30)
+        assert sorted(out) == sorted(f"t{i}-{k}" for i in (0, 1) for k in range(10))
+        d = json.loads(strom(live_boot, "txn", "describe", "cluster-1", "--output",
+                             "json").stdout)[0]
+        assert d["state"] == "CompleteCommit" and d["coordinator"] != victim.id
+        # The producer goes on with the new coordinator, and the killed node comes back.
+        victim.start()
+        for commit in (False, True):
+            p.begin_transaction()
+            for k in range(4):
+                p.produce("ctx", value=f"after-{commit}-{k}", partition=k % 2)
+            assert p.flush(15) == 0
+            p.commit_transaction(60) if commit else p.abort_transaction(60)
+        out = read(boot, "ctx", 2, "read_committed", timeout=30)
+        assert sorted(out) == sorted([f"t{i}-{k}" for i in (0, 1) for k in range(10)] +
+                                     [f"after-True-{k}" for k in range(4)])
+    run()
