@@ -244,14 +244,11 @@ def test_a_broker_killed_mid_transaction_leaves_nothing_hanging(tmp_path):
         s.stop()
 
 
-def strom(addr, *args, stdin=None, check=True):
-    from conftest import STROM
-    env = {**os.environ, "STROM_BROKERS": addr, "RUST_LOG": "warn"}
-    r = subprocess.run([STROM, *args], input=stdin, capture_output=True, text=True, env=env,
-                       timeout=60)
-    if check:
-        assert r.returncode == 0, r.stderr
-    return r
+def strom(addr, *args, **kwargs):
+    """`strom` against the brokers at `addr` (test_cli's runner)."""
+    import types
+    import test_cli
+    return test_cli.strom(types.SimpleNamespace(addr=addr), *args, **kwargs)
 
 
 def test_strom_produce_in_a_transaction_and_the_txn_tools(server):

@@ -713,6 +713,29 @@ impl GroupCoordinator {
         let now = now_ms();
         let mut g = handle.group.lock();
         g.validate_commit(member_id, instance_id, generation, now)?;
+        let (out, records, values) = self.offset_records(group_id, entries, now);
+        if !records.is_empty() {
+            if let Err(err) = handle.sink.append(&records) {
+                tracing::warn!(group = group_id, error = %err, "could not store offsets");
+                return Err(codes::COORDINATOR_NOT_AVAILABLE);
+            }
+            g.offsets.extend(values);
+        }
+        drop(g);
+        handle.wake.notify_one();
+        Ok(out)
+    }
+
+    /// The records of a commit of `entries` for `group_id`: one code per entry
+    /// (OFFSET_METADATA_TOO_LARGE for metadata over offset.metadata.max.bytes), the records
+    /// to write and the offsets they set.
+    #[allow(clippy::type_complexity)]
+    fn offset_records(
+        &self,
+        group_id: &str,
+        entries: &[CommitEntry],
+        now: i64,
+    ) -> (Vec<i16>, Vec<Record>, Vec<((String, i32), OffsetValue)>) {
         let mut out = Vec::with_capacity(entries.len());
         let mut records = Vec::new();
         let mut values = Vec::new();
@@ -738,16 +761,7 @@ impl GroupCoordinator {
             records.push((key.encode(), Some(value.encode())));
             values.push(((e.topic.clone(), e.partition), value));
         }
-        if !records.is_empty() {
-            if let Err(err) = handle.sink.append(&records) {
-                tracing::warn!(group = group_id, error = %err, "could not store offsets");
-                return Err(codes::COORDINATOR_NOT_AVAILABLE);
-            }
-            g.offsets.extend(values);
-        }
-        drop(g);
-        handle.wake.notify_one();
-        Ok(out)
+        (out, records, values)
     }
 
     /// OffsetFetch: the committed offsets of `topics` (every committed one when `None`).

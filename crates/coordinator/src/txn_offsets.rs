@@ -9,7 +9,6 @@ use strom_storage::now_ms;
 
 use super::{CommitEntry, GroupCoordinator};
 use crate::codes;
-use crate::records::{OffsetValue, RecordKey};
 
 /// The producer a TxnOffsetCommit comes from, with the group membership it claims.
 #[derive(Debug, Clone)]
@@ -42,31 +41,7 @@ impl GroupCoordinator {
         let mut g = handle.group.lock();
         g.validate_txn_commit(&by.member_id, by.instance_id.as_deref(), by.generation)?;
         let now = now_ms();
-        let mut out = Vec::with_capacity(entries.len());
-        let mut records = Vec::new();
-        let mut values = Vec::new();
-        for e in entries {
-            let metadata = e.metadata.clone().unwrap_or_default();
-            if metadata.len() > self.config.offset_metadata_max_bytes {
-                out.push(codes::OFFSET_METADATA_TOO_LARGE);
-                continue;
-            }
-            out.push(codes::NONE);
-            let value = OffsetValue {
-                offset: e.offset,
-                leader_epoch: e.leader_epoch,
-                metadata,
-                commit_timestamp: now,
-                expire_timestamp: -1,
-            };
-            let key = RecordKey::Offset {
-                group: group_id.to_string(),
-                topic: e.topic.clone(),
-                partition: e.partition,
-            };
-            records.push((key.encode(), Some(value.encode())));
-            values.push(((e.topic.clone(), e.partition), value));
-        }
+        let (out, records, values) = self.offset_records(group_id, entries, now);
         if !records.is_empty() {
             if let Err(err) = handle
                 .sink
