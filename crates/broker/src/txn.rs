@@ -379,6 +379,9 @@ fn verification_error(code: i16) -> i16 {
         ResponseError::NotEnoughReplicas.code()
     } else if code == ResponseError::InvalidProducerIdMapping.code() {
         ResponseError::InvalidTxnState.code()
+    } else if code == ResponseError::ProducerFenced.code() {
+        // Produce speaks of a stale epoch as INVALID_PRODUCER_EPOCH, as Kafka's leader does.
+        ResponseError::InvalidProducerEpoch.code()
     } else {
         code
     }

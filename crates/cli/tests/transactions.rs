@@ -152,3 +152,181 @@ async fn a_newer_producer_fences_the_older_one() {
     ));
     assert_eq!(read(&s.addr, "nz", 1, true).await, vec!["successor"]);
 }
+
+/// Raw requests, as a misbehaving client sends them: each gets Kafka's error code and
+/// changes nothing.
+#[test]
+fn bad_transactional_requests_get_kafkas_codes_and_change_nothing() {
+    use std::net::TcpStream;
+
+    use common::call;
+    use kafka_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTopic;
+    use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+    use kafka_protocol::messages::write_txn_markers_request::{
+        WritableTxnMarker, WritableTxnMarkerTopic,
+    };
+    use kafka_protocol::messages::*;
+    use kafka_protocol::protocol::StrBytes;
+    use strom_types::compression::Compression;
+    use strom_types::control::{marker_batch, ControlType};
+    use strom_types::record::BatchBuilder;
+
+    let st = |v: &str| StrBytes::from_string(v.to_string());
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &[]);
+    let mut conn = TcpStream::connect(&s.addr).unwrap();
+    let create = CreateTopicsRequest::default().with_topics(vec![
+        kafka_protocol::messages::create_topics_request::CreatableTopic::default()
+            .with_name(TopicName(st("raw")))
+            .with_num_partitions(1)
+            .with_replication_factor(1),
+    ]);
+    let _: CreateTopicsResponse = call(&mut conn, ApiKey::CreateTopics, 5, &create);
+    let produce = |conn: &mut TcpStream, id: Option<&str>, bytes: Vec<u8>| -> i16 {
+        let req = ProduceRequest::default()
+            .with_transactional_id(id.map(|i| TransactionalId(st(i))))
+            .with_acks(-1)
+            .with_timeout_ms(5000)
+            .with_topic_data(vec![TopicProduceData::default()
+                .with_name(TopicName(st("raw")))
+                .with_partition_data(vec![PartitionProduceData::default()
+                    .with_index(0)
+                    .with_records(Some(Bytes::from(bytes)))])]);
+        let r: ProduceResponse = call(conn, ApiKey::Produce, 8, &req);
+        r.responses[0].partition_responses[0].error_code
+    };
+    let txn_batch = |pid: i64, epoch: i16, seq: i32| {
+        let mut b = BatchBuilder::new(Compression::None)
+            .producer(pid, epoch, seq)
+            .transactional(true);
+        b.append(0, None, Some(b"v"), &[]);
+        b.build(0).unwrap()
+    };
+    let log_end = |conn: &mut TcpStream| -> i64 {
+        let req = ListOffsetsRequest::default()
+            .with_replica_id(BrokerId(-1))
+            .with_topics(vec![
+                kafka_protocol::messages::list_offsets_request::ListOffsetsTopic::default()
+                    .with_name(TopicName(st("raw")))
+                    .with_partitions(vec![
+                    kafka_protocol::messages::list_offsets_request::ListOffsetsPartition::default()
+                        .with_partition_index(0)
+                        .with_timestamp(-1),
+                ]),
+            ]);
+        let r: ListOffsetsResponse = call(conn, ApiKey::ListOffsets, 7, &req);
+        r.topics[0].partitions[0].offset
+    };
+    // The coordinator's topic is created by FindCoordinator; then InitProducerId succeeds.
+    let find = FindCoordinatorRequest::default()
+        .with_key_type(1)
+        .with_coordinator_keys(vec![st("raw-tx")]);
+    let _: FindCoordinatorResponse = call(&mut conn, ApiKey::FindCoordinator, 4, &find);
+    let init = InitProducerIdRequest::default()
+        .with_transactional_id(Some(TransactionalId(st("raw-tx"))))
+        .with_transaction_timeout_ms(60_000)
+        .with_producer_id(ProducerId(-1))
+        .with_producer_epoch(-1);
+    let mut got = None;
+    for _ in 0..100 {
+        let r: InitProducerIdResponse = call(&mut conn, ApiKey::InitProducerId, 4, &init);
+        if r.error_code == 0 {
+            got = Some((r.producer_id.0, r.producer_epoch));
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (pid, epoch) = got.expect("InitProducerId once the coordinator loaded");
+    let before = log_end(&mut conn);
+
+    // A transactional batch without the transactional id, and one to a partition that was
+    // never added to a transaction.
+    assert_eq!(produce(&mut conn, None, txn_batch(pid, epoch, 0)), 53);
+    assert_eq!(
+        produce(&mut conn, Some("raw-tx"), txn_batch(pid, epoch, 0)),
+        48,
+        "INVALID_TXN_STATE"
+    );
+    // A client's own marker in a produce.
+    assert_eq!(
+        produce(
+            &mut conn,
+            None,
+            marker_batch(pid, epoch, ControlType::Commit, 0, 0)
+        ),
+        87,
+        "INVALID_RECORD"
+    );
+    // EndTxn without a transaction.
+    let end = EndTxnRequest::default()
+        .with_transactional_id(TransactionalId(st("raw-tx")))
+        .with_producer_id(ProducerId(pid))
+        .with_producer_epoch(epoch)
+        .with_committed(true);
+    let r: EndTxnResponse = call(&mut conn, ApiKey::EndTxn, 3, &end);
+    assert_eq!(r.error_code, 48, "INVALID_TXN_STATE");
+    assert_eq!(log_end(&mut conn), before, "nothing was written");
+
+    // A producer's transaction, then its stale epoch after a newer producer took the id.
+    let add = |epoch: i16| {
+        AddPartitionsToTxnRequest::default()
+            .with_v3_and_below_transactional_id(TransactionalId(st("raw-tx")))
+            .with_v3_and_below_producer_id(ProducerId(pid))
+            .with_v3_and_below_producer_epoch(epoch)
+            .with_v3_and_below_topics(vec![AddPartitionsToTxnTopic::default()
+                .with_name(TopicName(st("raw")))
+                .with_partitions(vec![0])])
+    };
+    let r: AddPartitionsToTxnResponse = call(&mut conn, ApiKey::AddPartitionsToTxn, 3, &add(epoch));
+    assert_eq!(
+        r.results_by_topic_v3_and_below[0].results_by_partition[0].partition_error_code,
+        0
+    );
+    assert_eq!(
+        produce(&mut conn, Some("raw-tx"), txn_batch(pid, epoch, 0)),
+        0
+    );
+    let r: EndTxnResponse = call(&mut conn, ApiKey::EndTxn, 3, &end);
+    assert_eq!(r.error_code, 0);
+    let mut bumped = None;
+    for _ in 0..100 {
+        let r: InitProducerIdResponse = call(&mut conn, ApiKey::InitProducerId, 4, &init);
+        if r.error_code == 0 {
+            bumped = Some(r.producer_epoch);
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(bumped, Some(epoch + 1));
+    let r: AddPartitionsToTxnResponse = call(&mut conn, ApiKey::AddPartitionsToTxn, 3, &add(epoch));
+    assert_eq!(
+        r.results_by_topic_v3_and_below[0].results_by_partition[0].partition_error_code, 90,
+        "PRODUCER_FENCED"
+    );
+    let r: AddPartitionsToTxnResponse = call(&mut conn, ApiKey::AddPartitionsToTxn, 1, &add(epoch));
+    assert_eq!(
+        r.results_by_topic_v3_and_below[0].results_by_partition[0].partition_error_code, 47,
+        "INVALID_PRODUCER_EPOCH before KIP-588"
+    );
+    let at = log_end(&mut conn);
+    assert_eq!(
+        produce(&mut conn, Some("raw-tx"), txn_batch(pid, epoch, 1)),
+        47,
+        "a produce with the stale epoch"
+    );
+    // A marker from an older coordinator than the one that wrote the last marker.
+    let stale = WriteTxnMarkersRequest::default().with_markers(vec![WritableTxnMarker::default()
+        .with_producer_id(ProducerId(pid))
+        .with_producer_epoch(epoch + 1)
+        .with_transaction_result(false)
+        .with_coordinator_epoch(-1)
+        .with_topics(vec![WritableTxnMarkerTopic::default()
+            .with_name(TopicName(st("raw")))
+            .with_partition_indexes(vec![0])])]);
+    let r: WriteTxnMarkersResponse = call(&mut conn, ApiKey::WriteTxnMarkers, 1, &stale);
+    assert_eq!(
+        r.markers[0].topics[0].partitions[0].error_code, 52,
+        "TRANSACTION_COORDINATOR_FENCED"
+    );
+    assert_eq!(log_end(&mut conn), at, "nothing was written");
+}

@@ -94,7 +94,9 @@ async fn produce_partition(
         }
         let header = check_one_batch(&records)?;
         let tp = TopicPartition::new(&*name, index);
-        if let Some(h) = header.filter(|h| h.is_transactional()) {
+        // A control batch from a client is INVALID_RECORD whatever its transaction (the
+        // append refuses it).
+        if let Some(h) = header.filter(|h| h.is_transactional() && !h.is_control()) {
             verify_transaction(
                 broker,
                 &tp,
