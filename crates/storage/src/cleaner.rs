@@ -20,7 +20,10 @@
 //! Transactions, as Kafka's cleaner treats them: nothing at or past the first unstable
 //! offset is cleaned (an open transaction may still abort); records of aborted transactions
 //! are removed and never enter the offset map (so they cannot shadow a committed value);
-//! markers are kept, and each cleaned segment gets the `.txnindex` of the original.
+//! a marker stays while any record of its transaction remains; once none does, it gets a
+//! delete horizon as a tombstone does (KIP-534) and a later pass removes it, so a consumer
+//! that read the transaction's records has `delete.retention.ms` to see how it ended. Each
+//! cleaned segment gets the `.txnindex` of the original.
 //! Appends and reads of the active segment never wait for a pass.
 
 use std::collections::HashMap;
@@ -46,6 +49,9 @@ pub struct CleanStats {
     pub records_removed: u64,
     /// Tombstones dropped after their delete horizon.
     pub tombstones_removed: u64,
+    /// Transaction markers dropped: no record of their transaction was left and their
+    /// delete horizon had passed.
+    pub markers_removed: u64,
     /// Offset up to which the log is now clean (the new first dirty offset).
     pub cleaned_up_to: i64,
 }
@@ -185,6 +191,8 @@ pub fn clean_log(
         cleaned_up_to: end,
         ..CleanStats::default()
     };
+    // Per producer, whether its transaction seen so far in this pass kept any record.
+    let mut kept_data: HashMap<i64, bool> = HashMap::new();
     for (i, seg) in segs
         .iter()
         .enumerate()
@@ -204,12 +212,26 @@ pub fn clean_log(
         )?;
         let mut changed = false;
         seg.for_each_batch(|b| {
-            if aborted.holds(b.header()) {
-                stats.records_removed += b.header().records_count.max(0) as u64;
+            let h = *b.header();
+            if aborted.holds(&h) {
+                kept_data.entry(h.producer_id).or_insert(false);
+                stats.records_removed += h.records_count.max(0) as u64;
                 changed = true;
                 return Ok(());
             }
-            let out = filter_batch(&b, &map, now_ms, config.delete_retention_ms, &mut stats)?;
+            let out = if h.is_control() {
+                let data_left = kept_data.remove(&h.producer_id).unwrap_or(false);
+                let out = filter_marker(&b, data_left, now_ms, config.delete_retention_ms)?;
+                if matches!(out, Filtered::Drop) {
+                    stats.markers_removed += 1;
+                }
+                out
+            } else {
+                filter_batch(&b, &map, now_ms, config.delete_retention_ms, &mut stats)?
+            };
+            if h.is_transactional() && !h.is_control() {
+                *kept_data.entry(h.producer_id).or_insert(false) |= !matches!(out, Filtered::Drop);
+            }
             match out {
                 Filtered::Keep => {
                     cleaned.append(b.as_bytes(), &[BatchMeta::of(b.header())])?;
@@ -285,6 +307,49 @@ enum Filtered {
     Keep,
     Drop,
     Rebuilt(Vec<u8>),
+}
+
+/// A transaction marker: kept while records of its transaction remain (`data_left`); once
+/// none do, rewritten with a delete horizon of now + `delete.retention.ms`, and dropped by
+/// the first pass after it.
+fn filter_marker(
+    b: &RecordBatch<'_>,
+    data_left: bool,
+    now_ms: i64,
+    delete_retention_ms: i64,
+) -> Result<Filtered> {
+    let h = *b.header();
+    if data_left || strom_types::control::marker_of(b).is_none() {
+        return Ok(Filtered::Keep);
+    }
+    match h.delete_horizon_ms() {
+        Some(horizon) if now_ms > horizon => return Ok(Filtered::Drop),
+        Some(_) => return Ok(Filtered::Keep),
+        None => {}
+    }
+    let invalid = |source| StorageError::InvalidBatch { index: 0, source };
+    let records = b.records(MAX_DECOMPRESSED).map_err(invalid)?;
+    let mut builder = BatchBuilder::new(strom_types::compression::Compression::None)
+        .timestamp_type(h.timestamp_type())
+        .producer(h.producer_id, h.producer_epoch, h.base_sequence)
+        .transactional(true)
+        .control(true)
+        .partition_leader_epoch(h.partition_leader_epoch)
+        .delete_horizon_ms(now_ms.saturating_add(delete_retention_ms));
+    for r in records.iter() {
+        let r = r.map_err(|e| invalid(e.into()))?;
+        builder.append_with_offset_delta(
+            r.offset_delta,
+            h.base_timestamp.saturating_add(r.timestamp_delta),
+            r.key,
+            r.value,
+            &[],
+        );
+    }
+    let bytes = builder
+        .build(h.base_offset)
+        .map_err(|e| invalid(e.into()))?;
+    Ok(Filtered::Rebuilt(bytes))
 }
 
 fn filter_batch(

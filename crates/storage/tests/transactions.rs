@@ -233,3 +233,61 @@ fn batch_with_key(key: &str) -> Vec<u8> {
     b.append(NOW, Some(key.as_bytes()), Some(b"v"), &[]);
     b.build(0).unwrap()
 }
+
+#[test]
+fn compaction_removes_a_marker_after_its_horizon_once_no_record_of_its_transaction_is_left() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = LogConfig::default();
+    config.set("cleanup.policy", "compact").unwrap();
+    config.set("min.cleanable.dirty.ratio", "0.01").unwrap();
+    config.set("segment.bytes", "200").unwrap();
+    config.set("delete.retention.ms", "1000").unwrap();
+    let log = open(dir.path(), config);
+    // Producer 1 commits k and j; k is overwritten later, j is not.
+    append(&log, txn(1, 0, &["k"])).unwrap();
+    let first_marker = end(&log, 1, ControlType::Commit).unwrap();
+    append(&log, txn(2, 0, &["j"])).unwrap();
+    let second_marker = end(&log, 2, ControlType::Commit).unwrap();
+    for i in 0..6 {
+        append(&log, batch_with_key(if i == 0 { "k" } else { "z" })).unwrap();
+    }
+    let markers = |log: &Log| -> Vec<i64> {
+        let mut out = Vec::new();
+        let mut offset = log.log_start_offset();
+        loop {
+            let info = log.read(offset, 1 << 20, None, true).unwrap();
+            let Some(region) = info.region else { break };
+            let bytes = region.read_to_vec().unwrap();
+            let mut next = offset;
+            for b in strom_types::batch::batches(&bytes) {
+                let b = b.unwrap();
+                if b.header().is_control() {
+                    out.push(b.header().base_offset);
+                }
+                next = b.header().next_offset();
+            }
+            offset = next;
+        }
+        out
+    };
+    let s1 = clean_log(&log, NOW, 1 << 20, true).unwrap().unwrap();
+    // Producer 1's record is gone, but its marker stays until its delete horizon.
+    assert_eq!(markers(&log), vec![first_marker, second_marker]);
+    assert_eq!(s1.markers_removed, 0);
+    append(&log, batch_with_key("z")).unwrap();
+    let s2 = clean_log(&log, NOW + 2_000, 1 << 20, true)
+        .unwrap()
+        .unwrap();
+    assert_eq!(s2.markers_removed, 1);
+    assert_eq!(
+        markers(&log),
+        vec![second_marker],
+        "j is still there, so is its marker"
+    );
+    let js: Vec<i64> = read_all(&log)
+        .iter()
+        .filter(|r| r.key.as_deref() == Some(b"j".as_slice()))
+        .map(|r| r.offset)
+        .collect();
+    assert_eq!(js.len(), 1);
+}
