@@ -98,6 +98,13 @@ impl ProducerEntry {
         }
     }
 
+    /// A batch without a sequence (a marker, a coordinator's transactional batch): the
+    /// epoch only moves forward, the newest timestamp is kept.
+    fn advance_to(&mut self, h: &BatchHeader) {
+        self.set_epoch(h.producer_epoch.max(self.epoch));
+        self.last_timestamp = self.last_timestamp.max(h.max_timestamp);
+    }
+
     fn push(&mut self, epoch: i16, batch: ProducerBatch) {
         self.set_epoch(epoch);
         if self.batches.len() == MAX_CACHED_BATCHES {
@@ -344,16 +351,9 @@ impl ProducerState {
             if h.producer_id < 0 {
                 return None;
             }
-            let e = self
-                .producers
-                .entry(h.producer_id)
-                .or_insert_with(|| ProducerEntry {
-                    epoch: h.producer_epoch,
-                    ..Default::default()
-                });
-            e.set_epoch(h.producer_epoch.max(e.epoch));
+            let e = self.entry_of(h);
+            e.advance_to(h);
             e.coordinator_epoch = e.coordinator_epoch.max(marker.coordinator_epoch);
-            e.last_timestamp = e.last_timestamp.max(h.max_timestamp);
             let first = e.txn_first_offset.take()?;
             self.ongoing.remove(&(first, h.producer_id));
             return Some(CompletedTxn {
@@ -368,24 +368,27 @@ impl ProducerState {
         if !(is_idempotent(h) || h.is_transactional() && h.producer_id >= 0) {
             return None;
         }
-        let e = self
-            .producers
-            .entry(h.producer_id)
-            .or_insert_with(|| ProducerEntry {
-                epoch: h.producer_epoch,
-                ..Default::default()
-            });
+        let e = self.entry_of(h);
         if is_idempotent(h) {
             e.push(h.producer_epoch, batch_of(h));
         } else {
-            e.set_epoch(h.producer_epoch.max(e.epoch));
-            e.last_timestamp = e.last_timestamp.max(h.max_timestamp);
+            e.advance_to(h);
         }
         if h.is_transactional() && e.txn_first_offset.is_none() {
             e.txn_first_offset = Some(h.base_offset);
             self.ongoing.insert((h.base_offset, h.producer_id));
         }
         None
+    }
+
+    /// The entry of `h`'s producer, created at its epoch if new.
+    fn entry_of(&mut self, h: &BatchHeader) -> &mut ProducerEntry {
+        self.producers
+            .entry(h.producer_id)
+            .or_insert_with(|| ProducerEntry {
+                epoch: h.producer_epoch,
+                ..Default::default()
+            })
     }
 
     /// Forgets producers whose newest batch is older than `expiration_ms` before `now_ms`
