@@ -203,8 +203,7 @@ pub struct GroupCoordinator {
     /// Partitions being loaded, each with the token of its load: their groups are answered
     /// COORDINATOR_LOAD_IN_PROGRESS, and a load whose token is gone (unloaded meanwhile) is
     /// dropped when it ends.
-    loading: Mutex<HashMap<i32, u64>>,
-    next_load: std::sync::atomic::AtomicU64,
+    loads: crate::loads::Loads,
 }
 
 impl std::fmt::Debug for GroupCoordinator {
@@ -223,8 +222,7 @@ impl GroupCoordinator {
             config,
             partitions: RwLock::new(HashMap::new()),
             groups: Mutex::new(HashMap::new()),
-            loading: Mutex::new(HashMap::new()),
-            next_load: std::sync::atomic::AtomicU64::new(1),
+            loads: Default::default(),
         })
     }
 
@@ -252,7 +250,7 @@ impl GroupCoordinator {
 
     /// True while partition `partition` is being loaded.
     pub fn is_partition_loading(&self, partition: i32) -> bool {
-        self.loading.lock().contains_key(&partition)
+        self.loads.is_loading(partition)
     }
 
     /// Takes over partition `partition`: replays its records into groups and offsets.
@@ -270,11 +268,7 @@ impl GroupCoordinator {
     /// Marks partition `partition` as loading (its groups get COORDINATOR_LOAD_IN_PROGRESS)
     /// and returns the token [`GroupCoordinator::finish_loading`] takes.
     pub fn begin_loading(&self, partition: i32) -> u64 {
-        let token = self
-            .next_load
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        self.loading.lock().insert(partition, token);
-        token
+        self.loads.begin(partition)
     }
 
     /// Replays partition `partition` into groups and offsets and starts serving them,
@@ -288,11 +282,9 @@ impl GroupCoordinator {
         token: u64,
     ) -> Result<bool, String> {
         let replayed = self.replay(log, leader_epoch);
-        let mut loading = self.loading.lock();
-        if loading.get(&partition) != Some(&token) {
+        let Some(_installing) = self.loads.finish(partition, token) else {
             return Ok(false);
-        }
-        loading.remove(&partition);
+        };
         let (sink, loaded, records) = replayed?;
         let count = loaded.len();
         {
@@ -460,8 +452,7 @@ impl GroupCoordinator {
     /// Gives up partition `partition`: its groups are dropped (members will find the new
     /// coordinator).
     pub fn unload_partition(&self, partition: i32) {
-        let mut loading = self.loading.lock();
-        loading.remove(&partition);
+        let _unloading = self.loads.cancel(partition);
         self.partitions.write().remove(&partition);
         let now = now_ms();
         self.groups.lock().retain(|_, h| {

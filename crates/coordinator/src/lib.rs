@@ -15,6 +15,7 @@ pub mod codes;
 pub mod consumer_group;
 pub mod coordinator;
 pub mod group;
+mod loads;
 pub mod records;
 pub mod replay;
 pub mod txn;

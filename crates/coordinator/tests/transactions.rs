@@ -342,10 +342,10 @@ async fn timed_out_transactions_are_aborted_and_their_producer_fenced() {
         c.end_txn(ID, 1000, 0, true).await,
         Err(codes::PRODUCER_FENCED)
     );
-    let listed = c.list(&[], &[], -1);
+    let listed = c.list(&[], &[], -1).await;
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].state, "CompleteAbort");
-    assert!(c.list(&["Ongoing".to_string()], &[], -1).is_empty());
+    assert!(c.list(&["Ongoing".to_string()], &[], -1).await.is_empty());
 }
 
 #[tokio::test]

@@ -253,21 +253,14 @@ fn compaction_removes_a_marker_after_its_horizon_once_no_record_of_its_transacti
     }
     let markers = |log: &Log| -> Vec<i64> {
         let mut out = Vec::new();
-        let mut offset = log.log_start_offset();
-        loop {
-            let info = log.read(offset, 1 << 20, None, true).unwrap();
-            let Some(region) = info.region else { break };
-            let bytes = region.read_to_vec().unwrap();
-            let mut next = offset;
-            for b in strom_types::batch::batches(&bytes) {
-                let b = b.unwrap();
-                if b.header().is_control() {
-                    out.push(b.header().base_offset);
+        for_each_region(log, |_, bytes| {
+            for b in strom_types::batch::batches(bytes) {
+                let h = *b.unwrap().header();
+                if h.is_control() {
+                    out.push(h.base_offset);
                 }
-                next = b.header().next_offset();
             }
-            offset = next;
-        }
+        });
         out
     };
     let s1 = clean_log(&log, NOW, 1 << 20, true).unwrap().unwrap();

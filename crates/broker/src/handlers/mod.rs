@@ -329,7 +329,7 @@ pub async fn handle(
             respond(key, version, correlation_id, &r)?
         }
         ApiKey::ListTransactions => {
-            let r = transactions::list_transactions(broker, decode(body, version)?, version);
+            let r = transactions::list_transactions(broker, decode(body, version)?, version).await;
             respond(key, version, correlation_id, &r)?
         }
         ApiKey::DescribeProducers => {

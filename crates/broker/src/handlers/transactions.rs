@@ -402,7 +402,7 @@ const STATE_NAMES: [TxnStatus; 8] = [
     TxnStatus::PrepareEpochFence,
 ];
 
-pub(super) fn list_transactions(
+pub(super) async fn list_transactions(
     broker: &Arc<Broker>,
     request: ListTransactionsRequest,
     version: i16,
@@ -424,6 +424,7 @@ pub(super) fn list_transactions(
         broker
             .transactions
             .list(&known, &pids, duration)
+            .await
             .into_iter()
             .map(|l| {
                 ListedState::default()

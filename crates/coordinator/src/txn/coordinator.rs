@@ -19,7 +19,6 @@
 //! `transactional.id.expiration.ms` are removed (a tombstone is written).
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -229,9 +228,8 @@ pub struct TransactionCoordinator {
     host: OnceLock<Arc<dyn TxnHost>>,
     /// Loaded partitions with their coordinator epoch.
     partitions: RwLock<HashMap<i32, i32>>,
-    /// Partitions being loaded, with the token of their load.
-    loading: Mutex<HashMap<i32, u64>>,
-    next_load: AtomicU64,
+    /// Partitions being loaded.
+    loads: crate::loads::Loads,
     txns: Mutex<HashMap<String, Entry>>,
 }
 
@@ -252,8 +250,7 @@ impl TransactionCoordinator {
             config,
             host: OnceLock::new(),
             partitions: RwLock::new(HashMap::new()),
-            loading: Mutex::new(HashMap::new()),
-            next_load: AtomicU64::new(1),
+            loads: Default::default(),
             txns: Mutex::new(HashMap::new()),
         })
     }
@@ -285,7 +282,7 @@ impl TransactionCoordinator {
 
     /// True while partition `partition` is being loaded.
     pub fn is_partition_loading(&self, partition: i32) -> bool {
-        self.loading.lock().contains_key(&partition)
+        self.loads.is_loading(partition)
     }
 
     fn host(&self) -> Result<Arc<dyn TxnHost>, i16> {
@@ -300,7 +297,7 @@ impl TransactionCoordinator {
         if let Some(e) = self.partitions.read().get(&partition) {
             return Ok(*e);
         }
-        if self.loading.lock().contains_key(&partition) {
+        if self.loads.is_loading(partition) {
             Err(codes::COORDINATOR_LOAD_IN_PROGRESS)
         } else {
             Err(codes::NOT_COORDINATOR)
@@ -324,9 +321,7 @@ impl TransactionCoordinator {
     /// Marks partition `partition` as loading and returns the token
     /// [`TransactionCoordinator::finish_loading`] takes.
     pub fn begin_loading(&self, partition: i32) -> u64 {
-        let token = self.next_load.fetch_add(1, Ordering::Relaxed);
-        self.loading.lock().insert(partition, token);
-        token
+        self.loads.begin(partition)
     }
 
     /// Replays partition `partition` into transactional ids and starts serving them in
@@ -364,11 +359,9 @@ impl TransactionCoordinator {
                 }
             }
         });
-        let mut loading = self.loading.lock();
-        if loading.get(&partition) != Some(&token) {
+        let Some(installing) = self.loads.finish(partition, token) else {
             return Ok(false);
-        }
-        loading.remove(&partition);
+        };
         let records = records?;
         let mut prepared = Vec::new();
         let count = {
@@ -387,7 +380,7 @@ impl TransactionCoordinator {
             count
         };
         self.partitions.write().insert(partition, coordinator_epoch);
-        drop(loading);
+        drop(installing);
         tracing::info!(
             partition,
             transactional_ids = count,
@@ -404,7 +397,7 @@ impl TransactionCoordinator {
     /// Gives up partition `partition`: its ids are dropped (the new coordinator replays
     /// them); marker phases in progress stop at their next step.
     pub fn unload_partition(&self, partition: i32) {
-        self.loading.lock().remove(&partition);
+        let _unloading = self.loads.cancel(partition);
         self.partitions.write().remove(&partition);
         let p = self.config.partitions;
         self.txns
@@ -774,7 +767,7 @@ impl TransactionCoordinator {
 
     /// ListTransactions: ids here, filtered by state names and producer ids (empty = all),
     /// and by a transaction open at least `min_duration_ms` (-1 = any).
-    pub fn list(
+    pub async fn list(
         &self,
         states: &[String],
         producer_ids: &[i64],
@@ -782,12 +775,12 @@ impl TransactionCoordinator {
     ) -> Vec<TxnListing> {
         let now = now_ms();
         let entries: Vec<Entry> = self.txns.lock().values().cloned().collect();
-        let mut out: Vec<TxnListing> = entries
-            .iter()
-            .filter_map(|e| {
-                let m = e.try_lock().ok()?.clone();
-                Some(m)
-            })
+        let mut states_now = Vec::with_capacity(entries.len());
+        for e in &entries {
+            states_now.push(e.lock().await.clone());
+        }
+        let mut out: Vec<TxnListing> = states_now
+            .into_iter()
             .filter(|m| m.producer_id >= 0)
             .filter(|m| states.is_empty() || states.iter().any(|s| s == m.status.name()))
             .filter(|m| producer_ids.is_empty() || producer_ids.contains(&m.producer_id))

@@ -90,21 +90,27 @@ pub fn records_of(bytes: &[u8]) -> Vec<Rec> {
     out
 }
 
-/// Reads the whole log from its start, batch region by batch region.
-pub fn read_all(log: &Log) -> Vec<Rec> {
-    let mut out = Vec::new();
+/// Calls `f` with each region of whole batches of the log from its start, and the offset
+/// the read asked for.
+pub fn for_each_region(log: &Log, mut f: impl FnMut(i64, &[u8])) {
     let mut offset = log.log_start_offset();
     loop {
         let info = log.read(offset, 1 << 20, None, true).unwrap();
         let Some(region) = info.region else { break };
         let bytes = region.read_to_vec().unwrap();
-        let recs = records_of(&bytes);
-        let last_batch_end = batch::batches(&bytes)
+        f(offset, &bytes);
+        offset = batch::batches(&bytes)
             .map(|b| b.unwrap().header().next_offset())
             .last()
             .unwrap();
-        out.extend(recs.into_iter().filter(|r| r.offset >= offset));
-        offset = last_batch_end;
     }
+}
+
+/// Reads the whole log from its start, batch region by batch region.
+pub fn read_all(log: &Log) -> Vec<Rec> {
+    let mut out = Vec::new();
+    for_each_region(log, |offset, bytes| {
+        out.extend(records_of(bytes).into_iter().filter(|r| r.offset >= offset));
+    });
     out
 }
