@@ -3,7 +3,8 @@
 //! partition of a transaction (appended here when this broker leads the partition, else
 //! sent to the leader as WriteTxnMarkers), and how a leader asks a transaction's coordinator
 //! whether a partition is in the transaction before taking the producer's first batch
-//! (KIP-890 part 1: AddPartitionsToTxn v4 with `verify_only`, or a local call).
+//! (KIP-890 part 1: AddPartitionsToTxn v4 with `verify_only`, or a local call), or has
+//! the coordinator add it (KIP-890 part 2: the same request without `verify_only`).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Weak};
@@ -23,7 +24,7 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 use parking_lot::Mutex;
 use strom_client::connection::Connection;
-use strom_coordinator::txn::{TxnHost, TxnMarkers, TRANSACTION_STATE_TOPIC};
+use strom_coordinator::txn::{TxnHost, TxnMarkers, TRANSACTION_STATE_TOPIC, TRANSACTION_VERSION_2};
 use strom_coordinator::OFFSETS_TOPIC;
 use strom_replication::ReplicationError;
 use strom_storage::{now_ms, AppendOrigin};
@@ -298,14 +299,18 @@ async fn send_markers(
     Ok(())
 }
 
-/// KIP-890 part 1: asks the coordinator of `transactional_id` whether `tp` is in the open
-/// transaction of `(producer_id, epoch)`. NONE, or the error the produce gets.
-pub(crate) async fn verify_in_transaction(
+/// Asks the coordinator of `transactional_id` about partition `tp` of the open transaction
+/// of `(producer_id, epoch)`: whether it is in (KIP-890 part 1, `add` false), or to add it
+/// (KIP-890 part 2, `add` true: a Produce v12+ or TxnOffsetCommit v5+ joins its partition
+/// to the transaction itself). Locally when this broker is the coordinator, else by
+/// AddPartitionsToTxn v4+ to it. NONE, or the coordinator's code (a broker that cannot be
+/// reached answers NOT_COORDINATOR).
+pub(crate) async fn check_in_transaction(
     broker: &Arc<Broker>,
     transactional_id: &str,
-    producer_id: i64,
-    epoch: i16,
+    (producer_id, epoch): (i64, i16),
     tp: &TopicPartition,
+    add: bool,
 ) -> i16 {
     let partitions = [(tp.topic.to_string(), tp.partition)];
     let coordinator = broker.transactions.partition_for(transactional_id);
@@ -316,19 +321,30 @@ pub(crate) async fn verify_in_transaction(
         .and_then(|t| t.partitions.get(&coordinator))
         .map_or(-1, |p| p.leader);
     if leader == broker.config.node_id || leader < 0 {
-        return match broker
-            .transactions
-            .verify_partitions(transactional_id, producer_id, epoch, &partitions)
+        let txns = &broker.transactions;
+        let outcome = if add {
+            txns.add_partitions(
+                transactional_id,
+                producer_id,
+                epoch,
+                &partitions,
+                TRANSACTION_VERSION_2,
+            )
             .await
-        {
+            .map(|()| vec![0])
+        } else {
+            txns.verify_partitions(transactional_id, producer_id, epoch, &partitions)
+                .await
+        };
+        return match outcome {
             Ok(codes) => codes.first().copied().unwrap_or(0),
-            Err(code) => verification_error(code),
+            Err(code) => code,
         };
     }
     let Ok(conn) = broker.txn_links.get(broker, leader).await else {
-        return ResponseError::NotEnoughReplicas.code();
+        return ResponseError::NotCoordinator.code();
     };
-    let Ok(version) = conn.version_up_to::<AddPartitionsToTxnRequest>(4) else {
+    let Ok(version) = conn.version_up_to::<AddPartitionsToTxnRequest>(5) else {
         return ResponseError::UnsupportedVersion.code();
     };
     if version < 4 {
@@ -340,13 +356,13 @@ pub(crate) async fn verify_in_transaction(
         )))
         .with_producer_id(ProducerId(producer_id))
         .with_producer_epoch(epoch)
-        .with_verify_only(true)
+        .with_verify_only(!add)
         .with_topics(vec![AddPartitionsToTxnTopic::default()
             .with_name(TopicName(StrBytes::from_string(tp.topic.to_string())))
             .with_partitions(vec![tp.partition])]);
     let request = AddPartitionsToTxnRequest::default().with_transactions(vec![txn]);
     match conn.send_within(&request, version, WRITE_TIMEOUT).await {
-        Ok(r) if r.error_code != 0 => verification_error(r.error_code),
+        Ok(r) if r.error_code != 0 => r.error_code,
         Ok(r) => r
             .results_by_transaction
             .first()
@@ -361,21 +377,34 @@ pub(crate) async fn verify_in_transaction(
             .unwrap_or(ResponseError::InvalidTxnState.code()),
         Err(e) => {
             broker.txn_links.drop_connection(leader);
-            tracing::debug!(error = %e, "transaction verification failed");
-            ResponseError::NotEnoughReplicas.code()
+            tracing::debug!(error = %e, "transaction check failed");
+            ResponseError::NotCoordinator.code()
         }
     }
 }
 
-/// What a produce answers when its transaction could not be verified: a coordinator that
-/// is moving is retriable (NOT_ENOUGH_REPLICAS, as Kafka answers); anything else is the
-/// coordinator's own answer.
-fn verification_error(code: i16) -> i16 {
-    if code == ResponseError::NotCoordinator.code()
+/// True for a coordinator's answer that means "not now" (it is moving, loading, or ending
+/// the previous transaction): the request that asked is retried by its client.
+pub(crate) fn coordinator_busy(code: i16) -> bool {
+    code == ResponseError::NotCoordinator.code()
         || code == ResponseError::CoordinatorLoadInProgress.code()
         || code == ResponseError::CoordinatorNotAvailable.code()
         || code == ResponseError::ConcurrentTransactions.code()
-    {
+}
+
+/// A leader's check before a producer's first transactional batch: verified at
+/// transaction version 1, added at 2 (Produce v12+). NONE, or what the produce answers:
+/// a busy coordinator is retriable (NOT_ENOUGH_REPLICAS, as Kafka answers), an unknown
+/// producer is INVALID_TXN_STATE, a stale epoch INVALID_PRODUCER_EPOCH.
+pub(crate) async fn verify_in_transaction(
+    broker: &Arc<Broker>,
+    transactional_id: &str,
+    producer: (i64, i16),
+    tp: &TopicPartition,
+    add: bool,
+) -> i16 {
+    let code = check_in_transaction(broker, transactional_id, producer, tp, add).await;
+    if coordinator_busy(code) {
         ResponseError::NotEnoughReplicas.code()
     } else if code == ResponseError::InvalidProducerIdMapping.code() {
         ResponseError::InvalidTxnState.code()

@@ -2,6 +2,8 @@
 //! commits and aborts across partitions, read back by the native read_committed and
 //! read_uncommitted consumers; offsets committed in a transaction take effect only with it;
 //! a second producer with the same transactional.id fences the first (a fatal error).
+//! The native producer speaks transaction version 2 (KIP-890 part 2) with Strom, as a
+//! Kafka 4 client does; the raw-protocol tests drive both versions.
 
 mod common;
 
@@ -126,6 +128,9 @@ async fn commit_abort_commit_and_offsets_in_transactions() {
         .find(|o| o.topic == "in" && o.partition == 0)
         .map(|o| o.offset);
     assert_eq!(committed, Some(30));
+    // Transaction version 2: every one of the three ends bumped the epoch.
+    let d = admin.describe_transaction("native-1").await.unwrap();
+    assert_eq!(d.producer_epoch, 3, "{d:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -329,4 +334,171 @@ fn bad_transactional_requests_get_kafkas_codes_and_change_nothing() {
         "TRANSACTION_COORDINATOR_FENCED"
     );
     assert_eq!(log_end(&mut conn), at, "nothing was written");
+}
+
+/// KIP-890 part 2 on the wire, as a Kafka 4 producer speaks it: the feature in ApiVersions
+/// v4, a Produce v12 and a TxnOffsetCommit v5 that add their own partitions, an EndTxn v5
+/// that answers a bumped epoch, which fences a late write of the finished transaction.
+#[test]
+fn transaction_version_2_on_the_wire() {
+    use std::net::TcpStream;
+
+    use common::call;
+    use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+    use kafka_protocol::messages::txn_offset_commit_request::{
+        TxnOffsetCommitRequestPartition, TxnOffsetCommitRequestTopic,
+    };
+    use kafka_protocol::messages::*;
+    use kafka_protocol::protocol::StrBytes;
+    use strom_types::compression::Compression;
+    use strom_types::record::BatchBuilder;
+
+    let st = |v: &str| StrBytes::from_string(v.to_string());
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &[]);
+    let mut conn = TcpStream::connect(&s.addr).unwrap();
+
+    let v4: ApiVersionsResponse = call(
+        &mut conn,
+        ApiKey::ApiVersions,
+        4,
+        &ApiVersionsRequest::default(),
+    );
+    let supported = v4
+        .supported_features
+        .iter()
+        .find(|f| f.name.as_str() == "transaction.version")
+        .map(|f| (f.min_version, f.max_version));
+    assert_eq!(supported, Some((0, 2)));
+    let finalized = v4
+        .finalized_features
+        .iter()
+        .find(|f| f.name.as_str() == "transaction.version")
+        .map(|f| f.max_version_level);
+    assert_eq!(finalized, Some(2));
+    let v3: ApiVersionsResponse = call(
+        &mut conn,
+        ApiKey::ApiVersions,
+        3,
+        &ApiVersionsRequest::default(),
+    );
+    assert!(v3.supported_features.is_empty() && v3.finalized_features.is_empty());
+
+    let create = CreateTopicsRequest::default().with_topics(vec![
+        kafka_protocol::messages::create_topics_request::CreatableTopic::default()
+            .with_name(TopicName(st("tv2")))
+            .with_num_partitions(2)
+            .with_replication_factor(1),
+    ]);
+    let _: CreateTopicsResponse = call(&mut conn, ApiKey::CreateTopics, 5, &create);
+    let produce = |conn: &mut TcpStream, version: i16, partition: i32, bytes: Vec<u8>| -> i16 {
+        let req = ProduceRequest::default()
+            .with_transactional_id(Some(TransactionalId(st("tv2-tx"))))
+            .with_acks(-1)
+            .with_timeout_ms(5000)
+            .with_topic_data(vec![TopicProduceData::default()
+                .with_name(TopicName(st("tv2")))
+                .with_partition_data(vec![PartitionProduceData::default()
+                    .with_index(partition)
+                    .with_records(Some(Bytes::from(bytes)))])]);
+        let r: ProduceResponse = call(conn, ApiKey::Produce, version, &req);
+        r.responses[0].partition_responses[0].error_code
+    };
+    let txn_batch = |pid: i64, epoch: i16, seq: i32| {
+        let mut b = BatchBuilder::new(Compression::None)
+            .producer(pid, epoch, seq)
+            .transactional(true);
+        b.append(0, None, Some(b"v"), &[]);
+        b.build(0).unwrap()
+    };
+    // Retries what a coordinator answers while it loads or finishes the last transaction.
+    fn until<T>(what: &str, mut f: impl FnMut() -> (i16, T)) -> (i16, T) {
+        for _ in 0..200 {
+            let (code, out) = f();
+            if ![14, 15, 16, 51].contains(&code) {
+                return (code, out);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("{what} never answered");
+    }
+    for key_type in [0i8, 1] {
+        let find = FindCoordinatorRequest::default()
+            .with_key_type(key_type)
+            .with_coordinator_keys(vec![st(if key_type == 0 { "tv2-g" } else { "tv2-tx" })]);
+        let _: FindCoordinatorResponse = call(&mut conn, ApiKey::FindCoordinator, 4, &find);
+    }
+    let init = InitProducerIdRequest::default()
+        .with_transactional_id(Some(TransactionalId(st("tv2-tx"))))
+        .with_transaction_timeout_ms(60_000)
+        .with_producer_id(ProducerId(-1))
+        .with_producer_epoch(-1);
+    let (code, (pid, epoch)) = until("InitProducerId", || {
+        let r: InitProducerIdResponse = call(&mut conn, ApiKey::InitProducerId, 5, &init);
+        (r.error_code, (r.producer_id.0, r.producer_epoch))
+    });
+    assert_eq!(code, 0);
+
+    // Produce v12 adds its partition; v11 still needs AddPartitionsToTxn.
+    assert_eq!(produce(&mut conn, 12, 0, txn_batch(pid, epoch, 0)), 0);
+    assert_eq!(
+        produce(&mut conn, 11, 1, txn_batch(pid, epoch, 0)),
+        48,
+        "INVALID_TXN_STATE"
+    );
+    // Likewise TxnOffsetCommit v5 adds the group's partition, v4 needs AddOffsetsToTxn.
+    let offsets = TxnOffsetCommitRequest::default()
+        .with_transactional_id(TransactionalId(st("tv2-tx")))
+        .with_group_id(GroupId(st("tv2-g")))
+        .with_producer_id(ProducerId(pid))
+        .with_producer_epoch(epoch)
+        .with_generation_id(-1)
+        .with_topics(vec![TxnOffsetCommitRequestTopic::default()
+            .with_name(TopicName(st("in")))
+            .with_partitions(vec![TxnOffsetCommitRequestPartition::default()
+                .with_partition_index(0)
+                .with_committed_offset(7)
+                .with_committed_leader_epoch(-1)])]);
+    let commit_offsets = |conn: &mut TcpStream, version: i16| {
+        until("TxnOffsetCommit", || {
+            let r: TxnOffsetCommitResponse = call(conn, ApiKey::TxnOffsetCommit, version, &offsets);
+            (r.topics[0].partitions[0].error_code, ())
+        })
+        .0
+    };
+    assert_eq!(commit_offsets(&mut conn, 4), 48, "INVALID_TXN_STATE");
+    assert_eq!(commit_offsets(&mut conn, 5), 0);
+    let end_txn = |conn: &mut TcpStream, epoch: i16, commit: bool| {
+        let req = EndTxnRequest::default()
+            .with_transactional_id(TransactionalId(st("tv2-tx")))
+            .with_producer_id(ProducerId(pid))
+            .with_producer_epoch(epoch)
+            .with_committed(commit);
+        until("EndTxn", || {
+            let r: EndTxnResponse = call(conn, ApiKey::EndTxn, 5, &req);
+            (r.error_code, (r.producer_id.0, r.producer_epoch))
+        })
+    };
+    assert_eq!(end_txn(&mut conn, epoch, true), (0, (pid, epoch + 1)));
+    // Its retry (the answer was lost) gets the same answer.
+    assert_eq!(end_txn(&mut conn, epoch, true), (0, (pid, epoch + 1)));
+    // A late write of the committed transaction: its epoch is stale now.
+    assert_eq!(
+        produce(&mut conn, 12, 0, txn_batch(pid, epoch, 1)),
+        47,
+        "INVALID_PRODUCER_EPOCH"
+    );
+    // The next transaction, at the new epoch from sequence 0; its abort bumps again.
+    assert_eq!(produce(&mut conn, 12, 1, txn_batch(pid, epoch + 1, 0)), 0);
+    assert_eq!(end_txn(&mut conn, epoch + 1, false), (0, (pid, epoch + 2)));
+    // The offset committed with the first transaction took effect.
+    let fetch = OffsetFetchRequest::default()
+        .with_group_id(GroupId(st("tv2-g")))
+        .with_topics(Some(vec![
+            kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic::default()
+                .with_name(TopicName(st("in")))
+                .with_partition_indexes(vec![0]),
+        ]));
+    let r: OffsetFetchResponse = call(&mut conn, ApiKey::OffsetFetch, 5, &fetch);
+    assert_eq!(r.topics[0].partitions[0].committed_offset, 7);
 }

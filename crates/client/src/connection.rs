@@ -36,6 +36,8 @@ pub struct Connection {
     pending: Pending,
     next_id: AtomicI32,
     versions: HashMap<i16, (i16, i16)>,
+    /// Finalized feature levels the broker reported (ApiVersions v3+), by name.
+    features: HashMap<String, i16>,
     timeout: Duration,
 }
 
@@ -91,9 +93,10 @@ impl Connection {
             pending,
             next_id: AtomicI32::new(1),
             versions: HashMap::new(),
+            features: HashMap::new(),
             timeout,
         };
-        conn.versions = conn.fetch_versions().await?;
+        (conn.versions, conn.features) = conn.fetch_versions().await?;
         Ok(conn)
     }
 
@@ -107,9 +110,10 @@ impl Connection {
         &self.addr
     }
 
-    async fn fetch_versions(&self) -> Result<HashMap<i16, (i16, i16)>> {
+    /// The broker's API version ranges and finalized features.
+    async fn fetch_versions(&self) -> Result<(HashMap<i16, (i16, i16)>, HashMap<String, i16>)> {
         let mut request = ApiVersionsRequest::default();
-        let max = ApiVersionsRequest::VERSIONS.max.min(3);
+        let max = ApiVersionsRequest::VERSIONS.max.min(4);
         if max >= 3 {
             request.client_software_name = StrBytes::from_static_str("strom-client");
             request.client_software_version = StrBytes::from_static_str(env!("CARGO_PKG_VERSION"));
@@ -122,10 +126,23 @@ impl Connection {
         if r.error_code != 0 {
             return Err(ClientError::kafka(r.error_code));
         }
-        Ok(r.api_keys
+        let versions = r
+            .api_keys
             .iter()
             .map(|k| (k.api_key, (k.min_version, k.max_version)))
-            .collect())
+            .collect();
+        let features = r
+            .finalized_features
+            .iter()
+            .map(|f| (f.name.to_string(), f.max_version_level))
+            .collect();
+        Ok((versions, features))
+    }
+
+    /// The finalized level of feature `name` (`transaction.version`...), if the broker
+    /// reported one.
+    pub fn feature_level(&self, name: &str) -> Option<i16> {
+        self.features.get(name).copied()
     }
 
     /// The highest version of `R` both this client and the broker speak.

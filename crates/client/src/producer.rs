@@ -711,7 +711,7 @@ async fn send_to(inner: &Arc<Inner>, addr: &str, group: Taken) {
                     .collect(),
             );
     if inner.config.acks == 0 {
-        let outcome = match conn.version::<ProduceRequest>() {
+        let outcome = match inner.produce_version(&conn) {
             Ok(v) => conn.send_no_response(&request, v).await,
             Err(e) => Err(e),
         };
@@ -724,7 +724,7 @@ async fn send_to(inner: &Arc<Inner>, addr: &str, group: Taken) {
         }
         return;
     }
-    let response = match conn.version::<ProduceRequest>() {
+    let response = match inner.produce_version(&conn) {
         Ok(v) => conn.start(&request, v, inner.config.request_timeout).await,
         Err(e) => Err(e),
     };

@@ -6,6 +6,12 @@
 //! through the group coordinator (TxnOffsetCommit); `commit_transaction` flushes, then
 //! EndTxn(commit); `abort_transaction` flushes, then EndTxn(abort).
 //!
+//! Against a broker that finalized `transaction.version` 2 (KIP-890 part 2) the producer
+//! speaks that version: no AddPartitionsToTxn or AddOffsetsToTxn (Produce v12 and
+//! TxnOffsetCommit v5 have the partition added by the broker), and every EndTxn (v5)
+//! answers with a bumped epoch, which the next transaction uses with its sequences from 0,
+//! so a late write of a finished transaction is fenced.
+//!
 //! A send that fails inside a transaction makes it abortable: commit answers
 //! [`ClientError::Abortable`] and the application aborts. Being fenced (PRODUCER_FENCED,
 //! INVALID_PRODUCER_EPOCH from the coordinator) is fatal: every later call answers
@@ -22,7 +28,8 @@ use kafka_protocol::messages::txn_offset_commit_request::{
 };
 use kafka_protocol::messages::{
     AddOffsetsToTxnRequest, AddPartitionsToTxnRequest, EndTxnRequest, GroupId,
-    InitProducerIdRequest, ProducerId, TopicName, TransactionalId, TxnOffsetCommitRequest,
+    InitProducerIdRequest, ProduceRequest, ProducerId, TopicName, TransactionalId,
+    TxnOffsetCommitRequest,
 };
 use kafka_protocol::protocol::StrBytes;
 
@@ -56,6 +63,8 @@ pub(super) struct TxnState {
     /// The first failure of a send in the open transaction.
     pub(super) abortable: Option<String>,
     coordinator: Option<Arc<Connection>>,
+    /// Speaking transaction version 2 (decided by `init_transactions`).
+    tv2: bool,
 }
 
 /// How long a transactional call keeps retrying a busy or moving coordinator (Kafka's
@@ -69,6 +78,9 @@ const CONCURRENT_TRANSACTIONS: i16 = 51;
 const INVALID_PRODUCER_EPOCH: i16 = 47;
 const PRODUCER_FENCED: i16 = 90;
 const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
+
+/// The feature a broker finalizes at 2 when it speaks KIP-890 part 2.
+const TRANSACTION_VERSION: &str = "transaction.version";
 
 type Attempt<T> = Pin<Box<dyn Future<Output = Result<std::result::Result<T, i16>>> + Send>>;
 
@@ -164,12 +176,30 @@ impl Inner {
             .ok_or_else(|| ClientError::TxnState("init_transactions has not completed".into()))
     }
 
-    /// Adds `tp` to the open transaction unless it is in already.
+    /// The Produce version to send: a transactional producer at transaction version 1
+    /// stays below v12, from which a produce has its partition added by the broker.
+    pub(super) fn produce_version(&self, conn: &Connection) -> Result<i16> {
+        if self.config.transactional_id.is_some() && !self.txn.lock().tv2 {
+            conn.version_up_to::<ProduceRequest>(11)
+        } else {
+            conn.version::<ProduceRequest>()
+        }
+    }
+
+    /// Adds `tp` to the open transaction unless it is in already (at transaction version
+    /// 2 the first produce to it does that).
     pub(super) async fn add_to_transaction(&self, tp: &Tp) -> Result<()> {
         self.check_phase(&[Phase::InTransaction])?;
         let _one_at_a_time = self.txn_calls.lock().await;
-        if self.txn.lock().partitions.contains(tp) {
-            return Ok(());
+        {
+            let mut t = self.txn.lock();
+            if t.partitions.contains(tp) {
+                return Ok(());
+            }
+            if t.tv2 {
+                t.partitions.insert(tp.clone());
+                return Ok(());
+            }
         }
         let id = self.transactional_id()?.to_string();
         let (pid, epoch) = self.producer()?;
@@ -213,25 +243,36 @@ impl Inner {
     async fn end_transaction(&self, commit: bool) -> Result<()> {
         let id = self.transactional_id()?.to_string();
         let (pid, epoch) = self.producer()?;
+        let tv2 = self.txn.lock().tv2;
         let what = if commit { "commit" } else { "abort" };
-        self.with_coordinator(what, |conn| {
-            let id = id.clone();
-            Box::pin(async move {
-                let version = conn.version_up_to::<EndTxnRequest>(4)?;
-                let request = EndTxnRequest::default()
-                    .with_transactional_id(TransactionalId(s(&id)))
-                    .with_producer_id(ProducerId(pid))
-                    .with_producer_epoch(epoch)
-                    .with_committed(commit);
-                let r = conn.send_at(&request, version).await?;
-                Ok(if r.error_code == 0 {
-                    Ok(())
-                } else {
-                    Err(r.error_code)
+        let next = self
+            .with_coordinator(what, |conn| {
+                let id = id.clone();
+                Box::pin(async move {
+                    let version = conn.version_up_to::<EndTxnRequest>(if tv2 { 5 } else { 4 })?;
+                    let request = EndTxnRequest::default()
+                        .with_transactional_id(TransactionalId(s(&id)))
+                        .with_producer_id(ProducerId(pid))
+                        .with_producer_epoch(epoch)
+                        .with_committed(commit);
+                    let r = conn.send_at(&request, version).await?;
+                    Ok(match r.error_code {
+                        0 if version >= 5 => Ok(Some((r.producer_id.0, r.producer_epoch))),
+                        0 => Ok(None),
+                        code => Err(code),
+                    })
                 })
             })
-        })
-        .await
+            .await?;
+        if let Some((pid, epoch)) = next.filter(|(pid, epoch)| *pid >= 0 && *epoch >= 0) {
+            // KIP-890 part 2: the next transaction runs at the bumped epoch (or a new
+            // producer id), its sequences from 0.
+            *self.producer_id.lock() = Some((pid, epoch));
+            for q in self.state.lock().queues.values_mut() {
+                q.next_sequence = 0;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -265,7 +306,12 @@ impl Producer {
                 })
             })
             .await?;
-        tracing::debug!(producer_id = pid.0, epoch = pid.1, transactional_id = %id, "transactional producer");
+        let tv2 = inner.txn_coordinator().await.is_ok_and(|c| {
+            c.feature_level(TRANSACTION_VERSION).unwrap_or(0) >= 2
+                && c.version::<EndTxnRequest>().is_ok_and(|v| v >= 5)
+        });
+        inner.txn.lock().tv2 = tv2;
+        tracing::debug!(producer_id = pid.0, epoch = pid.1, transactional_id = %id, tv2, "transactional producer");
         *inner.producer_id.lock() = Some(pid);
         for q in inner.state.lock().queues.values_mut() {
             q.next_sequence = 0;
@@ -297,8 +343,14 @@ impl Producer {
         inner.check_phase(&[Phase::InTransaction])?;
         let id = inner.transactional_id()?.to_string();
         let (pid, epoch) = inner.producer()?;
-        let added = inner.txn.lock().groups.contains(&group.group_id);
-        if !added {
+        let (added, tv2) = {
+            let t = inner.txn.lock();
+            (t.groups.contains(&group.group_id), t.tv2)
+        };
+        if tv2 {
+            // TxnOffsetCommit v5 has the group coordinator add the offsets partition.
+            inner.txn.lock().groups.insert(group.group_id.clone());
+        } else if !added {
             let group_id = group.group_id.clone();
             let id2 = id.clone();
             inner
@@ -342,7 +394,7 @@ impl Producer {
         let deadline = Instant::now() + MAX_BLOCK;
         loop {
             let conn = find_coordinator(&inner.cluster, &group.group_id).await?;
-            let version = conn.version_up_to::<TxnOffsetCommitRequest>(4)?;
+            let version = conn.version_up_to::<TxnOffsetCommitRequest>(if tv2 { 5 } else { 4 })?;
             let mut request = TxnOffsetCommitRequest::default()
                 .with_transactional_id(TransactionalId(s(&id)))
                 .with_group_id(GroupId(s(&group.group_id)))

@@ -9,9 +9,11 @@ use std::time::Duration;
 use futures_util::future::BoxFuture;
 use parking_lot::Mutex;
 use strom_coordinator::codes;
+use strom_coordinator::txn::records::encode_key;
+use strom_coordinator::txn::TxnValue;
 use strom_coordinator::txn::{
     TransactionCoordinator, TxnCoordinatorConfig, TxnHost, TxnMarkers, TxnStatus,
-    TRANSACTION_STATE_TOPIC,
+    TRANSACTION_STATE_TOPIC, TRANSACTION_VERSION_1 as V1, TRANSACTION_VERSION_2 as V2,
 };
 use strom_storage::{now_ms, AppendOrigin, Log, LogConfig, OpenOptions};
 use strom_types::compression::Compression;
@@ -148,11 +150,11 @@ async fn commit_writes_markers_to_every_partition_then_completes() {
     let f = fixture();
     let c = &f.coordinator;
     assert_eq!(c.init_producer_id(ID, 60_000, None).await, Ok((1000, 0)));
-    c.add_partitions(ID, 1000, 0, &parts(&[("a", 0), ("b", 1)]))
+    c.add_partitions(ID, 1000, 0, &parts(&[("a", 0), ("b", 1)]), V1)
         .await
         .unwrap();
     // Adding what is already in is a no-op; one more partition joins.
-    c.add_partitions(ID, 1000, 0, &parts(&[("a", 0), ("a", 1)]))
+    c.add_partitions(ID, 1000, 0, &parts(&[("a", 0), ("a", 1)]), V1)
         .await
         .unwrap();
     let d = c.describe(ID).await.unwrap();
@@ -163,7 +165,7 @@ async fn commit_writes_markers_to_every_partition_then_completes() {
             .await,
         Ok(vec![codes::NONE, codes::INVALID_TXN_STATE])
     );
-    c.end_txn(ID, 1000, 0, true).await.unwrap();
+    c.end_txn(ID, 1000, 0, true, V1).await.unwrap();
     wait_state(c, TxnStatus::CompleteCommit).await;
     let markers = f.host.markers.lock().clone();
     assert_eq!(markers.len(), 1);
@@ -174,13 +176,13 @@ async fn commit_writes_markers_to_every_partition_then_completes() {
         parts(&[("a", 0), ("a", 1), ("b", 1)])
     );
     // A retried commit is answered NONE; an abort now is not a valid transition.
-    assert_eq!(c.end_txn(ID, 1000, 0, true).await, Ok(()));
+    assert_eq!(c.end_txn(ID, 1000, 0, true, V1).await, Ok((1000, 0)));
     assert_eq!(
-        c.end_txn(ID, 1000, 0, false).await,
+        c.end_txn(ID, 1000, 0, false, V1).await,
         Err(codes::INVALID_TXN_STATE)
     );
     // The next transaction starts with the next AddPartitionsToTxn.
-    c.add_partitions(ID, 1000, 0, &parts(&[("b", 0)]))
+    c.add_partitions(ID, 1000, 0, &parts(&[("b", 0)]), V1)
         .await
         .unwrap();
     assert_eq!(c.describe(ID).await.unwrap().partitions, parts(&[("b", 0)]));
@@ -191,7 +193,7 @@ async fn a_new_producer_fences_the_old_one_and_aborts_its_transaction() {
     let f = fixture();
     let c = &f.coordinator;
     c.init_producer_id(ID, 60_000, None).await.unwrap();
-    c.add_partitions(ID, 1000, 0, &parts(&[("a", 0)]))
+    c.add_partitions(ID, 1000, 0, &parts(&[("a", 0)]), V1)
         .await
         .unwrap();
     // The zombie's successor: the open transaction is aborted first.
@@ -210,11 +212,11 @@ async fn a_new_producer_fences_the_old_one_and_aborts_its_transaction() {
     assert_eq!(c.init_producer_id(ID, 60_000, None).await, Ok((1000, 2)));
     // The old producer is fenced everywhere.
     assert_eq!(
-        c.add_partitions(ID, 1000, 0, &parts(&[("a", 0)])).await,
+        c.add_partitions(ID, 1000, 0, &parts(&[("a", 0)]), V1).await,
         Err(codes::PRODUCER_FENCED)
     );
     assert_eq!(
-        c.end_txn(ID, 1000, 0, true).await,
+        c.end_txn(ID, 1000, 0, true, V1).await,
         Err(codes::PRODUCER_FENCED)
     );
     // KIP-360: a producer naming an epoch that is not current is fenced too; one naming
@@ -247,22 +249,22 @@ async fn bad_requests_get_kafkas_errors_and_change_nothing() {
         Err(codes::INVALID_TRANSACTION_TIMEOUT)
     );
     assert_eq!(
-        c.add_partitions(ID, 1, 0, &parts(&[("a", 0)])).await,
+        c.add_partitions(ID, 1, 0, &parts(&[("a", 0)]), V1).await,
         Err(codes::INVALID_PRODUCER_ID_MAPPING)
     );
     c.init_producer_id(ID, 60_000, None).await.unwrap();
     let before = f.log.log_end_offset();
     // EndTxn without a transaction.
     assert_eq!(
-        c.end_txn(ID, 1000, 0, true).await,
+        c.end_txn(ID, 1000, 0, true, V1).await,
         Err(codes::INVALID_TXN_STATE)
     );
     assert_eq!(
-        c.end_txn(ID, 1000, 5, true).await,
+        c.end_txn(ID, 1000, 5, true, V1).await,
         Err(codes::INVALID_PRODUCER_EPOCH)
     );
     assert_eq!(
-        c.end_txn(ID, 999, 0, false).await,
+        c.end_txn(ID, 999, 0, false, V1).await,
         Err(codes::INVALID_PRODUCER_ID_MAPPING)
     );
     assert_eq!(f.log.log_end_offset(), before, "nothing was written");
@@ -285,14 +287,14 @@ async fn a_new_coordinator_finishes_a_transaction_the_old_one_prepared() {
     f.host.fail_markers.store(usize::MAX, Ordering::SeqCst);
     let c = &f.coordinator;
     c.init_producer_id(ID, 60_000, None).await.unwrap();
-    c.add_partitions(ID, 1000, 0, &parts(&[("a", 0), ("b", 0)]))
+    c.add_partitions(ID, 1000, 0, &parts(&[("a", 0), ("b", 0)]), V1)
         .await
         .unwrap();
-    c.end_txn(ID, 1000, 0, true).await.unwrap();
+    c.end_txn(ID, 1000, 0, true, V1).await.unwrap();
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert_eq!(c.describe(ID).await.unwrap().state, "PrepareCommit");
     assert_eq!(
-        c.add_partitions(ID, 1000, 0, &parts(&[("a", 0)])).await,
+        c.add_partitions(ID, 1000, 0, &parts(&[("a", 0)]), V1).await,
         Err(codes::CONCURRENT_TRANSACTIONS)
     );
     c.unload_partition(c.partition_for(ID));
@@ -306,7 +308,7 @@ async fn a_new_coordinator_finishes_a_transaction_the_old_one_prepared() {
     assert_eq!(markers[0].coordinator_epoch, 1);
     assert_eq!(markers[0].partitions, parts(&[("a", 0), ("b", 0)]));
     // The producer goes on with the same id and epoch.
-    next.add_partitions(ID, 1000, 0, &parts(&[("c", 0)]))
+    next.add_partitions(ID, 1000, 0, &parts(&[("c", 0)]), V1)
         .await
         .unwrap();
 }
@@ -317,10 +319,10 @@ async fn markers_are_retried_until_written() {
     f.host.fail_markers.store(3, Ordering::SeqCst);
     let c = &f.coordinator;
     c.init_producer_id(ID, 60_000, None).await.unwrap();
-    c.add_partitions(ID, 1000, 0, &parts(&[("a", 0)]))
+    c.add_partitions(ID, 1000, 0, &parts(&[("a", 0)]), V1)
         .await
         .unwrap();
-    c.end_txn(ID, 1000, 0, false).await.unwrap();
+    c.end_txn(ID, 1000, 0, false, V1).await.unwrap();
     wait_state(c, TxnStatus::CompleteAbort).await;
     assert_eq!(f.host.markers.lock().len(), 1);
 }
@@ -330,7 +332,7 @@ async fn timed_out_transactions_are_aborted_and_their_producer_fenced() {
     let f = fixture();
     let c = &f.coordinator;
     c.init_producer_id(ID, 1, None).await.unwrap();
-    c.add_partitions(ID, 1000, 0, &parts(&[("a", 0)]))
+    c.add_partitions(ID, 1000, 0, &parts(&[("a", 0)]), V1)
         .await
         .unwrap();
     assert_eq!(c.abort_timed_out(now_ms() - 10_000).await, 0, "not yet");
@@ -339,7 +341,7 @@ async fn timed_out_transactions_are_aborted_and_their_producer_fenced() {
     wait_state(c, TxnStatus::CompleteAbort).await;
     assert_eq!(f.host.markers.lock()[0].producer_epoch, 1);
     assert_eq!(
-        c.end_txn(ID, 1000, 0, true).await,
+        c.end_txn(ID, 1000, 0, true, V1).await,
         Err(codes::PRODUCER_FENCED)
     );
     let listed = c.list(&[], &[], -1).await;
@@ -364,4 +366,100 @@ async fn idle_ids_expire_and_their_state_is_gone_after_a_replay() {
     );
     // A new producer with that id starts over with a new producer id.
     assert_eq!(next.init_producer_id(ID, 60_000, None).await, Ok((1000, 0)));
+}
+
+#[tokio::test]
+async fn at_transaction_version_2_every_end_bumps_the_epoch() {
+    let f = fixture();
+    let c = &f.coordinator;
+    assert_eq!(c.init_producer_id(ID, 60_000, None).await, Ok((1000, 0)));
+    // A leader's implicit add (Produce v12) opens the transaction.
+    c.add_partitions(ID, 1000, 0, &parts(&[("a", 0)]), V2)
+        .await
+        .unwrap();
+    assert_eq!(c.end_txn(ID, 1000, 0, true, V2).await, Ok((1000, 1)));
+    wait_state(c, TxnStatus::CompleteCommit).await;
+    assert_eq!(
+        f.host.markers.lock()[0].producer_epoch,
+        1,
+        "the markers carry the bumped epoch"
+    );
+    // The lost answer's retry gets the same answer; the old epoch is fenced otherwise.
+    assert_eq!(c.end_txn(ID, 1000, 0, true, V2).await, Ok((1000, 1)));
+    assert_eq!(
+        c.end_txn(ID, 1000, 0, false, V2).await,
+        Err(codes::PRODUCER_FENCED)
+    );
+    assert_eq!(
+        c.add_partitions(ID, 1000, 0, &parts(&[("a", 0)]), V2).await,
+        Err(codes::PRODUCER_FENCED)
+    );
+    // The next transaction runs at the new epoch; its abort bumps again.
+    c.add_partitions(ID, 1000, 1, &parts(&[("b", 0)]), V2)
+        .await
+        .unwrap();
+    assert_eq!(c.end_txn(ID, 1000, 1, false, V2).await, Ok((1000, 2)));
+    wait_state(c, TxnStatus::CompleteAbort).await;
+    let last = f.host.markers.lock().last().cloned().unwrap();
+    assert!(!last.commit);
+    assert_eq!(
+        (last.producer_epoch, last.partitions),
+        (2, parts(&[("b", 0)]))
+    );
+    // A transaction that added nothing can be aborted (no marker is needed), not committed.
+    assert_eq!(
+        c.end_txn(ID, 1000, 2, true, V2).await,
+        Err(codes::INVALID_TXN_STATE)
+    );
+    assert_eq!(c.end_txn(ID, 1000, 2, false, V2).await, Ok((1000, 3)));
+    wait_state(c, TxnStatus::CompleteAbort).await;
+    assert!(f.host.markers.lock().last().unwrap().partitions.is_empty());
+
+    // A coordinator that takes the partition over still recognises the retry.
+    c.unload_partition(c.partition_for(ID));
+    let (_, next) = start(f.log.clone(), 1, 0);
+    assert_eq!(next.end_txn(ID, 1000, 2, false, V2).await, Ok((1000, 3)));
+    assert_eq!(next.describe(ID).await.unwrap().producer_epoch, 3);
+}
+
+#[tokio::test]
+async fn at_transaction_version_2_an_exhausted_epoch_moves_to_a_new_producer_id() {
+    let f = fixture();
+    // An id whose producer is one bump from the last epoch, as a replay finds it.
+    let almost = TxnValue {
+        producer_id: 7,
+        previous_producer_id: -1,
+        next_producer_id: -1,
+        producer_epoch: i16::MAX - 1,
+        timeout_ms: 60_000,
+        status: TxnStatus::Ongoing,
+        partitions: vec![("a".into(), vec![0])],
+        last_update_ms: now_ms(),
+        start_ms: now_ms(),
+        client_version: V2,
+    };
+    f.host
+        .append(0, 0, encode_key(ID), Some(almost.encode()))
+        .await
+        .unwrap();
+    f.coordinator
+        .unload_partition(f.coordinator.partition_for(ID));
+    let (host, c) = start(f.log.clone(), 1, 0);
+    assert_eq!(
+        c.end_txn(ID, 7, i16::MAX - 1, true, V2).await,
+        Ok((1000, 0))
+    );
+    wait_state(&c, TxnStatus::CompleteCommit).await;
+    let m = host.markers.lock()[0].clone();
+    assert_eq!((m.producer_id, m.producer_epoch), (7, i16::MAX));
+    let d = c.describe(ID).await.unwrap();
+    assert_eq!((d.producer_id, d.producer_epoch), (1000, 0));
+    // The retry under the old id is answered with the new one.
+    assert_eq!(
+        c.end_txn(ID, 7, i16::MAX - 1, true, V2).await,
+        Ok((1000, 0))
+    );
+    c.add_partitions(ID, 1000, 0, &parts(&[("a", 0)]), V2)
+        .await
+        .unwrap();
 }

@@ -170,8 +170,13 @@ impl Log {
 }
 
 impl Log {
-    /// True while `producer_id` has a transaction open in this partition.
-    pub fn in_transaction(&self, producer_id: i64) -> bool {
-        self.append.lock().producers.in_transaction(producer_id)
+    /// True while `producer_id` has a transaction open in this partition at `epoch` (a
+    /// batch at a newer epoch belongs to a later transaction, whose partition must be
+    /// added anew: at transaction version 2 each transaction has its own epoch).
+    pub fn in_transaction(&self, producer_id: i64, epoch: i16) -> bool {
+        self.append
+            .lock()
+            .producers
+            .in_transaction(producer_id, epoch)
     }
 }

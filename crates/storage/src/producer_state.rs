@@ -63,6 +63,9 @@ struct ProducerEntry {
     txn_first_offset: Option<i64>,
     /// Coordinator epoch of the last marker written for this producer (-1: none yet).
     coordinator_epoch: i32,
+    /// The epoch was raised by a marker (transaction version 2 bumps it at every end), so
+    /// the producer's next batch at that epoch must start at sequence 0.
+    epoch_from_marker: bool,
 }
 
 impl Default for ProducerEntry {
@@ -73,6 +76,7 @@ impl Default for ProducerEntry {
             last_timestamp: -1,
             txn_first_offset: None,
             coordinator_epoch: -1,
+            epoch_from_marker: false,
         }
     }
 }
@@ -101,12 +105,16 @@ impl ProducerEntry {
     /// A batch without a sequence (a marker, a coordinator's transactional batch): the
     /// epoch only moves forward, the newest timestamp is kept.
     fn advance_to(&mut self, h: &BatchHeader) {
+        if h.is_control() && h.producer_epoch > self.epoch {
+            self.epoch_from_marker = true;
+        }
         self.set_epoch(h.producer_epoch.max(self.epoch));
         self.last_timestamp = self.last_timestamp.max(h.max_timestamp);
     }
 
     fn push(&mut self, epoch: i16, batch: ProducerBatch) {
         self.set_epoch(epoch);
+        self.epoch_from_marker = false;
         if self.batches.len() == MAX_CACHED_BATCHES {
             self.batches.pop_front();
         }
@@ -176,11 +184,11 @@ impl ProducerState {
         self.ongoing.iter().next().map(|(offset, _)| *offset)
     }
 
-    /// True while `producer_id` has a transaction open here.
-    pub(crate) fn in_transaction(&self, producer_id: i64) -> bool {
+    /// True while `producer_id` has a transaction open here at `epoch`.
+    pub(crate) fn in_transaction(&self, producer_id: i64, epoch: i16) -> bool {
         self.producers
             .get(&producer_id)
-            .is_some_and(|e| e.txn_first_offset.is_some())
+            .is_some_and(|e| e.txn_first_offset.is_some() && e.epoch == epoch)
     }
 
     /// Open transactions as (producer id, first offset), oldest first.
@@ -326,6 +334,13 @@ fn check_entry(entry: Option<&ProducerEntry>, h: &BatchHeader) -> Result<Sequenc
         return Ok(SequenceCheck::Duplicate(*dup));
     }
     match entry.batches.back() {
+        None if entry.epoch_from_marker && h.base_sequence != 0 => {
+            Err(StorageError::OutOfOrderSequence {
+                producer_id: h.producer_id,
+                expected: 0,
+                got: h.base_sequence,
+            })
+        }
         Some(last) if h.base_sequence != next_sequence(last.last_seq) => {
             Err(StorageError::OutOfOrderSequence {
                 producer_id: h.producer_id,
@@ -778,5 +793,39 @@ mod tests {
             )
             .is_err());
         assert_eq!(loaded, s);
+    }
+
+    #[test]
+    fn a_marker_that_bumps_the_epoch_starts_the_next_transaction_at_sequence_0() {
+        // Transaction version 2: data at epoch 0, the marker at epoch 1.
+        let mut s = ProducerState::default();
+        s.update(&txn_header(1, 0, 0, 0, 3), None);
+        assert!(s.in_transaction(1, 0));
+        assert!(
+            !s.in_transaction(1, 1),
+            "a later epoch is a later transaction"
+        );
+        s.update(&marker_header(1, 1, 3), marker(ControlType::Commit, 0));
+        assert!(!s.in_transaction(1, 0));
+        // A late write of the finished transaction is fenced by the epoch alone.
+        assert!(matches!(
+            s.check(&txn_header(1, 0, 3, 4, 1)),
+            Err(StorageError::InvalidProducerEpoch { .. })
+        ));
+        // The next transaction starts over at sequence 0, and only there.
+        assert!(matches!(
+            s.check(&txn_header(1, 1, 1, 4, 1)),
+            Err(StorageError::OutOfOrderSequence { expected: 0, .. })
+        ));
+        assert_eq!(
+            s.check(&txn_header(1, 1, 0, 4, 1)).unwrap(),
+            SequenceCheck::Append
+        );
+        s.update(&txn_header(1, 1, 0, 4, 1), None);
+        assert_eq!(
+            s.check(&txn_header(1, 1, 1, 5, 1)).unwrap(),
+            SequenceCheck::Append
+        );
+        assert!(s.in_transaction(1, 1));
     }
 }

@@ -97,11 +97,11 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::OffsetDelete, 0, 0),
     (ApiKey::ConsumerGroupHeartbeat, 0, 1),
     (ApiKey::ConsumerGroupDescribe, 0, 1),
-    (ApiKey::AddPartitionsToTxn, 0, 4),
+    (ApiKey::AddPartitionsToTxn, 0, 5),
     (ApiKey::AddOffsetsToTxn, 0, 3),
-    (ApiKey::EndTxn, 0, 4),
+    (ApiKey::EndTxn, 0, 5),
     (ApiKey::WriteTxnMarkers, 1, 1),
-    (ApiKey::TxnOffsetCommit, 0, 4),
+    (ApiKey::TxnOffsetCommit, 0, 5),
     (ApiKey::DescribeTransactions, 0, 0),
     (ApiKey::ListTransactions, 0, 1),
     (ApiKey::DescribeProducers, 0, 0),
@@ -159,14 +159,14 @@ pub async fn handle(
     let correlation_id = header.correlation_id;
     let out = match key {
         ApiKey::ApiVersions => {
-            let r = api_versions::handle(decode(body, version)?);
+            let r = api_versions::handle(decode(body, version)?, version);
             respond(key, version, correlation_id, &r)?
         }
         ApiKey::Metadata => {
             let r = metadata::handle(broker, decode(body, version)?, version).await;
             respond(key, version, correlation_id, &r)?
         }
-        ApiKey::Produce => match produce::handle(broker, decode(body, version)?).await {
+        ApiKey::Produce => match produce::handle(broker, decode(body, version)?, version).await {
             Some(r) => respond(key, version, correlation_id, &r)?,
             None => return Ok(None),
         },

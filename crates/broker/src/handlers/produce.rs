@@ -25,7 +25,10 @@ use crate::errors;
 pub(super) async fn handle(
     broker: &Arc<Broker>,
     request: ProduceRequest,
+    version: i16,
 ) -> Option<ProduceResponse> {
+    // Transaction version 2 (KIP-890 part 2): from v12 a produce adds its own partition.
+    let adds = version >= 12;
     let acks = request.acks;
     let timeout = Duration::from_millis(request.timeout_ms.max(0) as u64);
     let transactional_id: Option<Arc<str>> = request
@@ -47,6 +50,7 @@ pub(super) async fn handle(
                     p.records,
                     (acks, timeout),
                     transactional_id.clone(),
+                    adds,
                 )
             })
             .collect::<Vec<_>>();
@@ -70,6 +74,7 @@ async fn produce_partition(
     records: Option<Bytes>,
     (acks, timeout): (i16, Duration),
     transactional_id: Option<Arc<str>>,
+    adds: bool,
 ) -> PartitionProduceResponse {
     let mut out = PartitionProduceResponse::default()
         .with_index(index)
@@ -103,6 +108,7 @@ async fn produce_partition(
                 &h,
                 transactional_id.as_deref(),
                 partition.log(),
+                adds,
             )
             .await?;
         }
@@ -139,17 +145,18 @@ async fn produce_partition(
     out
 }
 
-/// KIP-890 part 1: a producer's first transactional batch to a partition in a transaction
-/// is taken only once its coordinator confirms the partition was added to that
-/// transaction; later batches of the same transaction are covered by the open transaction
-/// the partition already tracks. A transactional batch without a transactional id is
-/// refused as Kafka does.
+/// KIP-890: a producer's first transactional batch to a partition in a transaction is
+/// taken only once its coordinator confirms the partition was added to that transaction
+/// (part 1), or has added it (part 2, `adds`: Produce v12+); later batches of the same
+/// transaction (the same epoch) are covered by the open transaction the partition already
+/// tracks. A transactional batch without a transactional id is refused as Kafka does.
 async fn verify_transaction(
     broker: &Arc<Broker>,
     tp: &TopicPartition,
     h: &BatchHeader,
     transactional_id: Option<&str>,
     log: &strom_storage::Log,
+    adds: bool,
 ) -> Result<(), (i16, String)> {
     let Some(id) = transactional_id else {
         return Err((
@@ -157,10 +164,11 @@ async fn verify_transaction(
             "transactional records need the producer's transactional id".into(),
         ));
     };
-    if log.in_transaction(h.producer_id) {
+    if log.in_transaction(h.producer_id, h.producer_epoch) {
         return Ok(());
     }
-    match crate::txn::verify_in_transaction(broker, id, h.producer_id, h.producer_epoch, tp).await {
+    let producer = (h.producer_id, h.producer_epoch);
+    match crate::txn::verify_in_transaction(broker, id, producer, tp, adds).await {
         0 => Ok(()),
         code => Err((
             code,

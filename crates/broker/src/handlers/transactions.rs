@@ -1,5 +1,6 @@
-//! The transaction APIs: AddPartitionsToTxn (v0-3 from clients, v4 batched with
-//! `verify_only` from leaders, KIP-890), AddOffsetsToTxn, EndTxn, TxnOffsetCommit,
+//! The transaction APIs: AddPartitionsToTxn (v0-3 from clients, v4-5 batched from leaders:
+//! `verify_only` for KIP-890 part 1, an add for part 2), AddOffsetsToTxn, EndTxn (v5: an
+//! epoch bump per transaction), TxnOffsetCommit (v5: adds its partition itself),
 //! WriteTxnMarkers (from a coordinator, or an admin aborting a hanging transaction),
 //! DescribeTransactions, ListTransactions and DescribeProducers. The coordinator's errors
 //! are mapped to what each version knows: PRODUCER_FENCED arrived with KIP-588, and older
@@ -24,12 +25,12 @@ use kafka_protocol::messages::write_txn_markers_response::{
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
-use strom_coordinator::txn::TxnStatus;
+use strom_coordinator::txn::{TxnStatus, TRANSACTION_VERSION_1, TRANSACTION_VERSION_2};
 use strom_coordinator::{CommitEntry, TxnCommitter, OFFSETS_TOPIC};
 use strom_types::TopicPartition;
 
 use crate::broker::{Broker, GroupWrite};
-use crate::txn::write_marker_here;
+use crate::txn::{check_in_transaction, coordinator_busy, write_marker_here};
 
 fn s(v: impl Into<String>) -> StrBytes {
     StrBytes::from_string(v.into())
@@ -121,6 +122,7 @@ pub(super) async fn add_partitions(
                     request.v3_and_below_producer_id.0,
                     request.v3_and_below_producer_epoch,
                     &parts,
+                    TRANSACTION_VERSION_1,
                 )
                 .await
             {
@@ -143,8 +145,9 @@ pub(super) async fn add_partitions(
         } else if txn.verify_only {
             coordinator.verify_partitions(id, pid, epoch, &parts).await
         } else {
+            // A leader adding its partition for a Produce v12+ (KIP-890 part 2).
             coordinator
-                .add_partitions(id, pid, epoch, &parts)
+                .add_partitions(id, pid, epoch, &parts, TRANSACTION_VERSION_2)
                 .await
                 .map(|()| vec![0; parts.len()])
         };
@@ -185,6 +188,7 @@ pub(super) async fn add_offsets(
             request.producer_id.0,
             request.producer_epoch,
             &[partition],
+            TRANSACTION_VERSION_1,
         )
         .await
     {
@@ -194,28 +198,36 @@ pub(super) async fn add_offsets(
     AddOffsetsToTxnResponse::default().with_error_code(code)
 }
 
+/// EndTxn; from v5 at transaction version 2, whose answer carries the producer id and
+/// the bumped epoch the producer goes on with.
 pub(super) async fn end_txn(
     broker: &Arc<Broker>,
     request: EndTxnRequest,
     version: i16,
 ) -> EndTxnResponse {
-    let code = match broker
+    let client_version = if version >= 5 {
+        TRANSACTION_VERSION_2
+    } else {
+        TRANSACTION_VERSION_1
+    };
+    let outcome = broker
         .transactions
         .end_txn(
             request.transactional_id.as_str(),
             request.producer_id.0,
             request.producer_epoch,
             request.committed,
+            client_version,
         )
-        .await
-    {
-        Ok(()) => 0,
-        Err(code) => for_version(code, version, 2),
+        .await;
+    let (code, (pid, epoch)) = match outcome {
+        Ok(producer) => (0, producer),
+        Err(code) => (for_version(code, version, 2), (-1, -1)),
     };
     EndTxnResponse::default()
         .with_error_code(code)
-        .with_producer_id(ProducerId(-1))
-        .with_producer_epoch(-1)
+        .with_producer_id(ProducerId(pid))
+        .with_producer_epoch(epoch)
 }
 
 /// WriteTxnMarkers: each marker to each partition this broker leads (acks=all).
@@ -273,6 +285,43 @@ pub(super) async fn write_txn_markers(
     WriteTxnMarkersResponse::default().with_markers(markers)
 }
 
+/// KIP-890 for TxnOffsetCommit: before the producer's first offsets of a transaction in
+/// the group's `__consumer_offsets` partition, its coordinator verifies that the partition
+/// is in the transaction (AddOffsetsToTxn put it there), or, from v5 (transaction version
+/// 2), adds it. NONE, or the code the commit answers.
+async fn in_transaction(
+    broker: &Arc<Broker>,
+    request: &TxnOffsetCommitRequest,
+    version: i16,
+) -> i16 {
+    let group = request.group_id.as_str();
+    if !broker.coordinator.is_coordinator_for(group) {
+        // The commit answers NOT_COORDINATOR (or loading) itself.
+        return 0;
+    }
+    let tp = TopicPartition::new(OFFSETS_TOPIC, broker.coordinator.partition_for(group));
+    let producer = (request.producer_id.0, request.producer_epoch);
+    let open = broker
+        .logs
+        .get(&tp)
+        .is_some_and(|log| log.in_transaction(producer.0, producer.1));
+    if open {
+        return 0;
+    }
+    let id = request.transactional_id.as_str();
+    let code = check_in_transaction(broker, id, producer, &tp, version >= 5).await;
+    if coordinator_busy(code) {
+        // Retried by every client, which a moving transaction coordinator is not.
+        ResponseError::CoordinatorLoadInProgress.code()
+    } else if code == ResponseError::ProducerFenced.code()
+        || code == ResponseError::InvalidProducerIdMapping.code()
+    {
+        ResponseError::InvalidProducerEpoch.code()
+    } else {
+        code
+    }
+}
+
 pub(super) async fn txn_offset_commit(
     broker: &Arc<Broker>,
     request: TxnOffsetCommitRequest,
@@ -315,7 +364,11 @@ pub(super) async fn txn_offset_commit(
             -1
         },
     };
-    let result = match broker.coordinator.txn_commit_offsets(&group, &by, &entries) {
+    let result = match in_transaction(broker, &request, version).await {
+        0 => broker.coordinator.txn_commit_offsets(&group, &by, &entries),
+        code => Err(code),
+    };
+    let result = match result {
         Ok(codes) => match broker
             .wait_group_replicated(&group, GroupWrite::Other)
             .await

@@ -34,6 +34,15 @@ use crate::replay::{self, Item};
 /// The internal topic holding transaction state.
 pub const TRANSACTION_STATE_TOPIC: &str = "__transaction_state";
 
+/// Kafka's `transaction.version` of the classic protocol (KIP-98, with KIP-890 part 1's
+/// verification): the client adds every partition itself and keeps its epoch.
+pub const TRANSACTION_VERSION_1: i16 = 1;
+
+/// `transaction.version` 2 (KIP-890 part 2): a produce (v12+) or TxnOffsetCommit (v5+)
+/// adds its own partition, and every EndTxn (v5+) bumps the producer epoch, so a late
+/// write of a finished transaction is fenced by the epoch alone.
+pub const TRANSACTION_VERSION_2: i16 = 2;
+
 /// The coordinator's settings, from Kafka's broker properties.
 #[derive(Debug, Clone)]
 pub struct TxnCoordinatorConfig {
@@ -170,7 +179,17 @@ impl TxnMetadata {
             previous_producer_id: v.previous_producer_id,
             next_producer_id: v.next_producer_id,
             epoch: v.producer_epoch,
-            last_epoch: -1,
+            // A TV2 end bumped the epoch by one: remember the one before, so a retried
+            // EndTxn is still recognised by the coordinator that loads it.
+            last_epoch: if v.client_version >= TRANSACTION_VERSION_2
+                && v.producer_epoch > 0
+                && v.status != TxnStatus::Empty
+                && v.status != TxnStatus::Ongoing
+            {
+                v.producer_epoch - 1
+            } else {
+                -1
+            },
             timeout_ms: v.timeout_ms,
             status: v.status,
             partitions: v
@@ -497,7 +516,8 @@ impl TransactionCoordinator {
         Ok(())
     }
 
-    /// AddPartitionsToTxn (and AddOffsetsToTxn, with the group's offsets partition): the
+    /// AddPartitionsToTxn (and AddOffsetsToTxn, with the group's offsets partition; and, at
+    /// [`TRANSACTION_VERSION_2`], a leader's or group coordinator's implicit add): the
     /// partitions join the transaction, which begins with the first of them.
     pub async fn add_partitions(
         &self,
@@ -505,6 +525,7 @@ impl TransactionCoordinator {
         producer_id: i64,
         epoch: i16,
         partitions: &[(String, i32)],
+        client_version: i16,
     ) -> Result<(), i16> {
         let entry = self
             .existing(transactional_id)?
@@ -526,6 +547,7 @@ impl TransactionCoordinator {
         if m.status != TxnStatus::Ongoing {
             next.partitions.clear();
             next.start_ms = now;
+            next.client_version = client_version;
         }
         next.status = TxnStatus::Ongoing;
         next.partitions.extend(partitions.iter().cloned());
@@ -563,19 +585,55 @@ impl TransactionCoordinator {
             .collect())
     }
 
-    /// EndTxn: commit or abort the open transaction. Answers once the decision is logged;
-    /// the markers follow. A retry of an end already reached answers NONE.
+    /// EndTxn: commit or abort the open transaction. Answers once the decision is logged
+    /// (the markers follow) with the producer id and epoch the producer goes on with: the
+    /// same ones at [`TRANSACTION_VERSION_1`]; at [`TRANSACTION_VERSION_2`] the epoch is
+    /// bumped (the markers carry the new one), or on exhaustion a new producer id at epoch
+    /// 0 is handed out. A retry of an end already reached answers NONE (with what the first
+    /// answer said).
     pub async fn end_txn(
         self: &Arc<Self>,
         transactional_id: &str,
         producer_id: i64,
         epoch: i16,
         commit: bool,
-    ) -> Result<(), i16> {
+        client_version: i16,
+    ) -> Result<(i64, i16), i16> {
         let entry = self
             .existing(transactional_id)?
             .ok_or(codes::INVALID_PRODUCER_ID_MAPPING)?;
         let mut m = entry.lock().await;
+        let tv2 = client_version >= TRANSACTION_VERSION_2;
+        let done = if commit {
+            TxnStatus::CompleteCommit
+        } else {
+            TxnStatus::CompleteAbort
+        };
+        let prepared = if commit {
+            TxnStatus::PrepareCommit
+        } else {
+            TxnStatus::PrepareAbort
+        };
+        if tv2 {
+            // The answer to this request was lost and the epoch already bumped (or, on
+            // exhaustion, the producer id already replaced).
+            let retry_of_bump = m.producer_id == producer_id
+                && m.last_epoch == epoch
+                && m.epoch == epoch.saturating_add(1);
+            let retry_of_overflow = m.previous_producer_id == producer_id
+                && m.producer_id != producer_id
+                && m.epoch == 0
+                && epoch >= i16::MAX - 1;
+            if retry_of_bump || retry_of_overflow {
+                return if m.status == done {
+                    Ok((m.producer_id, m.epoch))
+                } else if m.status == prepared {
+                    Err(codes::CONCURRENT_TRANSACTIONS)
+                } else {
+                    Err(codes::PRODUCER_FENCED)
+                };
+            }
+        }
         if m.producer_id != producer_id {
             return Err(codes::INVALID_PRODUCER_ID_MAPPING);
         }
@@ -585,24 +643,47 @@ impl TransactionCoordinator {
         if epoch > m.epoch {
             return Err(codes::INVALID_PRODUCER_EPOCH);
         }
-        let target = match (m.status, commit) {
-            (TxnStatus::Ongoing, true) => TxnStatus::PrepareCommit,
-            (TxnStatus::Ongoing, false) => TxnStatus::PrepareAbort,
+        match (m.status, commit) {
+            (TxnStatus::Ongoing, _) => {}
+            // At TV2 a transaction that added nothing may still be aborted: the epoch is
+            // bumped all the same (no partition needs a marker).
+            (TxnStatus::Empty | TxnStatus::CompleteCommit | TxnStatus::CompleteAbort, false)
+                if tv2 => {}
             (TxnStatus::PrepareCommit, true) | (TxnStatus::PrepareAbort, false) => {
                 return Err(codes::CONCURRENT_TRANSACTIONS)
             }
-            (TxnStatus::CompleteCommit, true) | (TxnStatus::CompleteAbort, false) => return Ok(()),
+            (TxnStatus::CompleteCommit, true) | (TxnStatus::CompleteAbort, false) => {
+                return Ok((m.producer_id, m.epoch))
+            }
             (TxnStatus::PrepareEpochFence, _) => return Err(codes::INVALID_PRODUCER_EPOCH),
             _ => return Err(codes::INVALID_TXN_STATE),
-        };
-        let mut next = m.clone();
-        next.status = target;
-        next.last_update_ms = now_ms();
+        }
+        let now = now_ms();
+        let mut next = if tv2 { m.fenced(now) } else { m.clone() };
+        if tv2 {
+            next.client_version = client_version;
+            if m.status != TxnStatus::Ongoing {
+                next.partitions.clear();
+            }
+            if m.epoch >= i16::MAX - 1 {
+                // The epoch runs out with this bump: the producer goes on with a new id,
+                // which the completion installs.
+                next.next_producer_id = self.host()?.allocate_producer_id().await?;
+            }
+        }
+        next.status = prepared;
+        next.last_update_ms = now;
         self.write(&next, false).await?;
+        let answer = if next.next_producer_id >= 0 {
+            (next.next_producer_id, 0)
+        } else {
+            (next.producer_id, next.epoch)
+        };
+        let marker_epoch = next.epoch;
         *m = next;
         drop(m);
-        self.spawn_completion(entry, epoch, target);
-        Ok(())
+        self.spawn_completion(entry, marker_epoch, prepared);
+        Ok(answer)
     }
 
     /// Writes the markers of a prepared transaction, then logs its completion; stops if the
@@ -668,6 +749,14 @@ impl TransactionCoordinator {
             next.status = done;
             next.partitions.clear();
             next.last_update_ms = now_ms();
+            if next.next_producer_id >= 0 {
+                // A TV2 end that exhausted the epoch: the new producer id takes over.
+                next.previous_producer_id = next.producer_id;
+                next.producer_id = next.next_producer_id;
+                next.next_producer_id = -1;
+                next.epoch = 0;
+                next.last_epoch = -1;
+            }
             match self.write(&next, false).await {
                 Ok(()) => {
                     *m = next;

@@ -12,6 +12,6 @@ pub mod records;
 
 pub use coordinator::{
     TransactionCoordinator, TxnCoordinatorConfig, TxnDescription, TxnHost, TxnListing, TxnMarkers,
-    TRANSACTION_STATE_TOPIC,
+    TRANSACTION_STATE_TOPIC, TRANSACTION_VERSION_1, TRANSACTION_VERSION_2,
 };
 pub use records::{TxnStatus, TxnValue};
