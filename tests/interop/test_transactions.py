@@ -271,6 +271,12 @@ def test_strom_produce_in_a_transaction_and_the_txn_tools(server):
     ongoing = json.loads(strom(server.addr, "txn", "list", "--state", "Ongoing", "--output",
                                "json").stdout)
     assert [t["transactional_id"] for t in ongoing] == ["cli-open"]
+    # ListTransactions v2: ids the whole pattern matches.
+    matching = json.loads(strom(server.addr, "txn", "list", "--pattern", "cli-o.*", "--output",
+                                "json").stdout)
+    assert [t["transactional_id"] for t in matching] == ["cli-open"]
+    bad_pattern = strom(server.addr, "txn", "list", "--pattern", "cli-(", check=False)
+    assert bad_pattern.returncode == 1 and "INVALID_REGULAR_EXPRESSION" in bad_pattern.stderr
     producers = json.loads(strom(server.addr, "txn", "producers", "cli-tx", "0", "--output",
                                  "json").stdout)
     start = [x["current_txn_start_offset"] for x in producers if x["current_txn_start_offset"] >= 0]

@@ -14,12 +14,16 @@ pub enum TxnCmd {
     /// Examples:
     ///   strom txn list
     ///   strom txn list --state Ongoing --output json
+    ///   strom txn list --pattern 'orders-.*'
     #[command(verbatim_doc_comment)]
     List {
         /// Only ids in this state (Empty, Ongoing, PrepareCommit, PrepareAbort,
         /// CompleteCommit, CompleteAbort); repeatable.
         #[arg(long = "state")]
         states: Vec<String>,
+        /// Only ids this regular expression matches whole.
+        #[arg(long)]
+        pattern: Option<String>,
     },
     /// Describe transactional ids: state, producer, timeout, partitions of the open
     /// transaction.
@@ -63,8 +67,8 @@ pub enum TxnCmd {
 pub async fn txn(conn: &Conn, cmd: TxnCmd) -> anyhow::Result<()> {
     let admin = conn.admin();
     match cmd {
-        TxnCmd::List { states } => {
-            let txns = admin.list_transactions(&states).await?;
+        TxnCmd::List { states, pattern } => {
+            let txns = admin.list_transactions(&states, pattern.as_deref()).await?;
             match conn.output {
                 Output::Json => println!(
                     "{}",

@@ -67,16 +67,32 @@ pub struct ProducerDescription {
 }
 
 impl Admin {
-    /// Every transactional id of the cluster, optionally only those in `states`.
-    pub async fn list_transactions(&self, states: &[String]) -> Result<Vec<TransactionListing>> {
+    /// Every transactional id of the cluster, optionally only those in `states` and those
+    /// wholly matching the regular expression `pattern` (ListTransactions v2, KIP-1152).
+    pub async fn list_transactions(
+        &self,
+        states: &[String],
+        pattern: Option<&str>,
+    ) -> Result<Vec<TransactionListing>> {
         let mut out = Vec::new();
         self.cluster.refresh(&[]).await?;
         for addr in self.cluster.broker_addresses() {
             let conn = self.cluster.connection(&addr).await?;
             let request = ListTransactionsRequest::default()
                 .with_state_filters(states.iter().map(|st| s(st)).collect())
-                .with_duration_filter(-1);
-            let r = conn.send(&request).await?;
+                .with_duration_filter(-1)
+                .with_transactional_id_pattern(pattern.map(s));
+            let version = if pattern.is_some() {
+                conn.version_up_to::<ListTransactionsRequest>(2)?
+            } else {
+                conn.version_up_to::<ListTransactionsRequest>(1)?
+            };
+            if pattern.is_some() && version < 2 {
+                return Err(ClientError::UnsupportedVersion {
+                    api_key: <ListTransactionsRequest as kafka_protocol::protocol::Request>::KEY,
+                });
+            }
+            let r = conn.send_at(&request, version).await?;
             check(r.error_code)?;
             out.extend(
                 r.transaction_states

@@ -471,6 +471,21 @@ pub(super) async fn list_transactions(
     } else {
         -1
     };
+    // v2 (KIP-1152): a regular expression the whole id must match.
+    let pattern = match request
+        .transactional_id_pattern
+        .as_ref()
+        .filter(|p| version >= 2 && !p.is_empty())
+        .map(|p| regex::Regex::new(&format!("^(?:{p})$")))
+        .transpose()
+    {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::debug!(error = %e, "ListTransactions with an invalid pattern");
+            return ListTransactionsResponse::default()
+                .with_error_code(ResponseError::InvalidRegularExpression.code());
+        }
+    };
     let states = if !unknown.is_empty() && known.is_empty() {
         Vec::new()
     } else {
@@ -479,6 +494,11 @@ pub(super) async fn list_transactions(
             .list(&known, &pids, duration)
             .await
             .into_iter()
+            .filter(|l| {
+                pattern
+                    .as_ref()
+                    .is_none_or(|p| p.is_match(&l.transactional_id))
+            })
             .map(|l| {
                 ListedState::default()
                     .with_transactional_id(TransactionalId(s(l.transactional_id)))
