@@ -295,10 +295,32 @@ def test_strom_produce_in_a_transaction_and_the_txn_tools(server):
     assert bad.returncode == 1 and "no open transaction" in bad.stderr
 
 
+def test_strom_perf_produce_in_transactions(server):
+    import json
+    create(server.addr, "perf-tx", 2)
+    out = strom(server.addr, "perf", "produce", "perf-tx", "--records", "2500", "--record-size",
+                "16", "--transactional-id", "perf-1", "--transaction-records", "1000").stdout
+    assert out.startswith("2500 records sent,") and "3 transactions committed" in out
+    assert len(read(server.addr, "perf-tx", 2, "read_committed")) == 2500
+    d = json.loads(strom(server.addr, "txn", "describe", "perf-1", "--output", "json").stdout)[0]
+    # Transaction version 2: each of the three commits bumped the epoch.
+    assert (d["state"], d["producer_epoch"]) == ("CompleteCommit", 3)
+
+
 @pytest.fixture
 def cluster_helpers():
     import test_cluster
     return test_cluster
+
+
+def cluster_with_topic(tc, tmp_path, topic, partitions):
+    """A 3-node cluster with `topic` replicated 3 times (min.insync.replicas 2)."""
+    nodes = tc.combined_cluster(tmp_path)
+    boot = ",".join(n.addr for n in nodes)
+    a = AdminClient({"bootstrap.servers": boot})
+    a.create_topics([NewTopic(topic, partitions, 3, config={"min.insync.replicas": "2"})],
+                    operation_timeout=10)[topic].result(15)
+    return nodes, boot, a
 
 
 def test_in_a_cluster_the_coordinators_broker_killed_mid_transaction(tmp_path, cluster_helpers):
@@ -307,11 +329,7 @@ def test_in_a_cluster_the_coordinators_broker_killed_mid_transaction(tmp_path, c
 
     @tc.with_node_logs
     def run():
-        nodes = tc.combined_cluster(tmp_path)
-        boot = ",".join(n.addr for n in nodes)
-        a = AdminClient({"bootstrap.servers": boot})
-        a.create_topics([NewTopic("ctx", 2, 3, config={"min.insync.replicas": "2"})],
-                        operation_timeout=10)["ctx"].result(15)
+        nodes, boot, _ = cluster_with_topic(tc, tmp_path, "ctx", 2)
         p = Producer({"bootstrap.servers": boot, "transactional.id": "cluster-1",
                       "transaction.timeout.ms": 60000})
         p.init_transactions(60)
@@ -345,4 +363,37 @@ def test_in_a_cluster_the_coordinators_broker_killed_mid_transaction(tmp_path, c
         out = read(boot, "ctx", 2, "read_committed", timeout=30)
         assert sorted(out) == sorted([f"t{i}-{k}" for i in (0, 1) for k in range(10)] +
                                      [f"after-True-{k}" for k in range(4)])
+    run()
+
+
+def test_in_a_cluster_the_native_producer_at_transaction_version_2(tmp_path, cluster_helpers):
+    """`strom produce --transactional-id` speaks KIP-890 part 2: every partition leader that
+    is not the coordinator adds its partition by AddPartitionsToTxn v5 to it, the markers
+    carry the bumped epoch, and read_committed clients (librdkafka) see each run whole."""
+    import json
+    tc = cluster_helpers
+
+    @tc.with_node_logs
+    def run():
+        _, boot, a = cluster_with_topic(tc, tmp_path, "ctv2", 3)
+        leaders = {p.leader for p in a.list_topics("ctv2", timeout=10).topics["ctv2"]
+                   .partitions.values()}
+        assert len(leaders) > 1, "the partitions' leaders are spread over the brokers"
+        lines = "".join(f"k{i}:v{i}\n" for i in range(60))
+        for run_no in range(2):
+            strom(boot, "produce", "ctv2", "--transactional-id", "native-tv2",
+                  "--key-separator", ":", stdin=lines)
+            d = json.loads(strom(boot, "txn", "describe", "native-tv2", "--output",
+                                 "json").stdout)[0]
+            assert d["state"] == "CompleteCommit", d
+            # InitProducerId bumps once per run, and the commit once more (version 2).
+            assert d["producer_epoch"] == 2 * run_no + 1, d
+        out = read(boot, "ctv2", 3, "read_committed", timeout=30)
+        assert sorted(out) == sorted(f"v{i}" for i in range(60) for _ in range(2))
+        # Every partition got records and its marker at the bumped epoch.
+        for p in range(3):
+            producers = json.loads(strom(boot, "txn", "producers", "ctv2", str(p), "--output",
+                                         "json").stdout)
+            assert [x["producer_epoch"] for x in producers] == [3], producers
+            assert all(x["current_txn_start_offset"] == -1 for x in producers)
     run()

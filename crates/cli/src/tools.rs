@@ -642,6 +642,13 @@ pub struct PerfProduceArgs {
     /// A producer property (Kafka's name), e.g. -X enable.idempotence=false; repeatable.
     #[arg(short = 'X', value_name = "KEY=VALUE", value_parser = kv)]
     pub property: Vec<(String, String)>,
+    /// Send in transactions of this transactional.id (as kafka-producer-perf-test's
+    /// --transactional-id).
+    #[arg(long)]
+    pub transactional_id: Option<String>,
+    /// Records per transaction, with --transactional-id.
+    #[arg(long, default_value_t = 1000, requires = "transactional_id")]
+    pub transaction_records: usize,
 }
 
 fn percentile(sorted: &[u64], q: f64) -> f64 {
@@ -671,7 +678,19 @@ async fn perf_produce(conn: &Conn, a: PerfProduceArgs) -> anyhow::Result<()> {
     for (k, v) in &a.property {
         config.set(k, v)?;
     }
+    if let Some(id) = &a.transactional_id {
+        config.set("transactional.id", id)?;
+    }
     let producer = Producer::new(config);
+    // Records per transaction (0: not transactional).
+    let per_txn = if a.transactional_id.is_some() {
+        producer.init_transactions().await?;
+        producer.begin_transaction()?;
+        a.transaction_records.max(1)
+    } else {
+        0
+    };
+    let mut transactions = 0usize;
     let value = Bytes::from(vec![b'x'; a.record_size]);
     let (tx, mut rx) = tokio::sync::mpsc::channel(100_000);
     // Completions are collected concurrently, in send order: a record's outcome is awaited
@@ -721,8 +740,19 @@ async fn perf_produce(conn: &Conn, a: PerfProduceArgs) -> anyhow::Result<()> {
         let sent = std::time::Instant::now();
         let fut = producer.send(record).await?;
         tx.send((sent, fut)).await?;
+        if per_txn > 0 && (i + 1).is_multiple_of(per_txn) {
+            producer.commit_transaction().await?;
+            transactions += 1;
+            if i + 1 < a.records {
+                producer.begin_transaction()?;
+            }
+        }
     }
     drop(tx);
+    if per_txn > 0 && !a.records.is_multiple_of(per_txn) {
+        producer.commit_transaction().await?;
+        transactions += 1;
+    }
     producer.flush().await;
     let (mut latencies, errors) = collector.await?;
     let elapsed = start.elapsed().as_secs_f64();
@@ -740,6 +770,12 @@ async fn perf_produce(conn: &Conn, a: PerfProduceArgs) -> anyhow::Result<()> {
         percentile(&latencies, 0.99),
         percentile(&latencies, 0.999),
     );
+    if per_txn > 0 {
+        println!(
+            "{transactions} transactions committed, {:.0} transactions/s",
+            transactions as f64 / elapsed
+        );
+    }
     if errors > 0 {
         bail!("{errors} record(s) not delivered");
     }

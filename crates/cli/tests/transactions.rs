@@ -158,6 +158,53 @@ async fn a_newer_producer_fences_the_older_one() {
     assert_eq!(read(&s.addr, "nz", 1, true).await, vec!["successor"]);
 }
 
+fn st(v: &str) -> kafka_protocol::protocol::StrBytes {
+    kafka_protocol::protocol::StrBytes::from_string(v.to_string())
+}
+
+fn create_topic(conn: &mut std::net::TcpStream, name: &str, partitions: i32) {
+    use kafka_protocol::messages::create_topics_request::CreatableTopic;
+    use kafka_protocol::messages::*;
+    let create = CreateTopicsRequest::default().with_topics(vec![CreatableTopic::default()
+        .with_name(TopicName(st(name)))
+        .with_num_partitions(partitions)
+        .with_replication_factor(1)]);
+    let r: CreateTopicsResponse = common::call(conn, ApiKey::CreateTopics, 5, &create);
+    assert_eq!(r.topics[0].error_code, 0);
+}
+
+/// One batch to `(topic, partition)` in a Produce of `version`: the partition's error code.
+fn produce_raw(
+    conn: &mut std::net::TcpStream,
+    version: i16,
+    transactional_id: Option<&str>,
+    (topic, partition): (&str, i32),
+    bytes: Vec<u8>,
+) -> i16 {
+    use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+    use kafka_protocol::messages::*;
+    let req = ProduceRequest::default()
+        .with_transactional_id(transactional_id.map(|i| TransactionalId(st(i))))
+        .with_acks(-1)
+        .with_timeout_ms(5000)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(TopicName(st(topic)))
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(partition)
+                .with_records(Some(Bytes::from(bytes)))])]);
+    let r: ProduceResponse = common::call(conn, ApiKey::Produce, version, &req);
+    r.responses[0].partition_responses[0].error_code
+}
+
+/// A transactional batch of one record.
+fn txn_batch(pid: i64, epoch: i16, seq: i32) -> Vec<u8> {
+    let mut b = strom_types::record::BatchBuilder::new(strom_types::compression::Compression::None)
+        .producer(pid, epoch, seq)
+        .transactional(true);
+    b.append(0, None, Some(b"v"), &[]);
+    b.build(0).unwrap()
+}
+
 /// Raw requests, as a misbehaving client sends them: each gets Kafka's error code and
 /// changes nothing.
 #[test]
@@ -166,46 +213,18 @@ fn bad_transactional_requests_get_kafkas_codes_and_change_nothing() {
 
     use common::call;
     use kafka_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTopic;
-    use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
     use kafka_protocol::messages::write_txn_markers_request::{
         WritableTxnMarker, WritableTxnMarkerTopic,
     };
     use kafka_protocol::messages::*;
-    use kafka_protocol::protocol::StrBytes;
-    use strom_types::compression::Compression;
     use strom_types::control::{marker_batch, ControlType};
-    use strom_types::record::BatchBuilder;
 
-    let st = |v: &str| StrBytes::from_string(v.to_string());
     let dir = tempfile::tempdir().unwrap();
     let s = Server::start(dir.path(), &[]);
     let mut conn = TcpStream::connect(&s.addr).unwrap();
-    let create = CreateTopicsRequest::default().with_topics(vec![
-        kafka_protocol::messages::create_topics_request::CreatableTopic::default()
-            .with_name(TopicName(st("raw")))
-            .with_num_partitions(1)
-            .with_replication_factor(1),
-    ]);
-    let _: CreateTopicsResponse = call(&mut conn, ApiKey::CreateTopics, 5, &create);
+    create_topic(&mut conn, "raw", 1);
     let produce = |conn: &mut TcpStream, id: Option<&str>, bytes: Vec<u8>| -> i16 {
-        let req = ProduceRequest::default()
-            .with_transactional_id(id.map(|i| TransactionalId(st(i))))
-            .with_acks(-1)
-            .with_timeout_ms(5000)
-            .with_topic_data(vec![TopicProduceData::default()
-                .with_name(TopicName(st("raw")))
-                .with_partition_data(vec![PartitionProduceData::default()
-                    .with_index(0)
-                    .with_records(Some(Bytes::from(bytes)))])]);
-        let r: ProduceResponse = call(conn, ApiKey::Produce, 8, &req);
-        r.responses[0].partition_responses[0].error_code
-    };
-    let txn_batch = |pid: i64, epoch: i16, seq: i32| {
-        let mut b = BatchBuilder::new(Compression::None)
-            .producer(pid, epoch, seq)
-            .transactional(true);
-        b.append(0, None, Some(b"v"), &[]);
-        b.build(0).unwrap()
+        produce_raw(conn, 8, id, ("raw", 0), bytes)
     };
     let log_end = |conn: &mut TcpStream| -> i64 {
         let req = ListOffsetsRequest::default()
@@ -344,16 +363,11 @@ fn transaction_version_2_on_the_wire() {
     use std::net::TcpStream;
 
     use common::call;
-    use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
     use kafka_protocol::messages::txn_offset_commit_request::{
         TxnOffsetCommitRequestPartition, TxnOffsetCommitRequestTopic,
     };
     use kafka_protocol::messages::*;
-    use kafka_protocol::protocol::StrBytes;
-    use strom_types::compression::Compression;
-    use strom_types::record::BatchBuilder;
 
-    let st = |v: &str| StrBytes::from_string(v.to_string());
     let dir = tempfile::tempdir().unwrap();
     let s = Server::start(dir.path(), &[]);
     let mut conn = TcpStream::connect(&s.addr).unwrap();
@@ -384,32 +398,9 @@ fn transaction_version_2_on_the_wire() {
     );
     assert!(v3.supported_features.is_empty() && v3.finalized_features.is_empty());
 
-    let create = CreateTopicsRequest::default().with_topics(vec![
-        kafka_protocol::messages::create_topics_request::CreatableTopic::default()
-            .with_name(TopicName(st("tv2")))
-            .with_num_partitions(2)
-            .with_replication_factor(1),
-    ]);
-    let _: CreateTopicsResponse = call(&mut conn, ApiKey::CreateTopics, 5, &create);
+    create_topic(&mut conn, "tv2", 2);
     let produce = |conn: &mut TcpStream, version: i16, partition: i32, bytes: Vec<u8>| -> i16 {
-        let req = ProduceRequest::default()
-            .with_transactional_id(Some(TransactionalId(st("tv2-tx"))))
-            .with_acks(-1)
-            .with_timeout_ms(5000)
-            .with_topic_data(vec![TopicProduceData::default()
-                .with_name(TopicName(st("tv2")))
-                .with_partition_data(vec![PartitionProduceData::default()
-                    .with_index(partition)
-                    .with_records(Some(Bytes::from(bytes)))])]);
-        let r: ProduceResponse = call(conn, ApiKey::Produce, version, &req);
-        r.responses[0].partition_responses[0].error_code
-    };
-    let txn_batch = |pid: i64, epoch: i16, seq: i32| {
-        let mut b = BatchBuilder::new(Compression::None)
-            .producer(pid, epoch, seq)
-            .transactional(true);
-        b.append(0, None, Some(b"v"), &[]);
-        b.build(0).unwrap()
+        produce_raw(conn, version, Some("tv2-tx"), ("tv2", partition), bytes)
     };
     // Retries what a coordinator answers while it loads or finishes the last transaction.
     fn until<T>(what: &str, mut f: impl FnMut() -> (i16, T)) -> (i16, T) {
