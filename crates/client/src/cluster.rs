@@ -3,7 +3,7 @@
 //! on demand (after NOT_LEADER_OR_FOLLOWER, UNKNOWN_TOPIC_OR_PARTITION, a lost connection)
 //! and when it is older than metadata.max.age.ms.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -59,6 +59,9 @@ struct Snapshot {
     fetched: Option<Instant>,
     /// When every topic was last listed.
     all_fetched: Option<Instant>,
+    /// Topics whose metadata an error made doubtful: fetched again before the next use, and
+    /// still readable meanwhile (a concurrent sender must not find the topic gone).
+    stale: HashSet<String>,
 }
 
 /// Brokers, topics and connections.
@@ -164,7 +167,11 @@ impl Cluster {
         if topics.is_empty() {
             // Every topic was listed: forget the ones that are gone.
             snap.topics.clear();
+            snap.stale.clear();
             snap.all_fetched = Some(Instant::now());
+        }
+        for t in topics {
+            snap.stale.remove(t);
         }
         for b in &r.brokers {
             snap.brokers
@@ -205,6 +212,7 @@ impl Cluster {
             let snap = self.snapshot.read();
             snap.fetched.is_some_and(|f| f.elapsed() <= self.max_age)
                 && snap.topics.contains_key(topic)
+                && !snap.stale.contains(topic)
         };
         if !fresh {
             self.refresh(&[topic.to_string()]).await?;
@@ -304,8 +312,9 @@ impl Cluster {
         Ok(find(&self.snapshot.read()))
     }
 
-    /// Forgets what is known of `topic`, so the next use asks again.
+    /// Marks what is known of `topic` as doubtful, so the next use asks again (until then
+    /// it stays readable).
     pub fn invalidate(&self, topic: &str) {
-        self.snapshot.write().topics.remove(topic);
+        self.snapshot.write().stale.insert(topic.to_string());
     }
 }

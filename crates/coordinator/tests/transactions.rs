@@ -394,32 +394,40 @@ async fn at_transaction_version_2_every_end_bumps_the_epoch() {
         c.add_partitions(ID, 1000, 0, &parts(&[("a", 0)]), V2).await,
         Err(codes::PRODUCER_FENCED)
     );
-    // The next transaction runs at the new epoch; its abort bumps again.
-    c.add_partitions(ID, 1000, 1, &parts(&[("b", 0)]), V2)
+    // The next transaction runs at the new epoch; its abort bumps again. Its first add,
+    // sent while the last commit's markers are still being retried, waits for them.
+    c.add_partitions(ID, 1000, 1, &parts(&[("a", 0)]), V2)
         .await
         .unwrap();
-    assert_eq!(c.end_txn(ID, 1000, 1, false, V2).await, Ok((1000, 2)));
+    f.host.fail_markers.store(2, Ordering::SeqCst);
+    c.end_txn(ID, 1000, 1, true, V2).await.unwrap();
+    assert_eq!(c.describe(ID).await.unwrap().state, "PrepareCommit");
+    c.add_partitions(ID, 1000, 2, &parts(&[("b", 0)]), V2)
+        .await
+        .unwrap();
+    assert_eq!(c.describe(ID).await.unwrap().state, "Ongoing");
+    assert_eq!(c.end_txn(ID, 1000, 2, false, V2).await, Ok((1000, 3)));
     wait_state(c, TxnStatus::CompleteAbort).await;
     let last = f.host.markers.lock().last().cloned().unwrap();
     assert!(!last.commit);
     assert_eq!(
         (last.producer_epoch, last.partitions),
-        (2, parts(&[("b", 0)]))
+        (3, parts(&[("b", 0)]))
     );
     // A transaction that added nothing can be aborted (no marker is needed), not committed.
     assert_eq!(
-        c.end_txn(ID, 1000, 2, true, V2).await,
+        c.end_txn(ID, 1000, 3, true, V2).await,
         Err(codes::INVALID_TXN_STATE)
     );
-    assert_eq!(c.end_txn(ID, 1000, 2, false, V2).await, Ok((1000, 3)));
+    assert_eq!(c.end_txn(ID, 1000, 3, false, V2).await, Ok((1000, 4)));
     wait_state(c, TxnStatus::CompleteAbort).await;
     assert!(f.host.markers.lock().last().unwrap().partitions.is_empty());
 
     // A coordinator that takes the partition over still recognises the retry.
     c.unload_partition(c.partition_for(ID));
     let (_, next) = start(f.log.clone(), 1, 0);
-    assert_eq!(next.end_txn(ID, 1000, 2, false, V2).await, Ok((1000, 3)));
-    assert_eq!(next.describe(ID).await.unwrap().producer_epoch, 3);
+    assert_eq!(next.end_txn(ID, 1000, 3, false, V2).await, Ok((1000, 4)));
+    assert_eq!(next.describe(ID).await.unwrap().producer_epoch, 4);
 }
 
 #[tokio::test]

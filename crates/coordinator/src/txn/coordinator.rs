@@ -241,6 +241,13 @@ impl TxnMetadata {
 
 type Entry = Arc<tokio::sync::Mutex<TxnMetadata>>;
 
+/// How long an add waits for the previous transaction's markers before it answers
+/// CONCURRENT_TRANSACTIONS: at transaction version 2 the producer's next transaction starts
+/// as soon as EndTxn answers, usually while the markers are still being written (Kafka's
+/// leader retries such an add for up to `add.partitions.to.txn.retry.backoff.max.ms`; here
+/// it is woken by the completion instead of polling).
+const PREPARED_WAIT: Duration = Duration::from_secs(1);
+
 /// The transaction coordinator of one node.
 pub struct TransactionCoordinator {
     config: TxnCoordinatorConfig,
@@ -250,6 +257,8 @@ pub struct TransactionCoordinator {
     /// Partitions being loaded.
     loads: crate::loads::Loads,
     txns: Mutex<HashMap<String, Entry>>,
+    /// Woken whenever a transaction completes or a partition is unloaded.
+    ended: tokio::sync::Notify,
 }
 
 impl std::fmt::Debug for TransactionCoordinator {
@@ -271,6 +280,7 @@ impl TransactionCoordinator {
             partitions: RwLock::new(HashMap::new()),
             loads: Default::default(),
             txns: Mutex::new(HashMap::new()),
+            ended: tokio::sync::Notify::new(),
         })
     }
 
@@ -422,6 +432,7 @@ impl TransactionCoordinator {
         self.txns
             .lock()
             .retain(|id, _| partition_for(id, p) != partition);
+        self.ended.notify_waiters();
     }
 
     /// InitProducerId with a transactional id: the producer id and a new epoch. An open
@@ -527,15 +538,29 @@ impl TransactionCoordinator {
         partitions: &[(String, i32)],
         client_version: i16,
     ) -> Result<(), i16> {
-        let entry = self
-            .existing(transactional_id)?
-            .ok_or(codes::INVALID_PRODUCER_ID_MAPPING)?;
-        let mut m = entry.lock().await;
-        Self::check_producer(&m, producer_id, epoch)?;
-        match m.status {
-            TxnStatus::PrepareCommit | TxnStatus::PrepareAbort | TxnStatus::PrepareEpochFence => {
-                return Err(codes::CONCURRENT_TRANSACTIONS)
+        let deadline = tokio::time::Instant::now() + PREPARED_WAIT;
+        let mut m = loop {
+            let entry = self
+                .existing(transactional_id)?
+                .ok_or(codes::INVALID_PRODUCER_ID_MAPPING)?;
+            let m = entry.lock_owned().await;
+            Self::check_producer(&m, producer_id, epoch)?;
+            if !matches!(
+                m.status,
+                TxnStatus::PrepareCommit | TxnStatus::PrepareAbort | TxnStatus::PrepareEpochFence
+            ) {
+                break m;
             }
+            // The previous transaction's markers are being written: wait for its end.
+            let ended = self.ended.notified();
+            tokio::pin!(ended);
+            ended.as_mut().enable();
+            drop(m);
+            if tokio::time::timeout_at(deadline, ended).await.is_err() {
+                return Err(codes::CONCURRENT_TRANSACTIONS);
+            }
+        };
+        match m.status {
             TxnStatus::Dead => return Err(codes::INVALID_PRODUCER_ID_MAPPING),
             TxnStatus::Ongoing if partitions.iter().all(|p| m.partitions.contains(p)) => {
                 return Ok(())
@@ -761,6 +786,8 @@ impl TransactionCoordinator {
                 Ok(()) => {
                     *m = next;
                     tracing::debug!(transactional_id = %m.id, state = done.name(), "transaction completed");
+                    drop(m);
+                    self.ended.notify_waiters();
                     return;
                 }
                 Err(code) => {
