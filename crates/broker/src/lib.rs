@@ -24,6 +24,7 @@ mod lifecycle;
 mod partitions;
 mod replica_link;
 pub mod server;
+pub mod tls;
 mod txn;
 
 pub use broker::Broker;
