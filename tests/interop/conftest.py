@@ -19,6 +19,7 @@ class Server:
         self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                                      env={**os.environ, "RUST_LOG": "warn"}, text=True)
         line = self.proc.stdout.readline()
+        self.line = line
         self.addr = next(w for w in line.split() if w.startswith("127.0.0.1:")).rstrip(",")
 
     def stop(self):

@@ -15,6 +15,7 @@ use strom_coordinator::txn::{TransactionCoordinator, TRANSACTION_STATE_TOPIC};
 use strom_coordinator::{GroupCoordinator, OFFSETS_TOPIC};
 use strom_metadata::controller::ControllerConfig;
 use strom_metadata::controller::NewTopic;
+use strom_metadata::records::Endpoint;
 use strom_metadata::{
     BrokerImage, ConfigResource, ControllerReply, ControllerRequest, MetadataImage, MetadataNode,
     QuorumConfig, TopicImage, METADATA_DIR,
@@ -110,7 +111,8 @@ pub struct Broker {
     pub replicas: Arc<ReplicaManager>,
     /// The metadata quorum, the controller (on voters), and the way to the active one.
     pub metadata: Arc<MetadataNode>,
-    advertised: Mutex<(String, u16)>,
+    /// This node's advertised listeners, as bound (port 0 in tests becomes the real one).
+    advertised: Vec<Endpoint>,
     /// The producer-id block in use: next id to give and the end of the block.
     producer_ids: tokio::sync::Mutex<(i64, i64)>,
     /// Consumer groups and committed offsets.
@@ -202,12 +204,12 @@ impl Broker {
     /// Opens every partition log this node's image names, starts following the metadata
     /// and registers with the controller (in the background: requests wait until this node
     /// is registered and unfenced).
-    /// `advertised` is the host and port clients are told (the bound port when the
-    /// configured one is 0).
+    /// `advertised` is what clients and brokers are told of each listener (the bound port
+    /// when the configured one is 0).
     pub async fn start(
         config: BrokerConfig,
         metadata: Arc<MetadataNode>,
-        advertised: (String, u16),
+        advertised: Vec<Endpoint>,
     ) -> anyhow::Result<Arc<Broker>> {
         let image = metadata.image();
         let mut manager_config = LogManagerConfig::new(config.log_dirs.clone());
@@ -234,7 +236,7 @@ impl Broker {
             config,
             logs,
             metadata,
-            advertised: Mutex::new(advertised),
+            advertised,
             producer_ids: tokio::sync::Mutex::new((0, 0)),
             coordinator: GroupCoordinator::new(coordinator_config),
             transactions: TransactionCoordinator::new(txn_config),
@@ -416,26 +418,37 @@ impl Broker {
         })
     }
 
-    /// Where clients reach broker `id` (its first advertised listener).
-    pub fn endpoint_of(&self, image: &MetadataImage, id: i32) -> Option<(String, u16)> {
-        if id == self.config.node_id {
-            return Some(self.advertised());
-        }
-        image
-            .brokers
-            .get(&id)
-            .and_then(|b| b.listeners.first())
+    /// Where broker `id` is reached on listener `listener` (as Kafka answers, the endpoint
+    /// of the listener a request came in on); `None` if it has no such listener.
+    pub fn endpoint_of(
+        &self,
+        image: &MetadataImage,
+        id: i32,
+        listener: &str,
+    ) -> Option<(String, u16)> {
+        let endpoints = if id == self.config.node_id {
+            &self.advertised
+        } else {
+            &image.brokers.get(&id)?.listeners
+        };
+        endpoints
+            .iter()
+            .find(|l| l.name == listener)
             .map(|l| (l.host.clone(), l.port))
     }
 
-    /// The host and port clients are told to use.
-    pub fn advertised(&self) -> (String, u16) {
-        self.advertised.lock().clone()
+    /// Where broker `id` is reached by this one (`inter.broker.listener.name`).
+    pub fn inter_broker_endpoint_of(
+        &self,
+        image: &MetadataImage,
+        id: i32,
+    ) -> Option<(String, u16)> {
+        self.endpoint_of(image, id, self.config.inter_broker_listener()?)
     }
 
-    /// Sets the advertised port once the listener is bound (port 0 in tests).
-    pub fn set_advertised_port(&self, port: u16) {
-        self.advertised.lock().1 = port;
+    /// This node's advertised listeners.
+    pub fn advertised(&self) -> &[Endpoint] {
+        &self.advertised
     }
 
     /// The current metadata image.

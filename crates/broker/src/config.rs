@@ -85,6 +85,12 @@ pub struct BrokerConfig {
     pub controller_quorum_voters: BTreeMap<i32, String>,
     /// `controller.listener.names`: listeners that serve the quorum, not clients.
     pub controller_listener_names: Vec<String>,
+    /// `listener.security.protocol.map` (each security protocol's name to itself): the
+    /// security protocol of each listener name.
+    pub security_protocols: BTreeMap<String, SecurityProtocol>,
+    /// `inter.broker.listener.name` (the first broker listener): where brokers reach each
+    /// other.
+    pub inter_broker_listener_name: Option<String>,
     /// `broker.rack` (none).
     pub broker_rack: Option<String>,
     /// `broker.heartbeat.interval.ms` (500; Kafka's is 2000): also paces the controller's
@@ -148,6 +154,8 @@ impl Default for BrokerConfig {
             transaction_state_segment_bytes: 100 * 1024 * 1024,
             controller_quorum_voters: BTreeMap::new(),
             controller_listener_names: vec!["CONTROLLER".into()],
+            security_protocols: BTreeMap::new(),
+            inter_broker_listener_name: None,
             broker_rack: None,
             broker_heartbeat_interval_ms: 500,
             broker_session_timeout_ms: 9000,
@@ -166,12 +174,58 @@ impl Default for BrokerConfig {
     }
 }
 
-/// Properties Strom accepts and does not need (security arrives later; one listener
-/// carries broker traffic).
+/// Properties Strom accepts and reads elsewhere (the listeners' `ssl.*` settings, read by
+/// [`crate::tls::SslSettings`] from the raw properties).
 const ACCEPTED: &[&str] = &[
-    "listener.security.protocol.map",
-    "inter.broker.listener.name",
+    "ssl.keystore.type",
+    "ssl.keystore.location",
+    "ssl.keystore.key",
+    "ssl.keystore.certificate.chain",
+    "ssl.truststore.type",
+    "ssl.truststore.location",
+    "ssl.truststore.certificates",
+    "ssl.client.auth",
+    "ssl.enabled.protocols",
+    "ssl.cipher.suites",
+    "ssl.key.password",
+    "ssl.keystore.password",
+    "ssl.truststore.password",
 ];
+
+/// A listener's security protocol (`listener.security.protocol.map`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecurityProtocol {
+    /// No encryption, no authentication.
+    Plaintext,
+    /// TLS.
+    Ssl,
+    /// SASL over plaintext.
+    SaslPlaintext,
+    /// SASL over TLS.
+    SaslSsl,
+}
+
+impl SecurityProtocol {
+    fn parse(name: &str) -> Option<SecurityProtocol> {
+        Some(match name {
+            "PLAINTEXT" => SecurityProtocol::Plaintext,
+            "SSL" => SecurityProtocol::Ssl,
+            "SASL_PLAINTEXT" => SecurityProtocol::SaslPlaintext,
+            "SASL_SSL" => SecurityProtocol::SaslSsl,
+            _ => return None,
+        })
+    }
+
+    /// Kafka's name for it.
+    pub fn name(self) -> &'static str {
+        match self {
+            SecurityProtocol::Plaintext => "PLAINTEXT",
+            SecurityProtocol::Ssl => "SSL",
+            SecurityProtocol::SaslPlaintext => "SASL_PLAINTEXT",
+            SecurityProtocol::SaslSsl => "SASL_SSL",
+        }
+    }
+}
 
 impl BrokerConfig {
     /// Parses `server.properties` text (`key=value` or `key: value`, `#`/`!` comments).
@@ -493,7 +547,25 @@ impl BrokerConfig {
                 "metadata.log.max.snapshot.interval.ms" => {
                     c.metadata_snapshot_interval_ms = int()?.max(1) as u64
                 }
-                k if ACCEPTED.contains(&k) => {}
+                "listener.security.protocol.map" => {
+                    let mut map = BTreeMap::new();
+                    for item in value.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+                        let (name, protocol) = item
+                            .split_once(':')
+                            .ok_or_else(|| bad(&format!("'{item}' is not NAME:PROTOCOL")))?;
+                        let protocol = SecurityProtocol::parse(protocol.trim()).ok_or_else(|| {
+                            bad(&format!(
+                                "'{protocol}' is not PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL"
+                            ))
+                        })?;
+                        map.insert(name.trim().to_string(), protocol);
+                    }
+                    c.security_protocols = map;
+                }
+                "inter.broker.listener.name" => {
+                    c.inter_broker_listener_name = Some(value.trim().to_string())
+                }
+                k if ACCEPTED.contains(&k) || k.starts_with("listener.name.") => {}
                 other => tracing::warn!(key = other, "unknown configuration ignored"),
             }
         }
@@ -534,6 +606,7 @@ impl BrokerConfig {
                 "a broker needs a listener that is not a controller listener",
             ));
         }
+        c.check_security(roles.0)?;
         if roles.1 && !c.controller_quorum_voters.is_empty() {
             if !c.controller_quorum_voters.contains_key(&c.node_id) {
                 return Err(bad(
@@ -585,6 +658,84 @@ impl BrokerConfig {
         self.listeners
             .iter()
             .filter(|l| !self.controller_listener_names.contains(&l.name))
+    }
+
+    /// The security protocol of listener `name`: the map's, or, for a name the map does
+    /// not list, the protocol of that name when it is one, else PLAINTEXT (so a config
+    /// without a map keeps working with names such as CONTROLLER or INTERNAL).
+    pub fn security_protocol(&self, name: &str) -> SecurityProtocol {
+        self.security_protocols
+            .get(name)
+            .copied()
+            .or_else(|| SecurityProtocol::parse(name))
+            .unwrap_or(SecurityProtocol::Plaintext)
+    }
+
+    /// The listener other brokers are reached on: `inter.broker.listener.name`, or the
+    /// first PLAINTEXT broker listener (Kafka's `security.inter.broker.protocol` default),
+    /// or the first broker listener.
+    pub fn inter_broker_listener(&self) -> Option<&str> {
+        if let Some(name) = &self.inter_broker_listener_name {
+            return Some(name.as_str());
+        }
+        self.broker_listeners()
+            .find(|l| self.security_protocol(&l.name) == SecurityProtocol::Plaintext)
+            .or_else(|| self.broker_listeners().next())
+            .map(|l| l.name.as_str())
+    }
+
+    /// Listener names and protocols that cannot be served (yet): SASL, and TLS where this
+    /// node's own connections would have to speak it (to other brokers and controllers:
+    /// they are plaintext until the native client speaks TLS).
+    fn check_security(&self, broker: bool) -> Result<(), ConfigError> {
+        let map_text = || {
+            self.raw
+                .get("listener.security.protocol.map")
+                .cloned()
+                .unwrap_or_default()
+        };
+        for l in &self.listeners {
+            if !self.security_protocols.is_empty()
+                && !self.security_protocols.contains_key(&l.name)
+                && SecurityProtocol::parse(&l.name).is_none()
+            {
+                return Err(ConfigError {
+                    key: "listener.security.protocol.map".into(),
+                    value: map_text(),
+                    reason: format!("no security protocol for listener {}", l.name),
+                });
+            }
+            let protocol = self.security_protocol(&l.name);
+            if matches!(
+                protocol,
+                SecurityProtocol::SaslPlaintext | SecurityProtocol::SaslSsl
+            ) {
+                return Err(ConfigError {
+                    key: "listeners".into(),
+                    value: format!("{}://{}:{}", l.name, l.host, l.port),
+                    reason: format!("{} listeners are not supported yet", protocol.name()),
+                });
+            }
+            let own_connections = self.controller_listener_names.contains(&l.name)
+                || (broker && self.inter_broker_listener() == Some(l.name.as_str()));
+            if protocol == SecurityProtocol::Ssl && own_connections {
+                return Err(ConfigError {
+                    key: "listeners".into(),
+                    value: format!("{}://{}:{}", l.name, l.host, l.port),
+                    reason: "TLS on the inter-broker or controller listener is not supported yet: give clients an SSL listener of its own and keep inter.broker.listener.name on a PLAINTEXT one".into(),
+                });
+            }
+        }
+        if let Some(name) = &self.inter_broker_listener_name {
+            if broker && !self.broker_listeners().any(|l| &l.name == name) {
+                return Err(ConfigError {
+                    key: "inter.broker.listener.name".into(),
+                    value: name.clone(),
+                    reason: "no broker listener in `listeners` has this name".into(),
+                });
+            }
+        }
+        Ok(())
     }
 
     /// The listener the quorum's RPCs arrive on, if there is one.
@@ -740,6 +891,36 @@ mod tests {
         assert!(
             err.is_ok(),
             "a controller-only node needs no client listener"
+        );
+    }
+
+    #[test]
+    fn listeners_security_protocols_and_the_inter_broker_listener() {
+        let c = BrokerConfig::from_pairs(&pairs(
+            "listeners=SSL://127.0.0.1:0,INTERNAL://127.0.0.1:0\n\
+             listener.security.protocol.map=SSL:SSL,INTERNAL:PLAINTEXT",
+        ))
+        .unwrap();
+        assert_eq!(c.security_protocol("SSL"), SecurityProtocol::Ssl);
+        assert_eq!(c.security_protocol("INTERNAL"), SecurityProtocol::Plaintext);
+        // The first PLAINTEXT listener carries broker traffic unless told otherwise.
+        assert_eq!(c.inter_broker_listener(), Some("INTERNAL"));
+        let err = |text: &str| {
+            BrokerConfig::from_pairs(&pairs(text))
+                .unwrap_err()
+                .to_string()
+        };
+        assert!(
+            err("listeners=A://127.0.0.1:0\nlistener.security.protocol.map=B:SSL")
+                .contains("no security protocol for listener A")
+        );
+        assert!(err("listener.security.protocol.map=A:TLS").contains("is not PLAINTEXT, SSL"));
+        assert!(err("listeners=SASL_SSL://127.0.0.1:0")
+            .contains("SASL_SSL listeners are not supported yet"));
+        assert!(err("listeners=SSL://127.0.0.1:0").contains("inter-broker"));
+        assert!(
+            err("listeners=PLAINTEXT://127.0.0.1:0\ninter.broker.listener.name=X")
+                .contains("no broker listener")
         );
     }
 }

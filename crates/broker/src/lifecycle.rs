@@ -137,28 +137,5 @@ async fn heartbeats(broker: &Weak<Broker>, epoch: i64, registered_at: i64) -> bo
 }
 
 fn advertised(b: &Broker) -> Vec<Endpoint> {
-    let (host, port) = b.advertised();
-    let mut out: Vec<Endpoint> = b
-        .config
-        .advertised_listeners
-        .iter()
-        .map(|l| Endpoint {
-            name: l.name.clone(),
-            host: l.host.clone(),
-            port: l.port,
-        })
-        .collect();
-    // The first listener as bound (port 0 in tests becomes the real port).
-    match out.first_mut() {
-        Some(first) => {
-            first.host = host;
-            first.port = port;
-        }
-        None => out.push(Endpoint {
-            name: "PLAINTEXT".into(),
-            host,
-            port,
-        }),
-    }
-    out
+    b.advertised().to_vec()
 }

@@ -76,9 +76,11 @@ impl ReplicaLinks for BrokerLinks {
             let conn = match cached.filter(|c| !c.is_closed()) {
                 Some(c) => c,
                 None => {
-                    let (host, port) = b.endpoint_of(&b.image(), leader).ok_or_else(|| {
-                        LinkError::Transport(format!("broker {leader} has no endpoint"))
-                    })?;
+                    let (host, port) =
+                        b.inter_broker_endpoint_of(&b.image(), leader)
+                            .ok_or_else(|| {
+                                LinkError::Transport(format!("broker {leader} has no endpoint"))
+                            })?;
                     let client_id = format!("strom-replica-fetcher-{}", b.config.node_id);
                     let c =
                         Connection::connect(&format!("{host}:{port}"), &client_id, SOCKET_TIMEOUT)

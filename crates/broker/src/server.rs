@@ -1,55 +1,87 @@
-//! Listening and connections. One task per connection; requests on a connection are read,
-//! handled and answered strictly in order (clients may pipeline). A frame above
-//! `socket.request.max.bytes`, a malformed header or an unsupported request closes that
-//! connection only; an idle connection closes after `connections.max.idle.ms`.
+//! Listening and connections. Each listener (plaintext or TLS) has its accept loop; one task
+//! per connection; requests on a connection are read, handled and answered strictly in
+//! order (clients may pipeline). A frame above `socket.request.max.bytes`, a malformed
+//! header, an unsupported request or a failed TLS handshake closes that connection only;
+//! an idle connection closes after `connections.max.idle.ms`.
+//!
+//! Fetched record bytes go from the page cache to a plaintext socket by `sendfile(2)`; a TLS
+//! connection must encrypt them, so they are read into memory and written through rustls.
 
 use std::future::Future;
+use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BufMut;
 use strom_protocol::frame::read_frame;
 use strom_storage::FileRegion;
-use tokio::io::AsyncWriteExt;
-use tokio::io::Interest;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, Interest};
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
 
 use crate::broker::Broker;
 use crate::fetch_codec::Chunk;
 use crate::handlers::{self, Response};
 
-/// Serves `listener` until `shutdown` completes, then stops accepting, lets every connection
-/// finish the request it is handling, and returns.
-pub async fn run(listener: TcpListener, broker: Arc<Broker>, shutdown: impl Future<Output = ()>) {
+/// How long a client has to complete its TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A bound listener with its name (what Metadata answers endpoints of) and, for an SSL
+/// listener, its TLS configuration.
+pub struct BoundListener {
+    /// The socket.
+    pub socket: TcpListener,
+    /// The listener's name in `listeners`.
+    pub name: Arc<str>,
+    /// TLS, for an SSL listener.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+}
+
+/// Serves every listener until `shutdown` completes, then stops accepting, lets every
+/// connection finish the request it is handling, and returns.
+pub async fn run(
+    listeners: Vec<BoundListener>,
+    broker: Arc<Broker>,
+    shutdown: impl Future<Output = ()>,
+) {
     let (stop_tx, stop_rx) = watch::channel(false);
+    let mut loops = JoinSet::new();
+    for l in listeners {
+        loops.spawn(accept_loop(l, broker.clone(), stop_rx.clone()));
+    }
+    shutdown.await;
+    let _ = stop_tx.send(true);
+    while loops.join_next().await.is_some() {}
+}
+
+async fn accept_loop(l: BoundListener, broker: Arc<Broker>, mut stop: watch::Receiver<bool>) {
     let mut connections = JoinSet::new();
-    tokio::pin!(shutdown);
     loop {
         tokio::select! {
-            _ = &mut shutdown => break,
-            accepted = listener.accept() => match accepted {
+            _ = stop.changed() => break,
+            accepted = l.socket.accept() => match accepted {
                 Ok((stream, peer)) => {
                     let _ = stream.set_nodelay(true);
                     let broker = broker.clone();
-                    let stop = stop_rx.clone();
+                    let stop = stop.clone();
+                    let (name, tls) = (l.name.clone(), l.tls.clone().map(TlsAcceptor::from));
                     connections.spawn(async move {
-                        if let Err(e) = serve(stream, peer, broker, stop).await {
-                            tracing::info!(%peer, error = %e, "connection closed");
+                        if let Err(e) = serve(stream, peer, name.clone(), tls, broker, stop).await {
+                            tracing::info!(%peer, listener = %name, error = %e, "connection closed");
                         }
                     });
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
+                    tracing::warn!(listener = %l.name, error = %e, "accept failed");
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
             },
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
         }
     }
-    let _ = stop_tx.send(true);
     let drain = async { while connections.join_next().await.is_some() {} };
     if tokio::time::timeout(Duration::from_secs(30), drain)
         .await
@@ -62,10 +94,67 @@ pub async fn run(listener: TcpListener, broker: Arc<Broker>, shutdown: impl Futu
 async fn serve(
     stream: TcpStream,
     peer: std::net::SocketAddr,
+    listener: Arc<str>,
+    tls: Option<TlsAcceptor>,
+    broker: Arc<Broker>,
+    stop: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    match tls {
+        None => {
+            let (reader, writer) = stream.into_split();
+            let out: Out<OwnedWriteHalf> = Out::Plain(writer);
+            serve_on(reader, out, peer, &listener, broker, stop).await
+        }
+        Some(acceptor) => {
+            let stream =
+                match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                    Err(_) => anyhow::bail!("TLS handshake not completed in {HANDSHAKE_TIMEOUT:?}"),
+                    Ok(Err(e)) => anyhow::bail!("TLS handshake failed: {e}"),
+                    Ok(Ok(s)) => s,
+                };
+            let (reader, writer) = tokio::io::split(stream);
+            serve_on(reader, Out::Tls(writer), peer, &listener, broker, stop).await
+        }
+    }
+}
+
+/// Where responses go: a plaintext socket (fetched bytes by `sendfile`) or a TLS stream.
+enum Out<W> {
+    Plain(OwnedWriteHalf),
+    Tls(W),
+}
+
+impl<W: AsyncWrite + Unpin> Out<W> {
+    async fn write_all(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        match self {
+            Out::Plain(w) => w.write_all(bytes).await,
+            Out::Tls(w) => w.write_all(bytes).await,
+        }
+    }
+
+    async fn write_region(&mut self, region: &FileRegion) -> anyhow::Result<()> {
+        match self {
+            Out::Plain(w) => send_file(w, region).await,
+            Out::Tls(w) => copy_region(w, region).await,
+        }
+    }
+
+    async fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Out::Plain(_) => Ok(()),
+            Out::Tls(w) => w.flush().await,
+        }
+    }
+}
+
+async fn serve_on<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
+    mut reader: R,
+    mut writer: Out<W>,
+    peer: std::net::SocketAddr,
+    listener: &str,
     broker: Arc<Broker>,
     mut stop: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
-    let (mut reader, mut writer) = stream.into_split();
     let max = broker.config.socket_request_max_bytes;
     let idle = Duration::from_millis(broker.config.connections_max_idle_ms);
     loop {
@@ -78,7 +167,7 @@ async fn serve(
                 Ok(Err(e)) => return Err(e.into()),
             },
         };
-        let Some(response) = handlers::handle(&broker, frame, peer).await? else {
+        let Some(response) = handlers::handle(&broker, frame, peer, listener).await? else {
             continue; // acks=0
         };
         match response {
@@ -94,12 +183,35 @@ async fn serve(
                 for chunk in chunks {
                     match chunk {
                         Chunk::Bytes(b) => writer.write_all(&b).await?,
-                        Chunk::File(region) => send_file(&writer, &region).await?,
+                        Chunk::File(region) => writer.write_region(&region).await?,
                     }
                 }
             }
         }
+        writer.flush().await?;
     }
+}
+
+/// Writes a file region through a TLS stream: read from the segment file (the page cache,
+/// normally) in slices and encrypted by rustls.
+async fn copy_region<W: AsyncWrite + Unpin>(
+    writer: &mut W,
+    region: &FileRegion,
+) -> anyhow::Result<()> {
+    const SLICE: u64 = 256 << 10;
+    let mut offset = region.position();
+    let end = region.position() + region.len();
+    let mut buf = vec![0u8; SLICE.min(region.len()) as usize];
+    while offset < end {
+        let want = (end - offset).min(SLICE) as usize;
+        let n = region.file().read_at(&mut buf[..want], offset)?;
+        if n == 0 {
+            anyhow::bail!("segment file ended inside a fetch region (truncated)");
+        }
+        writer.write_all(&buf[..n]).await?;
+        offset += n as u64;
+    }
+    Ok(())
 }
 
 /// Sends a file region to the socket with `sendfile(2)`: the record bytes go from the page

@@ -51,7 +51,7 @@ impl BrokerConnections {
             return Ok(c);
         }
         let (host, port) = broker
-            .endpoint_of(&broker.image(), id)
+            .inter_broker_endpoint_of(&broker.image(), id)
             .ok_or(ResponseError::NotLeaderOrFollower.code())?;
         let client_id = format!("strom-txn-{}", broker.config.node_id);
         let c = Connection::connect(&format!("{host}:{port}"), &client_id, WRITE_TIMEOUT)

@@ -15,7 +15,10 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use strom_broker::config::SecurityProtocol;
+use strom_broker::tls::SslSettings;
 use strom_broker::{Broker, BrokerConfig};
+use strom_metadata::records::Endpoint;
 
 #[derive(Parser)]
 #[command(
@@ -153,14 +156,12 @@ async fn run_node(config: BrokerConfig) -> anyhow::Result<()> {
                 .with_context(|| format!("binding {host}:{port}"))
         }
     };
-    let broker_listener = match config
-        .broker_listeners()
-        .next()
-        .filter(|_| config.is_broker())
-    {
-        Some(l) => Some(bind(l).await?),
-        None => None,
-    };
+    let mut bound = Vec::new();
+    if config.is_broker() {
+        for l in config.broker_listeners() {
+            bound.push((l.clone(), bind(l).await?));
+        }
+    }
     let controller_listener = match config
         .controller_listener()
         .filter(|_| config.is_controller())
@@ -168,21 +169,12 @@ async fn run_node(config: BrokerConfig) -> anyhow::Result<()> {
         Some(l) => Some(bind(l).await?),
         None => None,
     };
-    let advertised_host = config
-        .advertised_listeners
-        .first()
-        .map(|l| l.host.clone())
-        .unwrap_or_else(|| "127.0.0.1".into());
-    let broker_addr = match &broker_listener {
-        Some(l) => {
-            let port = match config.advertised_listeners.first() {
-                Some(a) if a.port != 0 => a.port,
-                _ => l.local_addr()?.port(),
-            };
-            Some(format!("{advertised_host}:{port}"))
-        }
-        None => None,
-    };
+    let advertised = advertised_endpoints(&config, &bound)?;
+    let broker_addr = config
+        .inter_broker_listener()
+        .and_then(|name| advertised.iter().find(|e| e.name == name))
+        .or(advertised.first())
+        .map(|e| format!("{}:{}", e.host, e.port));
     let controller_addr = match &controller_listener {
         Some(l) => Some(l.local_addr()?.to_string()),
         None => None,
@@ -200,7 +192,7 @@ async fn run_node(config: BrokerConfig) -> anyhow::Result<()> {
         .map(|d| d.display().to_string())
         .collect::<Vec<_>>()
         .join(",");
-    let Some(listener) = broker_listener else {
+    if bound.is_empty() {
         tracing::info!(node_id = config.node_id, controller = ?controller_addr, "Strom controller started");
         println!(
             "strom controller listening on {}, data in {dirs}",
@@ -210,15 +202,31 @@ async fn run_node(config: BrokerConfig) -> anyhow::Result<()> {
         tracing::info!("shutting down");
         metadata.shutdown().await;
         return Ok(());
-    };
-    let local = listener.local_addr()?;
-    let advertised_port = match config.advertised_listeners.first() {
-        Some(a) if a.port != 0 => a.port,
-        _ => local.port(),
-    };
+    }
+    let mut listeners = Vec::with_capacity(bound.len());
+    for (l, socket) in bound {
+        let tls = match config.security_protocol(&l.name) {
+            SecurityProtocol::Ssl => {
+                let tls = SslSettings::resolve(&config.raw, &l.name)
+                    .server_config()
+                    .with_context(|| format!("listener {}", l.name))?;
+                Some(tls)
+            }
+            _ => None,
+        };
+        listeners.push(strom_broker::server::BoundListener {
+            socket,
+            name: l.name.as_str().into(),
+            tls,
+        });
+    }
+    let local = listeners[0].socket.local_addr()?;
+    let also: String = listeners[1..]
+        .iter()
+        .filter_map(|l| Some(format!("; {} on {}", l.name, l.socket.local_addr().ok()?)))
+        .collect();
     let node_id = config.node_id;
-    let broker =
-        Broker::start(config, metadata.clone(), (advertised_host, advertised_port)).await?;
+    let broker = Broker::start(config, metadata.clone(), advertised).await?;
     tracing::info!(
         node_id,
         listener = %local,
@@ -227,8 +235,10 @@ async fn run_node(config: BrokerConfig) -> anyhow::Result<()> {
         "Strom broker started"
     );
     match &controller_addr {
-        Some(c) => println!("strom server listening on {local}, controller on {c}, data in {dirs}"),
-        None => println!("strom server listening on {local}, data in {dirs}"),
+        Some(c) => {
+            println!("strom server listening on {local}, controller on {c}, data in {dirs}{also}")
+        }
+        None => println!("strom server listening on {local}, data in {dirs}{also}"),
     }
     let stopping = broker.clone();
     let shutdown = async move {
@@ -238,7 +248,7 @@ async fn run_node(config: BrokerConfig) -> anyhow::Result<()> {
             tracing::warn!("the controller did not complete the controlled shutdown in time");
         }
     };
-    strom_broker::server::run(listener, broker.clone(), shutdown).await;
+    strom_broker::server::run(listeners, broker.clone(), shutdown).await;
     tracing::info!("shutting down");
     if let Some(t) = controller_task {
         t.abort();
@@ -246,6 +256,31 @@ async fn run_node(config: BrokerConfig) -> anyhow::Result<()> {
     broker.shutdown().await?;
     tracing::info!("stopped cleanly");
     Ok(())
+}
+
+/// What this node tells clients and brokers of each advertised listener: a port of 0 (a
+/// test's "any free port") becomes the port its listener was bound to.
+fn advertised_endpoints(
+    config: &BrokerConfig,
+    bound: &[(strom_broker::config::Listener, tokio::net::TcpListener)],
+) -> anyhow::Result<Vec<Endpoint>> {
+    let mut out = Vec::new();
+    for a in &config.advertised_listeners {
+        let port = match bound
+            .iter()
+            .find(|(l, _)| l.name == a.name)
+            .or(bound.first())
+        {
+            Some((_, socket)) if a.port == 0 => socket.local_addr()?.port(),
+            _ => a.port,
+        };
+        out.push(Endpoint {
+            name: a.name.clone(),
+            host: a.host.clone(),
+            port,
+        });
+    }
+    Ok(out)
 }
 
 pub(crate) async fn shutdown_signal() {

@@ -159,6 +159,7 @@ pub(super) fn delete_records(
 pub(super) fn describe_cluster(
     broker: &Arc<Broker>,
     request: DescribeClusterRequest,
+    listener: &str,
 ) -> DescribeClusterResponse {
     let image = broker.image();
     // v2 (KIP-1073) may ask for fenced brokers too, marked as such.
@@ -170,7 +171,7 @@ pub(super) fn describe_cluster(
     let brokers = listed
         .iter()
         .filter_map(|b| {
-            let (host, port) = broker.endpoint_of(&image, b.id)?;
+            let (host, port) = broker.endpoint_of(&image, b.id, listener)?;
             Some(
                 DescribeClusterBroker::default()
                     .with_broker_id(BrokerId(b.id))

@@ -153,10 +153,15 @@ fn broker_entries(broker: &Broker, image: &MetadataImage, name: &str) -> Vec<Ent
         .collect();
     if !name.is_empty() {
         // Properties every broker has are described even where nothing set them.
-        let (host, port) = broker.advertised();
+        let advertised = broker
+            .advertised()
+            .iter()
+            .map(|l| format!("{}://{}:{}", l.name, l.host, l.port))
+            .collect::<Vec<_>>()
+            .join(",");
         let derived = [
             ("node.id", broker.config.node_id.to_string()),
-            ("advertised.listeners", format!("PLAINTEXT://{host}:{port}")),
+            ("advertised.listeners", advertised),
         ];
         for (key, value) in derived {
             if !entries.iter().any(|e| e.0 == key) {

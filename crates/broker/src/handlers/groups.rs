@@ -42,6 +42,7 @@ pub(super) async fn find_coordinator(
     broker: &Arc<Broker>,
     request: FindCoordinatorRequest,
     version: i16,
+    listener: &str,
 ) -> FindCoordinatorResponse {
     let keys: Vec<String> = if version >= 4 {
         request
@@ -54,7 +55,7 @@ pub(super) async fn find_coordinator(
     };
     let mut coordinators = Vec::with_capacity(keys.len());
     for key in keys {
-        coordinators.push(coordinator_for(broker, request.key_type, &key).await);
+        coordinators.push(coordinator_for(broker, request.key_type, &key, listener).await);
     }
     if version >= 4 {
         return FindCoordinatorResponse::default().with_coordinators(coordinators);
@@ -71,7 +72,12 @@ pub(super) async fn find_coordinator(
     r
 }
 
-async fn coordinator_for(broker: &Arc<Broker>, key_type: i8, key: &str) -> Coordinator {
+async fn coordinator_for(
+    broker: &Arc<Broker>,
+    key_type: i8,
+    key: &str,
+    listener: &str,
+) -> Coordinator {
     let mut c = Coordinator::default()
         .with_key(s(key))
         .with_node_id(BrokerId(-1))
@@ -123,7 +129,10 @@ async fn coordinator_for(broker: &Arc<Broker>, key_type: i8, key: &str) -> Coord
                 .get(topic)
                 .and_then(|t| t.partitions.get(&partition))
                 .map_or(-1, |p| p.leader);
-            match broker.endpoint_of(&image, leader).filter(|_| leader >= 0) {
+            match broker
+                .endpoint_of(&image, leader, listener)
+                .filter(|_| leader >= 0)
+            {
                 Some((host, port)) => {
                     c.node_id = BrokerId(leader);
                     c.host = s(host);

@@ -19,6 +19,7 @@ pub(super) async fn handle(
     broker: &Arc<Broker>,
     request: MetadataRequest,
     version: i16,
+    listener: &str,
 ) -> MetadataResponse {
     let node = broker.config.node_id;
     let mut image = broker.image();
@@ -101,7 +102,7 @@ pub(super) async fn handle(
         .live_brokers(&image)
         .iter()
         .filter_map(|b| {
-            let (host, port) = broker.endpoint_of(&image, b.id)?;
+            let (host, port) = broker.endpoint_of(&image, b.id, listener)?;
             Some(
                 MetadataResponseBroker::default()
                     .with_node_id(BrokerId(b.id))

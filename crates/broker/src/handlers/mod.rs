@@ -128,6 +128,7 @@ pub async fn handle(
     broker: &Arc<Broker>,
     frame: BytesMut,
     peer: std::net::SocketAddr,
+    listener: &str,
 ) -> Result<Option<Response>, RequestError> {
     if frame.len() >= 2
         && strom_metadata::raft::rpc::is_quorum_api(i16::from_be_bytes([frame[0], frame[1]]))
@@ -163,7 +164,7 @@ pub async fn handle(
             respond(key, version, correlation_id, &r)?
         }
         ApiKey::Metadata => {
-            let r = metadata::handle(broker, decode(body, version)?, version).await;
+            let r = metadata::handle(broker, decode(body, version)?, version, listener).await;
             respond(key, version, correlation_id, &r)?
         }
         ApiKey::Produce => match produce::handle(broker, decode(body, version)?, version).await {
@@ -204,7 +205,7 @@ pub async fn handle(
             respond(key, version, correlation_id, &r)?
         }
         ApiKey::DescribeCluster => {
-            let r = admin::describe_cluster(broker, decode(body, version)?);
+            let r = admin::describe_cluster(broker, decode(body, version)?, listener);
             respond(key, version, correlation_id, &r)?
         }
         ApiKey::ElectLeaders => {
@@ -248,7 +249,8 @@ pub async fn handle(
             respond(key, version, correlation_id, &r)?
         }
         ApiKey::FindCoordinator => {
-            let r = groups::find_coordinator(broker, decode(body, version)?, version).await;
+            let r =
+                groups::find_coordinator(broker, decode(body, version)?, version, listener).await;
             respond(key, version, correlation_id, &r)?
         }
         ApiKey::JoinGroup => {
