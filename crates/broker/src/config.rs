@@ -174,23 +174,12 @@ impl Default for BrokerConfig {
     }
 }
 
-/// Properties Strom accepts and reads elsewhere (the listeners' `ssl.*` settings, read by
-/// [`crate::tls::SslSettings`] from the raw properties).
-const ACCEPTED: &[&str] = &[
-    "ssl.keystore.type",
-    "ssl.keystore.location",
-    "ssl.keystore.key",
-    "ssl.keystore.certificate.chain",
-    "ssl.truststore.type",
-    "ssl.truststore.location",
-    "ssl.truststore.certificates",
-    "ssl.client.auth",
-    "ssl.enabled.protocols",
-    "ssl.cipher.suites",
-    "ssl.key.password",
-    "ssl.keystore.password",
-    "ssl.truststore.password",
-];
+/// Properties Strom accepts and reads elsewhere: the listeners' `ssl.*` settings
+/// ([`crate::tls::SETTINGS`]), read by [`crate::tls::SslSettings`] from the raw properties,
+/// and their `listener.name.<name>.` forms.
+fn accepted_elsewhere(key: &str) -> bool {
+    crate::tls::SETTINGS.contains(&key) || key.starts_with("listener.name.")
+}
 
 /// A listener's security protocol (`listener.security.protocol.map`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -565,7 +554,7 @@ impl BrokerConfig {
                 "inter.broker.listener.name" => {
                     c.inter_broker_listener_name = Some(value.trim().to_string())
                 }
-                k if ACCEPTED.contains(&k) || k.starts_with("listener.name.") => {}
+                k if accepted_elsewhere(k) => {}
                 other => tracing::warn!(key = other, "unknown configuration ignored"),
             }
         }

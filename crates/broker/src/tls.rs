@@ -65,14 +65,16 @@ pub struct SslSettings {
     values: BTreeMap<&'static str, (String, String)>,
 }
 
-/// Every `ssl.*` setting this module reads.
-const SETTINGS: &[&str] = &[
+/// Every `ssl.*` setting this module reads (the store passwords only to be accepted: PEM
+/// stores have none).
+pub const SETTINGS: &[&str] = &[
     "ssl.keystore.type",
     "ssl.keystore.location",
     "ssl.keystore.key",
     "ssl.keystore.certificate.chain",
     "ssl.key.password",
     "ssl.keystore.password",
+    "ssl.truststore.password",
     "ssl.truststore.type",
     "ssl.truststore.location",
     "ssl.truststore.certificates",
