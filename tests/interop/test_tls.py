@@ -5,6 +5,7 @@ refused at start with a clear error."""
 import re
 import socket
 import subprocess
+import time
 import uuid
 
 import pytest
@@ -67,7 +68,6 @@ def read_all(conf, topic, n, timeout=20):
     c = Consumer({**conf, "group.id": "g-" + uuid.uuid4().hex, "auto.offset.reset": "earliest"})
     c.subscribe([topic])
     out = []
-    import time
     deadline = time.time() + timeout
     while len(out) < n and time.time() < deadline:
         m = c.poll(0.5)
