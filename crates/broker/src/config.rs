@@ -59,6 +59,15 @@ pub struct BrokerConfig {
     pub socket_request_max_bytes: usize,
     /// `connections.max.idle.ms` (10 minutes).
     pub connections_max_idle_ms: u64,
+    /// `connections.max.reauth.ms` (0: SASL sessions do not expire): how long a SASL
+    /// authentication holds before the client must re-authenticate (KIP-368).
+    pub connections_max_reauth_ms: u64,
+    /// `connection.failed.authentication.delay.ms` (100): how long a failed authentication
+    /// waits before it is answered and the connection closed.
+    pub connection_failed_authentication_delay_ms: u64,
+    /// The SASL settings of each SASL_PLAINTEXT and SASL_SSL listener, by listener name
+    /// (`sasl.enabled.mechanisms`, the PLAIN JAAS users).
+    pub sasl: BTreeMap<String, std::sync::Arc<crate::auth::sasl::ListenerSasl>>,
     /// `min.insync.replicas` (1).
     pub min_insync_replicas: i32,
     /// `log.retention.check.interval.ms` (5 minutes).
@@ -142,6 +151,9 @@ impl Default for BrokerConfig {
             auto_create_topics_enable: true,
             socket_request_max_bytes: 100 * 1024 * 1024,
             connections_max_idle_ms: 600_000,
+            connections_max_reauth_ms: 0,
+            connection_failed_authentication_delay_ms: 100,
+            sasl: BTreeMap::new(),
             min_insync_replicas: 1,
             log_retention_check_interval_ms: 300_000,
             log_defaults: LogConfig::default(),
@@ -175,10 +187,13 @@ impl Default for BrokerConfig {
 }
 
 /// Properties Strom accepts and reads elsewhere: the listeners' `ssl.*` settings
-/// ([`crate::tls::SETTINGS`]), read by [`crate::tls::SslSettings`] from the raw properties,
-/// and their `listener.name.<name>.` forms.
+/// ([`crate::tls::SETTINGS`], read by [`crate::tls::SslSettings`]) and SASL settings
+/// ([`crate::auth::sasl::SETTINGS`], read by [`crate::auth::sasl::ListenerSasl`]) from the
+/// raw properties, and their `listener.name.<name>.` forms.
 fn accepted_elsewhere(key: &str) -> bool {
-    crate::tls::SETTINGS.contains(&key) || key.starts_with("listener.name.")
+    crate::tls::SETTINGS.contains(&key)
+        || crate::auth::sasl::SETTINGS.contains(&key)
+        || key.starts_with("listener.name.")
 }
 
 /// A listener's security protocol (`listener.security.protocol.map`).
@@ -285,6 +300,10 @@ impl BrokerConfig {
                     c.socket_request_max_bytes = v as usize;
                 }
                 "connections.max.idle.ms" => c.connections_max_idle_ms = int()?.max(1) as u64,
+                "connections.max.reauth.ms" => c.connections_max_reauth_ms = int()?.max(0) as u64,
+                "connection.failed.authentication.delay.ms" => {
+                    c.connection_failed_authentication_delay_ms = int()?.max(0) as u64
+                }
                 "min.insync.replicas" => {
                     c.min_insync_replicas = int()? as i32;
                     if c.min_insync_replicas < 1 {
@@ -596,6 +615,25 @@ impl BrokerConfig {
             ));
         }
         c.check_security(roles.0)?;
+        for l in &c.listeners {
+            if matches!(
+                c.security_protocol(&l.name),
+                SecurityProtocol::SaslPlaintext | SecurityProtocol::SaslSsl
+            ) {
+                let sasl = crate::auth::sasl::ListenerSasl::resolve(&c.raw, &l.name).map_err(
+                    |e| ConfigError {
+                        // A JAAS config holds passwords: never in an error.
+                        value: match e.property.ends_with("jaas.config") {
+                            true => "(hidden)".into(),
+                            false => c.raw.get(&e.property).cloned().unwrap_or_default(),
+                        },
+                        key: e.property,
+                        reason: e.reason,
+                    },
+                )?;
+                c.sasl.insert(l.name.clone(), std::sync::Arc::new(sasl));
+            }
+        }
         if roles.1 && !c.controller_quorum_voters.is_empty() {
             if !c.controller_quorum_voters.contains_key(&c.node_id) {
                 return Err(bad(
@@ -673,9 +711,9 @@ impl BrokerConfig {
             .map(|l| l.name.as_str())
     }
 
-    /// Listener names and protocols that cannot be served (yet): SASL, and TLS where this
+    /// Listener names and protocols that cannot be served (yet): TLS or SASL where this
     /// node's own connections would have to speak it (to other brokers and controllers:
-    /// they are plaintext until the native client speaks TLS).
+    /// they are plaintext until brokers speak TLS and SASL to each other).
     fn check_security(&self, broker: bool) -> Result<(), ConfigError> {
         let map_text = || {
             self.raw
@@ -695,23 +733,13 @@ impl BrokerConfig {
                 });
             }
             let protocol = self.security_protocol(&l.name);
-            if matches!(
-                protocol,
-                SecurityProtocol::SaslPlaintext | SecurityProtocol::SaslSsl
-            ) {
-                return Err(ConfigError {
-                    key: "listeners".into(),
-                    value: format!("{}://{}:{}", l.name, l.host, l.port),
-                    reason: format!("{} listeners are not supported yet", protocol.name()),
-                });
-            }
             let own_connections = self.controller_listener_names.contains(&l.name)
                 || (broker && self.inter_broker_listener() == Some(l.name.as_str()));
-            if protocol == SecurityProtocol::Ssl && own_connections {
+            if protocol != SecurityProtocol::Plaintext && own_connections {
                 return Err(ConfigError {
                     key: "listeners".into(),
                     value: format!("{}://{}:{}", l.name, l.host, l.port),
-                    reason: "TLS on the inter-broker or controller listener is not supported yet: give clients an SSL listener of its own and keep inter.broker.listener.name on a PLAINTEXT one".into(),
+                    reason: format!("{} on the inter-broker or controller listener is not supported yet: give clients a listener of their own and keep inter.broker.listener.name and the controller listener PLAINTEXT", protocol.name()),
                 });
             }
         }
@@ -904,12 +932,50 @@ mod tests {
                 .contains("no security protocol for listener A")
         );
         assert!(err("listener.security.protocol.map=A:TLS").contains("is not PLAINTEXT, SSL"));
-        assert!(err("listeners=SASL_SSL://127.0.0.1:0")
-            .contains("SASL_SSL listeners are not supported yet"));
+        // The only listener carries broker traffic: it cannot be SASL yet.
+        assert!(err("listeners=SASL_SSL://127.0.0.1:0").contains("inter-broker"));
         assert!(err("listeners=SSL://127.0.0.1:0").contains("inter-broker"));
         assert!(
             err("listeners=PLAINTEXT://127.0.0.1:0\ninter.broker.listener.name=X")
                 .contains("no broker listener")
         );
+    }
+
+    #[test]
+    fn sasl_listeners_resolve_their_mechanisms_and_plain_users() {
+        use crate::auth::sasl::Mechanism;
+        use strom_metadata::records::ScramMechanism;
+        let base = "listeners=PLAINTEXT://127.0.0.1:0,SASL_PLAINTEXT://127.0.0.1:0\n";
+        let c = BrokerConfig::from_pairs(&pairs(base)).unwrap();
+        assert_eq!(
+            c.sasl["SASL_PLAINTEXT"].mechanisms,
+            vec![
+                Mechanism::Scram(ScramMechanism::Sha256),
+                Mechanism::Scram(ScramMechanism::Sha512)
+            ],
+            "SCRAM by default; PLAIN only with its users"
+        );
+        assert!(!c.sasl.contains_key("PLAINTEXT"));
+        let jaas = "listener.name.sasl_plaintext.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_alice=\"alice-secret\";";
+        let c = BrokerConfig::from_pairs(&pairs(&format!("{base}{jaas}"))).unwrap();
+        assert!(c.sasl["SASL_PLAINTEXT"].mechanisms.contains(&Mechanism::Plain));
+        let c = BrokerConfig::from_pairs(&pairs(&format!(
+            "{base}{jaas}\nlistener.name.sasl_plaintext.sasl.enabled.mechanisms=SCRAM-SHA-512"
+        )))
+        .unwrap();
+        assert_eq!(
+            c.sasl["SASL_PLAINTEXT"].mechanisms,
+            vec![Mechanism::Scram(ScramMechanism::Sha512)]
+        );
+        let err = |text: &str| {
+            BrokerConfig::from_pairs(&pairs(&format!("{base}{text}")))
+                .unwrap_err()
+                .to_string()
+        };
+        assert!(err("sasl.enabled.mechanisms=GSSAPI").contains("GSSAPI is not supported"));
+        assert!(err("sasl.enabled.mechanisms=PLAIN").contains("names no users"));
+        let broken = err("listener.name.sasl_plaintext.plain.sasl.jaas.config=M required password=\"hunter2\"");
+        assert!(broken.contains("end with ';'"), "{broken}");
+        assert!(!broken.contains("hunter2"), "the error hides the JAAS text: {broken}");
     }
 }

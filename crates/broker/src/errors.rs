@@ -112,6 +112,7 @@ pub fn controller_refusal(e: &ControllerError) -> Refusal {
         ControllerError::InvalidUpdateVersion(_) => ResponseError::InvalidUpdateVersion,
         ControllerError::IneligibleReplica(_) => ResponseError::IneligibleReplica,
         ControllerError::NoReassignmentInProgress(_) => ResponseError::NoReassignmentInProgress,
+        ControllerError::ResourceNotFound(_) => ResponseError::ResourceNotFound,
         ControllerError::Quorum(_) => ResponseError::UnknownServerError,
     };
     Refusal::new(code, e.to_string())

@@ -4,7 +4,8 @@
 //! connection ([`server`]) reads size-prefixed frames in order; [`handlers::handle`] parses
 //! the header, guards and decodes the body and dispatches to one file per API in
 //! [`handlers`], which works on the [`Broker`] (partition logs plus the metadata image) and
-//! encodes the response. Kafka error codes are chosen in [`errors`].
+//! encodes the response. Kafka error codes are chosen in [`errors`]. Each connection's
+//! identity and SASL exchange live in [`auth`]; TLS settings in [`tls`].
 //!
 //! In the cluster: the broker registers with the active controller and heartbeats
 //! (`lifecycle`), follows the metadata image into its logs and coordinator
@@ -13,6 +14,7 @@
 //! `strom_metadata::MetadataNode`. Quorum RPCs that arrive on a broker listener (a
 //! broker-only node is an observer of the metadata log) are handed to the metadata node.
 
+pub mod auth;
 pub mod authz;
 pub mod broker;
 pub mod config;

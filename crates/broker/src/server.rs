@@ -2,7 +2,9 @@
 //! per connection; requests on a connection are read, handled and answered strictly in
 //! order (clients may pipeline). A frame above `socket.request.max.bytes`, a malformed
 //! header, an unsupported request or a failed TLS handshake closes that connection only;
-//! an idle connection closes after `connections.max.idle.ms`.
+//! an idle connection closes after `connections.max.idle.ms`. On a SASL listener a
+//! connection has [`AUTHENTICATION_TIMEOUT`] to authenticate, and one whose exchange
+//! failed closes once the failure is answered.
 //!
 //! Fetched record bytes go from the page cache to a plaintext socket by `sendfile(2)`; a TLS
 //! connection must encrypt them, so they are read into memory and written through rustls.
@@ -22,7 +24,9 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
+use crate::auth::{Session, AUTHENTICATION_TIMEOUT};
 use crate::broker::Broker;
+use crate::config::SecurityProtocol;
 use crate::fetch_codec::Chunk;
 use crate::handlers::{self, Response};
 
@@ -157,17 +161,31 @@ async fn serve_on<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
 ) -> anyhow::Result<()> {
     let max = broker.config.socket_request_max_bytes;
     let idle = Duration::from_millis(broker.config.connections_max_idle_ms);
+    let sasl = matches!(
+        broker.config.security_protocol(listener),
+        SecurityProtocol::SaslPlaintext | SecurityProtocol::SaslSsl
+    );
+    let mut session = Session::new(peer, listener.into(), sasl);
     loop {
+        // Until it has authenticated, a client has AUTHENTICATION_TIMEOUT, not the idle time.
+        let (wait, unauthenticated) = match session.authentication_deadline() {
+            Some(deadline) => {
+                let left = deadline.saturating_duration_since(std::time::Instant::now());
+                (left.min(idle), left < idle)
+            }
+            None => (idle, false),
+        };
         let frame = tokio::select! {
             _ = stop.changed() => return Ok(()),
-            read = tokio::time::timeout(idle, read_frame(&mut reader, max)) => match read {
+            read = tokio::time::timeout(wait, read_frame(&mut reader, max)) => match read {
+                Err(_) if unauthenticated => anyhow::bail!("not authenticated within {AUTHENTICATION_TIMEOUT:?}"),
                 Err(_) => anyhow::bail!("idle for connections.max.idle.ms"),
                 Ok(Ok(Some(frame))) => frame,
                 Ok(Ok(None)) => return Ok(()),
                 Ok(Err(e)) => return Err(e.into()),
             },
         };
-        let Some(response) = handlers::handle(&broker, frame, peer, listener).await? else {
+        let Some(response) = handlers::handle(&broker, frame, &mut session).await? else {
             continue; // acks=0
         };
         match response {
@@ -189,6 +207,9 @@ async fn serve_on<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
             }
         }
         writer.flush().await?;
+        if session.must_close() {
+            return Ok(());
+        }
     }
 }
 

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::records::{Configs, Endpoint, MetadataRecord};
+use crate::records::{Configs, Endpoint, MetadataRecord, ScramCredential, ScramMechanism};
 
 /// One partition's placement.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -102,6 +102,9 @@ pub struct MetadataImage {
     pub topic_names: BTreeMap<uuid::Uuid, String>,
     /// First producer id not yet handed out in a block.
     pub next_producer_id: i64,
+    /// SCRAM credentials by user name and mechanism.
+    #[serde(default)]
+    pub scram_credentials: BTreeMap<String, BTreeMap<ScramMechanism, ScramCredential>>,
     /// Raft log index of the last entry applied (-1 before any).
     pub offset: i64,
 }
@@ -135,6 +138,15 @@ impl MetadataImage {
             .get(&broker.to_string())
             .and_then(|c| c.get(name))
             .or_else(|| self.broker_configs.get("").and_then(|c| c.get(name)))
+    }
+
+    /// The SCRAM credential of `user` for `mechanism`.
+    pub fn scram_credential(
+        &self,
+        user: &str,
+        mechanism: ScramMechanism,
+    ) -> Option<&ScramCredential> {
+        self.scram_credentials.get(user)?.get(&mechanism)
     }
 
     /// The broker registration with this epoch (records about an older one are stale).
@@ -257,6 +269,24 @@ impl MetadataImage {
             MetadataRecord::FenceBroker { broker_id, epoch } => {
                 if let Some(b) = self.broker_at(*broker_id, *epoch) {
                     b.fenced = true;
+                }
+            }
+            MetadataRecord::UserScramCredential {
+                name,
+                mechanism,
+                credential,
+            } => {
+                self.scram_credentials
+                    .entry(name.clone())
+                    .or_default()
+                    .insert(*mechanism, credential.clone());
+            }
+            MetadataRecord::RemoveUserScramCredential { name, mechanism } => {
+                if let Some(user) = self.scram_credentials.get_mut(name) {
+                    user.remove(mechanism);
+                    if user.is_empty() {
+                        self.scram_credentials.remove(name);
+                    }
                 }
             }
             MetadataRecord::RemoveTopic { topic_id } => {

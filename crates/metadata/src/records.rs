@@ -114,6 +114,23 @@ pub enum MetadataRecord {
         /// The registration this applies to.
         epoch: i64,
     },
+    /// A user's SCRAM credential for one mechanism, set or replaced (KRaft's
+    /// UserScramCredentialRecord). Only the salted keys are kept, never the password.
+    UserScramCredential {
+        /// The user name (the principal is `User:<name>`).
+        name: String,
+        /// Which SCRAM mechanism it serves.
+        mechanism: ScramMechanism,
+        /// The stored keys.
+        credential: ScramCredential,
+    },
+    /// A user's SCRAM credential for one mechanism was deleted.
+    RemoveUserScramCredential {
+        /// The user name.
+        name: String,
+        /// The mechanism.
+        mechanism: ScramMechanism,
+    },
     /// The cluster's id, written once when the metadata log is created.
     Cluster {
         /// Kafka's cluster id (22 characters, base64 of a UUID).
@@ -161,3 +178,60 @@ pub struct Endpoint {
 
 /// Configs by name.
 pub type Configs = BTreeMap<String, String>;
+
+/// A SCRAM mechanism (Kafka's ScramMechanism, with its wire codes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum ScramMechanism {
+    /// SCRAM-SHA-256 (code 1).
+    #[serde(rename = "SCRAM-SHA-256")]
+    Sha256,
+    /// SCRAM-SHA-512 (code 2).
+    #[serde(rename = "SCRAM-SHA-512")]
+    Sha512,
+}
+
+impl ScramMechanism {
+    /// Both, in code order.
+    pub const ALL: [ScramMechanism; 2] = [ScramMechanism::Sha256, ScramMechanism::Sha512];
+
+    /// The SASL mechanism name.
+    pub fn name(self) -> &'static str {
+        match self {
+            ScramMechanism::Sha256 => "SCRAM-SHA-256",
+            ScramMechanism::Sha512 => "SCRAM-SHA-512",
+        }
+    }
+
+    /// The mechanism named `name` (case-sensitive, as SASL names are).
+    pub fn from_name(name: &str) -> Option<ScramMechanism> {
+        Self::ALL.into_iter().find(|m| m.name() == name)
+    }
+
+    /// The wire code (AlterUserScramCredentials, DescribeUserScramCredentials).
+    pub fn code(self) -> i8 {
+        match self {
+            ScramMechanism::Sha256 => 1,
+            ScramMechanism::Sha512 => 2,
+        }
+    }
+
+    /// The mechanism with wire code `code`.
+    pub fn from_code(code: i8) -> Option<ScramMechanism> {
+        Self::ALL.into_iter().find(|m| m.code() == code)
+    }
+}
+
+/// What a server keeps to verify a SCRAM client (RFC 5802): the salt and iteration count the
+/// client derives its salted password with, `StoredKey = H(HMAC(SaltedPassword, "Client
+/// Key"))` and `ServerKey = HMAC(SaltedPassword, "Server Key")`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScramCredential {
+    /// The salt.
+    pub salt: Vec<u8>,
+    /// StoredKey.
+    pub stored_key: Vec<u8>,
+    /// ServerKey.
+    pub server_key: Vec<u8>,
+    /// The PBKDF2 iteration count.
+    pub iterations: u32,
+}

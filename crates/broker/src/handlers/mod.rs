@@ -16,6 +16,7 @@ mod metadata;
 mod offsets_for_leader_epoch;
 mod produce;
 mod reassignments;
+mod scram_credentials;
 mod transactions;
 
 use std::sync::Arc;
@@ -26,6 +27,7 @@ use kafka_protocol::protocol::{Decodable, Encodable};
 use strom_protocol::guard;
 use strom_protocol::header::RequestHeader;
 
+use crate::auth::{sasl, Admit, Session};
 use crate::broker::Broker;
 use crate::fetch_codec::{self, Chunk};
 
@@ -52,6 +54,12 @@ pub enum RequestError {
     /// A quorum RPC was refused (sender not a voter, garbled).
     #[error("quorum RPC refused")]
     Quorum,
+    /// A request the connection's authentication state does not allow.
+    #[error("{0}")]
+    Unauthenticated(&'static str),
+    /// A SASL exchange failed or a response closes the connection.
+    #[error("SASL authentication failed")]
+    AuthenticationFailed,
     /// The response could not be encoded.
     #[error("response could not be encoded: {0}")]
     Encode(String),
@@ -105,6 +113,10 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeTransactions, 0, 0),
     (ApiKey::ListTransactions, 0, 2),
     (ApiKey::DescribeProducers, 0, 0),
+    (ApiKey::SaslHandshake, 0, 1),
+    (ApiKey::SaslAuthenticate, 0, 2),
+    (ApiKey::DescribeUserScramCredentials, 0, 0),
+    (ApiKey::AlterUserScramCredentials, 0, 0),
 ];
 
 fn supported(api_key: i16, version: i16) -> bool {
@@ -122,14 +134,30 @@ pub enum Response {
     Chunks(Vec<Chunk>),
 }
 
-/// Handles one request frame. `Ok(None)`: no response (Produce with acks=0).
-/// `Err`: the connection must close.
+/// Handles one request frame of the connection `session`. `Ok(None)`: no response (Produce
+/// with acks=0). `Err`: the connection must close; so must it after the response when
+/// [`Session::must_close`] says so.
 pub async fn handle(
     broker: &Arc<Broker>,
     frame: BytesMut,
-    peer: std::net::SocketAddr,
-    listener: &str,
+    session: &mut Session,
 ) -> Result<Option<Response>, RequestError> {
+    let first = (frame.len() >= 2).then(|| i16::from_be_bytes([frame[0], frame[1]]));
+    match session.admit(first.unwrap_or(-1)) {
+        Admit::Request => {}
+        Admit::Token => {
+            return match sasl::raw_token(broker, session, &frame).await {
+                Some(token) => Ok(Some(Response::Bytes(token))),
+                None => Err(RequestError::AuthenticationFailed),
+            };
+        }
+        Admit::Refuse(why) => {
+            tracing::info!(peer = %session.peer, listener = %session.listener, api_key = ?first, "{why}; closing");
+            return Err(RequestError::Unauthenticated(why));
+        }
+    }
+    let (peer, listener) = (session.peer, session.listener.clone());
+    let listener: &str = &listener;
     if frame.len() >= 2
         && strom_metadata::raft::rpc::is_quorum_api(i16::from_be_bytes([frame[0], frame[1]]))
     {
@@ -336,6 +364,22 @@ pub async fn handle(
         }
         ApiKey::DescribeProducers => {
             let r = transactions::describe_producers(broker, decode(body, version)?);
+            respond(key, version, correlation_id, &r)?
+        }
+        ApiKey::SaslHandshake => {
+            let r = sasl::handshake(broker, session, decode(body, version)?, version);
+            respond(key, version, correlation_id, &r)?
+        }
+        ApiKey::SaslAuthenticate => {
+            let r = sasl::authenticate(broker, session, decode(body, version)?).await;
+            respond(key, version, correlation_id, &r)?
+        }
+        ApiKey::DescribeUserScramCredentials => {
+            let r = scram_credentials::describe(broker, decode(body, version)?);
+            respond(key, version, correlation_id, &r)?
+        }
+        ApiKey::AlterUserScramCredentials => {
+            let r = scram_credentials::alter(broker, decode(body, version)?).await;
             respond(key, version, correlation_id, &r)?
         }
         _ => return Err(RequestError::Unsupported { api_key, version }),

@@ -53,7 +53,7 @@ pub(super) async fn alter(
         )
         .await;
     let outcomes = match reply {
-        Ok(ControllerReply::Reassignments { outcomes, .. }) => outcomes,
+        Ok(ControllerReply::Outcomes { outcomes, .. }) => outcomes,
         Ok(_) => {
             return AlterPartitionReassignmentsResponse::default()
                 .with_error_code(ResponseError::UnknownServerError.code())

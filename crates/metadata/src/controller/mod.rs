@@ -10,6 +10,7 @@
 //! - [`partitions`]: ISR changes leaders propose (AlterPartition) and leader elections.
 //! - [`placement`]: where the replicas of new partitions go.
 //! - [`reassign`]: moving replicas between brokers (AlterPartitionReassignments).
+//! - [`scram`]: users' SCRAM credentials (AlterUserScramCredentials).
 //!
 //! Requests are handled one at a time (an async mutex), each after a read barrier on the
 //! quorum, so every check sees the effect of every earlier commit.
@@ -18,6 +19,7 @@ pub mod brokers;
 pub mod partitions;
 pub mod placement;
 pub mod reassign;
+pub mod scram;
 pub mod topics;
 
 /// A small image for the controller's unit tests.
@@ -163,6 +165,11 @@ pub enum ControllerRequest {
         /// KIP-860: whether a target may have another size than the current replicas.
         allow_replication_factor_change: bool,
     },
+    /// Set or delete users' SCRAM credentials (AlterUserScramCredentials).
+    AlterScramCredentials {
+        /// Per user, in request order.
+        users: Vec<scram::UserChange>,
+    },
 }
 
 /// One topic of a [`ControllerRequest::CreateTopics`].
@@ -228,8 +235,9 @@ pub enum ControllerReply {
         /// Commit offset.
         offset: i64,
     },
-    /// Each partition's outcome of an AlterPartitionReassignments, in request order.
-    Reassignments {
+    /// Each item's outcome, in request order (AlterPartitionReassignments' partitions,
+    /// AlterUserScramCredentials' users).
+    Outcomes {
         /// The outcomes.
         outcomes: Vec<Result<(), ControllerError>>,
         /// Commit offset.
@@ -255,7 +263,7 @@ impl ControllerReply {
             | ControllerReply::Registered { offset, .. }
             | ControllerReply::Heartbeat { offset, .. }
             | ControllerReply::Elections { offset, .. }
-            | ControllerReply::Reassignments { offset, .. } => *offset,
+            | ControllerReply::Outcomes { offset, .. } => *offset,
         }
     }
 }
@@ -309,6 +317,9 @@ pub enum ControllerError {
     /// NO_REASSIGNMENT_IN_PROGRESS: a cancel of a partition not being reassigned.
     #[error("{0}")]
     NoReassignmentInProgress(String),
+    /// RESOURCE_NOT_FOUND: a delete of something that does not exist.
+    #[error("{0}")]
+    ResourceNotFound(String),
     /// The quorum failed (UNKNOWN_SERVER_ERROR).
     #[error("the metadata quorum failed: {0}")]
     Quorum(String),
@@ -475,7 +486,12 @@ impl Controller {
                     );
                 }
                 let offset = self.commit(records, image.offset).await?;
-                Ok(ControllerReply::Reassignments { outcomes, offset })
+                Ok(ControllerReply::Outcomes { outcomes, offset })
+            }
+            ControllerRequest::AlterScramCredentials { users } => {
+                let (records, outcomes) = scram::alter(&image, &users);
+                let offset = self.commit(records, image.offset).await?;
+                Ok(ControllerReply::Outcomes { outcomes, offset })
             }
             ControllerRequest::AllocateProducerIds { broker_id } => {
                 let (records, start, end) = topics::allocate_producer_ids(&image, broker_id);

@@ -120,7 +120,8 @@ pub fn change(
         | ControllerRequest::Heartbeat { .. }
         | ControllerRequest::AlterPartition(_)
         | ControllerRequest::ElectLeaders { .. }
-        | ControllerRequest::AlterReassignments { .. } => Err(ControllerError::InvalidRequest(
+        | ControllerRequest::AlterReassignments { .. }
+        | ControllerRequest::AlterScramCredentials { .. } => Err(ControllerError::InvalidRequest(
             "not a topic or config change".into(),
         )),
     }

@@ -181,7 +181,36 @@ static MESSAGES: &[Message] = &[
     msg(61, 0, 0, 0, &DESCRIBE_PRODUCERS_REQUEST),
     msg(65, 0, 0, 0, &DESCRIBE_TRANSACTIONS_REQUEST),
     msg(66, 0, 2, 0, &LIST_TRANSACTIONS_REQUEST),
+    msg(17, 0, 1, NEVER, &SASL_HANDSHAKE_REQUEST),
+    msg(36, 0, 2, 2, &SASL_AUTHENTICATE_REQUEST),
+    msg(50, 0, 0, 0, &DESCRIBE_USER_SCRAM_CREDENTIALS_REQUEST),
+    msg(51, 0, 0, 0, &ALTER_USER_SCRAM_CREDENTIALS_REQUEST),
 ];
+
+static SASL_HANDSHAKE_REQUEST: Struct = Struct(&[f("mechanism", 0, ALL, STR)]);
+
+static SASL_AUTHENTICATE_REQUEST: Struct = Struct(&[f("auth_bytes", 0, ALL, BYTES)]);
+
+static SCRAM_USER_NAME: Struct = Struct(&[f("name", 0, ALL, STR)]);
+
+static DESCRIBE_USER_SCRAM_CREDENTIALS_REQUEST: Struct =
+    Struct(&[f("users", 0, ALL, narr(&st(&SCRAM_USER_NAME)))]);
+
+static SCRAM_CREDENTIAL_DELETION: Struct =
+    Struct(&[f("name", 0, ALL, STR), f("mechanism", 0, ALL, I8)]);
+
+static SCRAM_CREDENTIAL_UPSERTION: Struct = Struct(&[
+    f("name", 0, ALL, STR),
+    f("mechanism", 0, ALL, I8),
+    f("iterations", 0, ALL, I32),
+    f("salt", 0, ALL, BYTES),
+    f("salted_password", 0, ALL, BYTES),
+]);
+
+static ALTER_USER_SCRAM_CREDENTIALS_REQUEST: Struct = Struct(&[
+    f("deletions", 0, ALL, arr(&st(&SCRAM_CREDENTIAL_DELETION))),
+    f("upsertions", 0, ALL, arr(&st(&SCRAM_CREDENTIAL_UPSERTION))),
+]);
 
 static REASSIGNABLE_PARTITION: Struct = Struct(&[
     f("partition_index", 0, ALL, I32),

@@ -794,6 +794,41 @@ fn sample(api_key: i16, v: i16) -> Sample {
             }
             r.unknown_tagged_fields = tags(fl);
         }),
+        17 => build(v, |r: &mut SaslHandshakeRequest, _| {
+            r.mechanism = s("SCRAM-SHA-512");
+        }),
+        36 => build(v, |r: &mut SaslAuthenticateRequest, fl| {
+            r.auth_bytes = Bytes::from_static(b"n,,n=alice,r=fyko+d2lbbFgONRv9qkxdawL");
+            r.unknown_tagged_fields = tags(fl);
+        }),
+        50 => build(v, |r: &mut DescribeUserScramCredentialsRequest, fl| {
+            use describe_user_scram_credentials_request::UserName;
+            let user = |n: &str| {
+                let mut u = UserName::default();
+                u.name = s(n);
+                u.unknown_tagged_fields = tags(fl);
+                u
+            };
+            r.users = Some(vec![user("alice"), user("bob")]);
+            r.unknown_tagged_fields = tags(fl);
+        }),
+        51 => build(v, |r: &mut AlterUserScramCredentialsRequest, fl| {
+            use alter_user_scram_credentials_request::*;
+            let mut d = ScramCredentialDeletion::default();
+            d.name = s("bob");
+            d.mechanism = 1;
+            d.unknown_tagged_fields = tags(fl);
+            let mut u = ScramCredentialUpsertion::default();
+            u.name = s("alice");
+            u.mechanism = 2;
+            u.iterations = 8192;
+            u.salt = Bytes::from_static(&[7; 16]);
+            u.salted_password = Bytes::from_static(&[9; 64]);
+            u.unknown_tagged_fields = tags(fl);
+            r.deletions = vec![d.clone(), d];
+            r.upsertions = vec![u.clone(), u];
+            r.unknown_tagged_fields = tags(fl);
+        }),
         other => panic!("no sample for API {other}"),
     }
 }
@@ -907,6 +942,10 @@ fn the_schema_table_matches_kafka_protocol() {
         (61, versions::<DescribeProducersRequest>()),
         (65, versions::<DescribeTransactionsRequest>()),
         (66, versions::<ListTransactionsRequest>()),
+        (17, versions::<SaslHandshakeRequest>()),
+        (36, versions::<SaslAuthenticateRequest>()),
+        (50, versions::<DescribeUserScramCredentialsRequest>()),
+        (51, versions::<AlterUserScramCredentialsRequest>()),
     ];
     assert_eq!(guarded_api_keys().len(), expected.len());
     for &(k, (lo, hi, flexible)) in expected {

@@ -1,0 +1,150 @@
+//! Who is on the other end of a connection, and what it may send before it has proven it.
+//!
+//! Every connection has a [`Session`]: its peer, its listener, its [`Principal`] (Kafka's
+//! `User:ANONYMOUS` until a SASL exchange names someone) and, on a SASL_PLAINTEXT or
+//! SASL_SSL listener, the state of its SASL exchange ([`sasl`]). [`Session::admit`] is the
+//! gate every frame passes before it is parsed: before authentication only ApiVersions,
+//! SaslHandshake and SaslAuthenticate (or the raw tokens a v0 handshake asks for) get
+//! through; anything else closes the connection, as Kafka does. The authorizer reads the
+//! principal.
+
+pub mod jaas;
+pub mod sasl;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use kafka_protocol::messages::ApiKey;
+
+/// A Kafka principal: a type and a name, written `User:alice`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Principal {
+    /// The principal type (`User`).
+    pub kind: String,
+    /// The name.
+    pub name: String,
+}
+
+impl Principal {
+    /// `User:<name>`.
+    pub fn user(name: impl Into<String>) -> Principal {
+        Principal {
+            kind: "User".into(),
+            name: name.into(),
+        }
+    }
+
+    /// `User:ANONYMOUS`: the principal of a PLAINTEXT connection, or of an SSL one without
+    /// a client certificate.
+    pub fn anonymous() -> Principal {
+        Principal::user("ANONYMOUS")
+    }
+}
+
+impl std::fmt::Display for Principal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.kind, self.name)
+    }
+}
+
+/// How long a client on a SASL listener has to authenticate after connecting (or after its
+/// re-authentication handshake). Kafka leaves such a connection to `connections.max.idle.ms`;
+/// a bound this short keeps half-open exchanges from holding connections.
+pub const AUTHENTICATION_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// One connection's identity and authentication state.
+#[derive(Debug)]
+pub struct Session {
+    /// The client's address.
+    pub peer: SocketAddr,
+    /// The listener it connected to.
+    pub listener: Arc<str>,
+    /// Who it is.
+    pub principal: Principal,
+    /// The SASL exchange, on a SASL listener.
+    pub(crate) sasl: Option<sasl::SaslState>,
+    /// Close the connection once the response being written is sent.
+    pub(crate) close_after_response: bool,
+}
+
+/// What [`Session::admit`] lets a frame be.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Admit {
+    /// A Kafka request: parse and handle it.
+    Request,
+    /// A raw SASL token (after a v0 SaslHandshake).
+    Token,
+    /// Not allowed now: close the connection.
+    Refuse(&'static str),
+}
+
+impl Session {
+    /// A new connection; `sasl` for a SASL_PLAINTEXT or SASL_SSL listener.
+    pub fn new(peer: SocketAddr, listener: Arc<str>, sasl: bool) -> Session {
+        Session {
+            peer,
+            listener,
+            principal: Principal::anonymous(),
+            sasl: sasl.then(sasl::SaslState::new),
+            close_after_response: false,
+        }
+    }
+
+    /// Whether a frame starting with `api_key` may be handled now.
+    pub fn admit(&self, api_key: i16) -> Admit {
+        let Some(state) = &self.sasl else {
+            return Admit::Request;
+        };
+        if state.expects_raw_token() {
+            return Admit::Token;
+        }
+        let always = [ApiKey::ApiVersions, ApiKey::SaslHandshake, ApiKey::SaslAuthenticate];
+        if always.iter().any(|k| *k as i16 == api_key) {
+            return Admit::Request;
+        }
+        match state.authenticated(Instant::now()) {
+            Ok(()) => Admit::Request,
+            Err(why) => Admit::Refuse(why),
+        }
+    }
+
+    /// The instant by which the client must have authenticated, while it has not.
+    pub fn authentication_deadline(&self) -> Option<Instant> {
+        self.sasl.as_ref().and_then(sasl::SaslState::deadline)
+    }
+
+    /// Whether the connection closes after the response just produced.
+    pub fn must_close(&self) -> bool {
+        self.close_after_response
+    }
+}
+
+/// Turns a SCRAM salted password (what AlterUserScramCredentials carries: the client ran
+/// PBKDF2) into what the server keeps: StoredKey and ServerKey (RFC 5802).
+pub fn scram_credential(
+    mechanism: strom_metadata::records::ScramMechanism,
+    salted_password: &[u8],
+    salt: &[u8],
+    iterations: u32,
+) -> strom_metadata::records::ScramCredential {
+    use rsasl::mechanisms::scram::tools::derive_keys;
+    use sha2::Digest;
+    use strom_metadata::records::ScramMechanism;
+    let (stored_key, server_key) = match mechanism {
+        ScramMechanism::Sha256 => {
+            let (client, server) = derive_keys::<sha2::Sha256>(salted_password);
+            (sha2::Sha256::digest(client).to_vec(), server.to_vec())
+        }
+        ScramMechanism::Sha512 => {
+            let (client, server) = derive_keys::<sha2::Sha512>(salted_password);
+            (sha2::Sha512::digest(client).to_vec(), server.to_vec())
+        }
+    };
+    strom_metadata::records::ScramCredential {
+        salt: salt.to_vec(),
+        stored_key,
+        server_key,
+        iterations,
+    }
+}
