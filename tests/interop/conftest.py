@@ -90,3 +90,34 @@ def server(tmp_path):
     yield s
     if s.proc.poll() is None:
         s.stop()
+
+
+def openssl(*args):
+    subprocess.run(["openssl", *map(str, args)], check=True, capture_output=True)
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory):
+    """A CA, a broker certificate for 127.0.0.1/localhost and a client certificate."""
+    d = tmp_path_factory.mktemp("pki")
+    ca_key, ca = d / "ca.key", d / "ca.pem"
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", ca_key, "-out", ca,
+            "-days", "2", "-subj", "/CN=strom test CA")
+
+    def issue(name, ext):
+        key, csr, crt, extfile = (d / f"{name}.key", d / f"{name}.csr", d / f"{name}.crt",
+                                  d / f"{name}.ext")
+        openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", csr,
+                "-subj", f"/CN={name}")
+        extfile.write_text(ext)
+        openssl("x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial",
+                "-out", crt, "-days", "2", "-extfile", extfile)
+        return key, crt
+
+    broker_key, broker_crt = issue(
+        "broker", "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n")
+    store = d / "broker.pem"
+    store.write_text(broker_key.read_text() + broker_crt.read_text())
+    client_key, client_crt = issue("alice", "extendedKeyUsage=clientAuth\n")
+    return {"ca": str(ca), "store": str(store), "client_key": str(client_key),
+            "client_cert": str(client_crt)}

@@ -620,17 +620,18 @@ impl BrokerConfig {
                 c.security_protocol(&l.name),
                 SecurityProtocol::SaslPlaintext | SecurityProtocol::SaslSsl
             ) {
-                let sasl = crate::auth::sasl::ListenerSasl::resolve(&c.raw, &l.name).map_err(
-                    |e| ConfigError {
-                        // A JAAS config holds passwords: never in an error.
-                        value: match e.property.ends_with("jaas.config") {
-                            true => "(hidden)".into(),
-                            false => c.raw.get(&e.property).cloned().unwrap_or_default(),
-                        },
-                        key: e.property,
-                        reason: e.reason,
-                    },
-                )?;
+                let sasl =
+                    crate::auth::sasl::ListenerSasl::resolve(&c.raw, &l.name).map_err(|e| {
+                        ConfigError {
+                            // A JAAS config holds passwords: never in an error.
+                            value: match e.property.ends_with("jaas.config") {
+                                true => "(hidden)".into(),
+                                false => c.raw.get(&e.property).cloned().unwrap_or_default(),
+                            },
+                            key: e.property,
+                            reason: e.reason,
+                        }
+                    })?;
                 c.sasl.insert(l.name.clone(), std::sync::Arc::new(sasl));
             }
         }
@@ -958,7 +959,9 @@ mod tests {
         assert!(!c.sasl.contains_key("PLAINTEXT"));
         let jaas = "listener.name.sasl_plaintext.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_alice=\"alice-secret\";";
         let c = BrokerConfig::from_pairs(&pairs(&format!("{base}{jaas}"))).unwrap();
-        assert!(c.sasl["SASL_PLAINTEXT"].mechanisms.contains(&Mechanism::Plain));
+        assert!(c.sasl["SASL_PLAINTEXT"]
+            .mechanisms
+            .contains(&Mechanism::Plain));
         let c = BrokerConfig::from_pairs(&pairs(&format!(
             "{base}{jaas}\nlistener.name.sasl_plaintext.sasl.enabled.mechanisms=SCRAM-SHA-512"
         )))
@@ -974,8 +977,13 @@ mod tests {
         };
         assert!(err("sasl.enabled.mechanisms=GSSAPI").contains("GSSAPI is not supported"));
         assert!(err("sasl.enabled.mechanisms=PLAIN").contains("names no users"));
-        let broken = err("listener.name.sasl_plaintext.plain.sasl.jaas.config=M required password=\"hunter2\"");
+        let broken = err(
+            "listener.name.sasl_plaintext.plain.sasl.jaas.config=M required password=\"hunter2\"",
+        );
         assert!(broken.contains("end with ';'"), "{broken}");
-        assert!(!broken.contains("hunter2"), "the error hides the JAAS text: {broken}");
+        assert!(
+            !broken.contains("hunter2"),
+            "the error hides the JAAS text: {broken}"
+        );
     }
 }

@@ -206,7 +206,7 @@ async fn run_node(config: BrokerConfig) -> anyhow::Result<()> {
     let mut listeners = Vec::with_capacity(bound.len());
     for (l, socket) in bound {
         let tls = match config.security_protocol(&l.name) {
-            SecurityProtocol::Ssl => {
+            SecurityProtocol::Ssl | SecurityProtocol::SaslSsl => {
                 let tls = SslSettings::resolve(&config.raw, &l.name)
                     .server_config()
                     .with_context(|| format!("listener {}", l.name))?;

@@ -10,6 +10,7 @@
 
 pub mod jaas;
 pub mod sasl;
+pub mod scram;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -99,7 +100,11 @@ impl Session {
         if state.expects_raw_token() {
             return Admit::Token;
         }
-        let always = [ApiKey::ApiVersions, ApiKey::SaslHandshake, ApiKey::SaslAuthenticate];
+        let always = [
+            ApiKey::ApiVersions,
+            ApiKey::SaslHandshake,
+            ApiKey::SaslAuthenticate,
+        ];
         if always.iter().any(|k| *k as i16 == api_key) {
             return Admit::Request;
         }
@@ -117,34 +122,5 @@ impl Session {
     /// Whether the connection closes after the response just produced.
     pub fn must_close(&self) -> bool {
         self.close_after_response
-    }
-}
-
-/// Turns a SCRAM salted password (what AlterUserScramCredentials carries: the client ran
-/// PBKDF2) into what the server keeps: StoredKey and ServerKey (RFC 5802).
-pub fn scram_credential(
-    mechanism: strom_metadata::records::ScramMechanism,
-    salted_password: &[u8],
-    salt: &[u8],
-    iterations: u32,
-) -> strom_metadata::records::ScramCredential {
-    use rsasl::mechanisms::scram::tools::derive_keys;
-    use sha2::Digest;
-    use strom_metadata::records::ScramMechanism;
-    let (stored_key, server_key) = match mechanism {
-        ScramMechanism::Sha256 => {
-            let (client, server) = derive_keys::<sha2::Sha256>(salted_password);
-            (sha2::Sha256::digest(client).to_vec(), server.to_vec())
-        }
-        ScramMechanism::Sha512 => {
-            let (client, server) = derive_keys::<sha2::Sha512>(salted_password);
-            (sha2::Sha512::digest(client).to_vec(), server.to_vec())
-        }
-    };
-    strom_metadata::records::ScramCredential {
-        salt: salt.to_vec(),
-        stored_key,
-        server_key,
-        iterations,
     }
 }

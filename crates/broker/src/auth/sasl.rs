@@ -1,8 +1,7 @@
-//! SASL authentication on SASL_PLAINTEXT and SASL_SSL listeners: PLAIN, with the users of
-//! the listener's JAAS config (`listener.name.<l>.plain.sasl.jaas.config`, options
-//! `user_<name>="<password>"`), and SCRAM-SHA-256/512 against the credentials in the
-//! metadata image. The mechanisms themselves are rsasl's; this module runs Kafka's
-//! exchange around them:
+//! SASL authentication on SASL_PLAINTEXT and SASL_SSL listeners: PLAIN (rsasl's), with the
+//! users of the listener's JAAS config (`listener.name.<l>.plain.sasl.jaas.config`, options
+//! `user_<name>="<password>"`), and SCRAM-SHA-256/512 ([`super::scram`]) against the
+//! credentials in the metadata image. This module runs Kafka's exchange around them:
 //!
 //! - SaslHandshake names the mechanism. After v1 the tokens travel in SaslAuthenticate
 //!   requests; after v0 they are raw size-prefixed frames.
@@ -18,19 +17,18 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use kafka_protocol::messages::{
-    SaslAuthenticateRequest, SaslAuthenticateResponse, SaslHandshakeRequest,
-    SaslHandshakeResponse,
+    SaslAuthenticateRequest, SaslAuthenticateResponse, SaslHandshakeRequest, SaslHandshakeResponse,
 };
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 use rsasl::callback::{Context, Request, SessionCallback, SessionData};
-use rsasl::mechanisms::scram::properties::ScramStoredPassword;
 use rsasl::prelude::{Mechname, SASLConfig, SASLServer, Session as Exchange, SessionError, State};
 use rsasl::property::{AuthId, AuthzId, Password};
 use rsasl::validate::{Validate, Validation, ValidationError};
 use strom_metadata::records::ScramMechanism;
 use strom_metadata::MetadataImage;
 
+use super::scram::{self, constant_time_eq, ScramServer};
 use super::{jaas, Principal, Session, AUTHENTICATION_TIMEOUT};
 use crate::broker::Broker;
 
@@ -192,39 +190,22 @@ impl Validation for UserName {
     type Value = String;
 }
 
-/// Answers rsasl's questions: a SCRAM user's stored credential, whether a PLAIN password is
-/// right, and who was authenticated.
-struct Credentials {
-    image: Arc<MetadataImage>,
-    plain_users: Arc<BTreeMap<String, String>>,
-}
+/// Answers rsasl's PLAIN server: whether the password is right, and who logged in.
+struct PlainUsers(Arc<BTreeMap<String, String>>);
 
-impl SessionCallback for Credentials {
+impl SessionCallback for PlainUsers {
     fn callback(
         &self,
-        session: &SessionData,
-        context: &Context,
-        request: &mut Request,
+        _session: &SessionData,
+        _context: &Context,
+        _request: &mut Request,
     ) -> Result<(), SessionError> {
-        let mechanism = ScramMechanism::from_name(session.mechanism().mechanism.as_str());
-        if let (Some(m), Some(user)) = (mechanism, context.get_ref::<AuthId>()) {
-            if let Some(c) = self.image.scram_credential(user, m) {
-                request.satisfy::<ScramStoredPassword>(&ScramStoredPassword::new(
-                    c.iterations,
-                    &c.salt,
-                    &c.stored_key,
-                    &c.server_key,
-                ))?;
-            }
-            // An unknown user is not satisfied: rsasl answers with a made-up salt and fails
-            // the proof, so the exchange does not reveal which users exist.
-        }
         Ok(())
     }
 
     fn validate(
         &self,
-        session: &SessionData,
+        _session: &SessionData,
         context: &Context,
         validate: &mut Validate<'_>,
     ) -> Result<(), ValidationError> {
@@ -238,25 +219,71 @@ impl SessionCallback for Credentials {
         {
             return Ok(());
         }
-        if session.mechanism().mechanism.as_str() == "PLAIN" {
-            let given = context.get_ref::<Password>().unwrap_or_default();
-            let right = self
-                .plain_users
-                .get(user)
-                .is_some_and(|p| constant_time_eq(p.as_bytes(), given));
-            if !right {
-                return Ok(());
-            }
+        let given = context.get_ref::<Password>().unwrap_or_default();
+        if self
+            .0
+            .get(user)
+            .is_some_and(|p| constant_time_eq(p.as_bytes(), given))
+        {
+            validate.finalize::<UserName>(user.to_string());
         }
-        // SCRAM: rsasl has verified the client's proof before asking.
-        validate.finalize::<UserName>(user.to_string());
         Ok(())
     }
 }
 
-/// Compares without an early exit on the first differing byte.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+/// The server side of one exchange.
+enum Engine {
+    Plain(Box<Exchange<UserName>>),
+    Scram(Box<ScramServer>),
+}
+
+impl Engine {
+    /// A server exchange of `mechanism`.
+    fn start(
+        mechanism: Mechanism,
+        image: Arc<MetadataImage>,
+        plain_users: &Arc<BTreeMap<String, String>>,
+    ) -> Result<Engine, String> {
+        match mechanism {
+            Mechanism::Scram(m) => Ok(Engine::Scram(Box::new(ScramServer::new(m, image)))),
+            Mechanism::Plain => {
+                let config = SASLConfig::builder()
+                    .with_defaults()
+                    .with_callback(PlainUsers(plain_users.clone()))
+                    .map_err(|e| e.to_string())?;
+                let mechname = Mechname::parse(b"PLAIN").map_err(|e| e.to_string())?;
+                let exchange = SASLServer::<UserName>::new(config)
+                    .start_suggested(mechname)
+                    .map_err(|e| e.to_string())?;
+                Ok(Engine::Plain(Box::new(exchange)))
+            }
+        }
+    }
+
+    /// Feeds one client token: `Ok(None)` and a reply to send to go on, `Ok(Some(user))`
+    /// and a last reply once authenticated, `Err(())` when refused.
+    fn step(&mut self, token: &[u8]) -> Result<(Option<String>, Vec<u8>), ()> {
+        match self {
+            Engine::Scram(s) => match s.step(token) {
+                scram::Outcome::Continue(out) => Ok((None, out)),
+                scram::Outcome::Authenticated { user, last } => Ok((Some(user), last)),
+                scram::Outcome::Failed => Err(()),
+            },
+            Engine::Plain(exchange) => {
+                let mut out = Vec::new();
+                match exchange.step(Some(token), &mut out) {
+                    Ok(State::Running) => Ok((None, out)),
+                    Ok(State::Finished(_)) => {
+                        exchange.validation().map(|u| (Some(u), out)).ok_or(())
+                    }
+                    Err(e) => {
+                        tracing::debug!(error = %e, "PLAIN refused a token");
+                        Err(())
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// Where a connection's SASL exchange is.
@@ -274,7 +301,7 @@ enum Stage {
     /// A mechanism was chosen; tokens are being exchanged.
     Exchanging {
         mechanism: Mechanism,
-        exchange: Box<Exchange<UserName>>,
+        engine: Engine,
         /// Tokens arrive as raw frames (a v0 handshake).
         raw: bool,
         /// A re-authentication of an authenticated connection: the principal must not
@@ -363,12 +390,7 @@ pub fn handshake(
         session.close_after_response = true;
         return refuse_handshake(ResponseError::UnsupportedSaslMechanism, Some(&listener));
     };
-    let credentials = Credentials {
-        image: broker.image(),
-        plain_users: listener.plain_users.clone(),
-    };
-    let started = start(mechanism, credentials);
-    let exchange = match started {
+    let engine = match Engine::start(mechanism, broker.image(), &listener.plain_users) {
         Ok(e) => e,
         Err(e) => {
             tracing::error!(mechanism = name, error = %e, "SASL mechanism could not start");
@@ -378,25 +400,13 @@ pub fn handshake(
     };
     state.stage = Stage::Exchanging {
         mechanism,
-        exchange: Box::new(exchange),
+        engine,
         raw: version == 0,
         reauthentication: !fresh,
     };
     state.since = Instant::now();
     tracing::debug!(peer = %session.peer, mechanism = name, reauthentication = !fresh, "SASL handshake");
     SaslHandshakeResponse::default().with_mechanisms(listener.names())
-}
-
-/// A server exchange of `mechanism` answering from `credentials`.
-fn start(mechanism: Mechanism, credentials: Credentials) -> Result<Exchange<UserName>, String> {
-    let config = SASLConfig::builder()
-        .with_defaults()
-        .with_callback(credentials)
-        .map_err(|e| e.to_string())?;
-    let mechname = Mechname::parse(mechanism.name().as_bytes()).map_err(|e| e.to_string())?;
-    SASLServer::<UserName>::new(config)
-        .start_suggested(mechname)
-        .map_err(|e| e.to_string())
 }
 
 /// What one token did to the exchange.
@@ -416,7 +426,7 @@ fn step(broker: &Broker, session: &mut Session, token: &[u8]) -> Stepped {
     };
     let Stage::Exchanging {
         mechanism,
-        exchange,
+        engine,
         reauthentication,
         ..
     } = &mut state.stage
@@ -424,18 +434,10 @@ fn step(broker: &Broker, session: &mut Session, token: &[u8]) -> Stepped {
         return Stepped::Failed("no SASL handshake before SaslAuthenticate".into());
     };
     let (mechanism, reauthentication) = (*mechanism, *reauthentication);
-    let mut out = Vec::new();
-    let outcome = exchange.step(Some(token), &mut out);
-    let user = match outcome {
-        Ok(State::Running) => return Stepped::Continue(out),
-        Ok(State::Finished(_)) => exchange.validation(),
-        Err(e) => {
-            tracing::debug!(peer = %session.peer, error = %e, "SASL exchange refused a token");
-            None
-        }
-    };
-    let Some(user) = user else {
-        return Stepped::Failed(mechanism.failure());
+    let (user, out) = match engine.step(token) {
+        Ok((None, out)) => return Stepped::Continue(out),
+        Ok((Some(user), out)) => (user, out),
+        Err(()) => return Stepped::Failed(mechanism.failure()),
     };
     let principal = Principal::user(user);
     if reauthentication && principal != session.principal {
@@ -445,8 +447,7 @@ fn step(broker: &Broker, session: &mut Session, token: &[u8]) -> Stepped {
     }
     let reauth_ms = broker.config.connections_max_reauth_ms;
     state.stage = Stage::Done;
-    state.expires =
-        (reauth_ms > 0).then(|| Instant::now() + Duration::from_millis(reauth_ms));
+    state.expires = (reauth_ms > 0).then(|| Instant::now() + Duration::from_millis(reauth_ms));
     tracing::debug!(peer = %session.peer, %principal, mechanism = mechanism.name(), "SASL authenticated");
     session.principal = principal;
     Stepped::Done(out, reauth_ms as i64)

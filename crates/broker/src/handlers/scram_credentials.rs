@@ -33,9 +33,8 @@ pub(super) fn describe(
 ) -> DescribeUserScramCredentialsResponse {
     let image = broker.image();
     let result = |user: &str, outcome: Result<Vec<CredentialInfo>, Refusal>| {
-        let r = DescribeUserScramCredentialsResult::default().with_user(StrBytes::from_string(
-            user.to_string(),
-        ));
+        let r = DescribeUserScramCredentialsResult::default()
+            .with_user(StrBytes::from_string(user.to_string()));
         match outcome {
             Ok(infos) => r.with_credential_infos(infos),
             Err(e) => r
@@ -150,7 +149,7 @@ fn check(name: &str, asked: &Asked) -> Result<UserChange, Refusal> {
         touched.push(m);
         change.upsert.push((
             m,
-            crate::auth::scram_credential(m, salted_password, salt, *iterations as u32),
+            crate::auth::scram::credential(m, salted_password, salt, *iterations as u32),
         ));
     }
     let mut distinct = touched.clone();
@@ -186,7 +185,9 @@ pub(super) async fn alter(
     let mut order: Vec<String> = Vec::new();
     let mut asked: BTreeMap<String, Asked> = BTreeMap::new();
     for d in &request.deletions {
-        user(&mut order, &mut asked, &d.name).delete.push(d.mechanism);
+        user(&mut order, &mut asked, &d.name)
+            .delete
+            .push(d.mechanism);
     }
     for u in &request.upsertions {
         user(&mut order, &mut asked, &u.name).upsert.push((

@@ -27,31 +27,34 @@ pub fn alter(
     changes: &[UserChange],
 ) -> (Vec<MetadataRecord>, Vec<Result<(), ControllerError>>) {
     let mut records = Vec::new();
-    let outcomes = changes
-        .iter()
-        .map(|c| {
-            if c.delete
-                .iter()
-                .any(|m| image.scram_credential(&c.name, *m).is_none())
-            {
-                return Err(ControllerError::ResourceNotFound(
-                    "attempt to delete a user credential that does not exist".into(),
-                ));
-            }
-            records.extend(c.delete.iter().map(|m| MetadataRecord::RemoveUserScramCredential {
-                name: c.name.clone(),
-                mechanism: *m,
-            }));
-            records.extend(c.upsert.iter().map(|(m, credential)| {
-                MetadataRecord::UserScramCredential {
-                    name: c.name.clone(),
-                    mechanism: *m,
-                    credential: credential.clone(),
+    let outcomes =
+        changes
+            .iter()
+            .map(|c| {
+                if c.delete
+                    .iter()
+                    .any(|m| image.scram_credential(&c.name, *m).is_none())
+                {
+                    return Err(ControllerError::ResourceNotFound(
+                        "attempt to delete a user credential that does not exist".into(),
+                    ));
                 }
-            }));
-            Ok(())
-        })
-        .collect();
+                records.extend(c.delete.iter().map(|m| {
+                    MetadataRecord::RemoveUserScramCredential {
+                        name: c.name.clone(),
+                        mechanism: *m,
+                    }
+                }));
+                records.extend(c.upsert.iter().map(|(m, credential)| {
+                    MetadataRecord::UserScramCredential {
+                        name: c.name.clone(),
+                        mechanism: *m,
+                        credential: credential.clone(),
+                    }
+                }));
+                Ok(())
+            })
+            .collect();
     (records, outcomes)
 }
 
@@ -104,10 +107,15 @@ mod tests {
         };
         let (records, outcomes) = alter(&image, &[again, bob]);
         assert!(outcomes[0].is_ok());
-        assert!(matches!(outcomes[1], Err(ControllerError::ResourceNotFound(_))));
+        assert!(matches!(
+            outcomes[1],
+            Err(ControllerError::ResourceNotFound(_))
+        ));
         replay(&mut image, &records);
         assert_eq!(
-            image.scram_credential("alice", ScramMechanism::Sha256).map(|c| c.iterations),
+            image
+                .scram_credential("alice", ScramMechanism::Sha256)
+                .map(|c| c.iterations),
             Some(8192)
         );
         assert!(!image.scram_credentials.contains_key("bob"));
@@ -120,7 +128,10 @@ mod tests {
         let (records, outcomes) = alter(&image, &[delete]);
         assert_eq!(outcomes, vec![Ok(())]);
         replay(&mut image, &records);
-        assert!(image.scram_credentials.is_empty(), "a user with no credential is gone");
+        assert!(
+            image.scram_credentials.is_empty(),
+            "a user with no credential is gone"
+        );
     }
 
     #[test]
@@ -132,11 +143,14 @@ mod tests {
         };
         assert_eq!(MetadataRecord::from_bytes(&r.to_bytes()).ok(), Some(r));
         let mut image = MetadataImage::default();
-        image.apply(0, &MetadataRecord::UserScramCredential {
-            name: "alice".into(),
-            mechanism: ScramMechanism::Sha512,
-            credential: credential(4096),
-        });
+        image.apply(
+            0,
+            &MetadataRecord::UserScramCredential {
+                name: "alice".into(),
+                mechanism: ScramMechanism::Sha512,
+                credential: credential(4096),
+            },
+        );
         let json = serde_json::to_string(&image).unwrap_or_default();
         let back: MetadataImage = serde_json::from_str(&json).unwrap_or_default();
         assert_eq!(back, image, "an image snapshot keeps the credentials");

@@ -1,5 +1,6 @@
-//! The mechanisms against rsasl's own client: credentials made the way
-//! AlterUserScramCredentials makes them authenticate, and nothing else does.
+//! The mechanisms against rsasl's client (an implementation independent of the SCRAM
+//! server): credentials made the way AlterUserScramCredentials makes them authenticate, and
+//! nothing else does.
 
 use std::io::Cursor;
 
@@ -31,7 +32,7 @@ fn image_with(user: &str, mechanism: ScramMechanism, password: &str) -> Arc<Meta
         &MetadataRecord::UserScramCredential {
             name: user.into(),
             mechanism,
-            credential: crate::auth::scram_credential(mechanism, &salted, salt, 4096),
+            credential: crate::auth::scram::credential(mechanism, &salted, salt, 4096),
         },
     );
     Arc::new(image)
@@ -45,28 +46,30 @@ fn exchange(
     user: &str,
     password: &str,
 ) -> Option<String> {
-    let credentials = Credentials {
-        image,
-        plain_users: Arc::new(
-            plain
-                .iter()
-                .map(|(u, p)| (u.to_string(), p.to_string()))
-                .collect(),
-        ),
-    };
-    let mut server = start(mechanism, credentials).ok()?;
+    let plain_users = Arc::new(
+        plain
+            .iter()
+            .map(|(u, p)| (u.to_string(), p.to_string()))
+            .collect(),
+    );
+    let mut server = Engine::start(mechanism, image, &plain_users).ok()?;
     let config = SASLConfig::with_credentials(None, user.into(), password.into()).ok()?;
     let mechname = Mechname::parse(mechanism.name().as_bytes()).ok()?;
     let mut client = SASLClient::new(config).start_suggested(&[mechname]).ok()?;
     let mut to_server = Vec::new();
     client.step(None, &mut to_server).ok()?;
     for _ in 0..4 {
-        let mut to_client = Vec::new();
-        match server.step(Some(&to_server), &mut to_client) {
-            Ok(State::Running) => {}
-            Ok(State::Finished(_)) => return server.validation(),
-            Err(_) => return None,
-        }
+        let to_client = match server.step(&to_server) {
+            Ok((None, reply)) => reply,
+            Ok((Some(user), last)) => {
+                if matches!(mechanism, Mechanism::Scram(_)) {
+                    // The client checks the server's signature too.
+                    client.step(Some(&last), &mut Vec::new()).ok()?;
+                }
+                return Some(user);
+            }
+            Err(()) => return None,
+        };
         let mut next = Cursor::new(Vec::new());
         client.step(Some(&to_client), &mut next).ok()?;
         to_server = next.into_inner();
@@ -85,7 +88,10 @@ fn scram_accepts_the_right_password_only() {
             "{m:?}"
         );
         assert_eq!(exchange(scram, image.clone(), &[], "alice", "wrong"), None);
-        assert_eq!(exchange(scram, image.clone(), &[], "mallory", "alice-secret"), None);
+        assert_eq!(
+            exchange(scram, image.clone(), &[], "mallory", "alice-secret"),
+            None
+        );
     }
     // A credential for one mechanism does not serve the other.
     let image = image_with("alice", ScramMechanism::Sha256, "alice-secret");

@@ -1,0 +1,330 @@
+"""SASL with real clients: SCRAM-SHA-256/512 users managed through the Kafka admin API
+(AlterUserScramCredentials, DescribeUserScramCredentials) and used by confluent-kafka,
+kafka-python and kcat over SASL_SSL; PLAIN with the listener's JAAS users over
+SASL_PLAINTEXT; wrong passwords, unknown users, requests before authentication, an exchange
+cut midway, a silent client and an expired session each refused on their own connection while
+the broker keeps serving everyone else."""
+import re
+import socket
+import struct
+import subprocess
+import time
+import uuid
+
+import pytest
+from confluent_kafka import Consumer, KafkaException, Producer
+from confluent_kafka.admin import (AdminClient, ScramCredentialInfo, ScramMechanism,
+                                   UserScramCredentialDeletion,
+                                   UserScramCredentialUpsertion)
+from kafka import KafkaConsumer, KafkaProducer
+from kafka.errors import KafkaError
+
+from conftest import STROM, Server
+
+PLAIN_JAAS = ('org.apache.kafka.common.security.plain.PlainLoginModule required '
+              'username="admin" password="admin-secret" user_admin="admin-secret" '
+              'user_bob="bob-secret";')
+
+
+def start(tmp_path, pki, *extra):
+    s = Server(tmp_path,
+               "listeners=PLAINTEXT://127.0.0.1:0,SASL_SSL://127.0.0.1:0,"
+               "SASL_PLAINTEXT://127.0.0.1:0",
+               f"ssl.keystore.location={pki['store']}",
+               f"listener.name.sasl_plaintext.plain.sasl.jaas.config={PLAIN_JAAS}",
+               "listener.name.sasl_plaintext.sasl.enabled.mechanisms=PLAIN,SCRAM-SHA-256",
+               *extra)
+    ports = dict(re.findall(r"(\w+) on (127\.0\.0\.1:\d+)", s.line))
+    s.sasl_ssl, s.sasl_plain = ports["SASL_SSL"], ports["SASL_PLAINTEXT"]
+    return s
+
+
+@pytest.fixture
+def sasl_server(tmp_path, pki):
+    s = start(tmp_path, pki)
+    add_user(s, "alice", "alice-secret")
+    yield s
+    s.stop()
+
+
+def add_user(server, user, password, mechanisms=(ScramMechanism.SCRAM_SHA_256,
+                                                  ScramMechanism.SCRAM_SHA_512)):
+    admin = AdminClient({"bootstrap.servers": server.addr})
+    ups = [UserScramCredentialUpsertion(user, ScramCredentialInfo(m, 8192), password.encode())
+           for m in mechanisms]
+    for f in admin.alter_user_scram_credentials(ups).values():
+        f.result(timeout=15)
+
+
+def scram_conf(server, pki, user="alice", password="alice-secret", mechanism="SCRAM-SHA-512"):
+    return {"bootstrap.servers": server.sasl_ssl, "security.protocol": "sasl_ssl",
+            "ssl.ca.location": pki["ca"], "sasl.mechanism": mechanism,
+            "sasl.username": user, "sasl.password": password}
+
+
+def roundtrip(conf, topic, n=100):
+    p = Producer({**conf, "enable.idempotence": True})
+    for i in range(n):
+        p.produce(topic, value=f"v{i}".encode())
+    assert p.flush(20) == 0
+    c = Consumer({**conf, "group.id": "g-" + uuid.uuid4().hex, "auto.offset.reset": "earliest"})
+    c.subscribe([topic])
+    got, deadline = [], time.time() + 20
+    while len(got) < n and time.time() < deadline:
+        m = c.poll(0.5)
+        if m is not None and not m.error():
+            got.append(m.value().decode())
+    c.close()
+    assert sorted(got) == sorted(f"v{i}" for i in range(n))
+
+
+def test_scram_credentials_are_kept_and_described_without_secrets(sasl_server):
+    admin = AdminClient({"bootstrap.servers": sasl_server.addr})
+    described = admin.describe_user_scram_credentials().result(timeout=15)
+    infos = {(i.mechanism, i.iterations) for i in described["alice"].scram_credential_infos}
+    assert infos == {(ScramMechanism.SCRAM_SHA_256, 8192), (ScramMechanism.SCRAM_SHA_512, 8192)}
+
+    few = admin.alter_user_scram_credentials([UserScramCredentialUpsertion(
+        "carol", ScramCredentialInfo(ScramMechanism.SCRAM_SHA_256, 100), b"pw")])
+    with pytest.raises(KafkaException, match="(?i)too few iterations"):
+        few["carol"].result(timeout=15)
+    missing = admin.alter_user_scram_credentials([UserScramCredentialDeletion(
+        "nobody", ScramMechanism.SCRAM_SHA_256)])
+    with pytest.raises(KafkaException, match="(?i)does not exist"):
+        missing["nobody"].result(timeout=15)
+    with pytest.raises(KafkaException, match="(?i)does not exist"):
+        admin.describe_user_scram_credentials(["nobody"])["nobody"].result(timeout=15)
+
+    done = admin.alter_user_scram_credentials([UserScramCredentialDeletion(
+        "alice", ScramMechanism.SCRAM_SHA_256)])
+    done["alice"].result(timeout=15)
+    described = admin.describe_user_scram_credentials(["alice"])["alice"].result(timeout=15)
+    assert [i.mechanism for i in described.scram_credential_infos] == [
+        ScramMechanism.SCRAM_SHA_512]
+
+
+def test_credentials_survive_a_restart(tmp_path, pki):
+    s = start(tmp_path, pki)
+    add_user(s, "dave", "dave-secret", [ScramMechanism.SCRAM_SHA_256])
+    s.stop()
+    s = start(tmp_path, pki)
+    try:
+        conf = scram_conf(s, pki, "dave", "dave-secret", "SCRAM-SHA-256")
+        assert AdminClient(conf).list_topics(timeout=10).brokers
+    finally:
+        s.stop()
+
+
+def test_confluent_kafka_over_sasl_ssl_with_scram_sha_512_and_256(sasl_server, pki):
+    conf = scram_conf(sasl_server, pki)
+    md = AdminClient(conf).list_topics(timeout=10)
+    assert [f"{b.host}:{b.port}" for b in md.brokers.values()] == [sasl_server.sasl_ssl]
+    roundtrip(conf, "scram-512")
+    roundtrip(scram_conf(sasl_server, pki, mechanism="SCRAM-SHA-256"), "scram-256", 20)
+
+
+def test_kafka_python_and_kcat_over_sasl_ssl_with_scram(sasl_server, pki):
+    kw = dict(bootstrap_servers=sasl_server.sasl_ssl, security_protocol="SASL_SSL",
+              ssl_cafile=pki["ca"], sasl_mechanism="SCRAM-SHA-512",
+              sasl_plain_username="alice", sasl_plain_password="alice-secret")
+    p = KafkaProducer(**kw)
+    for i in range(20):
+        p.send("kp-scram", f"k{i}".encode())
+    p.flush(10)
+    p.close()
+    c = KafkaConsumer("kp-scram", auto_offset_reset="earliest", consumer_timeout_ms=5000, **kw)
+    assert sorted(m.value.decode() for m in c) == sorted(f"k{i}" for i in range(20))
+    c.close()
+    kcat = ["kcat", "-b", sasl_server.sasl_ssl, "-X", "security.protocol=sasl_ssl",
+            "-X", f"ssl.ca.location={pki['ca']}", "-X", "sasl.mechanisms=SCRAM-SHA-512",
+            "-X", "sasl.username=alice", "-X", "sasl.password=alice-secret"]
+    subprocess.run(kcat + ["-P", "-t", "kcat-scram"], input=b"a\nb\nc\n", check=True, timeout=30)
+    out = subprocess.run(kcat + ["-C", "-t", "kcat-scram", "-e", "-o", "beginning"],
+                         capture_output=True, check=True, timeout=30).stdout.decode().split()
+    assert out == ["a", "b", "c"]
+
+
+def test_plain_users_from_the_jaas_config_over_sasl_plaintext(sasl_server):
+    conf = {"bootstrap.servers": sasl_server.sasl_plain, "security.protocol": "sasl_plaintext",
+            "sasl.mechanism": "PLAIN", "sasl.username": "bob", "sasl.password": "bob-secret"}
+    roundtrip(conf, "plain-topic", 20)
+    c = KafkaConsumer(bootstrap_servers=sasl_server.sasl_plain,
+                      security_protocol="SASL_PLAINTEXT", sasl_mechanism="PLAIN",
+                      sasl_plain_username="bob", sasl_plain_password="bob-secret")
+    assert "plain-topic" in c.topics()
+    c.close()
+    # SCRAM-SHA-512 is not enabled on this listener.
+    wrong_mech = {**conf, "sasl.mechanism": "SCRAM-SHA-512", "sasl.username": "alice",
+                  "sasl.password": "alice-secret"}
+    with pytest.raises(KafkaException):
+        AdminClient(wrong_mech).list_topics(timeout=5)
+
+
+@pytest.mark.parametrize("user,password", [("alice", "wrong"), ("mallory", "alice-secret")])
+def test_a_wrong_password_or_unknown_user_is_refused_and_others_go_on(sasl_server, pki, user,
+                                                                      password):
+    errors = []
+    bad = AdminClient({**scram_conf(sasl_server, pki, user, password),
+                       "error_cb": lambda e: errors.append(e)})
+    with pytest.raises(KafkaException):
+        bad.list_topics(timeout=5)
+    bad.poll(1)  # delivers the errors to error_cb
+    del bad
+    text = " ".join(str(e) for e in errors)
+    assert "Authentication failed" in text, text
+    assert "mallory" not in text and "wrong" not in text
+    with pytest.raises(KafkaError):
+        KafkaProducer(bootstrap_servers=sasl_server.sasl_ssl, security_protocol="SASL_SSL",
+                      ssl_cafile=pki["ca"], sasl_mechanism="SCRAM-SHA-256",
+                      sasl_plain_username=user, sasl_plain_password=password,
+                      bootstrap_timeout_ms=5000)
+    assert AdminClient(scram_conf(sasl_server, pki)).list_topics(timeout=10).brokers
+
+
+# Raw Kafka frames, to do what no well-behaved client does.
+
+def request(api_key, version, correlation, body):
+    client = b"raw"
+    header = struct.pack(">hhih", api_key, version, correlation, len(client)) + client
+    frame = header + body
+    return struct.pack(">i", len(frame)) + frame
+
+
+def string(s):
+    return struct.pack(">h", len(s)) + s
+
+
+def read_response(sock):
+    head = recv_exact(sock, 4)
+    if head is None:
+        return None
+    (size,) = struct.unpack(">i", head)
+    return recv_exact(sock, size)
+
+
+def recv_exact(sock, n):
+    out = b""
+    while len(out) < n:
+        chunk = sock.recv(n - len(out))
+        if not chunk:
+            return None
+        out += chunk
+    return out
+
+
+def closed(sock, timeout=15):
+    sock.settimeout(timeout)
+    try:
+        return sock.recv(1) == b""
+    except ConnectionResetError:
+        return True
+
+
+def plain_login(sock, user, password):
+    """SaslHandshake v1 PLAIN, then SaslAuthenticate v1: (error code, session lifetime)."""
+    sock.sendall(request(17, 1, 1, string(b"PLAIN")))
+    r = read_response(sock)
+    assert struct.unpack(">h", r[4:6])[0] == 0
+    token = b"\0" + user + b"\0" + password
+    sock.sendall(request(36, 1, 2, struct.pack(">i", len(token)) + token))
+    r = read_response(sock)
+    (error,) = struct.unpack(">h", r[4:6])
+    (msg_len,) = struct.unpack(">h", r[6:8])
+    at = 8 + max(msg_len, 0)
+    (token_len,) = struct.unpack(">i", r[at:at + 4])
+    (lifetime,) = struct.unpack(">q", r[at + 4 + token_len:at + 12 + token_len])
+    return error, lifetime
+
+
+METADATA_V1_ALL = struct.pack(">i", -1)
+
+
+def connect(addr):
+    host, port = addr.split(":")
+    return socket.create_connection((host, int(port)), timeout=15)
+
+
+def test_requests_before_authentication_and_a_cut_exchange_close_only_their_connection(
+        sasl_server, pki):
+    # Metadata before any handshake: the connection closes, nothing is answered.
+    with connect(sasl_server.sasl_plain) as s:
+        s.sendall(request(3, 1, 1, METADATA_V1_ALL))
+        assert read_response(s) is None
+    # A SCRAM exchange cut after the client's first message.
+    with connect(sasl_server.sasl_plain) as s:
+        s.sendall(request(17, 1, 1, string(b"SCRAM-SHA-256")))
+        assert read_response(s) is not None
+        first = b"n,,n=alice,r=abcdefghijklmnop"
+        s.sendall(request(36, 1, 2, struct.pack(">i", len(first)) + first))
+        assert read_response(s) is not None
+    # Garbage where a PLAIN token belongs: refused with SASL_AUTHENTICATION_FAILED (58).
+    with connect(sasl_server.sasl_plain) as s:
+        s.sendall(request(17, 1, 1, string(b"PLAIN")))
+        read_response(s)
+        s.sendall(request(36, 1, 2, struct.pack(">i", 3) + b"\xff\xfe\xfd"))
+        r = read_response(s)
+        assert struct.unpack(">h", r[4:6])[0] == 58
+        assert closed(s)
+    # An unsupported mechanism: UNSUPPORTED_SASL_MECHANISM (33) and the enabled list.
+    with connect(sasl_server.sasl_plain) as s:
+        s.sendall(request(17, 1, 1, string(b"GSSAPI")))
+        r = read_response(s)
+        assert struct.unpack(">h", r[4:6])[0] == 33
+        assert b"PLAIN" in r and b"SCRAM-SHA-256" in r
+        assert closed(s)
+    with connect(sasl_server.sasl_plain) as s:
+        assert plain_login(s, b"bob", b"bob-secret")[0] == 0
+        s.sendall(request(3, 1, 3, METADATA_V1_ALL))
+        assert read_response(s) is not None, "an authenticated connection is served"
+    conf = {"bootstrap.servers": sasl_server.sasl_plain, "security.protocol": "sasl_plaintext",
+            "sasl.mechanism": "PLAIN", "sasl.username": "bob", "sasl.password": "bob-secret"}
+    assert AdminClient(conf).list_topics(timeout=10).brokers
+
+
+def test_a_silent_client_is_dropped_before_the_idle_timeout(sasl_server):
+    with connect(sasl_server.sasl_plain) as s:
+        started = time.time()
+        assert closed(s, timeout=30)
+        assert time.time() - started < 25
+
+
+def test_an_expired_session_must_reauthenticate(tmp_path, pki):
+    s = start(tmp_path, pki, "connections.max.reauth.ms=1500")
+    try:
+        with connect(s.sasl_plain) as sock:
+            error, lifetime = plain_login(sock, b"bob", b"bob-secret")
+            assert (error, lifetime) == (0, 1500)
+            time.sleep(2)
+            sock.sendall(request(3, 1, 3, METADATA_V1_ALL))
+            assert read_response(sock) is None, "a request past the session's end closes"
+        with connect(s.sasl_plain) as sock:
+            assert plain_login(sock, b"bob", b"bob-secret")[0] == 0
+            time.sleep(2)
+            # Re-authentication (KIP-368) on the same connection, then requests again.
+            assert plain_login(sock, b"bob", b"bob-secret")[0] == 0
+            sock.sendall(request(3, 1, 3, METADATA_V1_ALL))
+            assert read_response(sock) is not None
+        with connect(s.sasl_plain) as sock:
+            assert plain_login(sock, b"bob", b"bob-secret")[0] == 0
+            # Re-authenticating as someone else is refused.
+            assert plain_login(sock, b"admin", b"admin-secret")[0] == 58
+        # librdkafka keeps producing past several session lifetimes.
+        conf = {"bootstrap.servers": s.sasl_plain, "security.protocol": "sasl_plaintext",
+                "sasl.mechanism": "PLAIN", "sasl.username": "bob", "sasl.password": "bob-secret"}
+        p = Producer(conf)
+        for i in range(8):
+            p.produce("reauth", value=f"v{i}".encode())
+            assert p.flush(10) == 0
+            time.sleep(0.5)
+    finally:
+        s.stop()
+
+
+def test_bad_sasl_settings_stop_the_start(tmp_path, pki):
+    args = [STROM, "server", "--override", "listeners=PLAINTEXT://127.0.0.1:0,SASL_PLAINTEXT://127.0.0.1:0",
+            "--override", f"log.dirs={tmp_path}", "--override",
+            "listener.name.sasl_plaintext.plain.sasl.jaas.config=PlainLoginModule required "
+            "user_bob=\"bob-secret\"", "--override", "sasl.enabled.mechanisms=PLAIN"]
+    r = subprocess.run(args, capture_output=True, text=True, timeout=30)
+    assert r.returncode != 0
+    assert "end with ';'" in r.stderr and "bob-secret" not in r.stderr, r.stderr
