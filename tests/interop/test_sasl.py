@@ -4,6 +4,7 @@ kafka-python and kcat over SASL_SSL; PLAIN with the listener's JAAS users over
 SASL_PLAINTEXT; wrong passwords, unknown users, requests before authentication, an exchange
 cut midway, a silent client and an expired session each refused on their own connection while
 the broker keeps serving everyone else."""
+import json
 import re
 import socket
 import struct
@@ -328,3 +329,87 @@ def test_bad_sasl_settings_stop_the_start(tmp_path, pki):
     r = subprocess.run(args, capture_output=True, text=True, timeout=30)
     assert r.returncode != 0
     assert "end with ';'" in r.stderr and "bob-secret" not in r.stderr, r.stderr
+
+
+# The strom tools: the same settings as any Kafka client's, with -X or --command-config.
+
+def strom(*args, stdin=None, check=True, timeout=60):
+    r = subprocess.run([STROM, *args], input=stdin, capture_output=True, text=True,
+                       timeout=timeout)
+    if check:
+        assert r.returncode == 0, r.stderr
+    return r
+
+
+def scram_flags(server, pki, user="carol", password="carol-secret"):
+    return ["-b", server.sasl_ssl, "-X", "security.protocol=SASL_SSL",
+            "-X", f"ssl.ca.location={pki['ca']}", "-X", "sasl.mechanism=SCRAM-SHA-512",
+            "-X", f"sasl.username={user}", "-X", f"sasl.password={password}"]
+
+
+def test_strom_user_manages_scram_users_and_the_tools_speak_sasl_ssl(sasl_server, pki, tmp_path):
+    strom("user", "create", "carol", "--password", "carol-secret", "-b", sasl_server.addr)
+    listed = json.loads(strom("user", "list", "--output", "json", "-b",
+                              sasl_server.addr).stdout)
+    carol = next(u for u in listed if u["user"] == "carol")
+    assert sorted(c["mechanism"] for c in carol["credentials"]) == ["SCRAM-SHA-256",
+                                                                    "SCRAM-SHA-512"]
+    assert all(c["iterations"] == 8192 for c in carol["credentials"])
+    assert "carol-secret" not in json.dumps(listed)
+
+    flags = scram_flags(sasl_server, pki)
+    strom("topic", "create", "cli-sasl", "-p", "2", *flags)
+    strom("produce", "cli-sasl", *flags, stdin="one\ntwo\nthree\n")
+    out = strom("consume", "cli-sasl", "--from", "beginning", "-e", *flags).stdout.split()
+    assert sorted(out) == ["one", "three", "two"]
+
+    # A properties file, as Kafka's tools take with --command-config.
+    props = tmp_path / "client.properties"
+    props.write_text(
+        "security.protocol=SASL_SSL\n"
+        f"ssl.ca.location={pki['ca']}\n"
+        "sasl.mechanism=SCRAM-SHA-256\n"
+        'sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required '
+        'username="carol" password="carol-secret";\n')
+    topics = strom("topic", "list", "-b", sasl_server.sasl_ssl, "--command-config",
+                   str(props)).stdout
+    assert "cli-sasl" in topics
+
+    wrong = strom("topic", "list", *scram_flags(sasl_server, pki, password="nope"), check=False)
+    assert wrong.returncode == 1
+    assert "authentication failed" in wrong.stderr.lower(), wrong.stderr
+    # PLAIN over SASL_PLAINTEXT too.
+    plain = strom("topic", "list", "-b", sasl_server.sasl_plain,
+                  "-X", "security.protocol=SASL_PLAINTEXT", "-X", "sasl.mechanism=PLAIN",
+                  "-X", "sasl.username=bob", "-X", "sasl.password=bob-secret").stdout
+    assert "cli-sasl" in plain
+
+    strom("user", "delete", "carol", "-b", sasl_server.addr)
+    gone = strom("topic", "list", *flags, check=False)
+    assert gone.returncode == 1, "a deleted user cannot log in"
+
+
+def test_the_native_client_keeps_working_past_its_sasl_session_lifetime(tmp_path, pki):
+    s = start(tmp_path, pki, "connections.max.reauth.ms=1500")
+    try:
+        flags = ["-b", s.sasl_plain, "-X", "security.protocol=SASL_PLAINTEXT",
+                 "-X", "sasl.mechanism=PLAIN", "-X", "sasl.username=bob",
+                 "-X", "sasl.password=bob-secret"]
+        # About four seconds of records: past two session lifetimes, nothing lost.
+        r = strom("perf", "produce", "reauth-cli", "--records", "400", "--throughput", "100",
+                  "--acks", "all", *flags)
+        assert "400 records sent" in r.stdout, r.stdout
+        out = strom("consume", "reauth-cli", "--from", "beginning", "-e", "-f", "{offset}",
+                    *flags).stdout.split()
+        assert len(out) == 400
+    finally:
+        s.stop()
+
+
+def test_bad_client_security_settings_fail_before_connecting(sasl_server):
+    r = strom("topic", "list", "-b", sasl_server.sasl_ssl, "-X", "security.protocol=SASL_SSL",
+              "-X", "sasl.mechanism=GSSAPI", check=False)
+    assert r.returncode == 1 and "GSSAPI" in r.stderr, r.stderr
+    r = strom("topic", "list", "-b", sasl_server.sasl_ssl, "-X", "security.protocol=SSL",
+              "-X", "ssl.ca.location=/nonexistent/ca.pem", check=False)
+    assert r.returncode == 1 and "/nonexistent/ca.pem" in r.stderr, r.stderr

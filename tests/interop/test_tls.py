@@ -126,3 +126,27 @@ def test_bad_tls_settings_stop_the_start_with_a_clear_error(tmp_path, pki, setti
     r = subprocess.run(args, capture_output=True, text=True, timeout=30)
     assert r.returncode != 0
     assert message in r.stderr, r.stderr
+
+
+def test_the_strom_tools_speak_tls_and_mutual_tls(tls_server, pki):
+    def strom(*args, check=True):
+        r = subprocess.run([STROM, *args], capture_output=True, text=True, timeout=60)
+        if check:
+            assert r.returncode == 0, r.stderr
+        return r
+
+    tls = ["-X", "security.protocol=SSL", "-X", f"ssl.ca.location={pki['ca']}"]
+    strom("topic", "create", "cli-tls", "-b", tls_server.ssl, *tls)
+    subprocess.run([STROM, "produce", "cli-tls", "-b", tls_server.ssl, *tls], input="x\ny\n",
+                   text=True, check=True, timeout=60)
+    out = strom("consume", "cli-tls", "--from", "beginning", "-e", "-b", tls_server.ssl,
+                *tls).stdout.split()
+    assert out == ["x", "y"]
+    # Mutual TLS: refused without a certificate, served with one.
+    assert strom("topic", "list", "-b", tls_server.mtls, *tls, check=False).returncode == 1
+    mine = ["-X", f"ssl.certificate.location={pki['client_cert']}",
+            "-X", f"ssl.key.location={pki['client_key']}"]
+    assert "cli-tls" in strom("topic", "list", "-b", tls_server.mtls, *tls, *mine).stdout
+    # A CA that did not sign the broker's certificate: the handshake fails.
+    assert strom("topic", "list", "-b", tls_server.ssl, "-X", "security.protocol=SSL",
+                 "-X", f"ssl.ca.location={pki['client_cert']}", check=False).returncode == 1

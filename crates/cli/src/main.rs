@@ -1,6 +1,6 @@
 //! The `strom` command. `strom server` runs a broker: with no arguments a single node
 //! (broker and controller) on 127.0.0.1:9092 with its data in ./strom-data. `strom topic`,
-//! `produce`, `consume`, `group`, `txn`, `perf` and `cluster` are clients of any Kafka-compatible cluster
+//! `produce`, `consume`, `group`, `txn`, `user`, `perf` and `cluster` are clients of any Kafka-compatible cluster
 //! (`--bootstrap-server`, or `STROM_BROKERS`).
 
 mod cluster_cmd;
@@ -8,6 +8,7 @@ mod group_cmd;
 mod reassign_cmd;
 mod tools;
 mod txn_cmd;
+mod user_cmd;
 
 use std::path::PathBuf;
 
@@ -85,6 +86,11 @@ enum Command {
         #[command(subcommand)]
         cmd: txn_cmd::TxnCmd,
     },
+    /// SCRAM users: create (or set a password), list, delete.
+    User {
+        #[command(subcommand)]
+        cmd: user_cmd::UserCmd,
+    },
     /// The cluster: brokers and controller, the metadata quorum, a local dev cluster.
     Cluster {
         #[command(subcommand)]
@@ -100,7 +106,13 @@ fn main() -> anyhow::Result<()> {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn")),
         )
         .init();
-    let cli = Cli::parse();
+    let mut cli = Cli::parse();
+    if !matches!(cli.command, Command::Server { .. }) {
+        if let Err(e) = cli.conn.load() {
+            eprintln!("error: {e:#}");
+            std::process::exit(1);
+        }
+    }
     let client = |f: std::pin::Pin<Box<dyn std::future::Future<Output = anyhow::Result<()>>>>| {
         tokio::runtime::Runtime::new()?.block_on(f)
     };
@@ -113,6 +125,7 @@ fn main() -> anyhow::Result<()> {
         Command::Perf { cmd } => client(Box::pin(tools::perf(conn, cmd))),
         Command::Group { cmd } => client(Box::pin(group_cmd::group(conn, cmd))),
         Command::Txn { cmd } => client(Box::pin(txn_cmd::txn(conn, cmd))),
+        Command::User { cmd } => client(Box::pin(user_cmd::user(conn, cmd))),
         Command::Cluster {
             cmd: cluster_cmd::ClusterCmd::Dev(args),
         } => return cluster_cmd::dev(args),

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use clap::{Args, Subcommand, ValueEnum};
 use strom_client::{
     Admin, Consumer, ConsumerConfig, ConsumerRecord, Producer, ProducerConfig, ProducerRecord,
-    StartAt,
+    SecurityConfig, StartAt,
 };
 
 /// How results are printed.
@@ -38,9 +38,53 @@ pub struct Conn {
     /// Output format.
     #[arg(long, value_enum, default_value = "table", global = true)]
     pub output: Output,
+    /// A client property (Kafka's name), e.g. -X security.protocol=SASL_SSL or, for produce
+    /// and consume, -X enable.idempotence=false; repeatable, and after --command-config.
+    #[arg(short = 'X', value_name = "KEY=VALUE", value_parser = kv, global = true)]
+    pub property: Vec<(String, String)>,
+    /// A file of client properties (as Kafka's tools take): security.protocol, sasl.*,
+    /// ssl.*...
+    #[arg(long, value_name = "FILE", global = true)]
+    pub command_config: Option<std::path::PathBuf>,
 }
 
 impl Conn {
+    /// Reads --command-config into the properties (before the -X ones, which win) and
+    /// checks the security settings, so a bad one fails before anything is sent.
+    pub fn load(&mut self) -> anyhow::Result<()> {
+        if let Some(path) = &self.command_config {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("--command-config {}", path.display()))?;
+            let mut props = strom_broker::BrokerConfig::parse_properties(&text);
+            props.append(&mut self.property);
+            self.property = props;
+        }
+        self.security()?
+            .connector()
+            .context("client security settings")?;
+        Ok(())
+    }
+
+    /// The security properties among the client properties.
+    pub(crate) fn security(&self) -> anyhow::Result<SecurityConfig> {
+        let mut security = SecurityConfig::default();
+        for (k, v) in &self.property {
+            security.set(k, v)?;
+        }
+        Ok(security)
+    }
+
+    /// Applies every client property to a producer's or consumer's settings.
+    fn apply(
+        &self,
+        set: &mut dyn FnMut(&str, &str) -> strom_client::Result<()>,
+    ) -> anyhow::Result<()> {
+        for (k, v) in &self.property {
+            set(k, v).with_context(|| format!("-X {k}"))?;
+        }
+        Ok(())
+    }
+
     fn servers(&self) -> Vec<String> {
         self.bootstrap
             .split(',')
@@ -48,8 +92,16 @@ impl Conn {
             .collect()
     }
 
+    /// An admin client; of the client properties it takes the security ones (checked by
+    /// [`Conn::load`]).
     pub(crate) fn admin(&self) -> Admin {
-        Admin::new(self.servers(), "strom-cli", Duration::from_secs(30))
+        let security = self.security().unwrap_or_default();
+        Admin::secured(
+            self.servers(),
+            "strom-cli",
+            Duration::from_secs(30),
+            &security,
+        )
     }
 }
 
@@ -183,9 +235,6 @@ pub struct ConsumeArgs {
     /// Shorthand for --format '{key}\t{value}'.
     #[arg(long)]
     pub print_keys: bool,
-    /// A consumer property (Kafka's name), e.g. -X group.protocol=consumer; repeatable.
-    #[arg(short = 'X', value_name = "KEY=VALUE", value_parser = kv)]
-    pub property: Vec<(String, String)>,
 }
 
 fn kv(s: &str) -> anyhow::Result<(String, String)> {
@@ -380,6 +429,7 @@ pub async fn produce(conn: &Conn, args: ProduceArgs) -> anyhow::Result<()> {
     if let Some(id) = &args.transactional_id {
         config.set("transactional.id", id)?;
     }
+    conn.apply(&mut |k, v| config.set(k, v))?;
     let headers: Vec<(String, Option<Bytes>)> = args
         .headers
         .iter()
@@ -448,6 +498,7 @@ fn consumer_config(conn: &Conn, wait_ms: u64) -> anyhow::Result<ConsumerConfig> 
     config.set("bootstrap.servers", &conn.bootstrap)?;
     config.set("client.id", "strom-cli")?;
     config.set("fetch.max.wait.ms", &wait_ms.to_string())?;
+    conn.apply(&mut |k, v| config.set(k, v))?;
     Ok(config)
 }
 
@@ -491,9 +542,6 @@ pub async fn consume(conn: &Conn, args: ConsumeArgs) -> anyhow::Result<()> {
         ),
     };
     let mut config = consumer_config(conn, 500)?;
-    for (k, v) in &args.property {
-        config.set(k, v)?;
-    }
     let mut consumer = match &args.group {
         Some(group) => {
             if args.partition.is_some() {
@@ -639,9 +687,6 @@ pub struct PerfProduceArgs {
     /// none, gzip, snappy, lz4 or zstd.
     #[arg(long, default_value = "none")]
     pub compression: String,
-    /// A producer property (Kafka's name), e.g. -X enable.idempotence=false; repeatable.
-    #[arg(short = 'X', value_name = "KEY=VALUE", value_parser = kv)]
-    pub property: Vec<(String, String)>,
     /// Send in transactions of this transactional.id (as kafka-producer-perf-test's
     /// --transactional-id).
     #[arg(long)]
@@ -675,9 +720,7 @@ async fn perf_produce(conn: &Conn, a: PerfProduceArgs) -> anyhow::Result<()> {
     config.set("batch.size", &a.batch_size.to_string())?;
     config.set("linger.ms", &a.linger_ms.to_string())?;
     config.set("client.id", "strom-perf")?;
-    for (k, v) in &a.property {
-        config.set(k, v)?;
-    }
+    conn.apply(&mut |k, v| config.set(k, v))?;
     if let Some(id) = &a.transactional_id {
         config.set("transactional.id", id)?;
     }

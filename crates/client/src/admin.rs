@@ -170,8 +170,24 @@ pub struct Admin {
 impl Admin {
     /// An admin client for the cluster behind `bootstrap`.
     pub fn new(bootstrap: Vec<String>, client_id: &str, timeout: Duration) -> Admin {
+        Admin::secured(bootstrap, client_id, timeout, &Default::default())
+    }
+
+    /// An admin client whose connections are secured as `security` says.
+    pub fn secured(
+        bootstrap: Vec<String>,
+        client_id: &str,
+        timeout: Duration,
+        security: &crate::security::SecurityConfig,
+    ) -> Admin {
         Admin {
-            cluster: Cluster::new(bootstrap, client_id, timeout),
+            cluster: Cluster::secured(
+                bootstrap,
+                client_id,
+                timeout,
+                Duration::from_secs(300),
+                security,
+            ),
             timeout,
         }
     }

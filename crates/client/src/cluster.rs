@@ -14,6 +14,7 @@ use parking_lot::{Mutex, RwLock};
 
 use crate::connection::Connection;
 use crate::error::{ClientError, Result};
+use crate::security::{Connector, SecurityConfig};
 
 /// One partition as Metadata describes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,6 +75,9 @@ pub struct Cluster {
     snapshot: RwLock<Snapshot>,
     connections: Mutex<HashMap<String, Arc<Connection>>>,
     refreshing: tokio::sync::Mutex<()>,
+    /// How connections are secured, or why the settings are unusable (every connection
+    /// then fails with that error).
+    connector: std::result::Result<Arc<Connector>, String>,
 }
 
 impl Cluster {
@@ -90,7 +94,25 @@ impl Cluster {
         timeout: Duration,
         max_age: Duration,
     ) -> Arc<Cluster> {
+        Cluster::secured(
+            bootstrap,
+            client_id,
+            timeout,
+            max_age,
+            &SecurityConfig::default(),
+        )
+    }
+
+    /// As [`Cluster::with_max_age`], with connections secured as `security` says.
+    pub fn secured(
+        bootstrap: Vec<String>,
+        client_id: &str,
+        timeout: Duration,
+        max_age: Duration,
+        security: &SecurityConfig,
+    ) -> Arc<Cluster> {
         Arc::new(Cluster {
+            connector: security.connector().map_err(|e| e.to_string()),
             bootstrap,
             client_id: client_id.to_string(),
             timeout,
@@ -116,11 +138,17 @@ impl Cluster {
             format!("{purpose}@{addr}")
         };
         if let Some(c) = self.connections.lock().get(&key) {
-            if !c.is_closed() {
+            if !c.is_retired() {
                 return Ok(c.clone());
             }
         }
-        let c = Arc::new(Connection::connect(addr, &self.client_id, self.timeout).await?);
+        let connector = self
+            .connector
+            .as_ref()
+            .map_err(|e| ClientError::Config(e.clone()))?;
+        let c = Arc::new(
+            Connection::connect_with(addr, &self.client_id, self.timeout, connector).await?,
+        );
         self.connections.lock().insert(key, c.clone());
         Ok(c)
     }

@@ -15,12 +15,12 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Message, Request, StrBytes};
 use parking_lot::Mutex;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::OwnedWriteHalf;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 
 use crate::error::{ClientError, Result};
+use crate::security::Connector;
 
 /// Largest response accepted (a fetch can be large; a corrupt length must not allocate GBs).
 const MAX_RESPONSE: usize = 256 << 20;
@@ -28,22 +28,44 @@ const MAX_RESPONSE: usize = 256 << 20;
 type Pending = Arc<Mutex<Option<HashMap<i32, oneshot::Sender<Bytes>>>>>;
 
 /// A connection to one broker.
-#[derive(Debug)]
 pub struct Connection {
     addr: String,
     client_id: String,
-    writer: tokio::sync::Mutex<OwnedWriteHalf>,
+    writer: tokio::sync::Mutex<Box<dyn AsyncWrite + Send + Unpin>>,
     pending: Pending,
     next_id: AtomicI32,
     versions: HashMap<i16, (i16, i16)>,
     /// Finalized feature levels the broker reported (ApiVersions v3+), by name.
     features: HashMap<String, i16>,
     timeout: Duration,
+    /// When to stop using it for new requests: shortly before its SASL session ends
+    /// (`connections.max.reauth.ms` on the broker), a fresh connection takes over.
+    retire_at: Option<std::time::Instant>,
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection")
+            .field("addr", &self.addr)
+            .field("closed", &self.is_closed())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Connection {
-    /// Connects to `addr` and negotiates API versions.
+    /// Connects to `addr` in plaintext and negotiates API versions.
     pub async fn connect(addr: &str, client_id: &str, timeout: Duration) -> Result<Connection> {
+        Connection::connect_with(addr, client_id, timeout, &Connector::plaintext()).await
+    }
+
+    /// Connects to `addr` through `connector` (TLS, SASL), negotiates API versions and
+    /// authenticates.
+    pub async fn connect_with(
+        addr: &str,
+        client_id: &str,
+        timeout: Duration,
+        connector: &Connector,
+    ) -> Result<Connection> {
         let io = |source| ClientError::Io {
             addr: addr.to_string(),
             source,
@@ -53,7 +75,43 @@ impl Connection {
             .map_err(|_| ClientError::Timeout(timeout))?
             .map_err(io)?;
         stream.set_nodelay(true).map_err(io)?;
-        let (mut reader, writer) = stream.into_split();
+        let mut conn = match connector.tls() {
+            None => {
+                let (reader, writer) = stream.into_split();
+                Connection::start_on(addr, client_id, timeout, reader, Box::new(writer))
+            }
+            Some(tls) => {
+                let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h);
+                let host = host.trim_start_matches('[').trim_end_matches(']');
+                let name = rustls::pki_types::ServerName::try_from(host.to_string())
+                    .map_err(|e| ClientError::Config(format!("server name {host}: {e}")))?;
+                let handshake = tokio_rustls::TlsConnector::from(tls.clone()).connect(name, stream);
+                let stream = tokio::time::timeout(timeout, handshake)
+                    .await
+                    .map_err(|_| ClientError::Timeout(timeout))?
+                    .map_err(io)?;
+                let (reader, writer) = tokio::io::split(stream);
+                Connection::start_on(addr, client_id, timeout, reader, Box::new(writer))
+            }
+        };
+        (conn.versions, conn.features) = conn.fetch_versions().await?;
+        let lifetime_ms = connector.authenticate(&conn).await?;
+        if lifetime_ms > 0 {
+            // Retire at 85% of the session, leaving requests in flight time to finish.
+            let ms = (lifetime_ms as u64).saturating_mul(85) / 100;
+            conn.retire_at = Some(std::time::Instant::now() + Duration::from_millis(ms));
+        }
+        Ok(conn)
+    }
+
+    /// A connection over `reader`/`writer`, with its reader task started.
+    fn start_on<R: AsyncRead + Unpin + Send + 'static>(
+        addr: &str,
+        client_id: &str,
+        timeout: Duration,
+        mut reader: R,
+        writer: Box<dyn AsyncWrite + Send + Unpin>,
+    ) -> Connection {
         let pending: Pending = Arc::new(Mutex::new(Some(HashMap::new())));
         let routes = pending.clone();
         let peer = addr.to_string();
@@ -86,7 +144,7 @@ impl Connection {
             // Every waiter learns the connection is gone (their senders drop).
             routes.lock().take();
         });
-        let mut conn = Connection {
+        Connection {
             addr: addr.to_string(),
             client_id: client_id.to_string(),
             writer: tokio::sync::Mutex::new(writer),
@@ -95,14 +153,22 @@ impl Connection {
             versions: HashMap::new(),
             features: HashMap::new(),
             timeout,
-        };
-        (conn.versions, conn.features) = conn.fetch_versions().await?;
-        Ok(conn)
+            retire_at: None,
+        }
     }
 
     /// True once the connection is gone (every later request fails with `Closed`).
     pub fn is_closed(&self) -> bool {
         self.pending.lock().is_none()
+    }
+
+    /// True once new requests should go on a fresh connection: this one is closed, or its
+    /// SASL session is about to end.
+    pub fn is_retired(&self) -> bool {
+        self.is_closed()
+            || self
+                .retire_at
+                .is_some_and(|t| std::time::Instant::now() >= t)
     }
 
     /// The broker's address.
@@ -277,9 +343,12 @@ impl Connection {
         let size = (buf.len() - 4) as i32;
         buf[..4].copy_from_slice(&size.to_be_bytes());
         let mut w = self.writer.lock().await;
-        w.write_all(&buf).await.map_err(|source| ClientError::Io {
+        let io = |source| ClientError::Io {
             addr: self.addr.clone(),
             source,
-        })
+        };
+        w.write_all(&buf).await.map_err(io)?;
+        // TLS buffers records until flushed; a plain socket's flush does nothing.
+        w.flush().await.map_err(io)
     }
 }

@@ -48,6 +48,8 @@ pub struct ConsumerConfig {
     pub bootstrap_servers: Vec<String>,
     /// client.id.
     pub client_id: String,
+    /// security.protocol, ssl.*, sasl.* ([`crate::security`]).
+    pub security: crate::security::SecurityConfig,
     /// fetch.min.bytes (1).
     pub fetch_min_bytes: i32,
     /// fetch.max.wait.ms (500).
@@ -95,6 +97,7 @@ impl Default for ConsumerConfig {
         ConsumerConfig {
             bootstrap_servers: vec!["localhost:9092".into()],
             client_id: "strom-consumer".into(),
+            security: Default::default(),
             fetch_min_bytes: 1,
             fetch_max_wait: Duration::from_millis(500),
             fetch_max_bytes: 50 << 20,
@@ -120,6 +123,9 @@ impl Default for ConsumerConfig {
 impl ConsumerConfig {
     /// Sets one property by its Kafka name.
     pub fn set(&mut self, key: &str, value: &str) -> Result<()> {
+        if self.security.set(key, value)? {
+            return Ok(());
+        }
         let bad = || ClientError::Protocol(format!("invalid value '{value}' for {key}"));
         let int = || value.parse::<i32>().map_err(|_| bad());
         let ms = || Ok::<_, ClientError>(Duration::from_millis(int()?.max(0) as u64));
@@ -271,11 +277,12 @@ impl Drop for Consumer {
 impl Consumer {
     /// A consumer with nothing assigned.
     pub fn new(config: ConsumerConfig) -> Consumer {
-        let cluster = Cluster::with_max_age(
+        let cluster = Cluster::secured(
             config.bootstrap_servers.clone(),
             &config.client_id,
             config.request_timeout + config.fetch_max_wait,
             config.metadata_max_age,
+            &config.security,
         );
         let standalone = config
             .group_id

@@ -48,6 +48,12 @@ pub enum ClientError {
     /// it): abort it, then begin the next (Kafka's abortable errors).
     #[error("the transaction must be aborted: {0}")]
     Abortable(String),
+    /// The broker refused this client's credentials (SASL), or the exchange failed.
+    #[error("authentication failed: {0}")]
+    Authentication(String),
+    /// A client setting is invalid or its files cannot be read.
+    #[error("invalid client configuration: {0}")]
+    Config(String),
     /// A transactional call out of order, such as a send outside a transaction.
     #[error("invalid transaction state: {0}")]
     TxnState(String),

@@ -15,6 +15,8 @@
 //! - [`group`]: group membership under the classic protocol or KIP-848, and committed
 //!   offsets; [`assignor`]: the classic protocol's range, roundrobin and cooperative-sticky
 //!   assignors.
+//! - [`user_admin`]: SCRAM users (AlterUserScramCredentials, DescribeUserScramCredentials).
+//! - [`security`]: TLS and SASL (PLAIN, SCRAM) under Kafka's client property names.
 //! - [`error`]: typed errors that name the Kafka error.
 
 pub mod admin;
@@ -27,7 +29,9 @@ pub mod group;
 pub mod group_admin;
 pub mod partitioner;
 pub mod producer;
+pub mod security;
 pub mod txn_admin;
+pub mod user_admin;
 
 pub use admin::{Admin, BrokerDescription, ClusterDescription, QuorumDescription, QuorumReplica};
 pub use assignor::Assignor;
@@ -40,4 +44,6 @@ pub use group_admin::{
 };
 pub use partitioner::{murmur2, partition_for_key, StickyPartitioner};
 pub use producer::{Partitioner, Producer, ProducerConfig, ProducerRecord, RecordMetadata};
+pub use security::{Connector, SecurityConfig};
 pub use txn_admin::{ProducerDescription, TransactionDescription, TransactionListing};
+pub use user_admin::{ScramMechanism, UserCredentials};

@@ -37,6 +37,8 @@ pub struct ProducerConfig {
     pub bootstrap_servers: Vec<String>,
     /// client.id.
     pub client_id: String,
+    /// security.protocol, ssl.*, sasl.* ([`crate::security`]).
+    pub security: crate::security::SecurityConfig,
     /// acks: 0, 1 or -1 (all; Kafka's default).
     pub acks: i16,
     /// linger.ms (5, Kafka 4's default).
@@ -71,6 +73,7 @@ impl Default for ProducerConfig {
         ProducerConfig {
             bootstrap_servers: vec!["localhost:9092".into()],
             client_id: "strom-producer".into(),
+            security: Default::default(),
             acks: -1,
             linger: Duration::from_millis(5),
             batch_size: 16_384,
@@ -91,6 +94,9 @@ impl ProducerConfig {
     /// Sets one property by its Kafka name; an unknown name or a bad value is an error that
     /// names it.
     pub fn set(&mut self, key: &str, value: &str) -> Result<()> {
+        if self.security.set(key, value)? {
+            return Ok(());
+        }
         let bad = || ClientError::Protocol(format!("invalid value '{value}' for {key}"));
         let ms = || {
             value
@@ -299,10 +305,12 @@ impl Producer {
     }
 
     fn build(config: ProducerConfig, custom: Option<Arc<dyn Partitioner>>) -> Producer {
-        let cluster = Cluster::new(
+        let cluster = Cluster::secured(
             config.bootstrap_servers.clone(),
             &config.client_id,
             config.request_timeout,
+            Duration::from_secs(300),
+            &config.security,
         );
         let mut config = config;
         if config.transactional_id.is_some() {
