@@ -413,3 +413,67 @@ def test_bad_client_security_settings_fail_before_connecting(sasl_server):
     r = strom("topic", "list", "-b", sasl_server.sasl_ssl, "-X", "security.protocol=SSL",
               "-X", "ssl.ca.location=/nonexistent/ca.pem", check=False)
     assert r.returncode == 1 and "/nonexistent/ca.pem" in r.stderr, r.stderr
+
+
+def test_brokers_replicate_to_each_other_over_sasl_ssl(tmp_path, pki):
+    """Three nodes whose inter-broker listener is SASL_SSL with PLAIN: followers fetch over
+    it, so acks=all writes with min.insync.replicas=3 succeed only if they authenticate."""
+    from test_cluster import free_ports
+    ports = free_ports(9)
+    plain, secure, control = ports[:3], ports[3:6], ports[6:]
+    voters = ",".join(f"{i + 1}@127.0.0.1:{control[i]}" for i in range(3))
+    jaas = ('org.apache.kafka.common.security.plain.PlainLoginModule required '
+            'username="broker" password="broker-secret" user_broker="broker-secret" '
+            'user_alice="alice-secret";')
+    procs = []
+    try:
+        for i in range(3):
+            args = [STROM, "server"]
+            for o in [f"node.id={i + 1}", "process.roles=broker,controller",
+                      f"listeners=PLAINTEXT://127.0.0.1:{plain[i]},SECURE://127.0.0.1:{secure[i]},"
+                      f"CONTROLLER://127.0.0.1:{control[i]}",
+                      "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,SECURE:SASL_SSL,"
+                      "CONTROLLER:PLAINTEXT",
+                      "inter.broker.listener.name=SECURE", "controller.listener.names=CONTROLLER",
+                      f"controller.quorum.voters={voters}", f"log.dirs={tmp_path / str(i)}",
+                      f"ssl.keystore.location={pki['store']}",
+                      f"ssl.truststore.location={pki['ca']}",
+                      "sasl.mechanism.inter.broker.protocol=PLAIN",
+                      "listener.name.secure.sasl.enabled.mechanisms=PLAIN",
+                      f"listener.name.secure.plain.sasl.jaas.config={jaas}",
+                      "min.insync.replicas=3"]:
+                args += ["--override", o]
+            procs.append(subprocess.Popen(args, stdout=subprocess.PIPE,
+                                          stderr=subprocess.DEVNULL, text=True))
+        for p in procs:
+            assert p.stdout.readline().startswith("strom server listening")
+        conf = {"bootstrap.servers": f"127.0.0.1:{secure[0]}", "security.protocol": "sasl_ssl",
+                "ssl.ca.location": pki["ca"], "sasl.mechanism": "PLAIN",
+                "sasl.username": "alice", "sasl.password": "alice-secret"}
+        admin = AdminClient(conf)
+        deadline = time.time() + 30
+        while len(admin.list_topics(timeout=10).brokers) < 3:
+            assert time.time() < deadline, "the brokers did not all register"
+            time.sleep(0.3)
+        from confluent_kafka.admin import NewTopic
+        admin.create_topics([NewTopic("replicated", 1, 3)])["replicated"].result(timeout=20)
+        p = Producer({**conf, "acks": "all", "enable.idempotence": True})
+        for i in range(50):
+            p.produce("replicated", value=f"r{i}".encode())
+        assert p.flush(30) == 0, "acks=all with min.insync.replicas=3 needs every follower"
+        isr = admin.list_topics("replicated", timeout=10).topics["replicated"].partitions[0].isrs
+        assert sorted(isr) == [1, 2, 3]
+        c = Consumer({**conf, "group.id": "g", "auto.offset.reset": "earliest"})
+        c.subscribe(["replicated"])
+        got, deadline = [], time.time() + 20
+        while len(got) < 50 and time.time() < deadline:
+            m = c.poll(0.5)
+            if m is not None and not m.error():
+                got.append(m.value().decode())
+        c.close()
+        assert sorted(got) == sorted(f"r{i}" for i in range(50))
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            p.wait(timeout=30)

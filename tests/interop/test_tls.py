@@ -114,7 +114,9 @@ def test_a_plaintext_peer_on_the_tls_port_is_dropped_and_others_go_on(tls_server
       "sasl.enabled.mechanisms=PLAIN"], "names no users"),
     (["listener.security.protocol.map=PLAINTEXT:PLAINTEXT,SSL:SASL_SSL", "KEYSTORE",
       "sasl.enabled.mechanisms=GSSAPI"], "GSSAPI is not supported"),
-    (["inter.broker.listener.name=SSL", "KEYSTORE"], "inter-broker"),
+    (["listener.security.protocol.map=PLAINTEXT:PLAINTEXT,SSL:SASL_SSL", "KEYSTORE",
+      "inter.broker.listener.name=SSL",
+      'listener.name.ssl.plain.sasl.jaas.config=M required user_a="x";'], "username"),
 ])
 def test_bad_tls_settings_stop_the_start_with_a_clear_error(tmp_path, pki, settings, message):
     settings = [f"ssl.keystore.location={pki['store']}" if s == "KEYSTORE" else s

@@ -121,6 +121,9 @@ pub struct Broker {
     pub transactions: Arc<TransactionCoordinator>,
     /// Connections to other brokers for transaction markers and KIP-890 verification.
     pub(crate) txn_links: crate::txn::BrokerConnections,
+    /// How this node's connections to other brokers are secured (the inter-broker
+    /// listener's protocol).
+    pub(crate) inter_broker: Arc<strom_client::Connector>,
     /// This process's incarnation (BrokerRegistration).
     pub(crate) incarnation_id: uuid::Uuid,
     /// The broker epoch the controller gave this incarnation (-1 before registration).
@@ -211,6 +214,9 @@ impl Broker {
         metadata: Arc<MetadataNode>,
         advertised: Vec<Endpoint>,
     ) -> anyhow::Result<Arc<Broker>> {
+        let inter_broker = crate::auth::inter_broker_security(&config)?
+            .connector()
+            .map_err(|e| anyhow::anyhow!("the inter-broker listener's client settings: {e}"))?;
         let image = metadata.image();
         let mut manager_config = LogManagerConfig::new(config.log_dirs.clone());
         manager_config.default_config = config.log_defaults.clone();
@@ -241,6 +247,7 @@ impl Broker {
             coordinator: GroupCoordinator::new(coordinator_config),
             transactions: TransactionCoordinator::new(txn_config),
             txn_links: crate::txn::BrokerConnections::default(),
+            inter_broker,
             incarnation_id: uuid::Uuid::new_v4(),
             epoch: AtomicI64::new(-1),
             applied: Mutex::new(Arc::new(MetadataImage::default())),

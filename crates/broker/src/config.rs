@@ -701,7 +701,8 @@ impl BrokerConfig {
 
     /// The listener other brokers are reached on: `inter.broker.listener.name`, or the
     /// first PLAINTEXT broker listener (Kafka's `security.inter.broker.protocol` default),
-    /// or the first broker listener.
+    /// or the first broker listener. Brokers connect to it as its protocol asks
+    /// ([`crate::auth::inter_broker_security`]).
     pub fn inter_broker_listener(&self) -> Option<&str> {
         if let Some(name) = &self.inter_broker_listener_name {
             return Some(name.as_str());
@@ -712,9 +713,8 @@ impl BrokerConfig {
             .map(|l| l.name.as_str())
     }
 
-    /// Listener names and protocols that cannot be served (yet): TLS or SASL where this
-    /// node's own connections would have to speak it (to other brokers and controllers:
-    /// they are plaintext until brokers speak TLS and SASL to each other).
+    /// Listener names and protocols that cannot be served (yet): TLS or SASL on the
+    /// controller listener (the quorum's connections are plaintext).
     fn check_security(&self, broker: bool) -> Result<(), ConfigError> {
         let map_text = || {
             self.raw
@@ -734,13 +734,13 @@ impl BrokerConfig {
                 });
             }
             let protocol = self.security_protocol(&l.name);
-            let own_connections = self.controller_listener_names.contains(&l.name)
-                || (broker && self.inter_broker_listener() == Some(l.name.as_str()));
-            if protocol != SecurityProtocol::Plaintext && own_connections {
+            if protocol != SecurityProtocol::Plaintext
+                && self.controller_listener_names.contains(&l.name)
+            {
                 return Err(ConfigError {
                     key: "listeners".into(),
                     value: format!("{}://{}:{}", l.name, l.host, l.port),
-                    reason: format!("{} on the inter-broker or controller listener is not supported yet: give clients a listener of their own and keep inter.broker.listener.name and the controller listener PLAINTEXT", protocol.name()),
+                    reason: format!("{} on the controller listener is not supported yet: the quorum's own connections are PLAINTEXT", protocol.name()),
                 });
             }
         }
@@ -933,9 +933,24 @@ mod tests {
                 .contains("no security protocol for listener A")
         );
         assert!(err("listener.security.protocol.map=A:TLS").contains("is not PLAINTEXT, SSL"));
-        // The only listener carries broker traffic: it cannot be SASL yet.
-        assert!(err("listeners=SASL_SSL://127.0.0.1:0").contains("inter-broker"));
-        assert!(err("listeners=SSL://127.0.0.1:0").contains("inter-broker"));
+        assert!(err(
+            "listeners=PLAINTEXT://127.0.0.1:0,CONTROLLER://127.0.0.1:0\n\
+                     listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:SSL"
+        )
+        .contains("controller listener"));
+        // The only listener carries broker traffic: brokers connect to it as it asks.
+        let c = BrokerConfig::from_pairs(&pairs("listeners=SSL://127.0.0.1:0")).unwrap();
+        assert!(crate::auth::inter_broker_security(&c).is_ok());
+        let c = BrokerConfig::from_pairs(&pairs(
+            "listeners=SASL_PLAINTEXT://127.0.0.1:0\n\
+             listener.name.sasl_plaintext.plain.sasl.jaas.config=M required user_a=\"x\";",
+        ))
+        .unwrap();
+        let e = crate::auth::inter_broker_security(&c)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("username"), "{e}");
+        assert!(!e.contains("\"x\""), "the error hides the JAAS text: {e}");
         assert!(
             err("listeners=PLAINTEXT://127.0.0.1:0\ninter.broker.listener.name=X")
                 .contains("no broker listener")

@@ -82,10 +82,14 @@ impl ReplicaLinks for BrokerLinks {
                                 LinkError::Transport(format!("broker {leader} has no endpoint"))
                             })?;
                     let client_id = format!("strom-replica-fetcher-{}", b.config.node_id);
-                    let c =
-                        Connection::connect(&format!("{host}:{port}"), &client_id, SOCKET_TIMEOUT)
-                            .await
-                            .map_err(|e| transport(&e))?;
+                    let c = Connection::connect_with(
+                        &format!("{host}:{port}"),
+                        &client_id,
+                        SOCKET_TIMEOUT,
+                        &b.inter_broker,
+                    )
+                    .await
+                    .map_err(|e| transport(&e))?;
                     let c = Arc::new(c);
                     connections.lock().insert(leader, c.clone());
                     c

@@ -81,6 +81,7 @@ pub const SETTINGS: &[&str] = &[
     "ssl.client.auth",
     "ssl.enabled.protocols",
     "ssl.cipher.suites",
+    "ssl.endpoint.identification.algorithm",
 ];
 
 impl SslSettings {
@@ -118,6 +119,32 @@ impl SslSettings {
             value: value.to_string(),
             reason: reason.into(),
         }
+    }
+
+    /// The client-side TLS properties (librdkafka's names) with which this node connects to
+    /// such a listener of another node: its truststore as the CA, its keystore as the client
+    /// certificate, and `ssl.endpoint.identification.algorithm`.
+    pub fn client_properties(&self) -> Vec<(&'static str, String)> {
+        let mut out = Vec::new();
+        let mut put = |from: &str, to: &'static str| {
+            if let Some((_, v)) = self.get(from) {
+                out.push((to, v.to_string()));
+            }
+        };
+        put("ssl.truststore.location", "ssl.ca.location");
+        put("ssl.truststore.certificates", "ssl.ca.pem");
+        put("ssl.keystore.location", "ssl.certificate.location");
+        put("ssl.keystore.location", "ssl.key.location");
+        put("ssl.keystore.certificate.chain", "ssl.certificate.pem");
+        put("ssl.keystore.key", "ssl.key.pem");
+        if let Some((_, v)) = self.values.get("ssl.endpoint.identification.algorithm") {
+            // Empty is meaningful here: no host name check.
+            out.push((
+                "ssl.endpoint.identification.algorithm",
+                v.trim().to_string(),
+            ));
+        }
+        out
     }
 
     /// `ssl.client.auth` (none when unset).

@@ -54,12 +54,17 @@ impl BrokerConnections {
             .inter_broker_endpoint_of(&broker.image(), id)
             .ok_or(ResponseError::NotLeaderOrFollower.code())?;
         let client_id = format!("strom-txn-{}", broker.config.node_id);
-        let c = Connection::connect(&format!("{host}:{port}"), &client_id, WRITE_TIMEOUT)
-            .await
-            .map_err(|e| {
-                tracing::debug!(broker = id, error = %e, "could not reach a broker");
-                ResponseError::NotLeaderOrFollower.code()
-            })?;
+        let c = Connection::connect_with(
+            &format!("{host}:{port}"),
+            &client_id,
+            WRITE_TIMEOUT,
+            &broker.inter_broker,
+        )
+        .await
+        .map_err(|e| {
+            tracing::debug!(broker = id, error = %e, "could not reach a broker");
+            ResponseError::NotLeaderOrFollower.code()
+        })?;
         let c = Arc::new(c);
         self.0.lock().insert(id, c.clone());
         Ok(c)

@@ -1,8 +1,9 @@
 //! How a client secures its connections, under the Kafka client property names:
 //! `security.protocol` (PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL); for TLS
 //! `ssl.ca.location` (PEM; else the system's bundle), `ssl.certificate.location` and
-//! `ssl.key.location` (mutual TLS, PEM), `ssl.endpoint.identification.algorithm` (`https`,
-//! or empty to skip the host name check); for SASL `sasl.mechanism` (`sasl.mechanisms`,
+//! `ssl.key.location` (mutual TLS, PEM), or the PEM text itself in `ssl.ca.pem`,
+//! `ssl.certificate.pem`, `ssl.key.pem` (librdkafka's names),
+//! `ssl.endpoint.identification.algorithm` (`https`, or empty to skip the host name check); for SASL `sasl.mechanism` (`sasl.mechanisms`,
 //! librdkafka's name), `sasl.username`, `sasl.password`, or the Java client's
 //! `sasl.jaas.config` with `username` and `password` options.
 //!
@@ -36,6 +37,9 @@ pub const PROPERTIES: &[&str] = &[
     "ssl.ca.location",
     "ssl.certificate.location",
     "ssl.key.location",
+    "ssl.ca.pem",
+    "ssl.certificate.pem",
+    "ssl.key.pem",
     "ssl.endpoint.identification.algorithm",
     "sasl.mechanism",
     "sasl.mechanisms",
@@ -48,9 +52,10 @@ pub const PROPERTIES: &[&str] = &[
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct SecurityConfig {
     protocol: Option<String>,
-    ca_location: Option<String>,
-    certificate_location: Option<String>,
-    key_location: Option<String>,
+    /// Where each PEM comes from.
+    ca: Option<Pem>,
+    certificate: Option<Pem>,
+    key: Option<Pem>,
     /// `Some("")`: no host name check.
     endpoint_identification: Option<String>,
     mechanism: Option<String>,
@@ -74,9 +79,12 @@ impl SecurityConfig {
         let v = Some(value.to_string());
         match key {
             "security.protocol" => self.protocol = Some(value.to_ascii_uppercase()),
-            "ssl.ca.location" => self.ca_location = v,
-            "ssl.certificate.location" => self.certificate_location = v,
-            "ssl.key.location" => self.key_location = v,
+            "ssl.ca.location" => self.ca = Some(Pem::File(value.into())),
+            "ssl.certificate.location" => self.certificate = Some(Pem::File(value.into())),
+            "ssl.key.location" => self.key = Some(Pem::File(value.into())),
+            "ssl.ca.pem" => self.ca = Some(Pem::Text(value.into())),
+            "ssl.certificate.pem" => self.certificate = Some(Pem::Text(value.into())),
+            "ssl.key.pem" => self.key = Some(Pem::Text(value.into())),
             "ssl.endpoint.identification.algorithm" => self.endpoint_identification = v,
             "sasl.mechanism" | "sasl.mechanisms" => self.mechanism = v,
             "sasl.username" => self.username = v,
@@ -134,18 +142,19 @@ impl SecurityConfig {
     fn tls_config(&self) -> Result<Arc<rustls::ClientConfig>> {
         let bad = |m: String| ClientError::Config(m);
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let ca = self.ca_location.as_deref().unwrap_or(SYSTEM_CA_BUNDLE);
+        let system = Pem::File(SYSTEM_CA_BUNDLE.into());
+        let ca = self.ca.as_ref().unwrap_or(&system);
         let mut roots = RootCertStore::empty();
-        let certs = CertificateDer::pem_file_iter(ca)
-            .map_err(|e| bad(format!("ssl.ca.location={ca}: {e}")))?;
-        for c in certs {
-            let c = c.map_err(|e| bad(format!("ssl.ca.location={ca}: {e}")))?;
+        for c in ca.certificates("ssl.ca")? {
             roots
                 .add(c)
-                .map_err(|e| bad(format!("ssl.ca.location={ca}: {e}")))?;
+                .map_err(|e| bad(format!("{}: {e}", ca.describe("ssl.ca"))))?;
         }
         if roots.is_empty() {
-            return Err(bad(format!("ssl.ca.location={ca}: no certificate in it")));
+            return Err(bad(format!(
+                "{}: no certificate in it",
+                ca.describe("ssl.ca")
+            )));
         }
         let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
@@ -167,13 +176,10 @@ impl SecurityConfig {
                 )))
             }
         };
-        let config = match (&self.certificate_location, &self.key_location) {
+        let config = match (&self.certificate, &self.key) {
             (Some(cert), Some(key)) => {
-                let chain = CertificateDer::pem_file_iter(cert)
-                    .and_then(|i| i.collect::<std::result::Result<Vec<_>, _>>())
-                    .map_err(|e| bad(format!("ssl.certificate.location={cert}: {e}")))?;
-                let key = PrivateKeyDer::from_pem_file(key)
-                    .map_err(|e| bad(format!("ssl.key.location={key}: {e}")))?;
+                let chain = cert.certificates("ssl.certificate")?;
+                let key = key.private_key()?;
                 builder
                     .with_client_auth_cert(chain, key)
                     .map_err(|e| bad(format!("client certificate: {e}")))?
@@ -181,11 +187,49 @@ impl SecurityConfig {
             (None, None) => builder.with_no_client_auth(),
             _ => {
                 return Err(bad(
-                    "ssl.certificate.location and ssl.key.location go together".into(),
+                    "a client certificate needs both ssl.certificate.* and ssl.key.*".into(),
                 ))
             }
         };
         Ok(Arc::new(config))
+    }
+}
+
+/// A PEM file, or the PEM text itself.
+#[derive(Clone, PartialEq, Eq)]
+enum Pem {
+    File(String),
+    Text(String),
+}
+
+impl Pem {
+    /// Which setting it is, for errors (never the text: it may be a key).
+    fn describe(&self, prefix: &str) -> String {
+        match self {
+            Pem::File(path) => format!("{prefix}.location={path}"),
+            Pem::Text(_) => format!("{prefix}.pem"),
+        }
+    }
+
+    fn bytes(&self, prefix: &str) -> Result<Vec<u8>> {
+        match self {
+            Pem::File(path) => std::fs::read(path)
+                .map_err(|e| ClientError::Config(format!("{}: {e}", self.describe(prefix)))),
+            Pem::Text(text) => Ok(text.as_bytes().to_vec()),
+        }
+    }
+
+    fn certificates(&self, prefix: &str) -> Result<Vec<CertificateDer<'static>>> {
+        let bytes = self.bytes(prefix)?;
+        CertificateDer::pem_slice_iter(&bytes)
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e| ClientError::Config(format!("{}: {e}", self.describe(prefix))))
+    }
+
+    fn private_key(&self) -> Result<PrivateKeyDer<'static>> {
+        let bytes = self.bytes("ssl.key")?;
+        PrivateKeyDer::from_pem_slice(&bytes)
+            .map_err(|e| ClientError::Config(format!("{}: {e}", self.describe("ssl.key"))))
     }
 }
 

@@ -124,3 +124,65 @@ impl Session {
         self.close_after_response
     }
 }
+
+/// How this node's own connections to other brokers (replica fetches, transaction markers)
+/// are secured: as the inter-broker listener asks. TLS trusts the listener's truststore and
+/// presents its keystore; SASL uses `sasl.mechanism.inter.broker.protocol` (else the
+/// listener's first enabled mechanism; Kafka's default, GSSAPI, is not served) with the
+/// `username`/`password` of that mechanism's JAAS config on the listener.
+pub fn inter_broker_security(
+    config: &crate::BrokerConfig,
+) -> Result<strom_client::SecurityConfig, crate::config::ConfigError> {
+    use crate::config::{ConfigError, SecurityProtocol};
+    let mut security = strom_client::SecurityConfig::default();
+    let Some(listener) = config.inter_broker_listener() else {
+        return Ok(security);
+    };
+    let protocol = config.security_protocol(listener);
+    let invalid = |key: &str, reason: String| ConfigError {
+        key: key.into(),
+        value: config.raw.get(key).cloned().unwrap_or_default(),
+        reason,
+    };
+    let mut set = |k: &str, v: &str| {
+        security
+            .set(k, v)
+            .map(|_| ())
+            .map_err(|e| invalid(k, e.to_string()))
+    };
+    set("security.protocol", protocol.name())?;
+    if matches!(protocol, SecurityProtocol::Ssl | SecurityProtocol::SaslSsl) {
+        for (k, v) in crate::tls::SslSettings::resolve(&config.raw, listener).client_properties() {
+            set(k, &v)?;
+        }
+    }
+    if let Some(sasl) = config.sasl.get(listener) {
+        let key = "sasl.mechanism.inter.broker.protocol";
+        let mechanism =
+            match config.raw.get(key) {
+                Some(name) => sasl::Mechanism::from_name(name.trim())
+                    .filter(|m| sasl.mechanisms.contains(m))
+                    .ok_or_else(|| {
+                        invalid(
+                            key,
+                            format!("not one of the mechanisms enabled on listener {listener}"),
+                        )
+                    })?,
+                None => sasl.mechanisms.first().copied().ok_or_else(|| {
+                    invalid("sasl.enabled.mechanisms", "no mechanism enabled".into())
+                })?,
+            };
+        let (user, password) =
+            sasl::ListenerSasl::own_credentials(&config.raw, listener, mechanism).map_err(|e| {
+                ConfigError {
+                    key: e.property,
+                    value: "(hidden)".into(),
+                    reason: e.reason,
+                }
+            })?;
+        set("sasl.mechanism", mechanism.name())?;
+        set("sasl.username", &user)?;
+        set("sasl.password", &password)?;
+    }
+    Ok(security)
+}

@@ -33,7 +33,10 @@ use super::{jaas, Principal, Session, AUTHENTICATION_TIMEOUT};
 use crate::broker::Broker;
 
 /// The SASL settings this module reads (also in their `listener.name.<name>.` forms).
-pub const SETTINGS: &[&str] = &["sasl.enabled.mechanisms"];
+pub const SETTINGS: &[&str] = &[
+    "sasl.enabled.mechanisms",
+    "sasl.mechanism.inter.broker.protocol",
+];
 
 /// A mechanism Strom serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -173,6 +176,39 @@ impl ListenerSasl {
             mechanisms,
             plain_users: Arc::new(plain_users),
         })
+    }
+
+    /// The username and password this node logs in to such a listener of another node with:
+    /// the `username` and `password` options of the listener's JAAS config for `mechanism`
+    /// (`listener.name.<l>.<mechanism>.sasl.jaas.config`), as in Kafka.
+    pub fn own_credentials(
+        props: &BTreeMap<String, String>,
+        listener: &str,
+        mechanism: Mechanism,
+    ) -> Result<(String, String), SaslConfigError> {
+        let key = format!(
+            "listener.name.{}.{}.sasl.jaas.config",
+            listener.to_ascii_lowercase(),
+            mechanism.name().to_ascii_lowercase()
+        );
+        let missing = || {
+            SaslConfigError {
+            property: key.clone(),
+            reason: format!(
+                "the inter-broker listener uses {}: its JAAS config needs username=\"...\" and password=\"...\" for this node's own connections",
+                mechanism.name()
+            ),
+        }
+        };
+        let text = props.get(&key).ok_or_else(missing)?;
+        let entry = jaas::parse(text).map_err(|reason| SaslConfigError {
+            property: key.clone(),
+            reason,
+        })?;
+        match (entry.options.get("username"), entry.options.get("password")) {
+            (Some(u), Some(p)) => Ok((u.clone(), p.clone())),
+            _ => Err(missing()),
+        }
     }
 
     fn names(&self) -> Vec<StrBytes> {
