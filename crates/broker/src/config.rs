@@ -744,6 +744,18 @@ impl BrokerConfig {
                 });
             }
         }
+        if broker && !self.is_controller() {
+            if let Some(l) = self.inter_broker_listener() {
+                let protocol = self.security_protocol(l);
+                if protocol != SecurityProtocol::Plaintext {
+                    return Err(ConfigError {
+                        key: "inter.broker.listener.name".into(),
+                        value: l.to_string(),
+                        reason: format!("a broker-only node receives the metadata log on its inter-broker listener, which must be PLAINTEXT (not {}) until the quorum speaks TLS", protocol.name()),
+                    });
+                }
+            }
+        }
         if let Some(name) = &self.inter_broker_listener_name {
             if broker && !self.broker_listeners().any(|l| &l.name == name) {
                 return Err(ConfigError {

@@ -24,7 +24,8 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
-use crate::auth::{Session, AUTHENTICATION_TIMEOUT};
+use crate::auth::principal::{subject_dn, MappingRules};
+use crate::auth::{Principal, Session, AUTHENTICATION_TIMEOUT};
 use crate::broker::Broker;
 use crate::config::SecurityProtocol;
 use crate::fetch_codec::Chunk;
@@ -40,8 +41,9 @@ pub struct BoundListener {
     pub socket: TcpListener,
     /// The listener's name in `listeners`.
     pub name: Arc<str>,
-    /// TLS, for an SSL listener.
-    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// TLS, for an SSL or SASL_SSL listener, with the rules that turn a client
+    /// certificate's subject into a principal.
+    pub tls: Option<(Arc<rustls::ServerConfig>, Arc<MappingRules>)>,
 }
 
 /// Serves every listener until `shutdown` completes, then stops accepting, lets every
@@ -71,7 +73,8 @@ async fn accept_loop(l: BoundListener, broker: Arc<Broker>, mut stop: watch::Rec
                     let _ = stream.set_nodelay(true);
                     let broker = broker.clone();
                     let stop = stop.clone();
-                    let (name, tls) = (l.name.clone(), l.tls.clone().map(TlsAcceptor::from));
+                    let name = l.name.clone();
+                    let tls = l.tls.clone().map(|(c, rules)| (TlsAcceptor::from(c), rules));
                     connections.spawn(async move {
                         if let Err(e) = serve(stream, peer, name.clone(), tls, broker, stop).await {
                             tracing::info!(%peer, listener = %name, error = %e, "connection closed");
@@ -99,7 +102,7 @@ async fn serve(
     stream: TcpStream,
     peer: std::net::SocketAddr,
     listener: Arc<str>,
-    tls: Option<TlsAcceptor>,
+    tls: Option<(TlsAcceptor, Arc<MappingRules>)>,
     broker: Arc<Broker>,
     stop: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
@@ -107,17 +110,38 @@ async fn serve(
         None => {
             let (reader, writer) = stream.into_split();
             let out: Out<OwnedWriteHalf> = Out::Plain(writer);
-            serve_on(reader, out, peer, &listener, broker, stop).await
+            let session = new_session(&broker, peer, &listener, Principal::anonymous());
+            serve_on(reader, out, session, broker, stop).await
         }
-        Some(acceptor) => {
+        Some((acceptor, rules)) => {
             let stream =
                 match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
                     Err(_) => anyhow::bail!("TLS handshake not completed in {HANDSHAKE_TIMEOUT:?}"),
                     Ok(Err(e)) => anyhow::bail!("TLS handshake failed: {e}"),
                     Ok(Ok(s)) => s,
                 };
+            // A client certificate names the principal (until SASL, if any, names another).
+            let certificate = stream
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|c| c.first())
+                .map(|c| c.as_ref().to_vec());
+            let principal = match certificate {
+                None => Principal::anonymous(),
+                Some(der) => {
+                    let dn = subject_dn(&der)
+                        .ok_or_else(|| anyhow::anyhow!("client certificate subject unreadable"))?;
+                    let name = rules.apply(&dn).ok_or_else(|| {
+                        anyhow::anyhow!("no ssl.principal.mapping.rules rule applies to {dn}")
+                    })?;
+                    Principal::user(name)
+                }
+            };
+            tracing::debug!(%peer, %principal, "TLS client");
             let (reader, writer) = tokio::io::split(stream);
-            serve_on(reader, Out::Tls(writer), peer, &listener, broker, stop).await
+            let session = new_session(&broker, peer, &listener, principal);
+            serve_on(reader, Out::Tls(writer), session, broker, stop).await
         }
     }
 }
@@ -151,21 +175,30 @@ impl<W: AsyncWrite + Unpin> Out<W> {
     }
 }
 
+fn new_session(
+    broker: &Broker,
+    peer: std::net::SocketAddr,
+    listener: &Arc<str>,
+    principal: Principal,
+) -> Session {
+    let sasl = matches!(
+        broker.config.security_protocol(listener),
+        SecurityProtocol::SaslPlaintext | SecurityProtocol::SaslSsl
+    );
+    let mut session = Session::new(peer, listener.clone(), sasl);
+    session.principal = principal;
+    session
+}
+
 async fn serve_on<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
     mut reader: R,
     mut writer: Out<W>,
-    peer: std::net::SocketAddr,
-    listener: &str,
+    mut session: Session,
     broker: Arc<Broker>,
     mut stop: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let max = broker.config.socket_request_max_bytes;
     let idle = Duration::from_millis(broker.config.connections_max_idle_ms);
-    let sasl = matches!(
-        broker.config.security_protocol(listener),
-        SecurityProtocol::SaslPlaintext | SecurityProtocol::SaslSsl
-    );
-    let mut session = Session::new(peer, listener.into(), sasl);
     loop {
         // Until it has authenticated, a client has AUTHENTICATION_TIMEOUT, not the idle time.
         let (wait, unauthenticated) = match session.authentication_deadline() {

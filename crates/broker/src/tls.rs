@@ -82,6 +82,7 @@ pub const SETTINGS: &[&str] = &[
     "ssl.enabled.protocols",
     "ssl.cipher.suites",
     "ssl.endpoint.identification.algorithm",
+    "ssl.principal.mapping.rules",
 ];
 
 impl SslSettings {
@@ -145,6 +146,15 @@ impl SslSettings {
             ));
         }
         out
+    }
+
+    /// `ssl.principal.mapping.rules` (DEFAULT when unset).
+    pub fn principal_rules(&self) -> Result<crate::auth::principal::MappingRules, TlsError> {
+        match self.get("ssl.principal.mapping.rules") {
+            None => Ok(Default::default()),
+            Some((_, v)) => crate::auth::principal::MappingRules::parse(v)
+                .map_err(|e| self.invalid("ssl.principal.mapping.rules", e)),
+        }
     }
 
     /// `ssl.client.auth` (none when unset).

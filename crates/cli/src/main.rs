@@ -220,10 +220,14 @@ async fn run_node(config: BrokerConfig) -> anyhow::Result<()> {
     for (l, socket) in bound {
         let tls = match config.security_protocol(&l.name) {
             SecurityProtocol::Ssl | SecurityProtocol::SaslSsl => {
-                let tls = SslSettings::resolve(&config.raw, &l.name)
+                let settings = SslSettings::resolve(&config.raw, &l.name);
+                let tls = settings
                     .server_config()
                     .with_context(|| format!("listener {}", l.name))?;
-                Some(tls)
+                let rules = settings
+                    .principal_rules()
+                    .with_context(|| format!("listener {}", l.name))?;
+                Some((tls, std::sync::Arc::new(rules)))
             }
             _ => None,
         };

@@ -9,6 +9,7 @@
 //! principal.
 
 pub mod jaas;
+pub mod principal;
 pub mod sasl;
 pub mod scram;
 
