@@ -234,8 +234,26 @@ impl SecurityProtocol {
 impl BrokerConfig {
     /// Parses `server.properties` text (`key=value` or `key: value`, `#`/`!` comments).
     pub fn parse_properties(text: &str) -> Vec<(String, String)> {
-        text.lines()
-            .map(str::trim)
+        // A line ending in `\` goes on with the next one (Java properties), as long JAAS
+        // configs are written.
+        let mut logical = Vec::new();
+        let mut current = String::new();
+        for line in text.lines() {
+            let line = if current.is_empty() { line.trim() } else { line.trim_start() };
+            match line.strip_suffix('\\') {
+                Some(head) if !line.starts_with('#') => current.push_str(head),
+                _ => {
+                    current.push_str(line);
+                    logical.push(std::mem::take(&mut current));
+                }
+            }
+        }
+        if !current.is_empty() {
+            logical.push(current);
+        }
+        logical
+            .iter()
+            .map(|l| l.trim())
             .filter(|l| !l.is_empty() && !l.starts_with('#') && !l.starts_with('!'))
             .filter_map(|l| {
                 let i = l.find(['=', ':'])?;
@@ -966,6 +984,15 @@ mod tests {
         assert!(
             err("listeners=PLAINTEXT://127.0.0.1:0\ninter.broker.listener.name=X")
                 .contains("no broker listener")
+        );
+    }
+
+    #[test]
+    fn continued_lines_join() {
+        let p = pairs("a=1 \\\n   2\nb=x\n# c=\\\nd=4");
+        assert_eq!(
+            p,
+            vec![("a".into(), "1 2".into()), ("b".into(), "x".into()), ("d".into(), "4".into())]
         );
     }
 

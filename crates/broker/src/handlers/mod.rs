@@ -158,9 +158,13 @@ pub async fn handle(
     }
     let (peer, listener) = (session.peer, session.listener.clone());
     let listener: &str = &listener;
-    if frame.len() >= 2
-        && strom_metadata::raft::rpc::is_quorum_api(i16::from_be_bytes([frame[0], frame[1]]))
-    {
+    if first.is_some_and(strom_metadata::raft::rpc::is_quorum_api) {
+        // The quorum's RPCs reach a broker only on its inter-broker listener (where the
+        // leader sends a broker-only node the metadata log); a client-facing one refuses them.
+        if broker.config.inter_broker_listener() != Some(listener) {
+            tracing::warn!(%peer, listener, "a quorum RPC on a client listener; closing");
+            return Err(RequestError::Quorum);
+        }
         // The quorum's own RPCs: a broker-only node is an observer of the metadata log.
         return match broker.metadata.handle_rpc(&frame).await {
             Some(answer) => Ok(Some(Response::Bytes(Bytes::from(answer)))),
