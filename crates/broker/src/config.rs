@@ -239,7 +239,11 @@ impl BrokerConfig {
         let mut logical = Vec::new();
         let mut current = String::new();
         for line in text.lines() {
-            let line = if current.is_empty() { line.trim() } else { line.trim_start() };
+            let line = if current.is_empty() {
+                line.trim()
+            } else {
+                line.trim_start()
+            };
             match line.strip_suffix('\\') {
                 Some(head) if !line.starts_with('#') => current.push_str(head),
                 _ => {
@@ -992,7 +996,11 @@ mod tests {
         let p = pairs("a=1 \\\n   2\nb=x\n# c=\\\nd=4");
         assert_eq!(
             p,
-            vec![("a".into(), "1 2".into()), ("b".into(), "x".into()), ("d".into(), "4".into())]
+            vec![
+                ("a".into(), "1 2".into()),
+                ("b".into(), "x".into()),
+                ("d".into(), "4".into())
+            ]
         );
     }
 
