@@ -115,7 +115,8 @@ def pki(tmp_path_factory):
         return key, crt
 
     broker_key, broker_crt = issue(
-        "broker", "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n")
+        "broker",
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n")
     store = d / "broker.pem"
     store.write_text(broker_key.read_text() + broker_crt.read_text())
     client_key, client_crt = issue("alice", "extendedKeyUsage=clientAuth\n")

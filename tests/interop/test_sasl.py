@@ -7,6 +7,7 @@ the broker keeps serving everyone else."""
 import json
 import re
 import socket
+import ssl
 import struct
 import subprocess
 import time
@@ -415,9 +416,11 @@ def test_bad_client_security_settings_fail_before_connecting(sasl_server):
     assert r.returncode == 1 and "/nonexistent/ca.pem" in r.stderr, r.stderr
 
 
-def test_brokers_replicate_to_each_other_over_sasl_ssl(tmp_path, pki):
-    """Three nodes whose inter-broker listener is SASL_SSL with PLAIN: followers fetch over
-    it, so acks=all writes with min.insync.replicas=3 succeed only if they authenticate."""
+def test_brokers_replicate_over_sasl_ssl_and_the_quorum_speaks_mutual_tls(tmp_path, pki):
+    """Three nodes whose inter-broker listener is SASL_SSL with PLAIN and whose controller
+    listener is SSL with mutual TLS: followers fetch over the first, so acks=all writes with
+    min.insync.replicas=3 succeed only if they authenticate; the quorum elects and commits
+    over the second, and a peer without a certificate is refused there."""
     from test_cluster import free_ports
     ports = free_ports(9)
     plain, secure, control = ports[:3], ports[3:6], ports[6:]
@@ -433,7 +436,7 @@ def test_brokers_replicate_to_each_other_over_sasl_ssl(tmp_path, pki):
                       f"listeners=PLAINTEXT://127.0.0.1:{plain[i]},SECURE://127.0.0.1:{secure[i]},"
                       f"CONTROLLER://127.0.0.1:{control[i]}",
                       "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,SECURE:SASL_SSL,"
-                      "CONTROLLER:PLAINTEXT",
+                      "CONTROLLER:SSL", "listener.name.controller.ssl.client.auth=required",
                       "inter.broker.listener.name=SECURE", "controller.listener.names=CONTROLLER",
                       f"controller.quorum.voters={voters}", f"log.dirs={tmp_path / str(i)}",
                       f"ssl.keystore.location={pki['store']}",
@@ -472,6 +475,14 @@ def test_brokers_replicate_to_each_other_over_sasl_ssl(tmp_path, pki):
                 got.append(m.value().decode())
         c.close()
         assert sorted(got) == sorted(f"r{i}" for i in range(50))
+        # The controller listener: no certificate, no quorum.
+        ctx = ssl.create_default_context(cafile=pki["ca"])
+        with socket.create_connection(("127.0.0.1", control[0]), timeout=10) as raw:
+            with pytest.raises((ssl.SSLError, ConnectionResetError, BrokenPipeError)):
+                with ctx.wrap_socket(raw, server_hostname="127.0.0.1") as s:
+                    s.sendall(request(1004, 0, 1, b"null"))
+                    assert s.recv(4) == b"", "answered a quorum RPC without a certificate"
+                    raise ConnectionResetError("closed, as it must be")
     finally:
         for p in procs:
             p.terminate()

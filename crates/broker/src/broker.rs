@@ -184,7 +184,32 @@ pub fn quorum_config(config: &BrokerConfig, raft_addr: &str) -> anyhow::Result<Q
         snapshot_interval_ms: config.metadata_snapshot_interval_ms,
         election_timeout_ms: election,
         election_timeout_max_ms: None,
+        tls: quorum_tls(config)?,
     })
+}
+
+/// The quorum's mutual TLS, when the controller listener is SSL: its keystore and truststore
+/// serve both the controller listener and this node's connections to voters.
+fn quorum_tls(config: &BrokerConfig) -> anyhow::Result<Option<strom_metadata::raft::QuorumTls>> {
+    let Some(name) = config.controller_listener_names.first() else {
+        return Ok(None);
+    };
+    if config.security_protocol(name) != crate::config::SecurityProtocol::Ssl {
+        return Ok(None);
+    }
+    let settings = crate::tls::SslSettings::resolve(&config.raw, name);
+    let server = settings
+        .server_config()
+        .map_err(|e| anyhow::anyhow!("controller listener {name}: {e}"))?;
+    let mut client = strom_client::SecurityConfig::default();
+    client.set("security.protocol", "SSL")?;
+    for (k, v) in settings.client_properties() {
+        client.set(k, &v)?;
+    }
+    let client = client
+        .tls_client_config()
+        .map_err(|e| anyhow::anyhow!("controller listener {name}: {e}"))?;
+    Ok(Some(strom_metadata::raft::QuorumTls { client, server }))
 }
 
 /// Joins the metadata quorum: the node every process role starts with.

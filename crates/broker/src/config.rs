@@ -735,8 +735,8 @@ impl BrokerConfig {
             .map(|l| l.name.as_str())
     }
 
-    /// Listener names and protocols that cannot be served (yet): TLS or SASL on the
-    /// controller listener (the quorum's connections are plaintext).
+    /// Listener names and protocols that cannot be served: SASL, or TLS without mutual
+    /// authentication, on the controller listener.
     fn check_security(&self, broker: bool) -> Result<(), ConfigError> {
         let map_text = || {
             self.raw
@@ -756,14 +756,8 @@ impl BrokerConfig {
                 });
             }
             let protocol = self.security_protocol(&l.name);
-            if protocol != SecurityProtocol::Plaintext
-                && self.controller_listener_names.contains(&l.name)
-            {
-                return Err(ConfigError {
-                    key: "listeners".into(),
-                    value: format!("{}://{}:{}", l.name, l.host, l.port),
-                    reason: format!("{} on the controller listener is not supported yet: the quorum's own connections are PLAINTEXT", protocol.name()),
-                });
+            if self.controller_listener_names.contains(&l.name) {
+                self.check_controller_listener(l, protocol)?;
             }
         }
         if broker && !self.is_controller() {
@@ -773,7 +767,7 @@ impl BrokerConfig {
                     return Err(ConfigError {
                         key: "inter.broker.listener.name".into(),
                         value: l.to_string(),
-                        reason: format!("a broker-only node receives the metadata log on its inter-broker listener, which must be PLAINTEXT (not {}) until the quorum speaks TLS", protocol.name()),
+                        reason: format!("a broker-only node receives the metadata log on its inter-broker listener, which must be PLAINTEXT (not {}): the quorum's leader sends observers entries in plaintext", protocol.name()),
                     });
                 }
             }
@@ -788,6 +782,38 @@ impl BrokerConfig {
             }
         }
         Ok(())
+    }
+
+    /// The controller listener is PLAINTEXT or SSL with `ssl.client.auth=required`: the
+    /// quorum's RPCs carry no principal, so only certificates the truststore vouches for may
+    /// send them. SASL is not spoken there.
+    fn check_controller_listener(
+        &self,
+        l: &Listener,
+        protocol: SecurityProtocol,
+    ) -> Result<(), ConfigError> {
+        let bad = |reason: String| ConfigError {
+            key: "listeners".into(),
+            value: format!("{}://{}:{}", l.name, l.host, l.port),
+            reason,
+        };
+        match protocol {
+            SecurityProtocol::Plaintext => Ok(()),
+            SecurityProtocol::Ssl => {
+                let auth = crate::tls::SslSettings::resolve(&self.raw, &l.name)
+                    .client_auth()
+                    .map_err(|e| bad(e.to_string()))?;
+                if auth == crate::tls::ClientAuth::Required {
+                    Ok(())
+                } else {
+                    Err(bad("an SSL controller listener needs mutual TLS: set ssl.client.auth=required for it (listener.name.<name>.ssl.client.auth)".into()))
+                }
+            }
+            other => Err(bad(format!(
+                "{} on the controller listener is not supported: use SSL with mutual TLS",
+                other.name()
+            ))),
+        }
     }
 
     /// The listener the quorum's RPCs arrive on, if there is one.

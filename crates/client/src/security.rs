@@ -114,7 +114,11 @@ impl SecurityConfig {
                 ))
             }
         };
-        let tls = if tls { Some(self.tls_config()?) } else { None };
+        let tls = if tls {
+            Some(self.tls_client_config()?)
+        } else {
+            None
+        };
         let sasl = if sasl {
             let mechanism = self.mechanism.clone().unwrap_or_else(|| "GSSAPI".into());
             if !["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"].contains(&mechanism.as_str()) {
@@ -139,7 +143,9 @@ impl SecurityConfig {
         Ok(Arc::new(Connector { tls, sasl }))
     }
 
-    fn tls_config(&self) -> Result<Arc<rustls::ClientConfig>> {
+    /// The rustls client configuration these settings give (the same whatever
+    /// `security.protocol` says).
+    pub fn tls_client_config(&self) -> Result<Arc<rustls::ClientConfig>> {
         let bad = |m: String| ClientError::Config(m);
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let system = Pem::File(SYSTEM_CA_BUNDLE.into());

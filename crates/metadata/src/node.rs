@@ -118,7 +118,10 @@ impl MetadataNode {
                     Some(addr) => {
                         let c = match &mut client {
                             Some(c) if c.addr() == addr => c,
-                            _ => client.insert(PeerClient::new(addr)),
+                            _ => {
+                                let tls = self.quorum.config().tls_for(&addr);
+                                client.insert(PeerClient::new(addr, tls))
+                            }
                         };
                         match c
                             .call::<_, Result<ControllerReply, ControllerError>>(
@@ -171,7 +174,8 @@ impl MetadataNode {
             return self.quorum.status();
         }
         if let Some(addr) = self.quorum.leader().and_then(|l| self.quorum.address_of(l)) {
-            let mut client = PeerClient::new(addr);
+            let tls = self.quorum.config().tls_for(&addr);
+            let mut client = PeerClient::new(addr, tls);
             if let Ok(status) = client
                 .call::<_, QuorumStatus>(rpc::API_QUORUM_STATUS, &(), CALL_TIMEOUT)
                 .await
@@ -242,17 +246,42 @@ impl MetadataNode {
             };
             let _ = stream.set_nodelay(true);
             let node = self.clone();
+            let tls = self.quorum.config().tls.as_ref().map(|t| t.server.clone());
             tokio::spawn(async move {
-                if let Err(e) = node.serve_connection(stream).await {
+                let served = match tls {
+                    None => {
+                        let (reader, writer) = stream.into_split();
+                        node.serve_connection(reader, writer).await
+                    }
+                    Some(server) => {
+                        // Mutual TLS: the server config requires a certificate the truststore
+                        // vouches for, so only the cluster's own nodes get this far.
+                        let acceptor = tokio_rustls::TlsAcceptor::from(server);
+                        match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream))
+                            .await
+                        {
+                            Ok(Ok(tls)) => {
+                                let (reader, writer) = tokio::io::split(tls);
+                                node.serve_connection(reader, writer).await
+                            }
+                            Ok(Err(e)) => Err(e),
+                            Err(_) => Err(std::io::Error::other("TLS handshake timed out")),
+                        }
+                    }
+                };
+                if let Err(e) = served {
                     tracing::debug!(%peer, error = %e, "controller connection closed");
                 }
             });
         }
     }
 
-    async fn serve_connection(&self, stream: tokio::net::TcpStream) -> std::io::Result<()> {
+    async fn serve_connection<R, W>(&self, mut reader: R, mut writer: W) -> std::io::Result<()>
+    where
+        R: tokio::io::AsyncRead + Unpin,
+        W: tokio::io::AsyncWrite + Unpin,
+    {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let (mut reader, mut writer) = stream.into_split();
         loop {
             let size = match reader.read_i32().await {
                 Ok(s) => s,
@@ -272,6 +301,7 @@ impl MetadataNode {
             out.extend_from_slice(&(answer.len() as i32).to_be_bytes());
             out.extend_from_slice(&answer);
             writer.write_all(&out).await?;
+            writer.flush().await?;
         }
     }
 

@@ -29,6 +29,7 @@ fn config(dir: &std::path::Path, id: i32, voters: &BTreeMap<i32, String>) -> Quo
         snapshot_interval_ms: 3_600_000,
         election_timeout_ms: 300,
         election_timeout_max_ms: None,
+        tls: None,
     }
 }
 

@@ -184,6 +184,7 @@ impl Sim {
             snapshot_interval_ms: 3_600_000,
             election_timeout_ms: self.timeouts[&id],
             election_timeout_max_ms: Some(self.timeouts[&id] + 1),
+            tls: None,
         };
         let network = SimNetwork {
             me: id,

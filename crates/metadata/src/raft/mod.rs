@@ -83,12 +83,34 @@ pub struct QuorumConfig {
     /// The upper end of that range instead of twice the minimum (the simulation gives
     /// each node a fixed timeout of its own, drawn from its seed).
     pub election_timeout_max_ms: Option<u64>,
+    /// Mutual TLS between voters, when the controller listener is SSL. Observers (broker-only
+    /// nodes) are reached in plaintext on their inter-broker listener.
+    pub tls: Option<QuorumTls>,
+}
+
+/// The TLS both ends of the quorum's connections to voters use: each side presents its
+/// certificate and checks the other's against the truststore.
+#[derive(Debug, Clone)]
+pub struct QuorumTls {
+    /// For connections this node opens to a voter.
+    pub client: Arc<rustls::ClientConfig>,
+    /// For the controller listener (it requires a client certificate).
+    pub server: Arc<rustls::ServerConfig>,
 }
 
 impl QuorumConfig {
     /// Whether this node votes.
     pub fn is_voter(&self) -> bool {
         self.voters.contains_key(&self.node_id)
+    }
+
+    /// The TLS for a connection to `addr`: the quorum's when `addr` is a voter's.
+    pub fn tls_for(&self, addr: &str) -> Option<Arc<rustls::ClientConfig>> {
+        let tls = self.tls.as_ref()?;
+        self.voters
+            .values()
+            .any(|v| v == addr)
+            .then(|| tls.client.clone())
     }
 }
 
@@ -167,7 +189,7 @@ impl Quorum {
     /// Opens the metadata log in `config.dir` over the TCP network and joins the quorum.
     pub async fn start(config: QuorumConfig) -> Result<Arc<Quorum>, MetadataError> {
         let contact = Arc::new(PeerContact::default());
-        let network = rpc::TcpNetwork::new(contact.clone());
+        let network = rpc::TcpNetwork::new(contact.clone(), config.clone());
         Self::start_with(config, network, contact).await
     }
 
@@ -600,6 +622,7 @@ mod tests {
             snapshot_interval_ms: 1000,
             election_timeout_ms: 1000,
             election_timeout_max_ms: None,
+            tls: None,
         };
         // What openraft waits: the lease (the window's end) plus the draw.
         let waits: Vec<_> = (1..=3)

@@ -28,10 +28,10 @@ use openraft::BasicNode;
 use parking_lot::Mutex;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::TypeConfig;
+use super::{QuorumConfig, TypeConfig};
 
 /// openraft's Vote.
 pub const API_RAFT_VOTE: i16 = 1000;
@@ -114,18 +114,25 @@ pub enum CallError {
     },
 }
 
+/// A stream to a peer: plaintext or TLS.
+trait PeerStream: AsyncRead + AsyncWrite + Send + Sync + Unpin {}
+impl<T: AsyncRead + AsyncWrite + Send + Sync + Unpin> PeerStream for T {}
+
 /// One connection to a peer, reopened after an error. Calls are one at a time.
 pub struct PeerClient {
     addr: String,
-    conn: Option<TcpStream>,
+    tls: Option<Arc<rustls::ClientConfig>>,
+    conn: Option<Box<dyn PeerStream>>,
     correlation: i32,
 }
 
 impl PeerClient {
-    /// A client for `addr` (`host:port`); it connects on the first call.
-    pub fn new(addr: impl Into<String>) -> Self {
+    /// A client for `addr` (`host:port`), over TLS when `tls` is given; it connects on the
+    /// first call.
+    pub fn new(addr: impl Into<String>, tls: Option<Arc<rustls::ClientConfig>>) -> Self {
         PeerClient {
             addr: addr.into(),
+            tls,
             conn: None,
             correlation: 0,
         }
@@ -166,7 +173,16 @@ impl PeerClient {
         if self.conn.is_none() {
             let stream = TcpStream::connect(&self.addr).await?;
             stream.set_nodelay(true)?;
-            self.conn = Some(stream);
+            self.conn = Some(match &self.tls {
+                None => Box::new(stream),
+                Some(tls) => {
+                    let host = self.addr.rsplit_once(':').map_or(&*self.addr, |(h, _)| h);
+                    let name = rustls::pki_types::ServerName::try_from(host.to_string())
+                        .map_err(std::io::Error::other)?;
+                    let connector = tokio_rustls::TlsConnector::from(tls.clone());
+                    Box::new(connector.connect(name, stream).await?)
+                }
+            });
         }
         self.correlation = self.correlation.wrapping_add(1);
         let correlation = self.correlation;
@@ -175,6 +191,7 @@ impl PeerClient {
         };
         conn.write_all(&encode_request(api_key, correlation, body))
             .await?;
+        conn.flush().await?;
         let size = conn.read_i32().await?;
         let size = usize::try_from(size)
             .ok()
@@ -212,16 +229,17 @@ impl PeerContact {
     }
 }
 
-/// openraft's network over TCP.
+/// openraft's network over TCP (TLS to voters when the quorum has it).
 #[derive(Clone)]
 pub struct TcpNetwork {
     contact: Arc<PeerContact>,
+    config: QuorumConfig,
 }
 
 impl TcpNetwork {
     /// A network that notes peers' answers in `contact`.
-    pub fn new(contact: Arc<PeerContact>) -> Self {
-        TcpNetwork { contact }
+    pub fn new(contact: Arc<PeerContact>, config: QuorumConfig) -> Self {
+        TcpNetwork { contact, config }
     }
 }
 
@@ -238,7 +256,7 @@ impl RaftNetworkFactory<TypeConfig> for TcpNetwork {
     async fn new_client(&mut self, target: u64, node: &BasicNode) -> TcpPeer {
         TcpPeer {
             target,
-            client: PeerClient::new(node.addr.clone()),
+            client: PeerClient::new(node.addr.clone(), self.config.tls_for(&node.addr)),
             contact: self.contact.clone(),
         }
     }
