@@ -488,3 +488,41 @@ def test_brokers_replicate_over_sasl_ssl_and_the_quorum_speaks_mutual_tls(tmp_pa
             p.terminate()
         for p in procs:
             p.wait(timeout=30)
+
+
+def test_connection_limits_refuse_and_hold_back_connections(tmp_path):
+    """max.connections.per.ip closes a connection over the limit at once; a listener's
+    max.connections holds new ones back until one closes (the broker-wide one spares the
+    inter-broker listener, this node's only one); the others keep being served."""
+    s = Server(tmp_path, "max.connections.per.ip=3", "listener.name.plaintext.max.connections=4")
+    try:
+        def api_versions(sock):
+            sock.sendall(request(18, 0, 7, b""))
+            return read_response(sock)
+
+        first = [connect(s.addr) for _ in range(3)]
+        for c in first:
+            assert api_versions(c) is not None
+        over = connect(s.addr)
+        assert closed(over, timeout=10), "a fourth from one address is closed"
+        assert api_versions(first[0]) is not None, "the others are served"
+        # From another loopback address: per-IP has room, the listener's limit has one more.
+        other = socket.create_connection(("127.0.0.1", int(s.addr.split(":")[1])),
+                                         source_address=("127.0.0.2", 0), timeout=15)
+        assert api_versions(other) is not None
+        held = socket.create_connection(("127.0.0.1", int(s.addr.split(":")[1])),
+                                        source_address=("127.0.0.2", 0), timeout=15)
+        held.settimeout(1)
+        held.sendall(request(18, 0, 7, b""))
+        try:
+            got = held.recv(4)
+        except socket.timeout:
+            got = "timeout"
+        assert got == "timeout", f"a fifth connection is held back, got {got!r}"
+        first[0].close()
+        held.settimeout(15)
+        assert read_response(held) is not None, "served once a connection closed"
+        for c in first[1:] + [other, held, over]:
+            c.close()
+    finally:
+        s.stop()

@@ -65,6 +65,9 @@ pub struct BrokerConfig {
     /// `connection.failed.authentication.delay.ms` (100): how long a failed authentication
     /// waits before it is answered and the connection closed.
     pub connection_failed_authentication_delay_ms: u64,
+    /// `max.connections`, `max.connections.per.ip` (and overrides),
+    /// `max.connection.creation.rate`, and their listener forms ([`crate::limits`]).
+    pub connection_limits: std::sync::Arc<crate::limits::ConnectionLimits>,
     /// The SASL settings of each SASL_PLAINTEXT and SASL_SSL listener, by listener name
     /// (`sasl.enabled.mechanisms`, the PLAIN JAAS users).
     pub sasl: BTreeMap<String, std::sync::Arc<crate::auth::sasl::ListenerSasl>>,
@@ -154,6 +157,10 @@ impl Default for BrokerConfig {
             connections_max_reauth_ms: 0,
             connection_failed_authentication_delay_ms: 100,
             sasl: BTreeMap::new(),
+            connection_limits: std::sync::Arc::new(
+                crate::limits::ConnectionLimits::resolve(&BTreeMap::new(), None)
+                    .unwrap_or_else(|_| unreachable!("no settings, no error")),
+            ),
             min_insync_replicas: 1,
             log_retention_check_interval_ms: 300_000,
             log_defaults: LogConfig::default(),
@@ -193,6 +200,7 @@ impl Default for BrokerConfig {
 fn accepted_elsewhere(key: &str) -> bool {
     crate::tls::SETTINGS.contains(&key)
         || crate::auth::sasl::SETTINGS.contains(&key)
+        || crate::limits::SETTINGS.contains(&key)
         || key.starts_with("listener.name.")
 }
 
@@ -595,6 +603,14 @@ impl BrokerConfig {
                 "inter.broker.listener.name" => {
                     c.inter_broker_listener_name = Some(value.trim().to_string())
                 }
+                "authorizer.class.name" if !value.trim().is_empty() => {
+                    // Taking the setting and enforcing nothing would leave a cluster open
+                    // that its operator believes closed.
+                    return Err(bad(
+                        "Strom has no authorizer yet: ACLs are not enforced, so this is refused rather than ignored",
+                    ));
+                }
+                "authorizer.class.name" => {}
                 k if accepted_elsewhere(k) => {}
                 other => tracing::warn!(key = other, "unknown configuration ignored"),
             }
@@ -637,6 +653,12 @@ impl BrokerConfig {
             ));
         }
         c.check_security(roles.0)?;
+        let limits = crate::limits::ConnectionLimits::resolve(&c.raw, c.inter_broker_listener())?;
+        let limits = std::sync::Arc::new(limits);
+        for l in &c.listeners {
+            limits.listener(&l.name)?;
+        }
+        c.connection_limits = limits;
         for l in &c.listeners {
             if matches!(
                 c.security_protocol(&l.name),
@@ -993,6 +1015,14 @@ mod tests {
                 .contains("no security protocol for listener A")
         );
         assert!(err("listener.security.protocol.map=A:TLS").contains("is not PLAINTEXT, SSL"));
+        assert!(err(
+            "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer"
+        )
+        .contains("no authorizer yet"));
+        assert!(err(
+            "listeners=PLAINTEXT://127.0.0.1:0\nlistener.name.plaintext.max.connections=x"
+        )
+        .contains("not a whole number"));
         assert!(err(
             "listeners=PLAINTEXT://127.0.0.1:0,CONTROLLER://127.0.0.1:0\n\
                      listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:SSL"

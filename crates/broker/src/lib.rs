@@ -23,6 +23,7 @@ pub mod errors;
 pub mod fetch_codec;
 pub mod handlers;
 mod lifecycle;
+pub mod limits;
 mod partitions;
 mod replica_link;
 pub mod server;

@@ -2,7 +2,8 @@
 //! per connection; requests on a connection are read, handled and answered strictly in
 //! order (clients may pipeline). A frame above `socket.request.max.bytes`, a malformed
 //! header, an unsupported request or a failed TLS handshake closes that connection only;
-//! an idle connection closes after `connections.max.idle.ms`. On a SASL listener a
+//! an idle connection closes after `connections.max.idle.ms`. Connection limits
+//! ([`crate::limits`]) hold accepting back or refuse a connection. On a SASL listener a
 //! connection has [`AUTHENTICATION_TIMEOUT`] to authenticate, and one whose exchange
 //! failed closes once the failure is answered.
 //!
@@ -30,6 +31,7 @@ use crate::broker::Broker;
 use crate::config::SecurityProtocol;
 use crate::fetch_codec::Chunk;
 use crate::handlers::{self, Response};
+use crate::limits::{ListenerLimits, Room};
 
 /// How long a client has to complete its TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -65,17 +67,34 @@ pub async fn run(
 
 async fn accept_loop(l: BoundListener, broker: Arc<Broker>, mut stop: watch::Receiver<bool>) {
     let mut connections = JoinSet::new();
+    let limits = match broker.config.connection_limits.listener(&l.name) {
+        Ok(limits) => limits,
+        Err(e) => {
+            // Checked when the configuration was read; cannot happen.
+            tracing::error!(listener = %l.name, error = %e, "connection limits");
+            return;
+        }
+    };
+    // At a connection limit this waits, and the kernel's backlog holds new connections.
+    let mut next = Box::pin(accept_next(&limits, &l.socket));
     loop {
         tokio::select! {
             _ = stop.changed() => break,
-            accepted = l.socket.accept() => match accepted {
+            (room, accepted) = &mut next => {
+                next = Box::pin(accept_next(&limits, &l.socket));
+                match accepted {
                 Ok((stream, peer)) => {
+                    let Some(slot) = limits.admit(peer.ip(), room) else {
+                        tracing::warn!(%peer, listener = %l.name, "refused a connection: max.connections.per.ip reached for this address");
+                        continue;
+                    };
                     let _ = stream.set_nodelay(true);
                     let broker = broker.clone();
                     let stop = stop.clone();
                     let name = l.name.clone();
                     let tls = l.tls.clone().map(|(c, rules)| (TlsAcceptor::from(c), rules));
                     connections.spawn(async move {
+                        let _slot = slot;
                         if let Err(e) = serve(stream, peer, name.clone(), tls, broker, stop).await {
                             tracing::info!(%peer, listener = %name, error = %e, "connection closed");
                         }
@@ -85,7 +104,7 @@ async fn accept_loop(l: BoundListener, broker: Arc<Broker>, mut stop: watch::Rec
                     tracing::warn!(listener = %l.name, error = %e, "accept failed");
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
-            },
+            }},
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
         }
     }
@@ -96,6 +115,15 @@ async fn accept_loop(l: BoundListener, broker: Arc<Broker>, mut stop: watch::Rec
     {
         connections.abort_all();
     }
+}
+
+/// Room under the connection limits, then the next connection.
+async fn accept_next(
+    limits: &ListenerLimits,
+    socket: &TcpListener,
+) -> (Room, std::io::Result<(TcpStream, std::net::SocketAddr)>) {
+    let room = limits.room().await;
+    (room, socket.accept().await)
 }
 
 async fn serve(
