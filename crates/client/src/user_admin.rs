@@ -16,58 +16,20 @@ use rsasl::mechanisms::scram::tools::hash_password;
 use crate::admin::{s, Admin};
 use crate::error::{ClientError, Result};
 
-/// A SCRAM mechanism, by its Kafka code.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum ScramMechanism {
-    /// SCRAM-SHA-256.
-    Sha256,
-    /// SCRAM-SHA-512.
-    Sha512,
-}
+pub use strom_types::ScramMechanism;
 
-impl ScramMechanism {
-    /// Both.
-    pub const ALL: [ScramMechanism; 2] = [ScramMechanism::Sha256, ScramMechanism::Sha512];
-
-    /// The SASL name.
-    pub fn name(self) -> &'static str {
-        match self {
-            ScramMechanism::Sha256 => "SCRAM-SHA-256",
-            ScramMechanism::Sha512 => "SCRAM-SHA-512",
+/// PBKDF2-HMAC of `password` (the SaltedPassword of RFC 5802).
+fn salt_password(m: ScramMechanism, password: &str, salt: &[u8], iterations: u32) -> Vec<u8> {
+    match m {
+        ScramMechanism::Sha256 => {
+            let mut out = Default::default();
+            hash_password::<sha2::Sha256>(password.as_bytes(), iterations, salt, &mut out);
+            out.to_vec()
         }
-    }
-
-    /// The mechanism named `name`.
-    pub fn from_name(name: &str) -> Option<ScramMechanism> {
-        Self::ALL
-            .into_iter()
-            .find(|m| m.name().eq_ignore_ascii_case(name))
-    }
-
-    fn code(self) -> i8 {
-        match self {
-            ScramMechanism::Sha256 => 1,
-            ScramMechanism::Sha512 => 2,
-        }
-    }
-
-    fn from_code(code: i8) -> Option<ScramMechanism> {
-        Self::ALL.into_iter().find(|m| m.code() == code)
-    }
-
-    /// PBKDF2-HMAC of `password` (the SaltedPassword of RFC 5802).
-    fn salt_password(self, password: &str, salt: &[u8], iterations: u32) -> Vec<u8> {
-        match self {
-            ScramMechanism::Sha256 => {
-                let mut out = Default::default();
-                hash_password::<sha2::Sha256>(password.as_bytes(), iterations, salt, &mut out);
-                out.to_vec()
-            }
-            ScramMechanism::Sha512 => {
-                let mut out = Default::default();
-                hash_password::<sha2::Sha512>(password.as_bytes(), iterations, salt, &mut out);
-                out.to_vec()
-            }
+        ScramMechanism::Sha512 => {
+            let mut out = Default::default();
+            hash_password::<sha2::Sha512>(password.as_bytes(), iterations, salt, &mut out);
+            out.to_vec()
         }
     }
 }
@@ -105,7 +67,7 @@ impl Admin {
             .map(|m| {
                 let mut salt = vec![0u8; 32];
                 rand::thread_rng().fill_bytes(&mut salt);
-                let salted = m.salt_password(password, &salt, rounds);
+                let salted = salt_password(*m, password, &salt, rounds);
                 ScramCredentialUpsertion::default()
                     .with_name(s(user))
                     .with_mechanism(m.code())

@@ -179,47 +179,7 @@ pub struct Endpoint {
 /// Configs by name.
 pub type Configs = BTreeMap<String, String>;
 
-/// A SCRAM mechanism (Kafka's ScramMechanism, with its wire codes).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub enum ScramMechanism {
-    /// SCRAM-SHA-256 (code 1).
-    #[serde(rename = "SCRAM-SHA-256")]
-    Sha256,
-    /// SCRAM-SHA-512 (code 2).
-    #[serde(rename = "SCRAM-SHA-512")]
-    Sha512,
-}
-
-impl ScramMechanism {
-    /// Both, in code order.
-    pub const ALL: [ScramMechanism; 2] = [ScramMechanism::Sha256, ScramMechanism::Sha512];
-
-    /// The SASL mechanism name.
-    pub fn name(self) -> &'static str {
-        match self {
-            ScramMechanism::Sha256 => "SCRAM-SHA-256",
-            ScramMechanism::Sha512 => "SCRAM-SHA-512",
-        }
-    }
-
-    /// The mechanism named `name` (case-sensitive, as SASL names are).
-    pub fn from_name(name: &str) -> Option<ScramMechanism> {
-        Self::ALL.into_iter().find(|m| m.name() == name)
-    }
-
-    /// The wire code (AlterUserScramCredentials, DescribeUserScramCredentials).
-    pub fn code(self) -> i8 {
-        match self {
-            ScramMechanism::Sha256 => 1,
-            ScramMechanism::Sha512 => 2,
-        }
-    }
-
-    /// The mechanism with wire code `code`.
-    pub fn from_code(code: i8) -> Option<ScramMechanism> {
-        Self::ALL.into_iter().find(|m| m.code() == code)
-    }
-}
+pub use strom_types::ScramMechanism;
 
 /// What a server keeps to verify a SCRAM client (RFC 5802): the salt and iteration count the
 /// client derives its salted password with, `StoredKey = H(HMAC(SaltedPassword, "Client

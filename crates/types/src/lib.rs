@@ -7,14 +7,17 @@
 //! - [`record`]: the records inside a batch: a zero-copy iterator and a batch builder.
 //! - [`compression`]: the four codecs Kafka batches use (gzip, snappy, lz4, zstd).
 //! - [`control`]: transaction markers (COMMIT and ABORT control batches).
+//! - [`scram`]: the SCRAM mechanisms' names and wire codes.
 //! - [`varint`]: Kafka's zig-zag varints.
 
 pub mod batch;
 pub mod compression;
 pub mod control;
 pub mod record;
+pub mod scram;
 pub mod varint;
 
 mod ids;
 
 pub use ids::{LeaderEpoch, NodeId, Offset, TopicPartition};
+pub use scram::ScramMechanism;

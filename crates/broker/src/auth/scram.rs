@@ -256,8 +256,8 @@ mod tests {
     use super::*;
     use strom_metadata::records::MetadataRecord;
 
-    /// RFC 7677's example: user "user", password "pencil", this salt, 4096 iterations.
-    fn rfc7677_image() -> Arc<MetadataImage> {
+    /// RFC 7677's salt and the password "pencil" salted with it, 4096 iterations.
+    fn rfc7677_salted() -> (Vec<u8>, Vec<u8>) {
         let salt = B64.decode("W22ZaJ0SNY7soEsUEjb6gQ==").unwrap_or_default();
         let mut salted = Default::default();
         rsasl::mechanisms::scram::tools::hash_password::<Sha256>(
@@ -266,6 +266,12 @@ mod tests {
             &salt,
             &mut salted,
         );
+        (salt, salted.to_vec())
+    }
+
+    /// RFC 7677's example: user "user", password "pencil", this salt, 4096 iterations.
+    fn rfc7677_image() -> Arc<MetadataImage> {
+        let (salt, salted) = rfc7677_salted();
         let mut image = MetadataImage::default();
         image.apply(
             0,
@@ -330,14 +336,7 @@ mod tests {
         // The client signs what it sends: its nonce, then the combined one.
         let without_proof = format!("c=biws,r=rOprNGfwEbeRWgbNEkqO{combined}");
         let auth = format!("n=user,r=rOprNGfwEbeRWgbNEkqO,{server_first},{without_proof}");
-        let salt = B64.decode("W22ZaJ0SNY7soEsUEjb6gQ==").unwrap_or_default();
-        let mut salted = Default::default();
-        rsasl::mechanisms::scram::tools::hash_password::<Sha256>(
-            b"pencil",
-            4096,
-            &salt,
-            &mut salted,
-        );
+        let (_, salted) = rfc7677_salted();
         let client_key = mac::<Sha256>(&salted, b"Client Key");
         let signature = mac::<Sha256>(&Sha256::digest(&client_key), auth.as_bytes());
         let proof: Vec<u8> = client_key
