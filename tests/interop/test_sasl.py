@@ -274,6 +274,14 @@ def test_requests_before_authentication_and_a_cut_exchange_close_only_their_conn
         assert struct.unpack(">h", r[4:6])[0] == 33
         assert b"PLAIN" in r and b"SCRAM-SHA-256" in r
         assert closed(s)
+    # A frame far above sasl.server.max.receive.size before authentication: closed unread.
+    with connect(sasl_server.sasl_plain) as s:
+        s.sendall(struct.pack(">i", 10 << 20) + b"\0" * 1024)
+        assert closed(s)
+    # A quorum RPC on a voter's Kafka listener (this node votes; the quorum has its own).
+    with connect(sasl_server.addr) as s:
+        s.sendall(request(1001, 0, 1, b"{}"))
+        assert read_response(s) is None
     with connect(sasl_server.sasl_plain) as s:
         assert plain_login(s, b"bob", b"bob-secret")[0] == 0
         s.sendall(request(3, 1, 3, METADATA_V1_ALL))

@@ -62,6 +62,9 @@ pub struct BrokerConfig {
     /// `connections.max.reauth.ms` (0: SASL sessions do not expire): how long a SASL
     /// authentication holds before the client must re-authenticate (KIP-368).
     pub connections_max_reauth_ms: u64,
+    /// `sasl.server.max.receive.size` (512 KiB): the largest frame a connection may send
+    /// before it has authenticated.
+    pub sasl_server_max_receive_size: usize,
     /// `connection.failed.authentication.delay.ms` (100): how long a failed authentication
     /// waits before it is answered and the connection closed.
     pub connection_failed_authentication_delay_ms: u64,
@@ -156,6 +159,7 @@ impl Default for BrokerConfig {
             connections_max_idle_ms: 600_000,
             connections_max_reauth_ms: 0,
             connection_failed_authentication_delay_ms: 100,
+            sasl_server_max_receive_size: 524_288,
             sasl: BTreeMap::new(),
             connection_limits: std::sync::Arc::new(
                 crate::limits::ConnectionLimits::resolve(&BTreeMap::new(), None)
@@ -331,6 +335,9 @@ impl BrokerConfig {
                 }
                 "connections.max.idle.ms" => c.connections_max_idle_ms = int()?.max(1) as u64,
                 "connections.max.reauth.ms" => c.connections_max_reauth_ms = int()?.max(0) as u64,
+                "sasl.server.max.receive.size" => {
+                    c.sasl_server_max_receive_size = int()?.max(64) as usize
+                }
                 "connection.failed.authentication.delay.ms" => {
                     c.connection_failed_authentication_delay_ms = int()?.max(0) as u64
                 }

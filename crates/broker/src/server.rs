@@ -236,9 +236,16 @@ async fn serve_on<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
             }
             None => (idle, false),
         };
+        // Before authentication a frame is a SASL exchange, never large: a client that has
+        // not proven who it is cannot make the broker allocate `socket.request.max.bytes`.
+        let limit = if unauthenticated || session.authentication_deadline().is_some() {
+            max.min(broker.config.sasl_server_max_receive_size)
+        } else {
+            max
+        };
         let frame = tokio::select! {
             _ = stop.changed() => return Ok(()),
-            read = tokio::time::timeout(wait, read_frame(&mut reader, max)) => match read {
+            read = tokio::time::timeout(wait, read_frame(&mut reader, limit)) => match read {
                 Err(_) if unauthenticated => anyhow::bail!("not authenticated within {AUTHENTICATION_TIMEOUT:?}"),
                 Err(_) => anyhow::bail!("idle for connections.max.idle.ms"),
                 Ok(Ok(Some(frame))) => frame,

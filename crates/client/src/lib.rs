@@ -17,6 +17,7 @@
 //!   assignors.
 //! - [`user_admin`]: SCRAM users (AlterUserScramCredentials, DescribeUserScramCredentials).
 //! - [`security`]: TLS and SASL (PLAIN, SCRAM) under Kafka's client property names.
+//! - [`jaas`]: Kafka's JAAS configuration text (`sasl.jaas.config`).
 //! - [`error`]: typed errors that name the Kafka error.
 
 pub mod admin;
@@ -27,6 +28,7 @@ pub mod consumer;
 pub mod error;
 pub mod group;
 pub mod group_admin;
+pub mod jaas;
 pub mod partitioner;
 pub mod producer;
 pub mod security;

@@ -239,16 +239,12 @@ impl Pem {
     }
 }
 
-/// The `username` and `password` options of a JAAS login module line.
+/// The `username` and `password` options of a JAAS login module entry.
 fn jaas_credentials(text: &str) -> Result<(String, String)> {
-    let option = |name: &str| {
-        let at = text.find(&format!("{name}="))?;
-        let rest = text[at + name.len() + 1..].trim_start();
-        let rest = rest.strip_prefix('"')?;
-        Some(rest[..rest.find('"')?].to_string())
-    };
-    match (option("username"), option("password")) {
-        (Some(u), Some(p)) => Ok((u, p)),
+    let entry = crate::jaas::parse(text)
+        .map_err(|e| ClientError::Config(format!("sasl.jaas.config: {e}")))?;
+    match (entry.options.get("username"), entry.options.get("password")) {
+        (Some(u), Some(p)) => Ok((u.clone(), p.clone())),
         _ => Err(ClientError::Config(
             "sasl.jaas.config needs username=\"...\" and password=\"...\"".into(),
         )),

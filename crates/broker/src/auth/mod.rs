@@ -8,7 +8,7 @@
 //! through; anything else closes the connection, as Kafka does. The authorizer reads the
 //! principal.
 
-pub mod jaas;
+pub use strom_client::jaas;
 pub mod principal;
 pub mod sasl;
 pub mod scram;

@@ -166,11 +166,10 @@ impl ScramServer {
         let credential = self.image.scram_credential(&user, self.mechanism).cloned();
         let (salt, iterations) = match &credential {
             Some(c) => (c.salt.clone(), c.iterations),
-            None => {
-                let mut salt = vec![0u8; 16];
-                rand::thread_rng().fill_bytes(&mut salt);
-                (salt, 4096)
-            }
+            // The same made-up salt for a user at every attempt, as a real user's is the
+            // same: two attempts must not tell an unknown user from a known one. 4096 is the
+            // iteration count Kafka's tools give by default.
+            None => (fake_salt(&user, self.mechanism), 4096),
         };
         let server_first = format!("r={nonce},s={},i={iterations}", B64.encode(salt));
         let reply = server_first.clone().into_bytes();
@@ -184,6 +183,23 @@ impl ScramServer {
         };
         Some(reply)
     }
+}
+
+/// A salt for `user`, who has no credential: an HMAC of the name under a secret drawn once
+/// per process, so it is stable for the user and says nothing about anyone.
+fn fake_salt(user: &str, mechanism: ScramMechanism) -> Vec<u8> {
+    static SECRET: std::sync::OnceLock<[u8; 32]> = std::sync::OnceLock::new();
+    let secret = SECRET.get_or_init(|| {
+        let mut s = [0u8; 32];
+        rand::thread_rng().fill_bytes(&mut s);
+        s
+    });
+    let mut message = user.as_bytes().to_vec();
+    message.push(0);
+    message.extend_from_slice(mechanism.name().as_bytes());
+    let mut salt = hmac(ScramMechanism::Sha256, secret, &message);
+    salt.truncate(16);
+    salt
 }
 
 /// A SCRAM `saslname`: `=2C` is `,` and `=3D` is `=`; any other `=` is malformed.
@@ -373,7 +389,18 @@ mod tests {
         let Outcome::Continue(reply) = s.step(b"n,,n=nobody,r=abc") else {
             panic!("an unknown user must get a server-first message");
         };
-        assert!(String::from_utf8_lossy(&reply).contains(",i=4096"));
+        let reply = String::from_utf8_lossy(&reply).to_string();
+        assert!(reply.contains(",i=4096"));
+        let salt = |r: &str| r.split(",s=").nth(1).map(|t| t.to_string());
+        let mut again = ScramServer::new(ScramMechanism::Sha256, rfc7677_image());
+        let Outcome::Continue(second) = again.step(b"n,,n=nobody,r=xyz") else {
+            panic!("an unknown user must get a server-first message");
+        };
+        assert_eq!(
+            salt(&reply),
+            salt(&String::from_utf8_lossy(&second)),
+            "the same salt at every attempt, as for a real user"
+        );
         with_rfc_nonce(&mut s);
         assert_eq!(s.step(RFC_FINAL.as_bytes()), Outcome::Failed);
         // Impersonation and malformed first messages.

@@ -158,11 +158,16 @@ pub async fn handle(
     }
     let (peer, listener) = (session.peer, session.listener.clone());
     let listener: &str = &listener;
-    if first.is_some_and(strom_metadata::raft::rpc::is_quorum_api) {
-        // The quorum's RPCs reach a broker only on its inter-broker listener (where the
-        // leader sends a broker-only node the metadata log); a client-facing one refuses them.
-        if broker.config.inter_broker_listener() != Some(listener) {
-            tracing::warn!(%peer, listener, "a quorum RPC on a client listener; closing");
+    if let Some(key) = first.filter(|k| strom_metadata::raft::rpc::is_quorum_api(*k)) {
+        // The only quorum RPCs a Kafka listener takes are the leader's entries and snapshots
+        // for a broker-only node (an observer), on its inter-broker listener. Voters get
+        // every quorum RPC on the controller listener, so they refuse them here.
+        use strom_metadata::raft::rpc::{API_RAFT_APPEND, API_RAFT_SNAPSHOT};
+        let observer_rpc = [API_RAFT_APPEND, API_RAFT_SNAPSHOT].contains(&key)
+            && !broker.metadata.quorum().config().is_voter()
+            && broker.config.inter_broker_listener() == Some(listener);
+        if !observer_rpc {
+            tracing::warn!(%peer, listener, api_key = key, "a quorum RPC on a Kafka listener; closing");
             return Err(RequestError::Quorum);
         }
         // The quorum's own RPCs: a broker-only node is an observer of the metadata log.

@@ -177,6 +177,7 @@ impl PeerClient {
                 None => Box::new(stream),
                 Some(tls) => {
                     let host = self.addr.rsplit_once(':').map_or(&*self.addr, |(h, _)| h);
+                    let host = host.trim_start_matches('[').trim_end_matches(']');
                     let name = rustls::pki_types::ServerName::try_from(host.to_string())
                         .map_err(std::io::Error::other)?;
                     let connector = tokio_rustls::TlsConnector::from(tls.clone());

@@ -8,7 +8,8 @@
 //! A login module class, a control flag, `key=value` options (values quoted or bare; `\`
 //! escapes inside quotes), and a `;`. No Rust crate reads this Java format, so this small
 //! parser is written by hand; only one module entry is taken, as Kafka does for this
-//! property.
+//! property. Clients read their `username` and `password` from it; brokers also their
+//! PLAIN users.
 
 use std::collections::BTreeMap;
 
