@@ -130,7 +130,8 @@ class Node:
         self.strom, self.id, self.bport, self.cport = strom, node_id, bport, cport
         self.data = data
         self.log_dir = os.path.join(data, f"node-{node_id}")
-        self.args = [strom, "server", "--override", f"log.dirs={self.log_dir}"]
+        self.args = [strom, "server", "--override", f"log.dirs={self.log_dir}",
+                     "--override", "http.listeners=http://127.0.0.1:0"]
         if cport is None:
             self.args += ["--override", f"listeners=PLAINTEXT://{HOST}:{bport}"]
         else:

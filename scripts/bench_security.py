@@ -100,7 +100,7 @@ def main():
     try:
         make_pki(d)
         p = subprocess.Popen(
-            [a.strom, "server", "--override",
+            [a.strom, "server", "--override", "http.listeners=http://127.0.0.1:0", "--override",
              "listeners=PLAINTEXT://127.0.0.1:0,SSL://127.0.0.1:0,SASL_SSL://127.0.0.1:0",
              "--override", f"log.dirs={d}/data", "--override",
              f"ssl.keystore.location={d}/broker.pem"],

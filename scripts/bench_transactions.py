@@ -33,6 +33,7 @@ PARTITIONS = 4
 
 def start(strom, data):
     p = subprocess.Popen([strom, "server", "--override", "listeners=PLAINTEXT://127.0.0.1:0",
+                          "--override", "http.listeners=http://127.0.0.1:0",
                           "--override", f"log.dirs={data}"], stdout=subprocess.PIPE,
                          stderr=subprocess.DEVNULL, text=True,
                          env={**os.environ, "RUST_LOG": "warn"})

@@ -7,13 +7,15 @@ import threading
 
 import pytest
 
+# Every test node serves HTTP on a port of its own, not the default 9644.
+HTTP_ANY_PORT = "http.listeners=http://127.0.0.1:0"
 STROM = os.environ.get("STROM_BIN", os.path.join(os.path.dirname(__file__), "../../target/release/strom"))
 
 
 class Server:
     def __init__(self, data_dir, *overrides):
         args = [STROM, "server", "--override", "listeners=PLAINTEXT://127.0.0.1:0",
-                "--override", f"log.dirs={data_dir}"]
+                "--override", f"log.dirs={data_dir}", "--override", HTTP_ANY_PORT]
         for o in overrides:
             args += ["--override", o]
         self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
@@ -21,6 +23,9 @@ class Server:
         line = self.proc.stdout.readline()
         self.line = line
         self.addr = next(w for w in line.split() if w.startswith("127.0.0.1:")).rstrip(",")
+        # The next line names the HTTP listener (metrics, health), unless it is turned off.
+        off = "http.listeners=" in overrides
+        self.http = None if off else self.proc.stdout.readline().split()[-1]
 
     def stop(self):
         self.proc.send_signal(signal.SIGTERM)

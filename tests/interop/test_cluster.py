@@ -27,7 +27,8 @@ from kafka import KafkaAdminClient, KafkaProducer
 
 from conftest import STROM
 
-SESSION = ["broker.session.timeout.ms=3000", "broker.heartbeat.interval.ms=500"]
+SESSION = ["broker.session.timeout.ms=3000", "broker.heartbeat.interval.ms=500",
+           "http.listeners=http://127.0.0.1:0"]
 SNAPSHOT_OFTEN = ["metadata.log.max.record.bytes.between.snapshots=2000",
                   "metadata.log.segment.bytes=4096",
                   "metadata.log.max.snapshot.interval.ms=500"]
@@ -80,6 +81,18 @@ class Node:
     @property
     def addr(self):
         return f"127.0.0.1:{self.bport}"
+
+    @property
+    def http(self):
+        """host:port of its HTTP listener (metrics, health), from its second start line."""
+        assert self.first_line.wait(20)
+        deadline = time.time() + 20
+        while time.time() < deadline:
+            found = [l.split()[-1] for l in self.lines if l.startswith("strom http on ")]
+            if found:
+                return found[0]
+            time.sleep(0.05)
+        raise AssertionError(f"{self.name} printed no HTTP listener{self.tail()}")
 
     @property
     def is_broker(self):

@@ -15,7 +15,8 @@ import threading
 import time
 import uuid
 
-from confluent_kafka import Consumer, KafkaError, OFFSET_BEGINNING, Producer, TopicPartition
+from confluent_kafka import (Consumer, KafkaError, KafkaException, OFFSET_BEGINNING, Producer,
+                             TopicPartition)
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 from kafka import KafkaProducer
 from kafka.errors import KafkaError as PyKafkaError
@@ -117,14 +118,27 @@ class Writer(threading.Thread):
             return len(self.acked)
 
 
+def end_offset(consumer, tp, timeout=20):
+    """The partition's high watermark, once its leader can vouch for it: a leader elected a
+    moment ago answers OFFSET_NOT_AVAILABLE until its followers' fetches settle the high
+    watermark (librdkafka passes that on rather than retrying)."""
+    deadline = time.time() + timeout
+    while True:
+        try:
+            return consumer.get_watermark_offsets(tp, timeout=10)[1]
+        except KafkaException as e:
+            if e.args[0].code() != KafkaError.OFFSET_NOT_AVAILABLE or time.time() > deadline:
+                raise
+            time.sleep(0.1)
+
+
 def read_all(nodes, topic, partitions, timeout=60):
     """Every record of the topic, per partition: [(offset, value)]."""
     c = Consumer({"bootstrap.servers": bootstrap(nodes), "group.id": "check-" + uuid.uuid4().hex,
                   "enable.auto.commit": False, "enable.partition.eof": True})
     ends = {}
     for p in range(partitions):
-        _, hi = c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
-        ends[p] = hi
+        ends[p] = end_offset(c, TopicPartition(topic, p))
     c.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(partitions)])
     out = collections.defaultdict(list)
     deadline = time.time() + timeout

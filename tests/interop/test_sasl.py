@@ -332,7 +332,7 @@ def test_an_expired_session_must_reauthenticate(tmp_path, pki):
 
 def test_bad_sasl_settings_stop_the_start(tmp_path, pki):
     args = [STROM, "server", "--override", "listeners=PLAINTEXT://127.0.0.1:0,SASL_PLAINTEXT://127.0.0.1:0",
-            "--override", f"log.dirs={tmp_path}", "--override",
+            "--override", f"log.dirs={tmp_path}", "--override", "http.listeners=http://127.0.0.1:0", "--override",
             "listener.name.sasl_plaintext.plain.sasl.jaas.config=PlainLoginModule required "
             "user_bob=\"bob-secret\"", "--override", "sasl.enabled.mechanisms=PLAIN"]
     r = subprocess.run(args, capture_output=True, text=True, timeout=30)
@@ -428,7 +428,9 @@ def test_brokers_replicate_over_sasl_ssl_and_the_quorum_speaks_mutual_tls(tmp_pa
     """Three nodes whose inter-broker listener is SASL_SSL with PLAIN and whose controller
     listener is SSL with mutual TLS: followers fetch over the first, so acks=all writes with
     min.insync.replicas=3 succeed only if they authenticate; the quorum elects and commits
-    over the second, and a peer without a certificate is refused there."""
+    over the second, and a peer without a certificate is refused there. The authorizer is
+    on: the brokers are super users, and ACLs created through one broker hold on the
+    others."""
     from test_cluster import free_ports
     ports = free_ports(9)
     plain, secure, control = ports[:3], ports[3:6], ports[6:]
@@ -452,7 +454,9 @@ def test_brokers_replicate_over_sasl_ssl_and_the_quorum_speaks_mutual_tls(tmp_pa
                       "sasl.mechanism.inter.broker.protocol=PLAIN",
                       "listener.name.secure.sasl.enabled.mechanisms=PLAIN",
                       f"listener.name.secure.plain.sasl.jaas.config={jaas}",
-                      "min.insync.replicas=3"]:
+                      "min.insync.replicas=3",
+                      "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+                      "super.users=User:broker", "http.listeners=http://127.0.0.1:0"]:
                 args += ["--override", o]
             procs.append(subprocess.Popen(args, stdout=subprocess.PIPE,
                                           stderr=subprocess.DEVNULL, text=True))
@@ -461,13 +465,31 @@ def test_brokers_replicate_over_sasl_ssl_and_the_quorum_speaks_mutual_tls(tmp_pa
         conf = {"bootstrap.servers": f"127.0.0.1:{secure[0]}", "security.protocol": "sasl_ssl",
                 "ssl.ca.location": pki["ca"], "sasl.mechanism": "PLAIN",
                 "sasl.username": "alice", "sasl.password": "alice-secret"}
-        admin = AdminClient(conf)
+        admin = AdminClient({**conf, "sasl.username": "broker", "sasl.password": "broker-secret"})
         deadline = time.time() + 30
         while len(admin.list_topics(timeout=10).brokers) < 3:
             assert time.time() < deadline, "the brokers did not all register"
             time.sleep(0.3)
         from confluent_kafka.admin import NewTopic
         admin.create_topics([NewTopic("replicated", 1, 3)])["replicated"].result(timeout=20)
+        # Alice may do nothing until ACLs say so; they are created through broker 1 and
+        # enforced by every broker (she is sent to the partition leader and the group
+        # coordinator, wherever they are).
+        assert AdminClient(conf).list_topics(timeout=10).topics == {}
+        flags = ["-X", "security.protocol=SASL_SSL", "-X", f"ssl.ca.location={pki['ca']}",
+                 "-X", "sasl.mechanism=PLAIN", "-X", "sasl.username=broker",
+                 "-X", "sasl.password=broker-secret"]
+        strom("acl", "create", "--allow-principal", "User:alice", "--producer", "--consumer",
+              "--topic", "replicated", "--group", "g", "-b", f"127.0.0.1:{secure[0]}", *flags)
+        for port in secure[1:]:
+            deadline = time.time() + 15
+            while True:
+                listed = json.loads(strom("acl", "list", "--output", "json",
+                                          "-b", f"127.0.0.1:{port}", *flags).stdout)
+                if len(listed) == 6:
+                    break
+                assert time.time() < deadline, f"broker at {port} has ACLs {listed}"
+                time.sleep(0.2)
         p = Producer({**conf, "acks": "all", "enable.idempotence": True})
         for i in range(50):
             p.produce("replicated", value=f"r{i}".encode())

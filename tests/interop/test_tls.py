@@ -122,7 +122,7 @@ def test_bad_tls_settings_stop_the_start_with_a_clear_error(tmp_path, pki, setti
     settings = [f"ssl.keystore.location={pki['store']}" if s == "KEYSTORE" else s
                 for s in settings]
     args = [STROM, "server", "--override", "listeners=PLAINTEXT://127.0.0.1:0,SSL://127.0.0.1:0",
-            "--override", f"log.dirs={tmp_path}"]
+            "--override", f"log.dirs={tmp_path}", "--override", "http.listeners=http://127.0.0.1:0"]
     for s in settings:
         args += ["--override", s]
     r = subprocess.run(args, capture_output=True, text=True, timeout=30)

@@ -124,6 +124,14 @@ pub struct Broker {
     /// How this node's connections to other brokers are secured (the inter-broker
     /// listener's protocol).
     pub(crate) inter_broker: Arc<strom_client::Connector>,
+    /// ACL enforcement (`authorizer.class.name`).
+    pub authorizer: crate::authz::Authorizer,
+    /// Client quotas' rates.
+    pub quotas: crate::quotas::Quotas,
+    /// Event metrics (recorded only when an HTTP listener can serve them).
+    pub metrics: crate::metrics::Metrics,
+    /// Set while the Kafka listeners accept connections.
+    pub(crate) serving: std::sync::atomic::AtomicBool,
     /// This process's incarnation (BrokerRegistration).
     pub(crate) incarnation_id: uuid::Uuid,
     /// The broker epoch the controller gave this incarnation (-1 before registration).
@@ -256,6 +264,13 @@ impl Broker {
         let coordinator_config = config.coordinator.clone();
         let txn_config = config.transactions.clone();
         let replication = config.replication.clone();
+        let authorizer = crate::authz::Authorizer::new(config.authorizer.clone());
+        let quotas = crate::quotas::Quotas::new(config.quota_windows);
+        let metrics = if config.http_listeners.is_empty() {
+            crate::metrics::Metrics::off()
+        } else {
+            crate::metrics::Metrics::on()
+        };
         let broker = Arc::new_cyclic(|me| Broker {
             replicas: ReplicaManager::new(
                 node,
@@ -273,6 +288,10 @@ impl Broker {
             transactions: TransactionCoordinator::new(txn_config),
             txn_links: crate::txn::BrokerConnections::default(),
             inter_broker,
+            authorizer,
+            quotas,
+            metrics,
+            serving: std::sync::atomic::AtomicBool::new(false),
             incarnation_id: uuid::Uuid::new_v4(),
             epoch: AtomicI64::new(-1),
             applied: Mutex::new(Arc::new(MetadataImage::default())),
@@ -289,9 +308,22 @@ impl Broker {
             .transactions
             .set_host(Arc::new(crate::txn::BrokerTxnHost(Arc::downgrade(&broker))));
         broker.transactions.start_timers();
+        if broker.metrics.enabled() {
+            tokio::spawn(upkeep_metrics(Arc::downgrade(&broker)));
+        }
         tokio::spawn(crate::partitions::follow(Arc::downgrade(&broker)));
         tokio::spawn(crate::lifecycle::run(Arc::downgrade(&broker)));
         Ok(broker)
+    }
+
+    /// Whether this broker is registered, unfenced and caught up with the metadata log.
+    pub fn is_ready(&self) -> bool {
+        *self.ready.borrow()
+    }
+
+    /// Whether its Kafka listeners accept connections.
+    pub fn is_serving(&self) -> bool {
+        self.serving.load(Ordering::Acquire)
     }
 
     /// Waits (up to `timeout`) until this broker is registered and unfenced.
@@ -1019,5 +1051,17 @@ fn validate_topic_config(config: &mut LogConfig, key: &str, value: &str) -> Resu
     match config.set(key, value) {
         Ok(_) => Ok(()),
         Err(e) => invalid(e.to_string()),
+    }
+}
+
+/// Keeps the metrics' histograms drained between scrapes, while the broker lives.
+async fn upkeep_metrics(broker: std::sync::Weak<Broker>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    loop {
+        tick.tick().await;
+        match broker.upgrade() {
+            Some(b) => b.metrics.upkeep(),
+            None => return,
+        }
     }
 }

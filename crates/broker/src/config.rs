@@ -74,6 +74,11 @@ pub struct BrokerConfig {
     /// The SASL settings of each SASL_PLAINTEXT and SASL_SSL listener, by listener name
     /// (`sasl.enabled.mechanisms`, the PLAIN JAAS users).
     pub sasl: BTreeMap<String, std::sync::Arc<crate::auth::sasl::ListenerSasl>>,
+    /// `authorizer.class.name` (none: every request is allowed), `super.users`,
+    /// `allow.everyone.if.no.acl.found`.
+    pub authorizer: Option<crate::authz::AuthorizerConfig>,
+    /// `quota.window.num`, `quota.window.size.seconds` and their `controller.` forms.
+    pub quota_windows: crate::quotas::QuotaWindows,
     /// `min.insync.replicas` (1).
     pub min_insync_replicas: i32,
     /// `log.retention.check.interval.ms` (5 minutes).
@@ -106,6 +111,19 @@ pub struct BrokerConfig {
     /// `inter.broker.listener.name` (the first broker listener): where brokers reach each
     /// other.
     pub inter_broker_listener_name: Option<String>,
+    /// `http.listeners` (`http://127.0.0.1:9644`; empty: none): where `/metrics`, the
+    /// health probes and the console are served. Port 0 picks a free port. With none,
+    /// metrics are not recorded at all.
+    pub http_listeners: Vec<Listener>,
+    /// `console.actions.enable` (false): whether the web console may change anything
+    /// (topics, configs, group offsets, test records); read-only otherwise.
+    pub console_actions_enable: bool,
+    /// `logger.format` (`text`): `text` (no colour codes off a terminal) or `json`, one
+    /// object a line.
+    pub logger_format: String,
+    /// `logger.levels` (`info,openraft=warn`): the level overall and per module, as
+    /// `RUST_LOG` takes it (`warn,strom_broker::server=debug`); `RUST_LOG` wins when set.
+    pub logger_levels: String,
     /// `broker.rack` (none).
     pub broker_rack: Option<String>,
     /// `broker.heartbeat.interval.ms` (500; Kafka's is 2000): also paces the controller's
@@ -165,6 +183,8 @@ impl Default for BrokerConfig {
                 crate::limits::ConnectionLimits::resolve(&BTreeMap::new(), None)
                     .unwrap_or_else(|_| unreachable!("no settings, no error")),
             ),
+            authorizer: None,
+            quota_windows: Default::default(),
             min_insync_replicas: 1,
             log_retention_check_interval_ms: 300_000,
             log_defaults: LogConfig::default(),
@@ -180,6 +200,14 @@ impl Default for BrokerConfig {
             security_protocols: BTreeMap::new(),
             inter_broker_listener_name: None,
             broker_rack: None,
+            http_listeners: vec![Listener {
+                name: "http".into(),
+                host: "127.0.0.1".into(),
+                port: 9644,
+            }],
+            console_actions_enable: false,
+            logger_format: "text".into(),
+            logger_levels: "info,openraft=warn".into(),
             broker_heartbeat_interval_ms: 500,
             broker_session_timeout_ms: 9000,
             controller_quorum_election_timeout_ms: 1000,
@@ -295,6 +323,13 @@ impl BrokerConfig {
                     .parse::<bool>()
                     .map_err(|_| bad("expected true or false"))
             };
+            let positive = |v: i64| {
+                if (1..=i64::from(u32::MAX)).contains(&v) {
+                    Ok(v)
+                } else {
+                    Err(bad("must be at least 1"))
+                }
+            };
             c.raw.insert(key.clone(), value.clone());
             match key.as_str() {
                 "node.id" | "broker.id" => c.node_id = int()? as i32,
@@ -335,6 +370,17 @@ impl BrokerConfig {
                 }
                 "connections.max.idle.ms" => c.connections_max_idle_ms = int()?.max(1) as u64,
                 "connections.max.reauth.ms" => c.connections_max_reauth_ms = int()?.max(0) as u64,
+                "quota.window.num" => c.quota_windows.samples = positive(int()?)? as u32,
+                "quota.window.size.seconds" => {
+                    c.quota_windows.sample = Duration::from_secs(positive(int()?)? as u64)
+                }
+                "controller.quota.window.num" => {
+                    c.quota_windows.controller_samples = positive(int()?)? as u32
+                }
+                "controller.quota.window.size.seconds" => {
+                    c.quota_windows.controller_sample =
+                        Duration::from_secs(positive(int()?)? as u64)
+                }
                 "sasl.server.max.receive.size" => {
                     c.sasl_server_max_receive_size = int()?.max(64) as usize
                 }
@@ -525,6 +571,25 @@ impl BrokerConfig {
                         .filter(|s| !s.is_empty())
                         .collect()
                 }
+                "http.listeners" => {
+                    c.http_listeners = if value.trim().is_empty() {
+                        Vec::new()
+                    } else {
+                        let parsed = parse_listeners(value).map_err(|e| bad(&e))?;
+                        if parsed.iter().any(|l| !l.name.eq_ignore_ascii_case("http")) {
+                            return Err(bad("each HTTP listener is http://host:port"));
+                        }
+                        parsed
+                    };
+                }
+                "logger.format" => {
+                    if !matches!(value.as_str(), "text" | "json") {
+                        return Err(bad("logger.format is text or json"));
+                    }
+                    c.logger_format = value.clone();
+                }
+                "logger.levels" => c.logger_levels = value.clone(),
+                "console.actions.enable" => c.console_actions_enable = boolean()?,
                 "broker.rack" => c.broker_rack = Some(value.clone()).filter(|r| !r.is_empty()),
                 "broker.heartbeat.interval.ms" => {
                     c.broker_heartbeat_interval_ms = int()?.max(1) as u64
@@ -610,14 +675,20 @@ impl BrokerConfig {
                 "inter.broker.listener.name" => {
                     c.inter_broker_listener_name = Some(value.trim().to_string())
                 }
-                "authorizer.class.name" if !value.trim().is_empty() => {
-                    // Taking the setting and enforcing nothing would leave a cluster open
-                    // that its operator believes closed.
-                    return Err(bad(
-                        "Strom has no authorizer yet: ACLs are not enforced, so this is refused rather than ignored",
-                    ));
+                "authorizer.class.name" => {
+                    let name = value.trim();
+                    if name.is_empty() {
+                        c.authorizer = None;
+                    } else if crate::authz::AUTHORIZER_NAMES.contains(&name) {
+                        c.authorizer.get_or_insert_with(Default::default);
+                    } else {
+                        return Err(bad(&format!(
+                            "Strom's authorizer has Kafka's StandardAuthorizer semantics; name it {}",
+                            crate::authz::AUTHORIZER_NAMES[0]
+                        )));
+                    }
                 }
-                "authorizer.class.name" => {}
+                "super.users" | "allow.everyone.if.no.acl.found" => {}
                 k if accepted_elsewhere(k) => {}
                 other => tracing::warn!(key = other, "unknown configuration ignored"),
             }
@@ -645,6 +716,41 @@ impl BrokerConfig {
                 .filter(|l| !c.controller_listener_names.contains(&l.name))
                 .cloned()
                 .collect();
+        }
+        if let Some(authorizer) = &mut c.authorizer {
+            authorizer.super_users = c
+                .raw
+                .get("super.users")
+                .map(|v| {
+                    v.split(';')
+                        .map(str::trim)
+                        .filter(|u| !u.is_empty())
+                        .map(String::from)
+                        .collect()
+                })
+                .unwrap_or_default();
+            if let Some(bad_user) = authorizer.super_users.iter().find(|u| !u.contains(':')) {
+                return Err(ConfigError {
+                    key: "super.users".into(),
+                    value: bad_user.clone(),
+                    reason: "a super user is a principal, TYPE:NAME (User:admin)".into(),
+                });
+            }
+            authorizer.allow_everyone_if_no_acl_found = match c
+                .raw
+                .get("allow.everyone.if.no.acl.found")
+                .map(|v| v.trim())
+            {
+                None | Some("false") => false,
+                Some("true") => true,
+                Some(other) => {
+                    return Err(ConfigError {
+                        key: "allow.everyone.if.no.acl.found".into(),
+                        value: other.into(),
+                        reason: "must be true or false".into(),
+                    })
+                }
+            };
         }
         let roles = (c.is_broker(), c.is_controller());
         let bad = |key: &str, value: String, reason: &str| ConfigError {
@@ -943,6 +1049,27 @@ mod tests {
     }
 
     #[test]
+    fn http_listeners_default_to_loopback_and_can_be_turned_off() {
+        let c = BrokerConfig::from_pairs(&[]).unwrap();
+        assert_eq!(
+            (c.http_listeners[0].host.as_str(), c.http_listeners[0].port),
+            ("127.0.0.1", 9644)
+        );
+        let c = BrokerConfig::from_pairs(&pairs("http.listeners=")).unwrap();
+        assert!(c.http_listeners.is_empty());
+        let c = BrokerConfig::from_pairs(&pairs("http.listeners=http://0.0.0.0:0")).unwrap();
+        assert_eq!(c.http_listeners[0].port, 0);
+        for bad in [
+            "http.listeners=https://127.0.0.1:1",
+            "http.listeners=127.0.0.1",
+            "logger.format=xml",
+        ] {
+            let e = BrokerConfig::from_pairs(&pairs(bad)).unwrap_err();
+            assert_eq!(e.key, bad.split('=').next().unwrap());
+        }
+    }
+
+    #[test]
     fn invalid_values_name_their_key() {
         for text in [
             "num.partitions=zero",
@@ -1022,10 +1149,25 @@ mod tests {
                 .contains("no security protocol for listener A")
         );
         assert!(err("listener.security.protocol.map=A:TLS").contains("is not PLAINTEXT, SSL"));
+        assert!(err("authorizer.class.name=com.example.Custom").contains("StandardAuthorizer"));
         assert!(err(
-            "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer"
+            "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer\n\
+             super.users=admin"
         )
-        .contains("no authorizer yet"));
+        .contains("TYPE:NAME"));
+        let c = BrokerConfig::from_pairs(&pairs(
+            "super.users=User:admin; User:broker\n\
+             authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+        ))
+        .unwrap();
+        assert_eq!(
+            c.authorizer,
+            Some(crate::authz::AuthorizerConfig {
+                super_users: vec!["User:admin".into(), "User:broker".into()],
+                allow_everyone_if_no_acl_found: false,
+            })
+        );
+        assert_eq!(BrokerConfig::default().authorizer, None);
         assert!(err(
             "listeners=PLAINTEXT://127.0.0.1:0\nlistener.name.plaintext.max.connections=x"
         )

@@ -53,6 +53,7 @@ pub fn replication_error_code(e: &ReplicationError) -> i16 {
             ResponseError::NotEnoughReplicasAfterAppend.code()
         }
         ReplicationError::Timeout(_) => ResponseError::RequestTimedOut.code(),
+        ReplicationError::OffsetNotAvailable { .. } => ResponseError::OffsetNotAvailable.code(),
         ReplicationError::Storage(e) => storage_error_code(e),
     }
 }

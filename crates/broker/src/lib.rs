@@ -5,7 +5,8 @@
 //! the header, guards and decodes the body and dispatches to one file per API in
 //! [`handlers`], which works on the [`Broker`] (partition logs plus the metadata image) and
 //! encodes the response. Kafka error codes are chosen in [`errors`]. Each connection's
-//! identity and SASL exchange live in [`auth`]; TLS settings in [`tls`].
+//! identity and SASL exchange live in [`auth`]; TLS settings in [`tls`]; what a principal
+//! may do in [`authz`]; client quotas in [`quotas`] and connection limits in [`limits`].
 //!
 //! In the cluster: the broker registers with the active controller and heartbeats
 //! (`lifecycle`), follows the metadata image into its logs and coordinator
@@ -22,9 +23,12 @@ pub mod dynamic_config;
 pub mod errors;
 pub mod fetch_codec;
 pub mod handlers;
+pub mod health;
 mod lifecycle;
 pub mod limits;
+pub mod metrics;
 mod partitions;
+pub mod quotas;
 mod replica_link;
 pub mod server;
 pub mod tls;

@@ -183,6 +183,11 @@ impl IsrProposer for BrokerProposer {
         let broker = self.0.clone();
         Box::pin(async move {
             let b = broker.upgrade().ok_or("broker stopped")?;
+            let before = b
+                .replicas
+                .get(&proposal.tp)
+                .map(|p| p.assignment().isr.len());
+            let after = proposal.new_isr.len();
             let request = ControllerRequest::AlterPartition(AlterPartition {
                 broker_id: b.config.node_id,
                 broker_epoch: b.broker_epoch(),
@@ -193,7 +198,11 @@ impl IsrProposer for BrokerProposer {
                 new_isr: proposal.new_isr,
                 member_epochs: proposal.member_epochs,
             });
-            b.submit(request).await.map(|_| ()).map_err(|r| r.message)
+            b.submit(request).await.map_err(|r| r.message)?;
+            if let Some(before) = before {
+                b.metrics.isr_changed(before, after);
+            }
+            Ok(())
         })
     }
 }

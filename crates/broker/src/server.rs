@@ -32,6 +32,7 @@ use crate::config::SecurityProtocol;
 use crate::fetch_codec::Chunk;
 use crate::handlers::{self, Response};
 use crate::limits::{ListenerLimits, Room};
+use crate::metrics::RequestTimes;
 
 /// How long a client has to complete its TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -60,7 +61,13 @@ pub async fn run(
     for l in listeners {
         loops.spawn(accept_loop(l, broker.clone(), stop_rx.clone()));
     }
+    broker
+        .serving
+        .store(true, std::sync::atomic::Ordering::Release);
     shutdown.await;
+    broker
+        .serving
+        .store(false, std::sync::atomic::Ordering::Release);
     let _ = stop_tx.send(true);
     while loops.join_next().await.is_some() {}
 }
@@ -95,6 +102,7 @@ async fn accept_loop(l: BoundListener, broker: Arc<Broker>, mut stop: watch::Rec
                     let tls = l.tls.clone().map(|(c, rules)| (TlsAcceptor::from(c), rules));
                     connections.spawn(async move {
                         let _slot = slot;
+                        let _counted = Counted::open(&broker, &name);
                         if let Err(e) = serve(stream, peer, name.clone(), tls, broker, stop).await {
                             tracing::info!(%peer, listener = %name, error = %e, "connection closed");
                         }
@@ -114,6 +122,29 @@ async fn accept_loop(l: BoundListener, broker: Arc<Broker>, mut stop: watch::Rec
         .is_err()
     {
         connections.abort_all();
+    }
+}
+
+/// A connection as the metrics count it: opened when made, closed when dropped, however
+/// its task ends (aborted at shutdown too).
+struct Counted {
+    broker: Arc<Broker>,
+    listener: Arc<str>,
+}
+
+impl Counted {
+    fn open(broker: &Arc<Broker>, listener: &Arc<str>) -> Counted {
+        broker.metrics.connection(listener, true);
+        Counted {
+            broker: broker.clone(),
+            listener: listener.clone(),
+        }
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.broker.metrics.connection(&self.listener, false);
     }
 }
 
@@ -253,8 +284,36 @@ async fn serve_on<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
                 Ok(Err(e)) => return Err(e.into()),
             },
         };
-        let Some(response) = handlers::handle(&broker, frame, &mut session).await? else {
-            continue; // acks=0
+        let arrived = std::time::Instant::now();
+        session.facts.begin(frame.len() + 4);
+        let (handled, busy) =
+            crate::quotas::timed(handlers::handle(&broker, frame, &mut session)).await;
+        let held = broker
+            .quotas
+            .record_request(&broker.image(), session.quota_client(), busy);
+        session.throttle(held);
+        let handled_at = std::time::Instant::now();
+        let record = |session: &Session| {
+            let sent = std::time::Instant::now();
+            broker.metrics.request(
+                &session.facts,
+                RequestTimes {
+                    local: busy,
+                    remote: handled_at
+                        .saturating_duration_since(arrived)
+                        .saturating_sub(busy),
+                    send: sent.saturating_duration_since(handled_at),
+                    throttle: session.throttle,
+                },
+            );
+        };
+        let Some(response) = handled? else {
+            record(&session);
+            // acks=0: no response, but a throttled producer is held back all the same.
+            if hold_back(&mut session, &mut stop).await {
+                return Ok(());
+            }
+            continue;
         };
         match response {
             Response::Bytes(body) => {
@@ -275,9 +334,26 @@ async fn serve_on<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
             }
         }
         writer.flush().await?;
+        record(&session);
         if session.must_close() {
             return Ok(());
         }
+        if hold_back(&mut session, &mut stop).await {
+            return Ok(());
+        }
+    }
+}
+
+/// KIP-219: a throttled client's connection is not read until its throttle time has passed
+/// (the response already told it how long). True if the broker is stopping meanwhile.
+async fn hold_back(session: &mut Session, stop: &mut watch::Receiver<bool>) -> bool {
+    let wait = session.take_throttle();
+    if wait.is_zero() {
+        return false;
+    }
+    tokio::select! {
+        _ = stop.changed() => true,
+        _ = tokio::time::sleep(wait) => false,
     }
 }
 

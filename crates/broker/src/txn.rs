@@ -85,7 +85,8 @@ fn coordinator_write_error(e: &ReplicationError) -> i16 {
         E::UnknownPartition(_)
         | E::NotEnoughReplicas { .. }
         | E::NotEnoughReplicasAfterAppend { .. }
-        | E::Timeout(_) => ResponseError::CoordinatorNotAvailable.code(),
+        | E::Timeout(_)
+        | E::OffsetNotAvailable { .. } => ResponseError::CoordinatorNotAvailable.code(),
         E::NotLeader { .. }
         | E::NotReplica { .. }
         | E::FencedLeaderEpoch { .. }

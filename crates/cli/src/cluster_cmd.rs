@@ -1,5 +1,5 @@
 //! `strom cluster`: the brokers and the active controller (`info`), the metadata quorum's
-//! health (`quorum`), partitions and their leaders (`partitions`, `elect-leaders`,
+//! health (`quorum`), its vital signs (`health`), partitions and their leaders (`partitions`, `elect-leaders`,
 //! `reassign`), and a local multi-node cluster for development (`dev`).
 
 use std::path::PathBuf;
@@ -25,6 +25,13 @@ pub enum ClusterCmd {
     /// Example: strom cluster quorum -b localhost:9092
     #[command(verbatim_doc_comment)]
     Quorum,
+    /// The cluster's vital signs: an active controller, every broker unfenced, the quorum
+    /// led and every voter heard from, every partition led and fully in sync. Exit status 1
+    /// when any is unhealthy, for scripts.
+    ///
+    /// Example: strom cluster health -b localhost:9092 || alert
+    #[command(verbatim_doc_comment)]
+    Health,
     /// Run a local cluster of N combined (broker and controller) nodes, one process each,
     /// until Ctrl-C.
     ///
@@ -92,6 +99,12 @@ pub async fn cluster(conn: &Conn, cmd: ClusterCmd) -> anyhow::Result<()> {
     match cmd {
         ClusterCmd::Info => info(conn).await,
         ClusterCmd::Quorum => quorum(conn).await,
+        ClusterCmd::Health => {
+            if !crate::health_cmd::health(conn).await? {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
         ClusterCmd::Dev(_) => anyhow::bail!("`cluster dev` runs without a client"),
         ClusterCmd::Partitions { under_replicated } => partitions(conn, under_replicated).await,
         ClusterCmd::ElectLeaders {
@@ -327,6 +340,8 @@ pub fn dev(args: DevArgs) -> anyhow::Result<()> {
     let n = args.nodes;
     let broker_port = |i: u16| args.port + i - 1;
     let controller_port = |i: u16| args.port + 100 + i - 1;
+    // Node 1 gets the default HTTP port; the others the ones after it.
+    let http_port = |i: u16| 9644 + i - 1;
     let voters: Vec<String> = (1..=n)
         .map(|i| format!("{i}@127.0.0.1:{}", controller_port(i)))
         .collect();
@@ -350,6 +365,10 @@ pub fn dev(args: DevArgs) -> anyhow::Result<()> {
             .args(["--override", "controller.listener.names=CONTROLLER"])
             .args([
                 "--override",
+                &format!("http.listeners=http://127.0.0.1:{}", http_port(i)),
+            ])
+            .args([
+                "--override",
                 &format!("controller.quorum.voters={}", voters.join(",")),
             ])
             .args(["--override", &format!("log.dirs={}", dir.display())])
@@ -365,9 +384,10 @@ pub fn dev(args: DevArgs) -> anyhow::Result<()> {
     );
     for i in 1..=n {
         println!(
-            "  node {i}: broker 127.0.0.1:{}  controller 127.0.0.1:{}  log {}",
+            "  node {i}: broker 127.0.0.1:{}  controller 127.0.0.1:{}  http 127.0.0.1:{}  log {}",
             broker_port(i),
             controller_port(i),
+            http_port(i),
             args.data
                 .join(format!("node-{i}"))
                 .join("server.log")

@@ -1,12 +1,16 @@
 //! The `strom` command. `strom server` runs a broker: with no arguments a single node
 //! (broker and controller) on 127.0.0.1:9092 with its data in ./strom-data. `strom topic`,
-//! `produce`, `consume`, `group`, `txn`, `user`, `perf` and `cluster` are clients of any Kafka-compatible cluster
+//! `produce`, `consume`, `group`, `txn`, `user`, `acl`, `quota`, `perf` and `cluster` are clients of any Kafka-compatible cluster
 //! (`--bootstrap-server`, or `STROM_BROKERS`).
 
+mod acl_cmd;
 mod cluster_cmd;
 mod group_cmd;
+mod health_cmd;
+mod quota_cmd;
 mod reassign_cmd;
 mod tools;
+mod top_cmd;
 mod txn_cmd;
 mod user_cmd;
 
@@ -80,6 +84,13 @@ enum Command {
         #[command(subcommand)]
         cmd: tools::PerfCmd,
     },
+    /// Throughput per topic and lag per consumer group, redrawn every second until Ctrl-C.
+    ///
+    /// Examples:
+    ///   strom top
+    ///   strom top --interval 5 --iterations 12 > five-minutes.txt
+    #[command(verbatim_doc_comment)]
+    Top(top_cmd::TopArgs),
     /// Transactions: list and describe transactional ids, a partition's producers, abort a
     /// hanging transaction.
     Txn {
@@ -91,6 +102,16 @@ enum Command {
         #[command(subcommand)]
         cmd: user_cmd::UserCmd,
     },
+    /// ACLs: create, list, delete (kafka-acls.sh's flags).
+    Acl {
+        #[command(subcommand)]
+        cmd: acl_cmd::AclCmd,
+    },
+    /// Client quotas: set, describe (by user, client id or both; defaults too).
+    Quota {
+        #[command(subcommand)]
+        cmd: quota_cmd::QuotaCmd,
+    },
     /// The cluster: brokers and controller, the metadata quorum, a local dev cluster.
     Cluster {
         #[command(subcommand)]
@@ -98,15 +119,31 @@ enum Command {
     },
 }
 
-fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
+/// Logs to standard error: `levels` (`RUST_LOG` when set), as text (coloured only on a
+/// terminal) or as JSON lines.
+fn init_logging(levels: &str, json: bool) -> anyhow::Result<()> {
+    use std::io::IsTerminal;
+    let filter = match tracing_subscriber::EnvFilter::try_from_default_env() {
+        Ok(f) => f,
+        Err(_) => tracing_subscriber::EnvFilter::try_new(levels)
+            .map_err(|e| anyhow::anyhow!("logger.levels '{levels}': {e}"))?,
+    };
+    let builder = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn")),
-        )
-        .init();
+        .with_env_filter(filter);
+    if json {
+        builder.json().init();
+    } else {
+        builder.with_ansi(std::io::stderr().is_terminal()).init();
+    }
+    Ok(())
+}
+
+fn main() -> anyhow::Result<()> {
     let mut cli = Cli::parse();
+    if !matches!(cli.command, Command::Server { .. }) {
+        init_logging("info,openraft=warn", false)?;
+    }
     if !matches!(cli.command, Command::Server { .. }) {
         if let Err(e) = cli.conn.load() {
             eprintln!("error: {e:#}");
@@ -123,9 +160,12 @@ fn main() -> anyhow::Result<()> {
         Command::Produce(args) => client(Box::pin(tools::produce(conn, args))),
         Command::Consume(args) => client(Box::pin(tools::consume(conn, args))),
         Command::Perf { cmd } => client(Box::pin(tools::perf(conn, cmd))),
+        Command::Top(args) => client(Box::pin(top_cmd::top(conn, args))),
         Command::Group { cmd } => client(Box::pin(group_cmd::group(conn, cmd))),
         Command::Txn { cmd } => client(Box::pin(txn_cmd::txn(conn, cmd))),
         Command::User { cmd } => client(Box::pin(user_cmd::user(conn, cmd))),
+        Command::Acl { cmd } => client(Box::pin(acl_cmd::acl(conn, cmd))),
+        Command::Quota { cmd } => client(Box::pin(quota_cmd::quota(conn, cmd))),
         Command::Cluster {
             cmd: cluster_cmd::ClusterCmd::Dev(args),
         } => return cluster_cmd::dev(args),
@@ -153,6 +193,7 @@ fn server(file: Option<PathBuf>, overrides: Vec<String>) -> anyhow::Result<()> {
         pairs.push((k.trim().to_string(), v.trim().to_string()));
     }
     let config = BrokerConfig::from_pairs(&pairs)?;
+    init_logging(&config.logger_levels, config.logger_format == "json")?;
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(run_node(config))
 }
@@ -161,6 +202,7 @@ fn server(file: Option<PathBuf>, overrides: Vec<String>) -> anyhow::Result<()> {
 /// listeners, joins the metadata quorum, and serves. A broker shuts down under control
 /// (its leaderships move first).
 async fn run_node(config: BrokerConfig) -> anyhow::Result<()> {
+    let stop = Stop::install();
     let bind = |l: &strom_broker::config::Listener| {
         let (host, port) = (l.host.clone(), l.port);
         async move {
@@ -196,8 +238,34 @@ async fn run_node(config: BrokerConfig) -> anyhow::Result<()> {
         .clone()
         .or_else(|| broker_addr.clone())
         .context("a node needs a listener")?;
+    let http_sockets = strom_http::bind(&config.http_listeners).await?;
+    let http_addrs: Vec<String> = http_sockets
+        .iter()
+        .filter_map(|s| s.local_addr().ok())
+        .map(|a| a.to_string())
+        .collect();
     let metadata = strom_broker::broker::start_metadata(&config, &raft_addr).await?;
     let controller_task = controller_listener.map(|l| tokio::spawn(metadata.clone().serve(l)));
+    // The console is a client of this node, through its inter-broker listener.
+    let console = match (&broker_addr, config.is_broker()) {
+        (Some(addr), true) => Some(strom_http::console::Console::new(
+            vec![addr.clone()],
+            strom_broker::auth::inter_broker_security(&config)?,
+            config.console_actions_enable,
+        )),
+        _ => None,
+    };
+    let http_node = strom_http::Node::new(metadata.clone(), config.is_broker(), console);
+    let (http_stop, http_stopped) = tokio::sync::oneshot::channel::<()>();
+    let http_task = tokio::spawn(strom_http::serve(http_sockets, http_node.clone(), async {
+        let _ = http_stopped.await;
+    }));
+    for addr in &http_addrs {
+        tracing::info!(%addr, "HTTP listener: /metrics, /health/live, /health/ready");
+    }
+    // Said on its own line after the start line, which scripts read first.
+    let http_line =
+        (!http_addrs.is_empty()).then(|| format!("strom http on {}", http_addrs.join(", ")));
     let roles = config.process_roles.join(",");
     let dirs = config
         .log_dirs
@@ -207,12 +275,17 @@ async fn run_node(config: BrokerConfig) -> anyhow::Result<()> {
         .join(",");
     if bound.is_empty() {
         tracing::info!(node_id = config.node_id, controller = ?controller_addr, "Strom controller started");
-        println!(
+        say(&format!(
             "strom controller listening on {}, data in {dirs}",
             controller_addr.unwrap_or_default()
-        );
-        shutdown_signal().await;
+        ));
+        if let Some(line) = &http_line {
+            say(line);
+        }
+        stop.wait().await;
         tracing::info!("shutting down");
+        let _ = http_stop.send(());
+        let _ = http_task.await;
         metadata.shutdown().await;
         return Ok(());
     }
@@ -244,6 +317,7 @@ async fn run_node(config: BrokerConfig) -> anyhow::Result<()> {
         .collect();
     let node_id = config.node_id;
     let broker = Broker::start(config, metadata.clone(), advertised).await?;
+    http_node.attach(broker.clone());
     tracing::info!(
         node_id,
         listener = %local,
@@ -252,14 +326,19 @@ async fn run_node(config: BrokerConfig) -> anyhow::Result<()> {
         "Strom broker started"
     );
     match &controller_addr {
-        Some(c) => {
-            println!("strom server listening on {local}, controller on {c}, data in {dirs}{also}")
-        }
-        None => println!("strom server listening on {local}, data in {dirs}{also}"),
+        Some(c) => say(&format!(
+            "strom server listening on {local}, controller on {c}, data in {dirs}{also}"
+        )),
+        None => say(&format!(
+            "strom server listening on {local}, data in {dirs}{also}"
+        )),
+    }
+    if let Some(line) = &http_line {
+        say(line);
     }
     let stopping = broker.clone();
     let shutdown = async move {
-        shutdown_signal().await;
+        stop.wait().await;
         tracing::info!("controlled shutdown: moving this broker's leaderships away");
         if !stopping.controlled_shutdown(Duration::from_secs(30)).await {
             tracing::warn!("the controller did not complete the controlled shutdown in time");
@@ -267,6 +346,8 @@ async fn run_node(config: BrokerConfig) -> anyhow::Result<()> {
     };
     strom_broker::server::run(listeners, broker.clone(), shutdown).await;
     tracing::info!("shutting down");
+    let _ = http_stop.send(());
+    let _ = http_task.await;
     if let Some(t) = controller_task {
         t.abort();
     }
@@ -300,14 +381,46 @@ fn advertised_endpoints(
     Ok(out)
 }
 
+/// A line on standard output for whoever started the node. A reader that stopped reading
+/// (a script took the first line and closed the pipe) must not bring the node down, as
+/// `println!` would on a broken pipe.
+fn say(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stdout(), "{line}");
+}
+
 pub(crate) async fn shutdown_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(_) => return std::future::pending().await,
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
+    Stop::install().wait().await
+}
+
+/// SIGTERM and SIGINT (Ctrl-C), caught from the moment this is made: a signal that
+/// arrives while the node is still starting is kept, not lost to the default action.
+pub(crate) struct Stop {
+    term: Option<tokio::signal::unix::Signal>,
+    interrupt: Option<tokio::signal::unix::Signal>,
+}
+
+impl Stop {
+    pub(crate) fn install() -> Stop {
+        use tokio::signal::unix::{signal, SignalKind};
+        Stop {
+            term: signal(SignalKind::terminate()).ok(),
+            interrupt: signal(SignalKind::interrupt()).ok(),
+        }
+    }
+
+    pub(crate) async fn wait(mut self) {
+        async fn next(s: &mut Option<tokio::signal::unix::Signal>) {
+            match s {
+                Some(s) => {
+                    s.recv().await;
+                }
+                None => std::future::pending().await,
+            }
+        }
+        tokio::select! {
+            _ = next(&mut self.term) => {}
+            _ = next(&mut self.interrupt) => {}
+        }
     }
 }

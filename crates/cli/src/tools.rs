@@ -92,13 +92,20 @@ impl Conn {
             .collect()
     }
 
-    /// An admin client; of the client properties it takes the security ones (checked by
-    /// [`Conn::load`]).
+    /// An admin client; of the client properties it takes `client.id` and the security ones
+    /// (checked by [`Conn::load`]).
     pub(crate) fn admin(&self) -> Admin {
         let security = self.security().unwrap_or_default();
+        // `-X client.id=...` names the client (quotas are per client id).
+        let client_id = self
+            .property
+            .iter()
+            .rev()
+            .find(|(k, _)| k == "client.id")
+            .map_or("strom-cli", |(_, v)| v.as_str());
         Admin::secured(
             self.servers(),
-            "strom-cli",
+            client_id,
             Duration::from_secs(30),
             &security,
         )
@@ -245,17 +252,25 @@ fn kv(s: &str) -> anyhow::Result<(String, String)> {
 }
 
 pub(crate) fn table(rows: &[Vec<String>]) {
+    print!("{}", format_table(rows));
+}
+
+/// Rows as aligned columns, a line each.
+pub(crate) fn format_table(rows: &[Vec<String>]) -> String {
     let widths: Vec<usize> = (0..rows.first().map_or(0, Vec::len))
         .map(|c| rows.iter().map(|r| r[c].len()).max().unwrap_or(0))
         .collect();
+    let mut out = String::new();
     for r in rows {
         let line: Vec<String> = r
             .iter()
             .zip(&widths)
             .map(|(cell, w)| format!("{cell:<w$}"))
             .collect();
-        println!("{}", line.join("  ").trim_end());
+        out.push_str(line.join("  ").trim_end());
+        out.push('\n');
     }
+    out
 }
 
 /// Runs `strom topic ...`.

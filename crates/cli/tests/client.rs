@@ -285,7 +285,11 @@ async fn the_admin_client_manages_topics_configs_records_and_describes_the_clust
         .await
         .unwrap();
     let e = admin.create_topic("adm", 2, 1, &[]).await.unwrap_err();
-    assert_eq!(e.to_string(), "broker error TOPIC_ALREADY_EXISTS (36)");
+    // The code's name, and the broker's own words.
+    assert_eq!(
+        e.to_string(),
+        "broker error TOPIC_ALREADY_EXISTS (36): topic 'adm' already exists"
+    );
     let e = admin.create_topic("rf3", 1, 3, &[]).await.unwrap_err();
     assert!(e.to_string().contains("INVALID_REPLICATION_FACTOR"), "{e}");
 

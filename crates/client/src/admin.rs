@@ -40,6 +40,15 @@ pub(crate) fn check(code: i16) -> Result<()> {
     }
 }
 
+/// [`check`], keeping the broker's error message.
+fn check_said(code: i16, message: &Option<StrBytes>) -> Result<()> {
+    if code == 0 {
+        Ok(())
+    } else {
+        Err(ClientError::kafka_said(code, message.as_deref()))
+    }
+}
+
 /// One partition of a described topic.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PartitionDescription {
@@ -226,7 +235,7 @@ impl Admin {
             .topics
             .first()
             .ok_or_else(|| ClientError::Protocol("empty CreateTopics response".into()))?;
-        check(t.error_code)
+        check_said(t.error_code, &t.error_message)
     }
 
     /// Deletes a topic and its data.
@@ -245,7 +254,7 @@ impl Admin {
             .first()
             .ok_or_else(|| ClientError::Protocol("empty DeleteTopics response".into()))?;
         self.cluster.invalidate(name);
-        check(t.error_code)
+        check_said(t.error_code, &t.error_message)
     }
 
     /// Every topic with its partitions (`names` empty), or the named ones.
@@ -438,7 +447,7 @@ impl Admin {
             .results
             .first()
             .ok_or_else(|| ClientError::Protocol("empty CreatePartitions response".into()))?;
-        check(t.error_code)
+        check_said(t.error_code, &t.error_message)
     }
 
     /// Every config of a topic with its value and source.
@@ -464,6 +473,43 @@ impl Admin {
                 value: c.value.as_ref().map(|v| v.to_string()),
                 source: c.config_source,
                 read_only: c.read_only,
+            })
+            .collect())
+    }
+
+    /// One config of many topics, in one request: (topic, its value) for each topic the
+    /// broker describes.
+    pub async fn topic_config_values(
+        &self,
+        topics: &[String],
+        key: &str,
+    ) -> Result<Vec<(String, Option<String>)>> {
+        if topics.is_empty() {
+            return Ok(Vec::new());
+        }
+        let conn = self.cluster.any_connection().await?;
+        let request = DescribeConfigsRequest::default().with_resources(
+            topics
+                .iter()
+                .map(|t| {
+                    DescribeConfigsResource::default()
+                        .with_resource_type(2)
+                        .with_resource_name(s(t))
+                        .with_configuration_keys(Some(vec![s(key)]))
+                })
+                .collect(),
+        );
+        let r = conn.send(&request).await?;
+        Ok(r.results
+            .iter()
+            .filter(|res| res.error_code == 0)
+            .map(|res| {
+                let value = res
+                    .configs
+                    .iter()
+                    .find(|c| c.name.as_str() == key)
+                    .and_then(|c| c.value.as_ref().map(|v| v.to_string()));
+                (res.resource_name.to_string(), value)
             })
             .collect())
     }
@@ -532,7 +578,7 @@ impl Admin {
         let res = r.responses.first().ok_or_else(|| {
             ClientError::Protocol("empty IncrementalAlterConfigs response".into())
         })?;
-        check(res.error_code)
+        check_said(res.error_code, &res.error_message)
     }
 
     /// Deletes the records of a partition below `offset` (-1: all); returns the new low

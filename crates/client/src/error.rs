@@ -27,12 +27,14 @@ pub enum ClientError {
         api_key: i16,
     },
     /// The broker answered with a Kafka error code.
-    #[error("broker error {name} ({code})")]
+    #[error("broker error {name} ({code}){}", suffix(.message))]
     Kafka {
         /// The code.
         code: i16,
         /// Kafka's name for it, e.g. `UNKNOWN_TOPIC_OR_PARTITION`.
         name: String,
+        /// The broker's own words, where the response carries them (`error_message`).
+        message: Option<String>,
     },
     /// No answer in time.
     #[error("timed out after {0:?}")]
@@ -62,12 +64,15 @@ pub enum ClientError {
 impl ClientError {
     /// The error for a non-zero Kafka error code.
     pub fn kafka(code: i16) -> ClientError {
-        let name = ResponseError::try_from_code(code)
-            .map(|e| format!("{e:?}"))
-            .unwrap_or_else(|| "UNKNOWN".into());
+        ClientError::kafka_said(code, None)
+    }
+
+    /// A Kafka error code with the broker's message, if it gave one.
+    pub fn kafka_said(code: i16, message: Option<&str>) -> ClientError {
         ClientError::Kafka {
             code,
-            name: screaming_snake(&name),
+            name: error_name(code).unwrap_or_else(|| "UNKNOWN".into()),
+            message: message.filter(|m| !m.is_empty()).map(str::to_string),
         }
     }
 
@@ -83,6 +88,15 @@ impl ClientError {
     }
 }
 
+/// Kafka's name of an error code (`NOT_LEADER_OR_FOLLOWER`); `None` for a code Kafka does
+/// not define.
+pub fn error_name(code: i16) -> Option<String> {
+    match ResponseError::try_from_code(code)? {
+        ResponseError::Unknown(_) => None,
+        e => Some(screaming_snake(&format!("{e:?}"))),
+    }
+}
+
 /// `UnknownTopicOrPartition` to `UNKNOWN_TOPIC_OR_PARTITION`, Kafka's spelling.
 fn screaming_snake(camel: &str) -> String {
     let mut out = String::with_capacity(camel.len() + 8);
@@ -93,6 +107,14 @@ fn screaming_snake(camel: &str) -> String {
         out.push(c.to_ascii_uppercase());
     }
     out
+}
+
+/// ": message" for a message, nothing without one.
+fn suffix(message: &Option<String>) -> String {
+    message
+        .as_deref()
+        .map(|m| format!(": {m}"))
+        .unwrap_or_default()
 }
 
 #[cfg(test)]

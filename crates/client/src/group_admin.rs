@@ -360,6 +360,43 @@ impl Admin {
         Ok(())
     }
 
+    /// Just the offsets of [`Admin::list_offsets`] (none asked: none answered).
+    pub async fn offsets_of(
+        &self,
+        partitions: &[TopicPartition],
+        spec: OffsetSpec,
+    ) -> Result<HashMap<TopicPartition, i64>> {
+        if partitions.is_empty() {
+            return Ok(HashMap::new());
+        }
+        Ok(self
+            .list_offsets(partitions, spec)
+            .await?
+            .into_iter()
+            .map(|(tp, o)| (tp, o.offset))
+            .collect())
+    }
+
+    /// A group's committed offsets with each partition's end offset (the high watermark):
+    /// (partition, committed, end), the end -1 when it could not be found. Lag is
+    /// `end - committed`.
+    pub async fn group_lag(&self, group: &str) -> Result<Vec<(TopicPartition, i64, i64)>> {
+        let committed = self.list_group_offsets(group).await?;
+        let partitions: Vec<TopicPartition> = committed
+            .iter()
+            .map(|o| (o.topic.clone(), o.partition))
+            .collect();
+        let ends = self.offsets_of(&partitions, OffsetSpec::Latest).await?;
+        Ok(partitions
+            .into_iter()
+            .zip(committed)
+            .map(|(tp, o)| {
+                let end = ends.get(&tp).copied().unwrap_or(-1);
+                (tp, o.offset, end)
+            })
+            .collect())
+    }
+
     /// Offsets of partitions by `spec`, asked of each partition's leader.
     pub async fn list_offsets(
         &self,

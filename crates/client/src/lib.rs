@@ -15,11 +15,14 @@
 //! - [`group`]: group membership under the classic protocol or KIP-848, and committed
 //!   offsets; [`assignor`]: the classic protocol's range, roundrobin and cooperative-sticky
 //!   assignors.
+//! - [`acl_admin`]: ACLs (CreateAcls, DescribeAcls, DeleteAcls).
+//! - [`quota_admin`]: client quotas (AlterClientQuotas, DescribeClientQuotas).
 //! - [`user_admin`]: SCRAM users (AlterUserScramCredentials, DescribeUserScramCredentials).
 //! - [`security`]: TLS and SASL (PLAIN, SCRAM) under Kafka's client property names.
 //! - [`jaas`]: Kafka's JAAS configuration text (`sasl.jaas.config`).
 //! - [`error`]: typed errors that name the Kafka error.
 
+pub mod acl_admin;
 pub mod admin;
 pub mod assignor;
 pub mod cluster;
@@ -31,6 +34,7 @@ pub mod group_admin;
 pub mod jaas;
 pub mod partitioner;
 pub mod producer;
+pub mod quota_admin;
 pub mod security;
 pub mod txn_admin;
 pub mod user_admin;

@@ -74,6 +74,16 @@ impl std::fmt::Debug for SecurityConfig {
 }
 
 impl SecurityConfig {
+    /// The SASL mechanism, when the connection authenticates with SASL.
+    pub fn sasl_mechanism(&self) -> Option<&str> {
+        self.mechanism.as_deref().filter(|_| {
+            matches!(
+                self.protocol.as_deref(),
+                Some("SASL_PLAINTEXT") | Some("SASL_SSL")
+            )
+        })
+    }
+
     /// Sets one property; `Ok(false)` when `key` is not a security property.
     pub fn set(&mut self, key: &str, value: &str) -> Result<bool> {
         let v = Some(value.to_string());

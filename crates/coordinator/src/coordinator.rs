@@ -120,6 +120,23 @@ pub struct MemberDescription {
     pub assignment: Bytes,
 }
 
+/// A group at a glance ([`GroupCoordinator::overview`]).
+#[derive(Debug, Clone)]
+pub struct GroupOverview {
+    /// Its id.
+    pub group_id: String,
+    /// Its state's name (`Stable`, `Empty`, ...).
+    pub state: &'static str,
+    /// `classic` or `consumer` (KIP-848).
+    pub kind: &'static str,
+    /// Members now.
+    pub members: usize,
+    /// The generation (classic) or group epoch (consumer): it moves once per rebalance.
+    pub epoch: i32,
+    /// Committed offsets: (topic, partition, next offset to consume).
+    pub offsets: Vec<(String, i32, i64)>,
+}
+
 /// A group as DescribeGroups shows it.
 #[derive(Debug, Clone)]
 pub struct GroupDescription {
@@ -808,6 +825,40 @@ impl GroupCoordinator {
             })
             .collect();
         out.sort();
+        out
+    }
+
+    /// Every live group this coordinator holds, with its members, rebalances and committed
+    /// offsets: what the broker's metrics and console show.
+    pub fn overview(&self) -> Vec<GroupOverview> {
+        let handles: Vec<Arc<GroupHandle>> = self.groups.lock().values().cloned().collect();
+        let mut out: Vec<GroupOverview> = handles
+            .iter()
+            .filter_map(|h| {
+                let g = h.group.lock();
+                if g.state == GroupState::Dead {
+                    return None;
+                }
+                let (state, _, kind) = g.listing();
+                let (members, epoch) = match (&g.modern, kind) {
+                    (Some(m), "consumer") => (m.members.len(), m.group_epoch),
+                    _ => (g.members.len(), g.generation),
+                };
+                Some(GroupOverview {
+                    group_id: g.id.clone(),
+                    state,
+                    kind,
+                    members,
+                    epoch,
+                    offsets: g
+                        .offsets
+                        .iter()
+                        .map(|((t, p), v)| (t.clone(), *p, v.offset))
+                        .collect(),
+                })
+            })
+            .collect();
+        out.sort_by(|a, b| a.group_id.cmp(&b.group_id));
         out
     }
 

@@ -24,6 +24,6 @@ pub use codes::NOT_COORDINATOR;
 pub use consumer_group::{Assignment, TopicsView};
 pub use coordinator::{
     partition_for, CommitEntry, ConsumerGroupDescription, CoordinatorConfig, GroupCoordinator,
-    GroupDescription, MemberDescription, TxnCommitter, OFFSETS_TOPIC,
+    GroupDescription, GroupOverview, MemberDescription, TxnCommitter, OFFSETS_TOPIC,
 };
 pub use group::{GroupLimits, GroupState, JoinRequest, JoinResponse, SyncResponse};

@@ -4,7 +4,10 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::records::{Configs, Endpoint, MetadataRecord, ScramCredential, ScramMechanism};
+use crate::records::{
+    AclBinding, Configs, Endpoint, MetadataRecord, QuotaEntity, QuotaValue, ScramCredential,
+    ScramMechanism,
+};
 
 /// One partition's placement.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -105,8 +108,42 @@ pub struct MetadataImage {
     /// SCRAM credentials by user name and mechanism.
     #[serde(default)]
     pub scram_credentials: BTreeMap<String, BTreeMap<ScramMechanism, ScramCredential>>,
+    /// Client quotas by entity and key.
+    #[serde(default, with = "as_pairs")]
+    pub client_quotas: BTreeMap<QuotaEntity, BTreeMap<String, QuotaValue>>,
+    /// ACLs by id.
+    #[serde(default)]
+    pub acls: BTreeMap<uuid::Uuid, AclBinding>,
+    /// One past the offset of the last ACL change (0: none yet): an authorizer rebuilds its
+    /// index only when this moves.
+    #[serde(default)]
+    pub acls_offset: i64,
     /// Raft log index of the last entry applied (-1 before any).
     pub offset: i64,
+}
+
+/// A map with structured keys as a JSON list of `[key, value]` pairs (JSON object keys are
+/// strings only).
+mod as_pairs {
+    use std::collections::BTreeMap;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<K: Serialize, V: Serialize, S: Serializer>(
+        map: &BTreeMap<K, V>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        s.collect_seq(map.iter())
+    }
+
+    pub fn deserialize<'de, K, V, D>(d: D) -> Result<BTreeMap<K, V>, D::Error>
+    where
+        K: Deserialize<'de> + Ord,
+        V: Deserialize<'de>,
+        D: Deserializer<'de>,
+    {
+        Ok(Vec::<(K, V)>::deserialize(d)?.into_iter().collect())
+    }
 }
 
 /// Sets or removes one config of a resource, dropping the resource once it has none.
@@ -288,6 +325,30 @@ impl MetadataImage {
                         self.scram_credentials.remove(name);
                     }
                 }
+            }
+            MetadataRecord::ClientQuota { entity, key, value } => match value {
+                Some(v) => {
+                    self.client_quotas
+                        .entry(entity.clone())
+                        .or_default()
+                        .insert(key.clone(), *v);
+                }
+                None => {
+                    if let Some(quotas) = self.client_quotas.get_mut(entity) {
+                        quotas.remove(key);
+                        if quotas.is_empty() {
+                            self.client_quotas.remove(entity);
+                        }
+                    }
+                }
+            },
+            MetadataRecord::AccessControlEntry { id, acl } => {
+                self.acls.insert(*id, acl.clone());
+                self.acls_offset = offset + 1;
+            }
+            MetadataRecord::RemoveAccessControlEntry { id } => {
+                self.acls.remove(id);
+                self.acls_offset = offset + 1;
             }
             MetadataRecord::RemoveTopic { topic_id } => {
                 if let Some(name) = self.topic_names.remove(topic_id) {

@@ -131,6 +131,27 @@ pub enum MetadataRecord {
         /// The mechanism.
         mechanism: ScramMechanism,
     },
+    /// An ACL was created (KRaft's AccessControlEntryRecord).
+    AccessControlEntry {
+        /// Its id: DeleteAcls removes it by id.
+        id: uuid::Uuid,
+        /// The ACL.
+        acl: AclBinding,
+    },
+    /// An ACL was deleted (KRaft's RemoveAccessControlEntryRecord).
+    RemoveAccessControlEntry {
+        /// The id it was created with.
+        id: uuid::Uuid,
+    },
+    /// A client quota was set or removed (KRaft's ClientQuotaRecord).
+    ClientQuota {
+        /// Who it applies to.
+        entity: QuotaEntity,
+        /// The quota key (`producer_byte_rate`).
+        key: String,
+        /// The value; `None` removes it.
+        value: Option<QuotaValue>,
+    },
     /// The cluster's id, written once when the metadata log is created.
     Cluster {
         /// Kafka's cluster id (22 characters, base64 of a UUID).
@@ -179,6 +200,8 @@ pub struct Endpoint {
 /// Configs by name.
 pub type Configs = BTreeMap<String, String>;
 
+pub use strom_types::acl::AclBinding;
+pub use strom_types::quota::{QuotaEntity, QuotaValue};
 pub use strom_types::ScramMechanism;
 
 /// What a server keeps to verify a SCRAM client (RFC 5802): the salt and iteration count the

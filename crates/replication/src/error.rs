@@ -70,6 +70,19 @@ pub enum ReplicationError {
         /// The fetching broker.
         replica: i32,
     },
+    /// OFFSET_NOT_AVAILABLE: a new leader's high watermark has not reached where its
+    /// epoch began, so its visible end is not yet known.
+    #[error(
+        "{tp}: the high watermark {high_watermark} is below the leader epoch's start {epoch_start}"
+    )]
+    OffsetNotAvailable {
+        /// The partition.
+        tp: TopicPartition,
+        /// The high watermark here.
+        high_watermark: i64,
+        /// The log end when this leader's epoch began.
+        epoch_start: i64,
+    },
     /// The log refused or failed.
     #[error(transparent)]
     Storage(#[from] StorageError),

@@ -38,8 +38,8 @@ pub use link::{
 };
 pub use manager::{ReplicaManager, ReplicationConfig, HWM_CHECKPOINT};
 pub use partition::{
-    Assignment, ConsumerFetch, ConsumerRead, FollowerFetch, LeaderAppend, Partition, ReplicaRead,
-    Role, THROTTLE_FOLLOWER, THROTTLE_LEADER,
+    Assignment, ClientOffsets, ConsumerFetch, ConsumerRead, FollowerFetch, LeaderAppend, Partition,
+    ReplicaRead, Role, THROTTLE_FOLLOWER, THROTTLE_LEADER,
 };
 pub use throttle::Throttle;
 

@@ -110,6 +110,15 @@ struct Tracking {
     pending: Option<PendingIsr>,
 }
 
+/// What a leader tells clients its log's visible end is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientOffsets {
+    /// Consumers reading uncommitted see up to here.
+    pub high_watermark: i64,
+    /// Consumers reading committed see up to here.
+    pub last_stable_offset: i64,
+}
+
 /// A leader append and the epoch it was made in (an acks=all wait holds to that epoch).
 #[derive(Debug, Clone, Copy)]
 pub struct LeaderAppend {
@@ -278,6 +287,11 @@ impl Partition {
     /// The assignment it acts on.
     pub fn assignment(&self) -> Assignment {
         self.leadership.read().assignment.clone()
+    }
+
+    /// The topic's `min.insync.replicas`, as this replica last applied it.
+    pub fn min_insync_replicas(&self) -> i32 {
+        self.leadership.read().min_insync_replicas
     }
 
     /// The current leader epoch.
@@ -707,6 +721,34 @@ impl Partition {
             high_watermark: hwm,
             last_stable_offset: lso,
             aborted,
+        })
+    }
+
+    /// The leader's bounds for a client's ListOffsets: the high watermark and last stable
+    /// offset, after `current_leader_epoch` (-1: not given) is checked. While a new leader's
+    /// high watermark is still below the log end it was elected at, the old leader may
+    /// already have acknowledged more than this one can vouch for, so a lookup that needs the
+    /// visible end (`end_needed`) gets OFFSET_NOT_AVAILABLE until the followers' next
+    /// fetches move it up, as Kafka answers (clients retry).
+    pub fn offsets_for_client(
+        &self,
+        current_leader_epoch: i32,
+        end_needed: bool,
+    ) -> Result<ClientOffsets, ReplicationError> {
+        let l = self.leadership.read();
+        self.check_leader(&l)?;
+        self.check_epoch(&l, current_leader_epoch)?;
+        let high_watermark = self.high_watermark();
+        if end_needed && high_watermark < l.epoch_start_offset {
+            return Err(ReplicationError::OffsetNotAvailable {
+                tp: self.tp.clone(),
+                high_watermark,
+                epoch_start: l.epoch_start_offset,
+            });
+        }
+        Ok(ClientOffsets {
+            high_watermark,
+            last_stable_offset: self.last_stable_offset(),
         })
     }
 

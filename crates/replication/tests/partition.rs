@@ -347,6 +347,45 @@ async fn a_follower_with_an_epoch_older_than_all_of_the_leaders_truncates_to_its
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_leader_reports_no_end_offset_until_its_high_watermark_reaches_its_epoch_start() {
+    // Two records written in epoch 0, which the old leader may have acknowledged with
+    // acks=all; this replica leads again in epoch 1 before learning the high watermark moved.
+    let dir = tempfile::tempdir().unwrap();
+    let (rm, _) = manager(dir.path(), Duration::from_secs(30));
+    lead(&rm, assignment(&[1, 2, 3], 1, 0, 0), 1);
+    append_one(&rm, "a").await;
+    append_one(&rm, "b").await;
+    let p = rm.get(&tp()).unwrap();
+    assert_eq!(p.offsets_for_client(0, true).unwrap().high_watermark, 0);
+    lead(&rm, assignment(&[1, 2, 3], 1, 1, 1), 1);
+    assert!(matches!(
+        p.offsets_for_client(-1, true),
+        Err(ReplicationError::OffsetNotAvailable {
+            high_watermark: 0,
+            epoch_start: 2,
+            ..
+        })
+    ));
+    // The earliest offset needs no end; an old epoch is fenced, a future one unknown.
+    assert!(p.offsets_for_client(1, false).is_ok());
+    assert!(matches!(
+        p.offsets_for_client(0, false),
+        Err(ReplicationError::FencedLeaderEpoch { .. })
+    ));
+    assert!(matches!(
+        p.offsets_for_client(2, false),
+        Err(ReplicationError::UnknownLeaderEpoch { .. })
+    ));
+    // One follower is not the ISR; both are, and the end is known.
+    rm.read_for_replica(&tp(), fetch(2, 2, 0, 1)).unwrap();
+    assert!(p.offsets_for_client(1, true).is_err());
+    rm.read_for_replica(&tp(), fetch(3, 2, 0, 1)).unwrap();
+    let bounds = p.offsets_for_client(1, true).unwrap();
+    assert_eq!(bounds.high_watermark, 2);
+    assert_eq!(bounds.last_stable_offset, 2);
+}
+
 /// A read_uncommitted consumer's fetch from offset 0 in `epoch`.
 fn consumer(epoch: i32) -> strom_replication::ConsumerFetch {
     strom_replication::ConsumerFetch {

@@ -7,12 +7,16 @@
 //! - [`record`]: the records inside a batch: a zero-copy iterator and a batch builder.
 //! - [`compression`]: the four codecs Kafka batches use (gzip, snappy, lz4, zstd).
 //! - [`control`]: transaction markers (COMMIT and ABORT control batches).
+//! - [`acl`]: access control lists: bindings, filters, and Kafka's codes for their enums.
+//! - [`quota`]: client quotas: their entities and keys.
 //! - [`scram`]: the SCRAM mechanisms' names and wire codes.
 //! - [`varint`]: Kafka's zig-zag varints.
 
+pub mod acl;
 pub mod batch;
 pub mod compression;
 pub mod control;
+pub mod quota;
 pub mod record;
 pub mod scram;
 pub mod varint;

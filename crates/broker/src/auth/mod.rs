@@ -68,6 +68,12 @@ pub struct Session {
     pub(crate) sasl: Option<sasl::SaslState>,
     /// Close the connection once the response being written is sent.
     pub(crate) close_after_response: bool,
+    /// The request header's client id, as last sent (quotas are per client id).
+    pub client_id: String,
+    /// How long the connection is not read after this response (quota throttling).
+    pub(crate) throttle: std::time::Duration,
+    /// The request being answered, for its metrics.
+    pub facts: crate::metrics::RequestFacts,
 }
 
 /// What [`Session::admit`] lets a frame be.
@@ -90,6 +96,27 @@ impl Session {
             principal: Principal::anonymous(),
             sasl: sasl.then(sasl::SaslState::new),
             close_after_response: false,
+            client_id: String::new(),
+            throttle: std::time::Duration::ZERO,
+            facts: Default::default(),
+        }
+    }
+
+    /// Holds the connection back at least `d` after the response (KIP-219).
+    pub(crate) fn throttle(&mut self, d: std::time::Duration) {
+        self.throttle = self.throttle.max(d);
+    }
+
+    /// The hold-back to apply now, reset.
+    pub fn take_throttle(&mut self) -> std::time::Duration {
+        std::mem::take(&mut self.throttle)
+    }
+
+    /// Who the request is from, as quotas see it.
+    pub fn quota_client(&self) -> crate::quotas::Client<'_> {
+        crate::quotas::Client {
+            user: &self.principal.name,
+            client_id: &self.client_id,
         }
     }
 

@@ -485,6 +485,7 @@ fn step(broker: &Broker, session: &mut Session, token: &[u8]) -> Stepped {
     state.stage = Stage::Done;
     state.expires = (reauth_ms > 0).then(|| Instant::now() + Duration::from_millis(reauth_ms));
     tracing::debug!(peer = %session.peer, %principal, mechanism = mechanism.name(), "SASL authenticated");
+    broker.metrics.authentication(&session.listener, true);
     session.principal = principal;
     Stepped::Done(out, reauth_ms as i64)
 }
@@ -493,6 +494,7 @@ fn step(broker: &Broker, session: &mut Session, token: &[u8]) -> Stepped {
 /// `connection.failed.authentication.delay.ms` (no retry storm), and the connection closed.
 async fn failed(broker: &Broker, session: &mut Session, message: &str) {
     tracing::warn!(peer = %session.peer, listener = %session.listener, reason = message, "failed SASL authentication");
+    broker.metrics.authentication(&session.listener, false);
     session.close_after_response = true;
     let delay = broker.config.connection_failed_authentication_delay_ms;
     if delay > 0 {

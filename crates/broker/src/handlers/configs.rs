@@ -1,6 +1,7 @@
 //! DescribeConfigs, AlterConfigs and IncrementalAlterConfigs for topics, brokers (dynamic
 //! broker configs) and groups (KIP-848 group configs). Changes are metadata records; topic
-//! and broker changes take effect on the logs at once.
+//! and broker changes take effect on the logs at once. Describing needs DESCRIBE_CONFIGS,
+//! altering ALTER_CONFIGS, on the topic, the group, or the cluster for brokers.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -15,6 +16,9 @@ use kafka_protocol::ResponseError;
 
 use strom_metadata::MetadataImage;
 
+use strom_types::acl::{AclOperation, ResourceType, CLUSTER_NAME};
+
+use crate::authz::Access;
 use crate::broker::{Broker, Refusal};
 use crate::dynamic_config;
 
@@ -203,8 +207,37 @@ fn group_entries(broker: &Broker, image: &MetadataImage, group: &str) -> Vec<Ent
         .collect()
 }
 
+/// Why `access` may not do `operation` to a config resource, if it may not.
+fn denied(
+    access: &Access,
+    operation: AclOperation,
+    resource_type: i8,
+    name: &str,
+) -> Option<Refusal> {
+    let (resource, name, error) = match resource_type {
+        TOPIC => (
+            ResourceType::Topic,
+            name,
+            ResponseError::TopicAuthorizationFailed,
+        ),
+        GROUP => (
+            ResourceType::Group,
+            name,
+            ResponseError::GroupAuthorizationFailed,
+        ),
+        BROKER => (
+            ResourceType::Cluster,
+            CLUSTER_NAME,
+            ResponseError::ClusterAuthorizationFailed,
+        ),
+        _ => return None,
+    };
+    (!access.allows(operation, resource, name)).then(|| Refusal::new(error, error.to_string()))
+}
+
 pub(super) fn describe(
     broker: &Arc<Broker>,
+    access: &Access,
     request: DescribeConfigsRequest,
     version: i16,
 ) -> DescribeConfigsResponse {
@@ -217,6 +250,16 @@ pub(super) fn describe(
                 .with_resource_type(r.resource_type)
                 .with_resource_name(r.resource_name.clone());
             let name = r.resource_name.to_string();
+            if let Some(e) = denied(
+                access,
+                AclOperation::DescribeConfigs,
+                r.resource_type,
+                &name,
+            ) {
+                out.error_code = e.code;
+                out.error_message = Some(StrBytes::from_string(e.message));
+                return out;
+            }
             let entries: Vec<Entry> = match r.resource_type {
                 TOPIC => match image.topics.get(&name) {
                     None => {
@@ -411,6 +454,7 @@ fn inherited(
 /// AlterConfigs: the given set replaces all of the resource's overrides (Kafka's semantics).
 pub(super) async fn alter(
     broker: &Arc<Broker>,
+    access: &Access,
     request: AlterConfigsRequest,
 ) -> AlterConfigsResponse {
     let mut responses = Vec::with_capacity(request.resources.len());
@@ -421,14 +465,24 @@ pub(super) async fn alter(
                 .iter()
                 .filter_map(|c| Some((c.name.to_string(), c.value.as_ref()?.to_string())))
                 .collect();
-            let result = set_configs(
-                broker,
+            let result = match denied(
+                access,
+                AclOperation::AlterConfigs,
                 r.resource_type,
                 &r.resource_name,
-                &configs,
-                request.validate_only,
-            )
-            .await;
+            ) {
+                Some(e) => Err(e),
+                None => {
+                    set_configs(
+                        broker,
+                        r.resource_type,
+                        &r.resource_name,
+                        &configs,
+                        request.validate_only,
+                    )
+                    .await
+                }
+            };
             responses.push(alter_result(r.resource_type, r.resource_name, result));
         }
     }
@@ -439,6 +493,7 @@ pub(super) async fn alter(
 /// topics, brokers and groups.
 pub(super) async fn incremental_alter(
     broker: &Arc<Broker>,
+    access: &Access,
     request: IncrementalAlterConfigsRequest,
 ) -> IncrementalAlterConfigsResponse {
     let image = broker.image();
@@ -448,8 +503,12 @@ pub(super) async fn incremental_alter(
             let name = r.resource_name.to_string();
             let kind = r.resource_type;
             let mut configs = overrides(&image, kind, &name);
-            let mut result = Ok(());
-            for c in &r.configs {
+            let mut result = match denied(access, AclOperation::AlterConfigs, kind, &name) {
+                Some(e) => Err(e),
+                None => Ok(()),
+            };
+            let allowed = result.is_ok();
+            for c in r.configs.iter().filter(|_| allowed) {
                 let key = c.name.to_string();
                 let value = c.value.as_ref().map(|v| v.to_string()).unwrap_or_default();
                 match c.config_operation {

@@ -1,5 +1,6 @@
 //! CreateTopics: validated as Kafka does (name, partitions, replication factor, configs),
-//! recorded in the metadata log, then the partition logs are created.
+//! recorded in the metadata log, then the partition logs are created. Needs CREATE on the
+//! cluster or on the topic.
 
 use std::sync::Arc;
 
@@ -9,10 +10,14 @@ use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
+use strom_types::acl::{AclOperation, ResourceType};
+
+use crate::authz::Access;
 use crate::broker::{Broker, Refusal, TopicSpec};
 
 pub(super) async fn handle(
     broker: &Arc<Broker>,
+    access: &Access,
     request: CreateTopicsRequest,
     version: i16,
 ) -> CreateTopicsResponse {
@@ -20,7 +25,15 @@ pub(super) async fn handle(
     // together: one commit for the whole request.
     let mut early: Vec<Option<Refusal>> = Vec::with_capacity(request.topics.len());
     let mut specs = Vec::new();
+    let create_any = access.allows_cluster(AclOperation::Create);
     for t in &request.topics {
+        if !create_any && !access.allows(AclOperation::Create, ResourceType::Topic, &t.name) {
+            early.push(Some(Refusal::new(
+                ResponseError::TopicAuthorizationFailed,
+                "topic authorization failed",
+            )));
+            continue;
+        }
         let configs: Vec<(String, Option<String>)> = t
             .configs
             .iter()

@@ -1,7 +1,8 @@
 //! DescribeTopicPartitions (KIP-966): the topics' partitions in name order, at most
 //! `response_partition_limit` of them per response (capped at Kafka's 2000), and a cursor
 //! to go on from. Unlike Metadata it never creates topics. The eligible leader replicas of
-//! KIP-966 are empty: Strom elects from the ISR only.
+//! KIP-966 are empty: Strom elects from the ISR only. Topics the principal may not DESCRIBE
+//! are left out of a listing and refused with TOPIC_AUTHORIZATION_FAILED when named.
 
 use std::sync::Arc;
 
@@ -14,7 +15,9 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
-use crate::authz::{authorized_operations, Resource};
+use strom_types::acl::{AclOperation, ResourceType};
+
+use crate::authz::Access;
 use crate::broker::Broker;
 
 /// Kafka's `max.request.partition.size.limit`: the most partitions one response holds.
@@ -22,11 +25,18 @@ const MAX_PARTITIONS: i32 = 2000;
 
 pub(super) fn handle(
     broker: &Arc<Broker>,
+    access: &Access,
     request: DescribeTopicPartitionsRequest,
 ) -> DescribeTopicPartitionsResponse {
     let image = broker.image();
+    let describable = |name: &str| access.allows(AclOperation::Describe, ResourceType::Topic, name);
     let mut names: Vec<String> = if request.topics.is_empty() {
-        image.topics.keys().cloned().collect()
+        image
+            .topics
+            .keys()
+            .filter(|n| describable(n))
+            .cloned()
+            .collect()
     } else {
         request.topics.iter().map(|t| t.name.to_string()).collect()
     };
@@ -51,6 +61,14 @@ pub(super) fn handle(
     let mut next_cursor = None;
     let skip_before = first_topic.as_deref().unwrap_or("");
     for name in names.iter().filter(|n| n.as_str() >= skip_before) {
+        if !describable(name) {
+            topics.push(
+                DescribeTopicPartitionsResponseTopic::default()
+                    .with_error_code(ResponseError::TopicAuthorizationFailed.code())
+                    .with_name(Some(TopicName(StrBytes::from_string(name.clone())))),
+            );
+            continue;
+        }
         let Some(t) = image.topics.get(name) else {
             topics.push(
                 DescribeTopicPartitionsResponseTopic::default()
@@ -92,7 +110,7 @@ pub(super) fn handle(
                 .with_topic_id(t.topic_id)
                 .with_is_internal(name.starts_with("__"))
                 .with_partitions(partitions)
-                .with_topic_authorized_operations(authorized_operations(Resource::Topic)),
+                .with_topic_authorized_operations(access.operations(ResourceType::Topic, name)),
         );
         if next_cursor.is_some() {
             break;

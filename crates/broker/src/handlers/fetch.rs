@@ -27,27 +27,46 @@ use kafka_protocol::ResponseError;
 use strom_metadata::MetadataImage;
 use strom_replication::{ConsumerFetch, FollowerFetch};
 use strom_storage::FileRegion;
+use strom_types::acl::{AclOperation, ResourceType};
 use strom_types::TopicPartition;
 
+use crate::authz::Access;
 use crate::broker::Broker;
 use crate::errors::replication_error_code;
 
-/// The request's topics, resolved against the image: name by id from v13 on.
-fn topic_names(image: &MetadataImage, request: &FetchRequest, version: i16) -> Vec<Option<String>> {
+/// The request's topics, resolved against the image (name by id from v13 on) and checked:
+/// a follower needs CLUSTER_ACTION on the cluster, a consumer READ on each topic. `Err` is
+/// the error code each of the topic's partitions gets.
+fn topic_names(
+    image: &MetadataImage,
+    access: &Access,
+    request: &FetchRequest,
+    replica: i32,
+    version: i16,
+) -> Vec<Result<String, i16>> {
+    let follower_denied = replica >= 0 && !access.allows_cluster(AclOperation::ClusterAction);
     request
         .topics
         .iter()
         .map(|t| {
-            if version >= 13 {
-                image.topic_by_id(&t.topic_id).map(|t| t.name.clone())
+            let name = if version >= 13 {
+                image
+                    .topic_by_id(&t.topic_id)
+                    .map(|t| t.name.clone())
+                    .ok_or(ResponseError::UnknownTopicId.code())?
             } else {
-                Some(t.topic.0.to_string())
+                t.topic.0.to_string()
+            };
+            let denied = follower_denied
+                || (replica < 0 && !access.allows(AclOperation::Read, ResourceType::Topic, &name));
+            if denied {
+                return Err(ResponseError::TopicAuthorizationFailed.code());
             }
+            Ok(name)
         })
         .collect()
 }
 
-/// The fetching replica's id, -1 for a consumer.
 /// The follower's broker epoch (v15+), -1 when not given.
 fn replica_epoch(request: &FetchRequest, version: i16) -> i64 {
     if version >= 15 {
@@ -57,7 +76,8 @@ fn replica_epoch(request: &FetchRequest, version: i16) -> i64 {
     }
 }
 
-fn replica_id(request: &FetchRequest, version: i16) -> i32 {
+/// The fetching replica's id, -1 for a consumer.
+pub(super) fn replica_id(request: &FetchRequest, version: i16) -> i32 {
     if version >= 15 {
         request.replica_state.replica_id.0
     } else {
@@ -67,18 +87,19 @@ fn replica_id(request: &FetchRequest, version: i16) -> i32 {
 
 pub(super) async fn handle(
     broker: &Arc<Broker>,
+    access: &Access,
     request: FetchRequest,
     version: i16,
 ) -> (FetchResponse, Vec<Option<FileRegion>>) {
     let deadline = Instant::now() + Duration::from_millis(request.max_wait_ms.max(0) as u64);
-    let names = topic_names(&broker.image(), &request, version);
     let replica = replica_id(&request, version);
+    let names = topic_names(&broker.image(), access, &request, replica, version);
     // Subscribe before the first read, so a change between read and wait is not missed.
     let mut watches: Vec<_> = request
         .topics
         .iter()
         .zip(&names)
-        .filter_map(|(t, name)| Some((t, name.as_ref()?)))
+        .filter_map(|(t, name)| Some((t, name.as_ref().ok()?)))
         .flat_map(|(t, name)| {
             t.partitions.iter().filter_map(move |p| {
                 let part = broker
@@ -145,7 +166,7 @@ fn preferred_replica(
 fn read_once(
     broker: &Broker,
     request: &FetchRequest,
-    names: &[Option<String>],
+    names: &[Result<String, i16>],
     replica: i32,
     version: i16,
 ) -> (FetchResponse, Vec<Option<FileRegion>>, usize, bool) {
@@ -172,8 +193,8 @@ fn read_once(
             let max = (p.partition_max_bytes.max(0) as u64).min(remaining);
             let first = total == 0;
             let result = match name {
-                None => Err(ResponseError::UnknownTopicId.code()),
-                Some(name) => {
+                Err(code) => Err(*code),
+                Ok(name) => {
                     let tp = TopicPartition::new(name.as_str(), p.partition);
                     if broker.replicas.get(&tp).is_none() {
                         let exists = image
@@ -272,7 +293,7 @@ fn read_once(
                 Err(code) => {
                     out.error_code = code;
                     errors = true;
-                    if let Some(part) = name.as_ref().and_then(|n| {
+                    if let Some(part) = name.as_ref().ok().and_then(|n| {
                         broker
                             .replicas
                             .get(&TopicPartition::new(n.as_str(), p.partition))
@@ -285,6 +306,7 @@ fn read_once(
                         || code == ResponseError::FencedLeaderEpoch.code();
                     let leader = name
                         .as_ref()
+                        .ok()
                         .filter(|_| moved)
                         .and_then(|n| image.topics.get(n))
                         .and_then(|t| t.partitions.get(&p.partition));

@@ -28,11 +28,20 @@ use kafka_protocol::ResponseError;
 use strom_coordinator::txn::TRANSACTION_STATE_TOPIC;
 use strom_coordinator::{CommitEntry, JoinRequest};
 
-use crate::authz::{authorized_operations, Resource, NOT_REQUESTED};
+use strom_types::acl::{AclOperation, ResourceType};
+
+use crate::authz::{Access, NOT_REQUESTED};
 use crate::broker::{Broker, GroupWrite};
 
 fn s(v: impl Into<String>) -> StrBytes {
     StrBytes::from_string(v.into())
+}
+
+const GROUP_DENIED: i16 = 30; // GROUP_AUTHORIZATION_FAILED
+
+/// Whether `access` may not do `operation` to `group`.
+fn group_denied(access: &Access, operation: AclOperation, group: &str) -> bool {
+    !access.allows(operation, ResourceType::Group, group)
 }
 
 /// FindCoordinator: the leader of the group's `__consumer_offsets` partition, or of the
@@ -40,6 +49,7 @@ fn s(v: impl Into<String>) -> StrBytes {
 /// first use, as Kafka does.
 pub(super) async fn find_coordinator(
     broker: &Arc<Broker>,
+    access: &Access,
     request: FindCoordinatorRequest,
     version: i16,
     listener: &str,
@@ -55,7 +65,7 @@ pub(super) async fn find_coordinator(
     };
     let mut coordinators = Vec::with_capacity(keys.len());
     for key in keys {
-        coordinators.push(coordinator_for(broker, request.key_type, &key, listener).await);
+        coordinators.push(coordinator_for(broker, access, request.key_type, &key, listener).await);
     }
     if version >= 4 {
         return FindCoordinatorResponse::default().with_coordinators(coordinators);
@@ -74,6 +84,7 @@ pub(super) async fn find_coordinator(
 
 async fn coordinator_for(
     broker: &Arc<Broker>,
+    access: &Access,
     key_type: i8,
     key: &str,
     listener: &str,
@@ -101,6 +112,23 @@ async fn coordinator_for(
                 &mut c,
                 ResponseError::InvalidRequest,
                 "empty transactional id".into(),
+            );
+            return c;
+        }
+        // DESCRIBE on the group or transactional id.
+        0 if group_denied(access, AclOperation::Describe, key) => {
+            refuse(
+                &mut c,
+                ResponseError::GroupAuthorizationFailed,
+                "group authorization failed".into(),
+            );
+            return c;
+        }
+        1 if !access.allows(AclOperation::Describe, ResourceType::TransactionalId, key) => {
+            refuse(
+                &mut c,
+                ResponseError::TransactionalIdAuthorizationFailed,
+                "transactional id authorization failed".into(),
             );
             return c;
         }
@@ -152,11 +180,18 @@ async fn coordinator_for(
 
 pub(super) async fn join_group(
     broker: &Arc<Broker>,
+    access: &Access,
     request: JoinGroupRequest,
     version: i16,
     client_id: &str,
     peer: SocketAddr,
 ) -> JoinGroupResponse {
+    if group_denied(access, AclOperation::Read, &request.group_id) {
+        return JoinGroupResponse::default()
+            .with_error_code(GROUP_DENIED)
+            .with_generation_id(-1)
+            .with_protocol_name((version < 7).then(|| s("")));
+    }
     let req = JoinRequest {
         member_id: request.member_id.to_string(),
         group_instance_id: request.group_instance_id.map(|i| i.to_string()),
@@ -206,9 +241,13 @@ pub(super) async fn join_group(
 
 pub(super) async fn sync_group(
     broker: &Arc<Broker>,
+    access: &Access,
     request: SyncGroupRequest,
     version: i16,
 ) -> SyncGroupResponse {
+    if group_denied(access, AclOperation::Read, &request.group_id) {
+        return SyncGroupResponse::default().with_error_code(GROUP_DENIED);
+    }
     let assignments = request
         .assignments
         .into_iter()
@@ -250,7 +289,14 @@ pub(super) async fn sync_group(
     out
 }
 
-pub(super) fn heartbeat(broker: &Arc<Broker>, request: HeartbeatRequest) -> HeartbeatResponse {
+pub(super) fn heartbeat(
+    broker: &Arc<Broker>,
+    access: &Access,
+    request: HeartbeatRequest,
+) -> HeartbeatResponse {
+    if group_denied(access, AclOperation::Read, &request.group_id) {
+        return HeartbeatResponse::default().with_error_code(GROUP_DENIED);
+    }
     let code = broker.coordinator.heartbeat(
         &request.group_id,
         &request.member_id,
@@ -262,9 +308,13 @@ pub(super) fn heartbeat(broker: &Arc<Broker>, request: HeartbeatRequest) -> Hear
 
 pub(super) fn leave_group(
     broker: &Arc<Broker>,
+    access: &Access,
     request: LeaveGroupRequest,
     version: i16,
 ) -> LeaveGroupResponse {
+    if group_denied(access, AclOperation::Read, &request.group_id) {
+        return LeaveGroupResponse::default().with_error_code(GROUP_DENIED);
+    }
     let members: Vec<(String, Option<String>)> = if version >= 3 {
         request
             .members
@@ -305,17 +355,29 @@ pub(super) fn leave_group(
 
 /// OffsetCommit: partitions of topics that do not exist are answered
 /// UNKNOWN_TOPIC_OR_PARTITION without reaching the group (as Kafka's request handler
-/// does); the rest are validated and stored by the coordinator.
+/// does); the rest are validated and stored by the coordinator. Needs READ on the group
+/// (else every partition is GROUP_AUTHORIZATION_FAILED) and on each topic.
 pub(super) async fn offset_commit(
     broker: &Arc<Broker>,
+    access: &Access,
     request: OffsetCommitRequest,
 ) -> OffsetCommitResponse {
     let image = broker.image();
-    let exists = |topic: &str, partition: i32| {
-        image
+    let group_refused = group_denied(access, AclOperation::Read, &request.group_id);
+    let refusal = |topic: &str, partition: i32| {
+        if group_refused {
+            Some(GROUP_DENIED)
+        } else if !access.allows(AclOperation::Read, ResourceType::Topic, topic) {
+            Some(ResponseError::TopicAuthorizationFailed.code())
+        } else if !image
             .topics
             .get(topic)
             .is_some_and(|t| t.partitions.contains_key(&partition))
+        {
+            Some(ResponseError::UnknownTopicOrPartition.code())
+        } else {
+            None
+        }
     };
     let entries: Vec<CommitEntry> = request
         .topics
@@ -323,7 +385,7 @@ pub(super) async fn offset_commit(
         .flat_map(|t| {
             t.partitions
                 .iter()
-                .filter(|p| exists(&t.name, p.partition_index))
+                .filter(|p| refusal(&t.name, p.partition_index).is_none())
                 .map(|p| CommitEntry {
                     topic: t.name.to_string(),
                     partition: p.partition_index,
@@ -370,10 +432,9 @@ pub(super) async fn offset_commit(
                 .partitions
                 .iter()
                 .map(|p| {
-                    let code = if exists(&t.name, p.partition_index) {
-                        codes.next().unwrap_or(0)
-                    } else {
-                        ResponseError::UnknownTopicOrPartition.code()
+                    let code = match refusal(&t.name, p.partition_index) {
+                        None => codes.next().unwrap_or(0),
+                        Some(code) => code,
                     };
                     OffsetCommitResponsePartition::default()
                         .with_partition_index(p.partition_index)
@@ -394,16 +455,36 @@ type FetchedTopics = Vec<(String, Vec<(i32, i64, i32, Option<String>, i16)>)>;
 /// The committed offsets of `group`. With `require_stable` (KIP-447, v7+), a partition
 /// whose offset a transaction still holds pending is answered UNSTABLE_OFFSET_COMMIT, so
 /// the consumer retries rather than start from an offset about to change.
+///
+/// Needs DESCRIBE on the group; topics the principal may not DESCRIBE are left out of an
+/// all-topics fetch and answered TOPIC_AUTHORIZATION_FAILED when named.
 fn fetch_group(
     broker: &Arc<Broker>,
+    access: &Access,
     group: &str,
     topics: Option<Vec<(String, Vec<i32>)>>,
     require_stable: bool,
 ) -> Result<FetchedTopics, i16> {
+    if group_denied(access, AclOperation::Describe, group) {
+        return Err(GROUP_DENIED);
+    }
+    let named = topics.is_some();
+    let describable = |t: &str| access.allows(AclOperation::Describe, ResourceType::Topic, t);
     let rows = broker.coordinator.fetch_offsets(group, topics.as_deref())?;
     let mut out: FetchedTopics = Vec::new();
     for (t, p, v) in rows {
+        let allowed = describable(&t);
+        if !allowed && !named {
+            continue;
+        }
         let entry = match v {
+            _ if !allowed => (
+                p,
+                -1,
+                -1,
+                Some(String::new()),
+                ResponseError::TopicAuthorizationFailed.code(),
+            ),
             _ if require_stable && broker.coordinator.has_pending_txn_offset(group, &t, p) => (
                 p,
                 -1,
@@ -424,6 +505,7 @@ fn fetch_group(
 
 pub(super) fn offset_fetch(
     broker: &Arc<Broker>,
+    access: &Access,
     request: OffsetFetchRequest,
     version: i16,
 ) -> OffsetFetchResponse {
@@ -438,7 +520,7 @@ pub(super) fn offset_fetch(
                         .collect()
                 });
                 let mut out = OffsetFetchResponseGroup::default().with_group_id(g.group_id.clone());
-                match fetch_group(broker, &g.group_id, topics, request.require_stable) {
+                match fetch_group(broker, access, &g.group_id, topics, request.require_stable) {
                     Ok(ts) => {
                         out.topics = ts
                             .into_iter()
@@ -476,6 +558,7 @@ pub(super) fn offset_fetch(
     let mut out = OffsetFetchResponse::default();
     match fetch_group(
         broker,
+        access,
         &request.group_id,
         topics,
         version >= 7 && request.require_stable,
@@ -511,8 +594,11 @@ pub(super) fn offset_fetch(
     out
 }
 
+/// ListGroups: every group with DESCRIBE on the cluster, else those the principal may
+/// DESCRIBE.
 pub(super) fn list_groups(
     broker: &Arc<Broker>,
+    access: &Access,
     request: ListGroupsRequest,
     version: i16,
 ) -> ListGroupsResponse {
@@ -527,10 +613,12 @@ pub(super) fn list_groups(
         .map(|t| t.to_lowercase())
         .collect();
     let groups = broker.coordinator.list_groups_typed(&states);
+    let all = access.allows_cluster(AclOperation::Describe);
     ListGroupsResponse::default().with_groups(
         groups
             .into_iter()
             .filter(|(_, _, _, kind)| types.is_empty() || types.iter().any(|t| t == kind))
+            .filter(|(id, ..)| all || !group_denied(access, AclOperation::Describe, id))
             .map(|(id, protocol_type, state, kind)| {
                 let mut g = ListedGroup::default()
                     .with_group_id(GroupId(s(id)))
@@ -549,6 +637,7 @@ pub(super) fn list_groups(
 
 pub(super) fn describe_groups(
     broker: &Arc<Broker>,
+    access: &Access,
     request: DescribeGroupsRequest,
     version: i16,
 ) -> DescribeGroupsResponse {
@@ -556,6 +645,12 @@ pub(super) fn describe_groups(
         .groups
         .into_iter()
         .map(|id| {
+            if group_denied(access, AclOperation::Describe, &id) {
+                return DescribedGroup::default()
+                    .with_error_code(GROUP_DENIED)
+                    .with_group_id(id)
+                    .with_authorized_operations(NOT_REQUESTED);
+            }
             let d = broker.coordinator.describe_group(&id);
             let mut g = DescribedGroup::default()
                 .with_error_code(d.error)
@@ -582,7 +677,7 @@ pub(super) fn describe_groups(
                 );
             if version >= 3 {
                 g.authorized_operations = if request.include_authorized_operations {
-                    authorized_operations(Resource::Group)
+                    access.operations(ResourceType::Group, &g.group_id)
                 } else {
                     NOT_REQUESTED
                 };
@@ -595,6 +690,7 @@ pub(super) fn describe_groups(
 
 pub(super) fn delete_groups(
     broker: &Arc<Broker>,
+    access: &Access,
     request: DeleteGroupsRequest,
 ) -> DeleteGroupsResponse {
     DeleteGroupsResponse::default().with_results(
@@ -602,7 +698,11 @@ pub(super) fn delete_groups(
             .groups_names
             .into_iter()
             .map(|g| {
-                let code = broker.coordinator.delete_group(&g);
+                let code = if group_denied(access, AclOperation::Delete, &g) {
+                    GROUP_DENIED
+                } else {
+                    broker.coordinator.delete_group(&g)
+                };
                 DeletableGroupResult::default()
                     .with_group_id(g)
                     .with_error_code(code)
@@ -611,13 +711,20 @@ pub(super) fn delete_groups(
     )
 }
 
+/// OffsetDelete: DELETE on the group, READ on each topic.
 pub(super) fn offset_delete(
     broker: &Arc<Broker>,
+    access: &Access,
     request: OffsetDeleteRequest,
 ) -> OffsetDeleteResponse {
+    if group_denied(access, AclOperation::Delete, &request.group_id) {
+        return OffsetDeleteResponse::default().with_error_code(GROUP_DENIED);
+    }
+    let readable = |t: &str| access.allows(AclOperation::Read, ResourceType::Topic, t);
     let partitions: Vec<(String, i32)> = request
         .topics
         .iter()
+        .filter(|t| readable(&t.name))
         .flat_map(|t| {
             t.partitions
                 .iter()
@@ -636,15 +743,21 @@ pub(super) fn offset_delete(
                     .topics
                     .into_iter()
                     .map(|t| {
+                        let allowed = readable(&t.name);
                         OffsetDeleteResponseTopic::default()
                             .with_name(t.name)
                             .with_partitions(
                                 t.partitions
                                     .iter()
                                     .map(|p| {
+                                        let code = if allowed {
+                                            codes.next().unwrap_or(0)
+                                        } else {
+                                            ResponseError::TopicAuthorizationFailed.code()
+                                        };
                                         OffsetDeleteResponsePartition::default()
                                             .with_partition_index(p.partition_index)
-                                            .with_error_code(codes.next().unwrap_or(0))
+                                            .with_error_code(code)
                                     })
                                     .collect(),
                             )
@@ -673,9 +786,11 @@ fn assignment_of(
         .collect()
 }
 
-/// ConsumerGroupHeartbeat (KIP-848): join, heartbeat, reconcile, leave.
+/// ConsumerGroupHeartbeat (KIP-848): join, heartbeat, reconcile, leave. Needs READ on the
+/// group and DESCRIBE on every topic subscribed to by name.
 pub(super) async fn consumer_group_heartbeat(
     broker: &Arc<Broker>,
+    access: &Access,
     request: ConsumerGroupHeartbeatRequest,
     client_id: &str,
     peer: SocketAddr,
@@ -683,6 +798,31 @@ pub(super) async fn consumer_group_heartbeat(
     use kafka_protocol::messages::consumer_group_heartbeat_response::{
         Assignment, TopicPartitions,
     };
+    let refused = |code: ResponseError, message: String| {
+        ConsumerGroupHeartbeatResponse::default()
+            .with_error_code(code.code())
+            .with_error_message(Some(s(message)))
+            .with_member_epoch(-1)
+    };
+    if group_denied(access, AclOperation::Read, &request.group_id) {
+        return refused(
+            ResponseError::GroupAuthorizationFailed,
+            "group authorization failed".into(),
+        );
+    }
+    let hidden: Vec<String> = request
+        .subscribed_topic_names
+        .iter()
+        .flatten()
+        .filter(|t| !access.allows(AclOperation::Describe, ResourceType::Topic, t))
+        .map(|t| t.to_string())
+        .collect();
+    if !hidden.is_empty() {
+        return refused(
+            ResponseError::TopicAuthorizationFailed,
+            format!("not authorized to describe topics {}", hidden.join(", ")),
+        );
+    }
     let req = strom_coordinator::consumer_group::Heartbeat {
         member_id: request.member_id.to_string(),
         member_epoch: request.member_epoch,
@@ -741,15 +881,18 @@ pub(super) async fn consumer_group_heartbeat(
 /// ConsumerGroupDescribe: KIP-848 groups; classic ones are GROUP_ID_NOT_FOUND, as in Kafka.
 pub(super) fn consumer_group_describe(
     broker: &Arc<Broker>,
+    access: &Access,
     request: ConsumerGroupDescribeRequest,
 ) -> ConsumerGroupDescribeResponse {
     use kafka_protocol::messages::consumer_group_describe_response::{
         Assignment, DescribedGroup, Member, TopicPartitions,
     };
-    let group_ops = if request.include_authorized_operations {
-        authorized_operations(Resource::Group)
-    } else {
-        NOT_REQUESTED
+    let group_ops = |id: &str| {
+        if request.include_authorized_operations {
+            access.operations(ResourceType::Group, id)
+        } else {
+            NOT_REQUESTED
+        }
     };
     let image = broker.image();
     let render = |a: &strom_coordinator::Assignment| {
@@ -771,18 +914,22 @@ pub(super) fn consumer_group_describe(
         .group_ids
         .into_iter()
         .map(|id| match broker.coordinator.consumer_describe(&id) {
+            _ if group_denied(access, AclOperation::Describe, &id) => DescribedGroup::default()
+                .with_group_id(id)
+                .with_error_code(GROUP_DENIED)
+                .with_authorized_operations(NOT_REQUESTED),
             Err(code) => DescribedGroup::default()
+                .with_authorized_operations(group_ops(&id))
                 .with_group_id(id)
                 .with_error_code(code)
-                .with_group_state(s("Dead"))
-                .with_authorized_operations(group_ops),
+                .with_group_state(s("Dead")),
             Ok(d) => DescribedGroup::default()
+                .with_authorized_operations(group_ops(&id))
                 .with_group_id(id)
                 .with_group_state(s(d.state))
                 .with_group_epoch(d.group_epoch)
                 .with_assignment_epoch(d.assignment_epoch)
                 .with_assignor_name(s(d.assignor))
-                .with_authorized_operations(group_ops)
                 .with_members(
                     d.members
                         .iter()

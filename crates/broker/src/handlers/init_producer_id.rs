@@ -3,16 +3,23 @@
 //! fresh id). With a transactional id, the transaction coordinator answers: the id's
 //! producer id with its epoch bumped, fencing the previous producer (PRODUCER_FENCED from
 //! v4 on, INVALID_PRODUCER_EPOCH before).
+//!
+//! A transactional producer needs WRITE on its transactional id; an idempotent one
+//! IDEMPOTENT_WRITE on the cluster or WRITE on some topic (KIP-679).
 
 use std::sync::Arc;
 
 use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, ProducerId};
 use kafka_protocol::ResponseError;
 
+use strom_types::acl::{AclOperation, ResourceType};
+
+use crate::authz::Access;
 use crate::broker::Broker;
 
 pub(super) async fn handle(
     broker: &Arc<Broker>,
+    access: &Access,
     request: InitProducerIdRequest,
     version: i16,
 ) -> InitProducerIdResponse {
@@ -27,6 +34,9 @@ pub(super) async fn handle(
         .as_ref()
         .filter(|t| !t.0.is_empty())
     {
+        if !access.allows(AclOperation::Write, ResourceType::TransactionalId, id) {
+            return refused(ResponseError::TransactionalIdAuthorizationFailed.code());
+        }
         let expected = (version >= 3 && request.producer_id.0 >= 0)
             .then_some((request.producer_id.0, request.producer_epoch));
         return match broker
@@ -42,6 +52,9 @@ pub(super) async fn handle(
             }
             Err(code) => refused(code),
         };
+    }
+    if !access.allows_idempotent_write() {
+        return refused(ResponseError::ClusterAuthorizationFailed.code());
     }
     match broker.allocate_producer_id().await {
         Ok(id) => InitProducerIdResponse::default()

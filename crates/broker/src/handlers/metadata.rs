@@ -1,6 +1,11 @@
 //! Metadata: the live brokers, the controller, the cluster id, and topics with their
 //! partitions' leaders, replicas and ISR. Unknown topics are created when the client allows
 //! it and `auto.create.topics.enable` is on, as in Kafka.
+//!
+//! With an authorizer, a principal sees only the topics it may DESCRIBE: the rest are left
+//! out of a listing, and a topic asked for by name or id gets TOPIC_AUTHORIZATION_FAILED
+//! (whether it exists or not, so names do not leak). Auto-creation needs CREATE on the
+//! cluster or on the topic.
 
 use std::sync::Arc;
 
@@ -12,11 +17,14 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 use strom_metadata::TopicImage;
 
-use crate::authz::{authorized_operations, Resource, NOT_REQUESTED};
+use strom_types::acl::{AclOperation, ResourceType, CLUSTER_NAME};
+
+use crate::authz::{Access, NOT_REQUESTED};
 use crate::broker::{Broker, RESERVED_TOPICS};
 
 pub(super) async fn handle(
     broker: &Arc<Broker>,
+    access: &Access,
     request: MetadataRequest,
     version: i16,
     listener: &str,
@@ -41,22 +49,40 @@ pub(super) async fn handle(
                 .collect(),
         ),
     };
-    let topic_ops = if version >= 8 && request.include_topic_authorized_operations {
-        authorized_operations(Resource::Topic)
-    } else {
-        NOT_REQUESTED
+    let topic_ops = version >= 8 && request.include_topic_authorized_operations;
+    let describable = |name: &str| access.allows(AclOperation::Describe, ResourceType::Topic, name);
+    let denied = |name: String| {
+        MetadataResponseTopic::default()
+            .with_error_code(ResponseError::TopicAuthorizationFailed.code())
+            .with_name(Some(TopicName(StrBytes::from_string(name))))
     };
     let allow_create = broker.config.auto_create_topics_enable
         && (version < 4 || request.allow_auto_topic_creation);
     let mut topics = Vec::new();
     match wanted {
-        None => topics.extend(image.topics.values().map(|t| topic_entry(t, node))),
+        None => topics.extend(
+            image
+                .topics
+                .values()
+                .filter(|t| describable(&t.name))
+                .map(|t| topic_entry(t, node)),
+        ),
         Some(names) => {
             for name in names {
+                if !describable(&name) {
+                    topics.push(denied(name));
+                    continue;
+                }
                 if !image.topics.contains_key(&name)
                     && allow_create
                     && !RESERVED_TOPICS.contains(&name.as_str())
                 {
+                    if !access.allows_cluster(AclOperation::Create)
+                        && !access.allows(AclOperation::Create, ResourceType::Topic, &name)
+                    {
+                        topics.push(denied(name));
+                        continue;
+                    }
                     match broker.auto_create(&name, false).await {
                         Ok(()) => image = broker.image(),
                         Err(r) if r.code == ResponseError::LeaderNotAvailable.code() => {
@@ -90,7 +116,12 @@ pub(super) async fn handle(
     }
     for id in by_id {
         match image.topic_by_id(&id) {
-            Some(t) => topics.push(topic_entry(t, node)),
+            Some(t) if describable(&t.name) => topics.push(topic_entry(t, node)),
+            Some(_) => topics.push(
+                MetadataResponseTopic::default()
+                    .with_error_code(ResponseError::TopicAuthorizationFailed.code())
+                    .with_topic_id(id),
+            ),
             None => topics.push(
                 MetadataResponseTopic::default()
                     .with_error_code(ResponseError::UnknownTopicId.code())
@@ -118,7 +149,7 @@ pub(super) async fn handle(
         .with_controller_id(BrokerId(broker.controller_for_clients(&image)))
         .with_cluster_authorized_operations(
             if (8..=10).contains(&version) && request.include_cluster_authorized_operations {
-                authorized_operations(Resource::Cluster)
+                access.operations(ResourceType::Cluster, CLUSTER_NAME)
             } else {
                 NOT_REQUESTED
             },
@@ -127,11 +158,13 @@ pub(super) async fn handle(
             topics
                 .into_iter()
                 .map(|t| {
-                    if t.error_code == 0 {
-                        t.with_topic_authorized_operations(topic_ops)
-                    } else {
-                        t
-                    }
+                    let ops = match &t.name {
+                        Some(name) if topic_ops && t.error_code == 0 => {
+                            access.operations(ResourceType::Topic, name)
+                        }
+                        _ => NOT_REQUESTED,
+                    };
+                    t.with_topic_authorized_operations(ops)
                 })
                 .collect(),
         )

@@ -1,8 +1,10 @@
 //! Request dispatch: parse the header, answer or refuse the version, guard the body against
 //! hostile lengths, decode it, run the API's handler, encode the response. One file per API.
 
+mod acls;
 mod admin;
 mod api_versions;
+mod client_quotas;
 mod configs;
 mod create_topics;
 mod describe_quorum;
@@ -22,14 +24,23 @@ mod transactions;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
-use kafka_protocol::messages::{ApiKey, ResponseHeader};
+use kafka_protocol::messages::{
+    AlterPartitionReassignmentsResponse, ApiKey, CreatePartitionsRequest, CreateTopicsRequest,
+    DeleteTopicsRequest, DescribeQuorumResponse, DescribeUserScramCredentialsResponse,
+    ElectLeadersResponse, FetchRequest, FetchResponse, ListPartitionReassignmentsResponse,
+    ResponseHeader,
+};
 use kafka_protocol::protocol::{Decodable, Encodable};
+use strom_metadata::{ControllerError, ControllerReply};
 use strom_protocol::guard;
 use strom_protocol::header::RequestHeader;
+use strom_types::acl::AclOperation;
 
 use crate::auth::{sasl, Admit, Session};
-use crate::broker::Broker;
+use crate::authz::Access;
+use crate::broker::{Broker, Refusal};
 use crate::fetch_codec::{self, Chunk};
+use crate::quotas::millis;
 
 /// Why a connection must close (Kafka closes on requests it cannot parse or serve).
 #[derive(Debug, thiserror::Error)]
@@ -117,6 +128,11 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::SaslAuthenticate, 0, 2),
     (ApiKey::DescribeUserScramCredentials, 0, 0),
     (ApiKey::AlterUserScramCredentials, 0, 0),
+    (ApiKey::DescribeAcls, 1, 3),
+    (ApiKey::CreateAcls, 1, 3),
+    (ApiKey::DeleteAcls, 1, 3),
+    (ApiKey::DescribeClientQuotas, 0, 1),
+    (ApiKey::AlterClientQuotas, 0, 1),
 ];
 
 fn supported(api_key: i16, version: i16) -> bool {
@@ -181,6 +197,7 @@ pub async fn handle(
     }
     let header = RequestHeader::parse(&frame)?;
     let (api_key, version) = (header.api_key, header.api_version);
+    session.facts.api = Some((api_key, version));
     if api_key == ApiKey::ApiVersions as i16 && !supported(api_key, version) {
         // Kafka answers a too-new ApiVersions in v0 with UNSUPPORTED_VERSION, so the client
         // can retry with a version from the list.
@@ -195,21 +212,70 @@ pub async fn handle(
     let key =
         ApiKey::try_from(api_key).map_err(|_| RequestError::Unsupported { api_key, version })?;
     let correlation_id = header.correlation_id;
+    if let Some(id) = header.client_id.as_deref() {
+        if session.client_id != id {
+            session.client_id = id.to_string();
+        }
+    }
+    let access = if broker.authorizer.enabled() {
+        broker
+            .authorizer
+            .access(&session.principal, peer.ip(), &broker.image())
+    } else {
+        Access::open()
+    };
+    let access = &access;
     let out = match key {
         ApiKey::ApiVersions => {
             let r = api_versions::handle(decode(body, version)?, version);
-            respond(key, version, correlation_id, &r)?
+            answer(session, key, version, correlation_id, &r)?
         }
         ApiKey::Metadata => {
-            let r = metadata::handle(broker, decode(body, version)?, version, listener).await;
-            respond(key, version, correlation_id, &r)?
+            let r =
+                metadata::handle(broker, access, decode(body, version)?, version, listener).await;
+            answer(session, key, version, correlation_id, &r)?
         }
-        ApiKey::Produce => match produce::handle(broker, decode(body, version)?, version).await {
-            Some(r) => respond(key, version, correlation_id, &r)?,
-            None => return Ok(None),
-        },
+        ApiKey::Produce => {
+            let bytes = body.len();
+            let outcome = produce::handle(broker, access, decode(body, version)?, version).await;
+            let wait = broker
+                .quotas
+                .record_produce(&broker.image(), session.quota_client(), bytes);
+            session.throttle(wait);
+            match outcome {
+                Some(r) => answer(
+                    session,
+                    key,
+                    version,
+                    correlation_id,
+                    &r.with_throttle_time_ms(millis(wait)),
+                )?,
+                None => return Ok(None),
+            }
+        }
         ApiKey::Fetch => {
-            let (r, regions) = fetch::handle(broker, decode(body, version)?, version).await;
+            let request: FetchRequest = decode(body, version)?;
+            let consumer = fetch::replica_id(&request, version) < 0;
+            let (mut r, mut regions) = fetch::handle(broker, access, request, version).await;
+            if consumer {
+                let bytes: u64 = regions.iter().flatten().map(|r| r.len()).sum();
+                let wait = broker.quotas.record_fetch(
+                    &broker.image(),
+                    session.quota_client(),
+                    bytes as usize,
+                );
+                if !wait.is_zero() {
+                    // Kafka answers a throttled fetch with no data, and holds the
+                    // connection back.
+                    r = FetchResponse::default().with_throttle_time_ms(millis(wait));
+                    regions = Vec::new();
+                    session.throttle(wait);
+                }
+            }
+            if broker.metrics.enabled() {
+                note_errors(session, &r);
+                fetch_bytes(broker, &r, &regions, consumer);
+            }
             return Ok(Some(Response::Chunks(fetch_codec::encode(
                 correlation_id,
                 version,
@@ -218,186 +284,417 @@ pub async fn handle(
             ))));
         }
         ApiKey::ListOffsets => {
-            let r = list_offsets::handle(broker, decode(body, version)?, version);
-            respond(key, version, correlation_id, &r)?
+            let r = list_offsets::handle(broker, access, decode(body, version)?, version);
+            answer(session, key, version, correlation_id, &r)?
         }
         ApiKey::OffsetForLeaderEpoch => {
-            let r = offsets_for_leader_epoch::handle(broker, decode(body, version)?);
-            respond(key, version, correlation_id, &r)?
+            let r = offsets_for_leader_epoch::handle(broker, access, decode(body, version)?);
+            answer(session, key, version, correlation_id, &r)?
         }
         ApiKey::CreateTopics => {
-            let r = create_topics::handle(broker, decode(body, version)?, version).await;
-            respond(key, version, correlation_id, &r)?
+            let request: CreateTopicsRequest = decode(body, version)?;
+            let image = broker.image();
+            let r = match mutation_wait(broker, session, &image, version >= 6) {
+                Some(wait) => client_quotas::throttled_create_topics(&request, wait),
+                None => {
+                    let validate_only = request.validate_only;
+                    let r = create_topics::handle(broker, access, request, version).await;
+                    let created = r
+                        .topics
+                        .iter()
+                        .filter(|t| t.error_code == 0 && !validate_only)
+                        .map(|t| t.num_partitions.max(0) as u32)
+                        .sum();
+                    broker
+                        .quotas
+                        .record_mutations(&image, session.quota_client(), created);
+                    r
+                }
+            };
+            answer(session, key, version, correlation_id, &r)?
         }
         ApiKey::DeleteTopics => {
-            let r = admin::delete_topics(broker, decode(body, version)?, version).await;
-            respond(key, version, correlation_id, &r)?
+            let request: DeleteTopicsRequest = decode(body, version)?;
+            let image = broker.image();
+            let r = match mutation_wait(broker, session, &image, version >= 5) {
+                Some(wait) => client_quotas::throttled_delete_topics(&request, wait),
+                None => {
+                    let r = admin::delete_topics(broker, access, request, version).await;
+                    let deleted = r
+                        .responses
+                        .iter()
+                        .filter(|t| t.error_code == 0)
+                        .filter_map(|t| image.topics.get(t.name.as_ref()?.as_str()))
+                        .map(|t| t.partitions.len() as u32)
+                        .sum();
+                    broker
+                        .quotas
+                        .record_mutations(&image, session.quota_client(), deleted);
+                    r
+                }
+            };
+            answer(session, key, version, correlation_id, &r)?
         }
         ApiKey::CreatePartitions => {
-            let r = admin::create_partitions(broker, decode(body, version)?).await;
-            respond(key, version, correlation_id, &r)?
+            let request: CreatePartitionsRequest = decode(body, version)?;
+            let image = broker.image();
+            let r = match mutation_wait(broker, session, &image, version >= 3) {
+                Some(wait) => client_quotas::throttled_create_partitions(&request, wait),
+                None => {
+                    let asked: Vec<(String, i32)> = request
+                        .topics
+                        .iter()
+                        .map(|t| (t.name.to_string(), t.count))
+                        .collect();
+                    let validate_only = request.validate_only;
+                    let r = admin::create_partitions(broker, access, request).await;
+                    let added = r
+                        .results
+                        .iter()
+                        .zip(&asked)
+                        .filter(|(res, _)| res.error_code == 0 && !validate_only)
+                        .map(|(_, (name, count))| {
+                            let had = image.topics.get(name).map_or(0, |t| t.partitions.len());
+                            (*count as usize).saturating_sub(had) as u32
+                        })
+                        .sum();
+                    broker
+                        .quotas
+                        .record_mutations(&image, session.quota_client(), added);
+                    r
+                }
+            };
+            answer(session, key, version, correlation_id, &r)?
         }
         ApiKey::DeleteRecords => {
-            let r = admin::delete_records(broker, decode(body, version)?);
-            respond(key, version, correlation_id, &r)?
+            let r = admin::delete_records(broker, access, decode(body, version)?);
+            answer(session, key, version, correlation_id, &r)?
         }
         ApiKey::DescribeCluster => {
-            let r = admin::describe_cluster(broker, decode(body, version)?, listener);
-            respond(key, version, correlation_id, &r)?
+            let r = admin::describe_cluster(broker, access, decode(body, version)?, listener);
+            answer(session, key, version, correlation_id, &r)?
         }
         ApiKey::ElectLeaders => {
-            let r = elect_leaders::handle(broker, decode(body, version)?).await;
-            respond(key, version, correlation_id, &r)?
+            let request = decode(body, version)?;
+            let r = match cluster_denied(access, AclOperation::Alter) {
+                Some(code) => ElectLeadersResponse::default().with_error_code(code),
+                None => elect_leaders::handle(broker, request).await,
+            };
+            answer(session, key, version, correlation_id, &r)?
         }
         ApiKey::AlterPartitionReassignments => {
-            let r = reassignments::alter(broker, decode(body, version)?).await;
-            respond(key, version, correlation_id, &r)?
+            let request = decode(body, version)?;
+            let r = match cluster_denied(access, AclOperation::Alter) {
+                Some(code) => AlterPartitionReassignmentsResponse::default().with_error_code(code),
+                None => reassignments::alter(broker, request).await,
+            };
+            answer(session, key, version, correlation_id, &r)?
         }
         ApiKey::ListPartitionReassignments => {
-            let r = reassignments::list(broker, decode(body, version)?);
-            respond(key, version, correlation_id, &r)?
+            let request = decode(body, version)?;
+            let r = match cluster_denied(access, AclOperation::Describe) {
+                Some(code) => ListPartitionReassignmentsResponse::default().with_error_code(code),
+                None => reassignments::list(broker, request),
+            };
+            answer(session, key, version, correlation_id, &r)?
         }
         ApiKey::DescribeQuorum => {
-            let r = describe_quorum::handle(broker, decode(body, version)?, version).await;
-            respond(key, version, correlation_id, &r)?
+            let request = decode(body, version)?;
+            let r = match cluster_denied(access, AclOperation::Describe) {
+                Some(code) => DescribeQuorumResponse::default().with_error_code(code),
+                None => describe_quorum::handle(broker, request, version).await,
+            };
+            answer(session, key, version, correlation_id, &r)?
         }
         ApiKey::DescribeTopicPartitions => {
-            let r = describe_topic_partitions::handle(broker, decode(body, version)?);
-            respond(key, version, correlation_id, &r)?
+            let r = describe_topic_partitions::handle(broker, access, decode(body, version)?);
+            answer(session, key, version, correlation_id, &r)?
         }
         ApiKey::DescribeLogDirs => {
-            let r = admin::describe_log_dirs(broker, decode(body, version)?, version);
-            respond(key, version, correlation_id, &r)?
+            let r = admin::describe_log_dirs(broker, access, decode(body, version)?, version);
+            answer(session, key, version, correlation_id, &r)?
         }
         ApiKey::DescribeConfigs => {
-            let r = configs::describe(broker, decode(body, version)?, version);
-            respond(key, version, correlation_id, &r)?
+            let r = configs::describe(broker, access, decode(body, version)?, version);
+            answer(session, key, version, correlation_id, &r)?
         }
         ApiKey::AlterConfigs => {
-            let r = configs::alter(broker, decode(body, version)?).await;
-            respond(key, version, correlation_id, &r)?
+            let r = configs::alter(broker, access, decode(body, version)?).await;
+            answer(session, key, version, correlation_id, &r)?
         }
         ApiKey::IncrementalAlterConfigs => {
-            let r = configs::incremental_alter(broker, decode(body, version)?).await;
-            respond(key, version, correlation_id, &r)?
+            let r = configs::incremental_alter(broker, access, decode(body, version)?).await;
+            answer(session, key, version, correlation_id, &r)?
         }
         ApiKey::InitProducerId => {
-            let r = init_producer_id::handle(broker, decode(body, version)?, version).await;
-            respond(key, version, correlation_id, &r)?
+            let r = init_producer_id::handle(broker, access, decode(body, version)?, version).await;
+            answer(session, key, version, correlation_id, &r)?
         }
         ApiKey::FindCoordinator => {
             let r =
-                groups::find_coordinator(broker, decode(body, version)?, version, listener).await;
-            respond(key, version, correlation_id, &r)?
+                groups::find_coordinator(broker, access, decode(body, version)?, version, listener)
+                    .await;
+            answer(session, key, version, correlation_id, &r)?
         }
         ApiKey::JoinGroup => {
             let client_id = header.client_id.clone().unwrap_or_default();
-            let r =
-                groups::join_group(broker, decode(body, version)?, version, &client_id, peer).await;
-            respond(key, version, correlation_id, &r)?
+            let r = groups::join_group(
+                broker,
+                access,
+                decode(body, version)?,
+                version,
+                &client_id,
+                peer,
+            )
+            .await;
+            answer(session, key, version, correlation_id, &r)?
         }
         ApiKey::SyncGroup => {
-            let r = groups::sync_group(broker, decode(body, version)?, version).await;
-            respond(key, version, correlation_id, &r)?
+            let r = groups::sync_group(broker, access, decode(body, version)?, version).await;
+            answer(session, key, version, correlation_id, &r)?
         }
         ApiKey::Heartbeat => {
-            let r = groups::heartbeat(broker, decode(body, version)?);
-            respond(key, version, correlation_id, &r)?
+            let r = groups::heartbeat(broker, access, decode(body, version)?);
+            answer(session, key, version, correlation_id, &r)?
         }
         ApiKey::LeaveGroup => {
-            let r = groups::leave_group(broker, decode(body, version)?, version);
-            respond(key, version, correlation_id, &r)?
+            let r = groups::leave_group(broker, access, decode(body, version)?, version);
+            answer(session, key, version, correlation_id, &r)?
         }
         ApiKey::OffsetCommit => {
-            let r = groups::offset_commit(broker, decode(body, version)?).await;
-            respond(key, version, correlation_id, &r)?
+            let r = groups::offset_commit(broker, access, decode(body, version)?).await;
+            answer(session, key, version, correlation_id, &r)?
         }
         ApiKey::OffsetFetch => {
-            let r = groups::offset_fetch(broker, decode(body, version)?, version);
-            respond(key, version, correlation_id, &r)?
+            let r = groups::offset_fetch(broker, access, decode(body, version)?, version);
+            answer(session, key, version, correlation_id, &r)?
         }
         ApiKey::ListGroups => {
-            let r = groups::list_groups(broker, decode(body, version)?, version);
-            respond(key, version, correlation_id, &r)?
+            let r = groups::list_groups(broker, access, decode(body, version)?, version);
+            answer(session, key, version, correlation_id, &r)?
         }
         ApiKey::DescribeGroups => {
-            let r = groups::describe_groups(broker, decode(body, version)?, version);
-            respond(key, version, correlation_id, &r)?
+            let r = groups::describe_groups(broker, access, decode(body, version)?, version);
+            answer(session, key, version, correlation_id, &r)?
         }
         ApiKey::DeleteGroups => {
-            let r = groups::delete_groups(broker, decode(body, version)?);
-            respond(key, version, correlation_id, &r)?
+            let r = groups::delete_groups(broker, access, decode(body, version)?);
+            answer(session, key, version, correlation_id, &r)?
         }
         ApiKey::ConsumerGroupHeartbeat => {
             let client_id = header.client_id.clone().unwrap_or_default();
-            let r =
-                groups::consumer_group_heartbeat(broker, decode(body, version)?, &client_id, peer)
-                    .await;
-            respond(key, version, correlation_id, &r)?
+            let r = groups::consumer_group_heartbeat(
+                broker,
+                access,
+                decode(body, version)?,
+                &client_id,
+                peer,
+            )
+            .await;
+            answer(session, key, version, correlation_id, &r)?
         }
         ApiKey::ConsumerGroupDescribe => {
-            let r = groups::consumer_group_describe(broker, decode(body, version)?);
-            respond(key, version, correlation_id, &r)?
+            let r = groups::consumer_group_describe(broker, access, decode(body, version)?);
+            answer(session, key, version, correlation_id, &r)?
         }
         ApiKey::OffsetDelete => {
-            let r = groups::offset_delete(broker, decode(body, version)?);
-            respond(key, version, correlation_id, &r)?
+            let r = groups::offset_delete(broker, access, decode(body, version)?);
+            answer(session, key, version, correlation_id, &r)?
         }
         ApiKey::AddPartitionsToTxn => {
-            let r = transactions::add_partitions(broker, decode(body, version)?, version).await;
-            respond(key, version, correlation_id, &r)?
+            let r =
+                transactions::add_partitions(broker, access, decode(body, version)?, version).await;
+            answer(session, key, version, correlation_id, &r)?
         }
         ApiKey::AddOffsetsToTxn => {
-            let r = transactions::add_offsets(broker, decode(body, version)?, version).await;
-            respond(key, version, correlation_id, &r)?
+            let r =
+                transactions::add_offsets(broker, access, decode(body, version)?, version).await;
+            answer(session, key, version, correlation_id, &r)?
         }
         ApiKey::EndTxn => {
-            let r = transactions::end_txn(broker, decode(body, version)?, version).await;
-            respond(key, version, correlation_id, &r)?
+            let r = transactions::end_txn(broker, access, decode(body, version)?, version).await;
+            answer(session, key, version, correlation_id, &r)?
         }
         ApiKey::WriteTxnMarkers => {
-            let r = transactions::write_txn_markers(broker, decode(body, version)?).await;
-            respond(key, version, correlation_id, &r)?
+            let r = transactions::write_txn_markers(broker, access, decode(body, version)?).await;
+            answer(session, key, version, correlation_id, &r)?
         }
         ApiKey::TxnOffsetCommit => {
-            let r = transactions::txn_offset_commit(broker, decode(body, version)?, version).await;
-            respond(key, version, correlation_id, &r)?
+            let r =
+                transactions::txn_offset_commit(broker, access, decode(body, version)?, version)
+                    .await;
+            answer(session, key, version, correlation_id, &r)?
         }
         ApiKey::DescribeTransactions => {
-            let r = transactions::describe_transactions(broker, decode(body, version)?).await;
-            respond(key, version, correlation_id, &r)?
+            let r =
+                transactions::describe_transactions(broker, access, decode(body, version)?).await;
+            answer(session, key, version, correlation_id, &r)?
         }
         ApiKey::ListTransactions => {
-            let r = transactions::list_transactions(broker, decode(body, version)?, version).await;
-            respond(key, version, correlation_id, &r)?
+            let r =
+                transactions::list_transactions(broker, access, decode(body, version)?, version)
+                    .await;
+            answer(session, key, version, correlation_id, &r)?
         }
         ApiKey::DescribeProducers => {
-            let r = transactions::describe_producers(broker, decode(body, version)?);
-            respond(key, version, correlation_id, &r)?
+            let r = transactions::describe_producers(broker, access, decode(body, version)?);
+            answer(session, key, version, correlation_id, &r)?
         }
         ApiKey::SaslHandshake => {
             let r = sasl::handshake(broker, session, decode(body, version)?, version);
-            respond(key, version, correlation_id, &r)?
+            answer(session, key, version, correlation_id, &r)?
         }
         ApiKey::SaslAuthenticate => {
             let r = sasl::authenticate(broker, session, decode(body, version)?).await;
-            respond(key, version, correlation_id, &r)?
+            answer(session, key, version, correlation_id, &r)?
         }
         ApiKey::DescribeUserScramCredentials => {
-            let r = scram_credentials::describe(broker, decode(body, version)?);
-            respond(key, version, correlation_id, &r)?
+            let request = decode(body, version)?;
+            let r = match cluster_denied(access, AclOperation::Describe) {
+                Some(code) => DescribeUserScramCredentialsResponse::default().with_error_code(code),
+                None => scram_credentials::describe(broker, request),
+            };
+            answer(session, key, version, correlation_id, &r)?
         }
         ApiKey::AlterUserScramCredentials => {
-            let r = scram_credentials::alter(broker, decode(body, version)?).await;
-            respond(key, version, correlation_id, &r)?
+            let r = scram_credentials::alter(broker, access, decode(body, version)?).await;
+            answer(session, key, version, correlation_id, &r)?
+        }
+        ApiKey::DescribeAcls => {
+            let r = acls::describe(broker, access, decode(body, version)?);
+            answer(session, key, version, correlation_id, &r)?
+        }
+        ApiKey::CreateAcls => {
+            let r = acls::create(broker, access, decode(body, version)?).await;
+            answer(session, key, version, correlation_id, &r)?
+        }
+        ApiKey::DeleteAcls => {
+            let r = acls::delete(broker, access, decode(body, version)?).await;
+            answer(session, key, version, correlation_id, &r)?
+        }
+        ApiKey::DescribeClientQuotas => {
+            let r = client_quotas::describe(broker, access, decode(body, version)?);
+            answer(session, key, version, correlation_id, &r)?
+        }
+        ApiKey::AlterClientQuotas => {
+            let r = client_quotas::alter(broker, access, decode(body, version)?).await;
+            answer(session, key, version, correlation_id, &r)?
         }
         _ => return Err(RequestError::Unsupported { api_key, version }),
     };
     Ok(Some(Response::Bytes(out)))
 }
 
+/// Counts a fetch response's record bytes per topic (a consumer's) or as replication, and
+/// its failed partitions. `regions` follow the response's partitions in order.
+fn fetch_bytes(
+    broker: &Broker,
+    r: &FetchResponse,
+    regions: &[Option<strom_storage::FileRegion>],
+    consumer: bool,
+) {
+    let mut regions = regions.iter();
+    let image = broker.image();
+    for topic in &r.responses {
+        // Topics that exist only: a client's made-up names (or unknown ids) get no series.
+        let known = image.topics.contains_key(topic.topic.0.as_str());
+        let metrics = (consumer && known).then(|| broker.metrics.topic(&topic.topic.0));
+        for p in &topic.partitions {
+            let bytes = regions
+                .next()
+                .and_then(Option::as_ref)
+                .map_or(0, |r| r.len());
+            match &metrics {
+                Some(m) if p.error_code != 0 => m.fetch_failed(),
+                Some(m) => m.fetched(bytes),
+                None if !consumer => broker.metrics.replication_out(bytes),
+                None => {}
+            }
+        }
+    }
+}
+
+/// KIP-599: how long a topic mutation must wait, when the client's
+/// `controller_mutation_rate` bucket is overdrawn and the version knows
+/// THROTTLING_QUOTA_EXCEEDED (`strict`). Older versions go ahead and the connection is held
+/// back instead.
+fn mutation_wait(
+    broker: &Broker,
+    session: &mut Session,
+    image: &strom_metadata::MetadataImage,
+    strict: bool,
+) -> Option<std::time::Duration> {
+    let wait = broker
+        .quotas
+        .mutation_throttle(image, session.quota_client())?;
+    session.throttle(wait);
+    strict.then_some(wait)
+}
+
+/// Puts a controller's answers to a batch back into the request's outcomes: item `i` of
+/// the batch is the request's item `slots[i]`. A reply that is not per-item (`each` gives
+/// `None`), or none at all, fails every item sent.
+pub(crate) fn spread<T>(
+    outcomes: &mut [Result<T, Refusal>],
+    slots: &[usize],
+    reply: Result<ControllerReply, Refusal>,
+    each: impl FnOnce(ControllerReply) -> Option<Vec<Result<T, ControllerError>>>,
+) {
+    let answers = reply.and_then(|r| {
+        each(r).ok_or_else(|| {
+            Refusal::new(
+                kafka_protocol::ResponseError::UnknownServerError,
+                "unexpected controller reply",
+            )
+        })
+    });
+    match answers {
+        Ok(answers) => {
+            for (slot, answer) in slots.iter().zip(answers) {
+                outcomes[*slot] = answer.map_err(|e| crate::errors::controller_refusal(&e));
+            }
+        }
+        Err(e) => {
+            for slot in slots {
+                outcomes[*slot] = Err(e.clone());
+            }
+        }
+    }
+}
+
+/// The per-item outcomes of a [`ControllerReply::Outcomes`].
+pub(crate) fn outcomes(reply: ControllerReply) -> Option<Vec<Result<(), ControllerError>>> {
+    match reply {
+        ControllerReply::Outcomes { outcomes, .. } => Some(outcomes),
+        _ => None,
+    }
+}
+
+/// CLUSTER_AUTHORIZATION_FAILED, if `access` may not do `operation` on the cluster.
+fn cluster_denied(access: &Access, operation: AclOperation) -> Option<i16> {
+    (!access.allows_cluster(operation))
+        .then(|| kafka_protocol::ResponseError::ClusterAuthorizationFailed.code())
+}
+
 fn decode<T: Decodable>(mut body: Bytes, version: i16) -> Result<T, RequestError> {
     T::decode(&mut body, version).map_err(|e| RequestError::Decode(format!("{e:#}")))
+}
+
+/// [`respond`], noting the response's error codes for the request's metrics.
+fn answer<T: Encodable + crate::metrics::ErrorCodes>(
+    session: &mut Session,
+    key: ApiKey,
+    version: i16,
+    correlation_id: i32,
+    body: &T,
+) -> Result<Bytes, RequestError> {
+    note_errors(session, body);
+    respond(key, version, correlation_id, body)
+}
+
+fn note_errors(session: &mut Session, body: &impl crate::metrics::ErrorCodes) {
+    let errors = &mut session.facts.errors;
+    body.each_error(&mut |code| errors.push(code));
 }
 
 /// Encodes a response header (in the version the API uses) and body.

@@ -16,14 +16,17 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 use strom_replication::ReplicationError;
 use strom_storage::AppendOrigin;
+use strom_types::acl::{AclOperation, ResourceType};
 use strom_types::batch::{self, BatchHeader};
 use strom_types::TopicPartition;
 
+use crate::authz::Access;
 use crate::broker::Broker;
 use crate::errors;
 
 pub(super) async fn handle(
     broker: &Arc<Broker>,
+    access: &Access,
     request: ProduceRequest,
     version: i16,
 ) -> Option<ProduceResponse> {
@@ -36,9 +39,19 @@ pub(super) async fn handle(
         .as_ref()
         .filter(|t| !t.0.is_empty())
         .map(|t| t.0.to_string().into());
+    // Kafka's checks: WRITE on the transactional id (for every partition), WRITE on each
+    // topic.
+    let txn_denied = transactional_id
+        .as_deref()
+        .filter(|t| !access.allows(AclOperation::Write, ResourceType::TransactionalId, t))
+        .map(|_| ResponseError::TransactionalIdAuthorizationFailed);
     let mut topics: Vec<(TopicName, Vec<_>)> = Vec::with_capacity(request.topic_data.len());
     for topic in request.topic_data {
         let name: Arc<str> = topic.name.0.to_string().into();
+        let denied = txn_denied.or_else(|| {
+            (!access.allows(AclOperation::Write, ResourceType::Topic, &name))
+                .then_some(ResponseError::TopicAuthorizationFailed)
+        });
         let partitions = topic
             .partition_data
             .into_iter()
@@ -49,8 +62,8 @@ pub(super) async fn handle(
                     p.index,
                     p.records,
                     (acks, timeout),
-                    transactional_id.clone(),
-                    adds,
+                    (transactional_id.clone(), adds),
+                    denied,
                 )
             })
             .collect::<Vec<_>>();
@@ -73,8 +86,8 @@ async fn produce_partition(
     index: i32,
     records: Option<Bytes>,
     (acks, timeout): (i16, Duration),
-    transactional_id: Option<Arc<str>>,
-    adds: bool,
+    (transactional_id, adds): (Option<Arc<str>>, bool),
+    denied: Option<ResponseError>,
 ) -> PartitionProduceResponse {
     let mut out = PartitionProduceResponse::default()
         .with_index(index)
@@ -83,6 +96,9 @@ async fn produce_partition(
         .with_log_start_offset(-1);
     let mut record_errors = Vec::new();
     let result: Result<(), (i16, String)> = async {
+        if let Some(e) = denied {
+            return Err((e.code(), e.to_string()));
+        }
         if !matches!(acks, -1..=1) {
             return Err((
                 ResponseError::InvalidRequiredAcks.code(),
@@ -124,6 +140,10 @@ async fn produce_partition(
                 }
                 (errors::replication_error_code(&e), e.to_string())
             })?;
+        broker
+            .metrics
+            .topic(&name)
+            .produced(info.bytes, info.records);
         out.base_offset = info.first_offset;
         out.log_append_time_ms = info.log_append_time;
         out.log_start_offset = info.log_start_offset;
@@ -131,6 +151,10 @@ async fn produce_partition(
     }
     .await;
     if let Err((code, message)) = result {
+        // Counted for topics that exist: names a client makes up get no series.
+        if broker.image().topics.contains_key(&*name) {
+            broker.metrics.topic(&name).produce_failed();
+        }
         out.error_code = code;
         out.error_message = Some(StrBytes::from_string(message));
         out.record_errors = record_errors

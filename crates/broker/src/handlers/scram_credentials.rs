@@ -1,5 +1,6 @@
 //! DescribeUserScramCredentials and AlterUserScramCredentials: users' SCRAM credentials,
 //! kept in the metadata log. Only mechanisms and iteration counts are ever described.
+//! DESCRIBE and ALTER on the cluster, as Kafka checks.
 
 use std::collections::BTreeMap;
 
@@ -15,7 +16,7 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 use strom_metadata::controller::scram::UserChange;
 use strom_metadata::records::ScramMechanism;
-use strom_metadata::{ControllerReply, ControllerRequest};
+use strom_metadata::ControllerRequest;
 
 use crate::broker::{Broker, Refusal};
 
@@ -179,8 +180,10 @@ fn user<'a>(
 
 pub(super) async fn alter(
     broker: &Broker,
+    access: &crate::authz::Access,
     request: AlterUserScramCredentialsRequest,
 ) -> AlterUserScramCredentialsResponse {
+    let allowed = access.allows_cluster(strom_types::acl::AclOperation::Alter);
     // Users in the order they first appear, each with everything asked of it.
     let mut order: Vec<String> = Vec::new();
     let mut asked: BTreeMap<String, Asked> = BTreeMap::new();
@@ -201,6 +204,13 @@ pub(super) async fn alter(
     let mut changes = Vec::new();
     let mut slots = Vec::new();
     for name in &order {
+        if !allowed {
+            outcomes.push(Err(refusal(
+                ResponseError::ClusterAuthorizationFailed,
+                "cluster authorization failed",
+            )));
+            continue;
+        }
         match check(name, &asked[name]) {
             Ok(change) => {
                 slots.push(outcomes.len());
@@ -214,28 +224,7 @@ pub(super) async fn alter(
         let reply = broker
             .submit(ControllerRequest::AlterScramCredentials { users: changes })
             .await;
-        match reply {
-            Ok(ControllerReply::Outcomes { outcomes: each, .. }) => {
-                for (slot, outcome) in slots.iter().zip(each) {
-                    if let Err(e) = outcome {
-                        outcomes[*slot] = Err(crate::errors::controller_refusal(&e));
-                    }
-                }
-            }
-            Ok(_) => {
-                for slot in &slots {
-                    outcomes[*slot] = Err(refusal(
-                        ResponseError::UnknownServerError,
-                        "unexpected controller reply",
-                    ));
-                }
-            }
-            Err(e) => {
-                for slot in &slots {
-                    outcomes[*slot] = Err(e.clone());
-                }
-            }
-        }
+        super::spread(&mut outcomes, &slots, reply, super::outcomes);
     }
     let results = order
         .iter()

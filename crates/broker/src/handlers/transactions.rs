@@ -5,6 +5,11 @@
 //! DescribeTransactions, ListTransactions and DescribeProducers. The coordinator's errors
 //! are mapped to what each version knows: PRODUCER_FENCED arrived with KIP-588, and older
 //! versions get INVALID_PRODUCER_EPOCH instead.
+//!
+//! Kafka's checks: WRITE on the transactional id for a client's adds, ends and offset
+//! commits, with WRITE on the topics added, READ on the group and its topics for offsets;
+//! CLUSTER_ACTION for what only brokers send (batched adds, markers); DESCRIBE on the id to
+//! describe or list a transaction; READ on a topic to describe its producers.
 
 use std::sync::Arc;
 
@@ -29,11 +34,22 @@ use strom_coordinator::txn::{TxnStatus, TRANSACTION_VERSION_1, TRANSACTION_VERSI
 use strom_coordinator::{CommitEntry, TxnCommitter, OFFSETS_TOPIC};
 use strom_types::TopicPartition;
 
+use strom_types::acl::{AclOperation, ResourceType};
+
+use crate::authz::Access;
 use crate::broker::{Broker, GroupWrite};
 use crate::txn::{check_in_transaction, coordinator_busy, write_marker_here};
 
 fn s(v: impl Into<String>) -> StrBytes {
     StrBytes::from_string(v.into())
+}
+
+fn may_write_txn(access: &Access, transactional_id: &str) -> bool {
+    access.allows(
+        AclOperation::Write,
+        ResourceType::TransactionalId,
+        transactional_id,
+    )
 }
 
 /// PRODUCER_FENCED as versions before `fenced_from` know it.
@@ -109,11 +125,39 @@ fn topic_results(
 
 pub(super) async fn add_partitions(
     broker: &Arc<Broker>,
+    access: &Access,
     request: AddPartitionsToTxnRequest,
     version: i16,
 ) -> AddPartitionsToTxnResponse {
     let coordinator = &broker.transactions;
     if version <= 3 {
+        let topics = &request.v3_and_below_topics;
+        let txn_denied = !may_write_txn(access, &request.v3_and_below_transactional_id);
+        let denied_topics: Vec<bool> = topics
+            .iter()
+            .map(|t| !access.allows(AclOperation::Write, ResourceType::Topic, &t.name))
+            .collect();
+        if txn_denied || denied_topics.contains(&true) {
+            // Denied topics get TOPIC_AUTHORIZATION_FAILED and the rest
+            // OPERATION_NOT_ATTEMPTED; a denied transactional id fails them all.
+            let codes: Vec<i16> = topics
+                .iter()
+                .zip(&denied_topics)
+                .flat_map(|(t, denied)| {
+                    let code = if txn_denied {
+                        ResponseError::TransactionalIdAuthorizationFailed
+                    } else if *denied {
+                        ResponseError::TopicAuthorizationFailed
+                    } else {
+                        ResponseError::OperationNotAttempted
+                    };
+                    t.partitions.iter().map(move |_| code.code())
+                })
+                .collect();
+            let results = topic_results(broker, topics, |i| codes[i], true);
+            return AddPartitionsToTxnResponse::default()
+                .with_results_by_topic_v3_and_below(results);
+        }
         let (parts, all_known) = known_partitions(broker, &request.v3_and_below_topics);
         let code = if all_known {
             match coordinator
@@ -134,6 +178,10 @@ pub(super) async fn add_partitions(
         };
         let results = topic_results(broker, &request.v3_and_below_topics, |_| code, all_known);
         return AddPartitionsToTxnResponse::default().with_results_by_topic_v3_and_below(results);
+    }
+    if !access.allows_cluster(AclOperation::ClusterAction) {
+        return AddPartitionsToTxnResponse::default()
+            .with_error_code(ResponseError::ClusterAuthorizationFailed.code());
     }
     let mut out = Vec::with_capacity(request.transactions.len());
     for txn in &request.transactions {
@@ -168,10 +216,21 @@ pub(super) async fn add_partitions(
 
 pub(super) async fn add_offsets(
     broker: &Arc<Broker>,
+    access: &Access,
     request: AddOffsetsToTxnRequest,
     version: i16,
 ) -> AddOffsetsToTxnResponse {
     let group = request.group_id.as_str();
+    let denied = if !may_write_txn(access, &request.transactional_id) {
+        Some(ResponseError::TransactionalIdAuthorizationFailed)
+    } else if !access.allows(AclOperation::Read, ResourceType::Group, group) {
+        Some(ResponseError::GroupAuthorizationFailed)
+    } else {
+        None
+    };
+    if let Some(e) = denied {
+        return AddOffsetsToTxnResponse::default().with_error_code(e.code());
+    }
     if let Err(r) = broker.ensure_offsets_topic().await {
         tracing::debug!(reason = %r.message, "AddOffsetsToTxn before __consumer_offsets exists");
         return AddOffsetsToTxnResponse::default()
@@ -202,9 +261,16 @@ pub(super) async fn add_offsets(
 /// the bumped epoch the producer goes on with.
 pub(super) async fn end_txn(
     broker: &Arc<Broker>,
+    access: &Access,
     request: EndTxnRequest,
     version: i16,
 ) -> EndTxnResponse {
+    if !may_write_txn(access, &request.transactional_id) {
+        return EndTxnResponse::default()
+            .with_error_code(ResponseError::TransactionalIdAuthorizationFailed.code())
+            .with_producer_id(ProducerId(-1))
+            .with_producer_epoch(-1);
+    }
     let client_version = if version >= 5 {
         TRANSACTION_VERSION_2
     } else {
@@ -233,8 +299,10 @@ pub(super) async fn end_txn(
 /// WriteTxnMarkers: each marker to each partition this broker leads (acks=all).
 pub(super) async fn write_txn_markers(
     broker: &Arc<Broker>,
+    access: &Access,
     request: WriteTxnMarkersRequest,
 ) -> WriteTxnMarkersResponse {
+    let allowed = access.allows_cluster(AclOperation::ClusterAction);
     let image = broker.image();
     let me = broker.config.node_id;
     let mut markers = Vec::with_capacity(request.markers.len());
@@ -250,6 +318,7 @@ pub(super) async fn write_txn_markers(
                 let tp = TopicPartition::new(name, *p);
                 async move {
                     let code = match placement {
+                        _ if !allowed => ResponseError::ClusterAuthorizationFailed.code(),
                         None => ResponseError::UnknownTopicOrPartition.code(),
                         Some(pl) if pl.leader != me => ResponseError::NotLeaderOrFollower.code(),
                         Some(_) => {
@@ -324,13 +393,29 @@ async fn in_transaction(
 
 pub(super) async fn txn_offset_commit(
     broker: &Arc<Broker>,
+    access: &Access,
     request: TxnOffsetCommitRequest,
     version: i16,
 ) -> TxnOffsetCommitResponse {
     let group = request.group_id.to_string();
+    // Refused as a whole (transactional id, group) or per topic.
+    let whole = if !may_write_txn(access, &request.transactional_id) {
+        Some(ResponseError::TransactionalIdAuthorizationFailed.code())
+    } else if !access.allows(AclOperation::Read, ResourceType::Group, &group) {
+        Some(ResponseError::GroupAuthorizationFailed.code())
+    } else {
+        None
+    };
+    let topic_code = |topic: &str| {
+        whole.or_else(|| {
+            (!access.allows(AclOperation::Read, ResourceType::Topic, topic))
+                .then(|| ResponseError::TopicAuthorizationFailed.code())
+        })
+    };
     let entries: Vec<CommitEntry> = request
         .topics
         .iter()
+        .filter(|t| topic_code(&t.name).is_none())
         .flat_map(|t| {
             t.partitions.iter().map(|p| CommitEntry {
                 topic: t.name.to_string(),
@@ -364,9 +449,16 @@ pub(super) async fn txn_offset_commit(
             -1
         },
     };
-    let result = match in_transaction(broker, &request, version).await {
-        0 => broker.coordinator.txn_commit_offsets(&group, &by, &entries),
-        code => Err(code),
+    let every_topic_refused = whole.is_some()
+        || (!request.topics.is_empty()
+            && request.topics.iter().all(|t| topic_code(&t.name).is_some()));
+    let result = if every_topic_refused {
+        Ok(Vec::new())
+    } else {
+        match in_transaction(broker, &request, version).await {
+            0 => broker.coordinator.txn_commit_offsets(&group, &by, &entries),
+            code => Err(code),
+        }
     };
     let result = match result {
         Ok(codes) => match broker
@@ -383,15 +475,19 @@ pub(super) async fn txn_offset_commit(
         .topics
         .iter()
         .map(|t| {
+            let refused = topic_code(&t.name);
             let partitions = t
                 .partitions
                 .iter()
                 .map(|p| {
-                    let code = match &result {
-                        Ok(codes) => codes.get(i).copied().unwrap_or(0),
-                        Err(code) => *code,
+                    let code = match (&result, refused) {
+                        (_, Some(code)) => code,
+                        (Ok(codes), None) => codes.get(i).copied().unwrap_or(0),
+                        (Err(code), None) => *code,
                     };
-                    i += 1;
+                    if refused.is_none() {
+                        i += 1;
+                    }
                     TxnOffsetCommitResponsePartition::default()
                         .with_partition_index(p.partition_index)
                         .with_error_code(code)
@@ -407,6 +503,7 @@ pub(super) async fn txn_offset_commit(
 
 pub(super) async fn describe_transactions(
     broker: &Arc<Broker>,
+    access: &Access,
     request: DescribeTransactionsRequest,
 ) -> DescribeTransactionsResponse {
     let mut states = Vec::with_capacity(request.transactional_ids.len());
@@ -417,6 +514,11 @@ pub(super) async fn describe_transactions(
             .with_producer_id(ProducerId(-1))
             .with_producer_epoch(-1)
             .with_transaction_start_time_ms(-1);
+        if !access.allows(AclOperation::Describe, ResourceType::TransactionalId, id) {
+            out.error_code = ResponseError::TransactionalIdAuthorizationFailed.code();
+            states.push(out);
+            continue;
+        }
         match broker.transactions.describe(id.as_str()).await {
             Ok(d) => {
                 out.transaction_state = s(d.state);
@@ -457,6 +559,7 @@ const STATE_NAMES: [TxnStatus; 8] = [
 
 pub(super) async fn list_transactions(
     broker: &Arc<Broker>,
+    access: &Access,
     request: ListTransactionsRequest,
     version: i16,
 ) -> ListTransactionsResponse {
@@ -498,6 +601,11 @@ pub(super) async fn list_transactions(
                 pattern
                     .as_ref()
                     .is_none_or(|p| p.is_match(&l.transactional_id))
+                    && access.allows(
+                        AclOperation::Describe,
+                        ResourceType::TransactionalId,
+                        &l.transactional_id,
+                    )
             })
             .map(|l| {
                 ListedState::default()
@@ -514,6 +622,7 @@ pub(super) async fn list_transactions(
 
 pub(super) fn describe_producers(
     broker: &Arc<Broker>,
+    access: &Access,
     request: DescribeProducersRequest,
 ) -> DescribeProducersResponse {
     let image = broker.image();
@@ -526,6 +635,10 @@ pub(super) fn describe_producers(
                 .iter()
                 .map(|p| {
                     let mut out = PartitionResponse::default().with_partition_index(*p);
+                    if !access.allows(AclOperation::Read, ResourceType::Topic, &t.name) {
+                        out.error_code = ResponseError::TopicAuthorizationFailed.code();
+                        return out;
+                    }
                     match broker.leader_partition(&image, t.name.as_str(), *p) {
                         Ok(part) => {
                             out.active_producers = part

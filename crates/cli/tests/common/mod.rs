@@ -26,6 +26,8 @@ impl Server {
             .arg("--override")
             .arg("listeners=PLAINTEXT://127.0.0.1:0")
             .arg("--override")
+            .arg("http.listeners=http://127.0.0.1:0")
+            .arg("--override")
             .arg(format!("log.dirs={}", data.display()));
         for e in extra {
             cmd.arg("--override").arg(e);

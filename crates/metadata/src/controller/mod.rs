@@ -11,13 +11,17 @@
 //! - [`placement`]: where the replicas of new partitions go.
 //! - [`reassign`]: moving replicas between brokers (AlterPartitionReassignments).
 //! - [`scram`]: users' SCRAM credentials (AlterUserScramCredentials).
+//! - [`acls`]: access control lists (CreateAcls, DeleteAcls).
+//! - [`quotas`]: client quotas (AlterClientQuotas).
 //!
 //! Requests are handled one at a time (an async mutex), each after a read barrier on the
 //! quorum, so every check sees the effect of every earlier commit.
 
+pub mod acls;
 pub mod brokers;
 pub mod partitions;
 pub mod placement;
+pub mod quotas;
 pub mod reassign;
 pub mod scram;
 pub mod topics;
@@ -170,6 +174,21 @@ pub enum ControllerRequest {
         /// Per user, in request order.
         users: Vec<scram::UserChange>,
     },
+    /// Set or remove client quotas (AlterClientQuotas).
+    AlterClientQuotas {
+        /// Per entity, in request order.
+        changes: Vec<quotas::QuotaChange>,
+    },
+    /// Create ACLs (CreateAcls).
+    CreateAcls {
+        /// In request order.
+        acls: Vec<strom_types::acl::AclBinding>,
+    },
+    /// Delete the ACLs filters select (DeleteAcls).
+    DeleteAcls {
+        /// In request order.
+        filters: Vec<strom_types::acl::AclFilter>,
+    },
 }
 
 /// One topic of a [`ControllerRequest::CreateTopics`].
@@ -243,6 +262,13 @@ pub enum ControllerReply {
         /// Commit offset.
         offset: i64,
     },
+    /// Per DeleteAcls filter, the ACLs it deleted or why it was refused.
+    DeletedAcls {
+        /// In request order.
+        results: Vec<Result<Vec<strom_types::acl::AclBinding>, ControllerError>>,
+        /// Commit offset.
+        offset: i64,
+    },
     /// Each partition's outcome of an ElectLeaders.
     Elections {
         /// In request order.
@@ -263,7 +289,8 @@ impl ControllerReply {
             | ControllerReply::Registered { offset, .. }
             | ControllerReply::Heartbeat { offset, .. }
             | ControllerReply::Elections { offset, .. }
-            | ControllerReply::Outcomes { offset, .. } => *offset,
+            | ControllerReply::Outcomes { offset, .. }
+            | ControllerReply::DeletedAcls { offset, .. } => *offset,
         }
     }
 }
@@ -492,6 +519,21 @@ impl Controller {
                 let (records, outcomes) = scram::alter(&image, &users);
                 let offset = self.commit(records, image.offset).await?;
                 Ok(ControllerReply::Outcomes { outcomes, offset })
+            }
+            ControllerRequest::AlterClientQuotas { changes } => {
+                let (records, outcomes) = quotas::alter(&image, &changes);
+                let offset = self.commit(records, image.offset).await?;
+                Ok(ControllerReply::Outcomes { outcomes, offset })
+            }
+            ControllerRequest::CreateAcls { acls } => {
+                let (records, outcomes) = acls::create(&image, &acls);
+                let offset = self.commit(records, image.offset).await?;
+                Ok(ControllerReply::Outcomes { outcomes, offset })
+            }
+            ControllerRequest::DeleteAcls { filters } => {
+                let (records, results) = acls::delete(&image, &filters);
+                let offset = self.commit(records, image.offset).await?;
+                Ok(ControllerReply::DeletedAcls { results, offset })
             }
             ControllerRequest::AllocateProducerIds { broker_id } => {
                 let (records, start, end) = topics::allocate_producer_ids(&image, broker_id);

@@ -121,7 +121,10 @@ pub fn change(
         | ControllerRequest::AlterPartition(_)
         | ControllerRequest::ElectLeaders { .. }
         | ControllerRequest::AlterReassignments { .. }
-        | ControllerRequest::AlterScramCredentials { .. } => Err(ControllerError::InvalidRequest(
+        | ControllerRequest::AlterScramCredentials { .. }
+        | ControllerRequest::CreateAcls { .. }
+        | ControllerRequest::AlterClientQuotas { .. }
+        | ControllerRequest::DeleteAcls { .. } => Err(ControllerError::InvalidRequest(
             "not a topic or config change".into(),
         )),
     }

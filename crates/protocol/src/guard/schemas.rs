@@ -63,6 +63,7 @@ const I8: Kind = Kind::Fixed(1);
 const I16: Kind = Kind::Fixed(2);
 const I32: Kind = Kind::Fixed(4);
 const I64: Kind = Kind::Fixed(8);
+const F64: Kind = Kind::Fixed(8);
 const BOOL: Kind = Kind::Fixed(1);
 const UUID: Kind = Kind::Fixed(16);
 const STR: Kind = Kind::Str { nullable: false };
@@ -185,7 +186,69 @@ static MESSAGES: &[Message] = &[
     msg(36, 0, 2, 2, &SASL_AUTHENTICATE_REQUEST),
     msg(50, 0, 0, 0, &DESCRIBE_USER_SCRAM_CREDENTIALS_REQUEST),
     msg(51, 0, 0, 0, &ALTER_USER_SCRAM_CREDENTIALS_REQUEST),
+    msg(29, 1, 3, 2, &ACL_FILTER),
+    msg(30, 1, 3, 2, &CREATE_ACLS_REQUEST),
+    msg(31, 1, 3, 2, &DELETE_ACLS_REQUEST),
+    msg(48, 0, 1, 1, &DESCRIBE_CLIENT_QUOTAS_REQUEST),
+    msg(49, 0, 1, 1, &ALTER_CLIENT_QUOTAS_REQUEST),
 ];
+
+static QUOTA_COMPONENT: Struct = Struct(&[
+    f("entity_type", 0, ALL, STR),
+    f("match_type", 0, ALL, I8),
+    f("match", 0, ALL, NSTR),
+]);
+
+static DESCRIBE_CLIENT_QUOTAS_REQUEST: Struct = Struct(&[
+    f("components", 0, ALL, arr(&st(&QUOTA_COMPONENT))),
+    f("strict", 0, ALL, BOOL),
+]);
+
+static QUOTA_ENTITY: Struct = Struct(&[
+    f("entity_type", 0, ALL, STR),
+    f("entity_name", 0, ALL, NSTR),
+]);
+
+static QUOTA_OP: Struct = Struct(&[
+    f("key", 0, ALL, STR),
+    f("value", 0, ALL, F64),
+    f("remove", 0, ALL, BOOL),
+]);
+
+static QUOTA_ENTRY: Struct = Struct(&[
+    f("entity", 0, ALL, arr(&st(&QUOTA_ENTITY))),
+    f("ops", 0, ALL, arr(&st(&QUOTA_OP))),
+]);
+
+static ALTER_CLIENT_QUOTAS_REQUEST: Struct = Struct(&[
+    f("entries", 0, ALL, arr(&st(&QUOTA_ENTRY))),
+    f("validate_only", 0, ALL, BOOL),
+]);
+
+/// DescribeAclsRequest's body, and each filter of a DeleteAclsRequest.
+static ACL_FILTER: Struct = Struct(&[
+    f("resource_type_filter", 0, ALL, I8),
+    f("resource_name_filter", 0, ALL, NSTR),
+    f("pattern_type_filter", 1, ALL, I8),
+    f("principal_filter", 0, ALL, NSTR),
+    f("host_filter", 0, ALL, NSTR),
+    f("operation", 0, ALL, I8),
+    f("permission_type", 0, ALL, I8),
+]);
+
+static ACL_CREATION: Struct = Struct(&[
+    f("resource_type", 0, ALL, I8),
+    f("resource_name", 0, ALL, STR),
+    f("resource_pattern_type", 1, ALL, I8),
+    f("principal", 0, ALL, STR),
+    f("host", 0, ALL, STR),
+    f("operation", 0, ALL, I8),
+    f("permission_type", 0, ALL, I8),
+]);
+
+static CREATE_ACLS_REQUEST: Struct = Struct(&[f("creations", 0, ALL, arr(&st(&ACL_CREATION)))]);
+
+static DELETE_ACLS_REQUEST: Struct = Struct(&[f("filters", 0, ALL, arr(&st(&ACL_FILTER)))]);
 
 static SASL_HANDSHAKE_REQUEST: Struct = Struct(&[f("mechanism", 0, ALL, STR)]);
 

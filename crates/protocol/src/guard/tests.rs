@@ -829,6 +829,75 @@ fn sample(api_key: i16, v: i16) -> Sample {
             r.upsertions = vec![u.clone(), u];
             r.unknown_tagged_fields = tags(fl);
         }),
+        29 => build(v, |r: &mut DescribeAclsRequest, fl| {
+            r.resource_type_filter = 2;
+            r.resource_name_filter = Some(s("orders"));
+            r.pattern_type_filter = 2;
+            r.principal_filter = Some(s("User:alice"));
+            r.host_filter = None;
+            r.operation = 1;
+            r.permission_type = 3;
+            r.unknown_tagged_fields = tags(fl);
+        }),
+        30 => build(v, |r: &mut CreateAclsRequest, fl| {
+            let mut c = create_acls_request::AclCreation::default();
+            c.resource_type = 2;
+            c.resource_name = s("orders.");
+            c.resource_pattern_type = 4;
+            c.principal = s("User:alice");
+            c.host = s("*");
+            c.operation = 4;
+            c.permission_type = 3;
+            c.unknown_tagged_fields = tags(fl);
+            r.creations = vec![c.clone(), c];
+            r.unknown_tagged_fields = tags(fl);
+        }),
+        31 => build(v, |r: &mut DeleteAclsRequest, fl| {
+            let mut d = delete_acls_request::DeleteAclsFilter::default();
+            d.resource_type_filter = 1;
+            d.resource_name_filter = None;
+            d.pattern_type_filter = 1;
+            d.principal_filter = Some(s("User:bob"));
+            d.host_filter = Some(s("*"));
+            d.operation = 1;
+            d.permission_type = 1;
+            d.unknown_tagged_fields = tags(fl);
+            r.filters = vec![d.clone(), d];
+            r.unknown_tagged_fields = tags(fl);
+        }),
+        48 => build(v, |r: &mut DescribeClientQuotasRequest, fl| {
+            let mut c = describe_client_quotas_request::ComponentData::default();
+            c.entity_type = s("user");
+            c.match_type = 0;
+            c._match = Some(s("alice"));
+            c.unknown_tagged_fields = tags(fl);
+            let mut d = c.clone();
+            d.entity_type = s("client-id");
+            d.match_type = 1;
+            d._match = None;
+            r.components = vec![c, d];
+            r.strict = true;
+            r.unknown_tagged_fields = tags(fl);
+        }),
+        49 => build(v, |r: &mut AlterClientQuotasRequest, fl| {
+            use alter_client_quotas_request::*;
+            let mut e = EntityData::default();
+            e.entity_type = s("user");
+            e.entity_name = None;
+            e.unknown_tagged_fields = tags(fl);
+            let mut op = OpData::default();
+            op.key = s("producer_byte_rate");
+            op.value = 1048576.0;
+            op.remove = false;
+            op.unknown_tagged_fields = tags(fl);
+            let mut entry = EntryData::default();
+            entry.entity = vec![e.clone(), e];
+            entry.ops = vec![op.clone(), op];
+            entry.unknown_tagged_fields = tags(fl);
+            r.entries = vec![entry.clone(), entry];
+            r.validate_only = true;
+            r.unknown_tagged_fields = tags(fl);
+        }),
         other => panic!("no sample for API {other}"),
     }
 }
@@ -946,6 +1015,11 @@ fn the_schema_table_matches_kafka_protocol() {
         (36, versions::<SaslAuthenticateRequest>()),
         (50, versions::<DescribeUserScramCredentialsRequest>()),
         (51, versions::<AlterUserScramCredentialsRequest>()),
+        (29, versions::<DescribeAclsRequest>()),
+        (30, versions::<CreateAclsRequest>()),
+        (31, versions::<DeleteAclsRequest>()),
+        (48, versions::<DescribeClientQuotasRequest>()),
+        (49, versions::<AlterClientQuotasRequest>()),
     ];
     assert_eq!(guarded_api_keys().len(), expected.len());
     for &(k, (lo, hi, flexible)) in expected {
