@@ -274,36 +274,7 @@ impl SecurityProtocol {
 impl BrokerConfig {
     /// Parses `server.properties` text (`key=value` or `key: value`, `#`/`!` comments).
     pub fn parse_properties(text: &str) -> Vec<(String, String)> {
-        // A line ending in `\` goes on with the next one (Java properties), as long JAAS
-        // configs are written.
-        let mut logical = Vec::new();
-        let mut current = String::new();
-        for line in text.lines() {
-            let line = if current.is_empty() {
-                line.trim()
-            } else {
-                line.trim_start()
-            };
-            match line.strip_suffix('\\') {
-                Some(head) if !line.starts_with('#') => current.push_str(head),
-                _ => {
-                    current.push_str(line);
-                    logical.push(std::mem::take(&mut current));
-                }
-            }
-        }
-        if !current.is_empty() {
-            logical.push(current);
-        }
-        logical
-            .iter()
-            .map(|l| l.trim())
-            .filter(|l| !l.is_empty() && !l.starts_with('#') && !l.starts_with('!'))
-            .filter_map(|l| {
-                let i = l.find(['=', ':'])?;
-                Some((l[..i].trim().to_string(), l[i + 1..].trim().to_string()))
-            })
-            .collect()
+        strom_types::properties::parse(text)
     }
 
     /// Defaults overlaid with `pairs`, in order (later wins).

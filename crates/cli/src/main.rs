@@ -1,10 +1,12 @@
 //! The `strom` command. `strom server` runs a broker: with no arguments a single node
 //! (broker and controller) on 127.0.0.1:9092 with its data in ./strom-data. `strom topic`,
-//! `produce`, `consume`, `group`, `txn`, `user`, `acl`, `quota`, `perf` and `cluster` are clients of any Kafka-compatible cluster
-//! (`--bootstrap-server`, or `STROM_BROKERS`).
+//! `produce`, `consume`, `group`, `txn`, `user`, `acl`, `quota`, `perf` and `cluster` are
+//! clients of any Kafka-compatible cluster (`--bootstrap-server`, or `STROM_BROKERS`).
+//! `strom connect` runs a Connect worker and manages connectors over Connect's REST API.
 
 mod acl_cmd;
 mod cluster_cmd;
+mod connect_cmd;
 mod group_cmd;
 mod health_cmd;
 mod quota_cmd;
@@ -117,6 +119,12 @@ enum Command {
         #[command(subcommand)]
         cmd: cluster_cmd::ClusterCmd,
     },
+    /// Connect: run a standalone worker; list, create, pause, restart, delete connectors
+    /// over a worker's REST API.
+    Connect {
+        #[command(subcommand)]
+        cmd: connect_cmd::ConnectCmd,
+    },
 }
 
 /// Logs to standard error: `levels` (`RUST_LOG` when set), as text (coloured only on a
@@ -170,6 +178,10 @@ fn main() -> anyhow::Result<()> {
             cmd: cluster_cmd::ClusterCmd::Dev(args),
         } => return cluster_cmd::dev(args),
         Command::Cluster { cmd } => client(Box::pin(cluster_cmd::cluster(conn, cmd))),
+        Command::Connect {
+            cmd: connect_cmd::ConnectCmd::Standalone { worker, connectors },
+        } => client(Box::pin(connect_cmd::standalone(worker, connectors))),
+        Command::Connect { cmd } => client(Box::pin(connect_cmd::connect(conn.output, cmd))),
     };
     // Client commands: one clear line and exit status 1, which scripts can trust.
     if let Err(e) = outcome {
@@ -384,7 +396,7 @@ fn advertised_endpoints(
 /// A line on standard output for whoever started the node. A reader that stopped reading
 /// (a script took the first line and closed the pipe) must not bring the node down, as
 /// `println!` would on a broken pipe.
-fn say(line: &str) {
+pub(crate) fn say(line: &str) {
     use std::io::Write;
     let _ = writeln!(std::io::stdout(), "{line}");
 }

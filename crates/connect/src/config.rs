@@ -99,6 +99,8 @@ pub struct Key {
     pub doc: String,
     /// Its validator.
     pub validator: Option<Validator>,
+    /// Whether it may be left out with no default (Kafka's `null` default).
+    pub nullable: bool,
 }
 
 /// A connector's or a worker's settings.
@@ -140,7 +142,26 @@ impl ConfigDef {
             importance,
             doc: doc.into(),
             validator: None,
+            nullable: false,
         });
+        self
+    }
+
+    /// Lets the setting defined last be left out (a `null` default, as Kafka's).
+    pub fn nullable(mut self) -> ConfigDef {
+        if let Some(k) = self.keys.last_mut() {
+            k.nullable = true;
+        }
+        self
+    }
+
+    /// These settings followed by those of `other` it does not define already.
+    pub fn merged(mut self, other: ConfigDef) -> ConfigDef {
+        for k in other.keys {
+            if !self.keys.iter().any(|mine| mine.name == k.name) {
+                self.keys.push(k);
+            }
+        }
         self
     }
 
@@ -164,6 +185,7 @@ impl ConfigDef {
             .map(|k| {
                 let given = props.get(&k.name).or(k.default.as_ref());
                 let errors = match given {
+                    None if k.nullable => Vec::new(),
                     None => vec![format!(
                         "Missing required configuration \"{}\" which has no default value.",
                         k.name
@@ -186,7 +208,11 @@ impl ConfigDef {
     ) -> Result<BTreeMap<String, Setting>, ConnectError> {
         let mut out = BTreeMap::new();
         for k in &self.keys {
-            let v = props.get(&k.name).or(k.default.as_ref()).ok_or_else(|| {
+            let given = props.get(&k.name).or(k.default.as_ref());
+            if given.is_none() && k.nullable {
+                continue;
+            }
+            let v = given.ok_or_else(|| {
                 ConnectError::Config(format!(
                     "Missing required configuration \"{}\" which has no default value.",
                     k.name
@@ -200,29 +226,33 @@ impl ConfigDef {
     /// Connect's answer to a validation request for `plugin` (the JSON of
     /// `PUT /connector-plugins/{plugin}/config/validate`).
     pub fn validation_json(&self, plugin: &str, props: &BTreeMap<String, String>) -> Json {
-        let values = self.validate(props);
+        self.validation_json_of(plugin, &self.validate(props))
+    }
+
+    /// The validate answer for results already computed (settings this definition does
+    /// not know, such as a transformation's, get a plain STRING definition).
+    pub fn validation_json_of(&self, plugin: &str, values: &[ConfigValue]) -> Json {
         let error_count: usize = values.iter().map(|v| v.errors.len()).sum();
-        let configs: Vec<Json> = self
-            .keys
+        let configs: Vec<Json> = values
             .iter()
-            .zip(&values)
             .enumerate()
-            .map(|(order, (k, v))| {
+            .map(|(order, v)| {
+                let k = self.keys.iter().find(|k| k.name == v.name);
                 json!({
                     "definition": {
-                        "name": k.name,
-                        "type": k.kind.name(),
-                        "required": k.default.is_none(),
-                        "default_value": k.default,
-                        "importance": match k.importance {
+                        "name": v.name,
+                        "type": k.map_or("STRING", |k| k.kind.name()),
+                        "required": k.is_some_and(|k| k.default.is_none() && !k.nullable),
+                        "default_value": k.and_then(|k| k.default.clone()),
+                        "importance": match k.map_or(Importance::Low, |k| k.importance) {
                             Importance::High => "HIGH",
                             Importance::Medium => "MEDIUM",
                             Importance::Low => "LOW",
                         },
-                        "documentation": k.doc,
+                        "documentation": k.map_or("", |k| k.doc.as_str()),
                         "group": null,
                         "width": "NONE",
-                        "display_name": k.name,
+                        "display_name": v.name,
                         "dependents": [],
                         "order": order,
                     },

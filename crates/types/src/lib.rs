@@ -9,6 +9,7 @@
 //! - [`control`]: transaction markers (COMMIT and ABORT control batches).
 //! - [`acl`]: access control lists: bindings, filters, and Kafka's codes for their enums.
 //! - [`quota`]: client quotas: their entities and keys.
+//! - [`properties`]: Java properties text, as Kafka's config files are written.
 //! - [`scram`]: the SCRAM mechanisms' names and wire codes.
 //! - [`varint`]: Kafka's zig-zag varints.
 
@@ -16,6 +17,7 @@ pub mod acl;
 pub mod batch;
 pub mod compression;
 pub mod control;
+pub mod properties;
 pub mod quota;
 pub mod record;
 pub mod scram;
