@@ -82,7 +82,11 @@ pub enum ConnectCmd {
 #[derive(Debug, clap::Args)]
 pub struct Url {
     /// The Connect REST API.
-    #[arg(long, env = "STROM_CONNECT_URL", default_value = "http://127.0.0.1:8083")]
+    #[arg(
+        long,
+        env = "STROM_CONNECT_URL",
+        default_value = "http://127.0.0.1:8083"
+    )]
     url: String,
 }
 
@@ -97,7 +101,12 @@ pub struct Named {
 
 /// One HTTP request to the REST API: the status and the JSON answer (null when empty). A
 /// 4xx or 5xx answer is an error carrying Kafka's message.
-async fn call(url: &Url, method: &str, path: &str, body: Option<Value>) -> anyhow::Result<(u16, Value)> {
+async fn call(
+    url: &Url,
+    method: &str,
+    path: &str,
+    body: Option<Value>,
+) -> anyhow::Result<(u16, Value)> {
     let authority = url
         .url
         .trim_end_matches('/')
@@ -146,7 +155,12 @@ fn print_status(output: Output, status: &Value) {
         println!("{status}");
         return;
     }
-    let mut rows = vec![vec!["ID".to_string(), "STATE".into(), "WORKER".into(), "TRACE".into()]];
+    let mut rows = vec![vec![
+        "ID".to_string(),
+        "STATE".into(),
+        "WORKER".into(),
+        "TRACE".into(),
+    ]];
     let line = |id: String, s: &Value| {
         vec![
             id,
@@ -159,7 +173,11 @@ fn print_status(output: Output, status: &Value) {
         ]
     };
     rows.push(line(
-        format!("{} ({})", status["name"].as_str().unwrap_or(""), status["type"].as_str().unwrap_or("")),
+        format!(
+            "{} ({})",
+            status["name"].as_str().unwrap_or(""),
+            status["type"].as_str().unwrap_or("")
+        ),
         &status["connector"],
     ));
     for t in status["tasks"].as_array().into_iter().flatten() {
@@ -178,7 +196,12 @@ pub async fn connect(output: Output, cmd: ConnectCmd) -> anyhow::Result<()> {
                 println!("{all}");
                 return Ok(());
             }
-            let mut rows = vec![vec!["NAME".to_string(), "TYPE".into(), "STATE".into(), "TASKS".into()]];
+            let mut rows = vec![vec![
+                "NAME".to_string(),
+                "TYPE".into(),
+                "STATE".into(),
+                "TASKS".into(),
+            ]];
             for (name, v) in all.as_object().into_iter().flatten() {
                 let s = &v["status"];
                 let tasks: Vec<String> = s["tasks"]
@@ -196,16 +219,25 @@ pub async fn connect(output: Output, cmd: ConnectCmd) -> anyhow::Result<()> {
             }
             table(&rows);
         }
-        ConnectCmd::Create { name, file, config, update, url } => {
+        ConnectCmd::Create {
+            name,
+            file,
+            config,
+            update,
+            url,
+        } => {
             let mut props = match &file {
                 Some(f) => {
-                    let text = std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
+                    let text = std::fs::read_to_string(f)
+                        .with_context(|| format!("reading {}", f.display()))?;
                     strom_connect::standalone::connector_config(&text)?
                 }
                 None => Default::default(),
             };
             for c in &config {
-                let (k, v) = c.split_once('=').with_context(|| format!("-c '{c}' is not key=value"))?;
+                let (k, v) = c
+                    .split_once('=')
+                    .with_context(|| format!("-c '{c}' is not key=value"))?;
                 props.insert(k.trim().to_string(), v.trim().to_string());
             }
             let name = name
@@ -213,9 +245,21 @@ pub async fn connect(output: Output, cmd: ConnectCmd) -> anyhow::Result<()> {
                 .context("the connector needs a name (an argument or `name` in the file)")?;
             props.insert("name".into(), name.clone());
             let (status, info) = if update {
-                call(&url, "PUT", &format!("/connectors/{name}/config"), Some(json!(props))).await?
+                call(
+                    &url,
+                    "PUT",
+                    &format!("/connectors/{name}/config"),
+                    Some(json!(props)),
+                )
+                .await?
             } else {
-                call(&url, "POST", "/connectors", Some(json!({"name": name, "config": props}))).await?
+                call(
+                    &url,
+                    "POST",
+                    "/connectors",
+                    Some(json!({"name": name, "config": props})),
+                )
+                .await?
             };
             match output {
                 Output::Json => println!("{info}"),
@@ -226,22 +270,44 @@ pub async fn connect(output: Output, cmd: ConnectCmd) -> anyhow::Result<()> {
             }
         }
         ConnectCmd::Status(n) => {
-            let (_, status) = call(&n.url, "GET", &format!("/connectors/{}/status", n.name), None).await?;
+            let (_, status) = call(
+                &n.url,
+                "GET",
+                &format!("/connectors/{}/status", n.name),
+                None,
+            )
+            .await?;
             print_status(output, &status);
         }
         ConnectCmd::Pause(n) => {
-            call(&n.url, "PUT", &format!("/connectors/{}/pause", n.name), None).await?;
+            call(
+                &n.url,
+                "PUT",
+                &format!("/connectors/{}/pause", n.name),
+                None,
+            )
+            .await?;
             eprintln!("connector {}: pausing", n.name);
         }
         ConnectCmd::Resume(n) => {
-            call(&n.url, "PUT", &format!("/connectors/{}/resume", n.name), None).await?;
+            call(
+                &n.url,
+                "PUT",
+                &format!("/connectors/{}/resume", n.name),
+                None,
+            )
+            .await?;
             eprintln!("connector {}: resuming", n.name);
         }
         ConnectCmd::Stop(n) => {
             call(&n.url, "PUT", &format!("/connectors/{}/stop", n.name), None).await?;
             eprintln!("connector {}: stopped", n.name);
         }
-        ConnectCmd::Restart { named, include_tasks, only_failed } => {
+        ConnectCmd::Restart {
+            named,
+            include_tasks,
+            only_failed,
+        } => {
             let path = format!(
                 "/connectors/{}/restart?includeTasks={include_tasks}&onlyFailed={only_failed}",
                 named.name
@@ -258,7 +324,13 @@ pub async fn connect(output: Output, cmd: ConnectCmd) -> anyhow::Result<()> {
             eprintln!("connector {}: deleted", n.name);
         }
         ConnectCmd::Offsets(n) => {
-            let (_, offsets) = call(&n.url, "GET", &format!("/connectors/{}/offsets", n.name), None).await?;
+            let (_, offsets) = call(
+                &n.url,
+                "GET",
+                &format!("/connectors/{}/offsets", n.name),
+                None,
+            )
+            .await?;
             if output == Output::Json {
                 println!("{offsets}");
                 return Ok(());
@@ -293,12 +365,17 @@ pub async fn connect(output: Output, cmd: ConnectCmd) -> anyhow::Result<()> {
 /// offsets stored) and exits.
 pub async fn standalone(worker: PathBuf, connectors: Vec<PathBuf>) -> anyhow::Result<()> {
     let stop = crate::Stop::install();
-    let text = std::fs::read_to_string(&worker).with_context(|| format!("reading {}", worker.display()))?;
+    let text = std::fs::read_to_string(&worker)
+        .with_context(|| format!("reading {}", worker.display()))?;
     let worker_props = strom_types::properties::parse(&text).into_iter().collect();
     let mut configs = Vec::new();
     for c in &connectors {
-        let text = std::fs::read_to_string(c).with_context(|| format!("reading {}", c.display()))?;
-        configs.push(strom_connect::standalone::connector_config(&text).with_context(|| c.display().to_string())?);
+        let text =
+            std::fs::read_to_string(c).with_context(|| format!("reading {}", c.display()))?;
+        configs.push(
+            strom_connect::standalone::connector_config(&text)
+                .with_context(|| c.display().to_string())?,
+        );
     }
     strom_connect::standalone::run(
         worker_props,

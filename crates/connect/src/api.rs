@@ -232,6 +232,8 @@ impl Plugin {
 
 impl std::fmt::Debug for Plugin {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Plugin").field("class", &self.class).finish()
+        f.debug_struct("Plugin")
+            .field("class", &self.class)
+            .finish()
     }
 }

@@ -263,7 +263,10 @@ mod tests {
     use std::sync::atomic::{AtomicU32, Ordering};
 
     fn props(pairs: &[(&str, &str)]) -> Props {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -299,7 +302,10 @@ mod tests {
             })
             .await;
         assert!(matches!(r, Err(ConnectError::Retriable(_))));
-        assert!(calls.load(Ordering::Relaxed) >= 3, "retried with backoff within 2 s");
+        assert!(
+            calls.load(Ordering::Relaxed) >= 3,
+            "retried with backoff within 2 s"
+        );
 
         counter.store(0, Ordering::Relaxed);
         let r = p
@@ -320,7 +326,11 @@ mod tests {
             })
             .await;
         assert!(matches!(r, Err(ConnectError::Data(_))));
-        assert_eq!(calls.load(Ordering::Relaxed), 1, "a data error is not retried");
+        assert_eq!(
+            calls.load(Ordering::Relaxed),
+            1,
+            "a data error is not retried"
+        );
     }
 
     #[test]
@@ -357,13 +367,17 @@ mod tests {
         assert_eq!(header("__connect.errors.topic").as_deref(), Some("in"));
         assert_eq!(header("__connect.errors.partition").as_deref(), Some("2"));
         assert_eq!(header("__connect.errors.offset").as_deref(), Some("41"));
-        assert_eq!(header("__connect.errors.stage").as_deref(), Some("VALUE_CONVERTER"));
+        assert_eq!(
+            header("__connect.errors.stage").as_deref(),
+            Some("VALUE_CONVERTER")
+        );
         assert_eq!(
             header("__connect.errors.exception.class.name").as_deref(),
             Some("org.apache.kafka.connect.errors.DataException")
         );
-        let quiet = ErrorPolicy::from_props(&props(&[("errors.deadletterqueue.topic.name", "dlq")]))
-            .expect("p");
+        let quiet =
+            ErrorPolicy::from_props(&props(&[("errors.deadletterqueue.topic.name", "dlq")]))
+                .expect("p");
         let r = quiet
             .dead_letter("sink", 0, Stage::ValueConverter, &origin, &e)
             .expect("a dead letter");

@@ -102,7 +102,9 @@ impl Connector for FileSourceConnector {
     fn validate(&self, props: &Props) -> Vec<ConfigValue> {
         let mut values = source_def().validate(props);
         for v in &mut values {
-            let topics = props.get("topic").map(|t| t.split(',').filter(|s| !s.trim().is_empty()).count());
+            let topics = props
+                .get("topic")
+                .map(|t| t.split(',').filter(|s| !s.trim().is_empty()).count());
             if v.name == "topic" && v.errors.is_empty() && topics != Some(1) {
                 v.errors.push(
                     "'topic' in FileStreamSourceConnector configuration requires definition of a single topic"
@@ -220,8 +222,10 @@ impl FileSourceTask {
             let after = self.position + start as u64;
             let stdin = matches!(self.input, Some(Input::Stdin(_)));
             out.push(SourceRecord {
-                record: Record::new(self.topic.clone())
-                    .with_value(Some(Arc::new(Schema::of(Type::String))), Value::String(text)),
+                record: Record::new(self.topic.clone()).with_value(
+                    Some(Arc::new(Schema::of(Type::String))),
+                    Value::String(text),
+                ),
                 source_partition: if stdin {
                     SourceMap::new()
                 } else {
@@ -266,7 +270,11 @@ fn string_setting(
 
 #[async_trait]
 impl SourceTask for FileSourceTask {
-    async fn start(&mut self, context: SourceTaskContext, props: Props) -> Result<(), ConnectError> {
+    async fn start(
+        &mut self,
+        context: SourceTaskContext,
+        props: Props,
+    ) -> Result<(), ConnectError> {
         let parsed = source_def().parse(&props)?;
         self.topic = match parsed.get("topic") {
             Some(Setting::List(t)) if t.len() == 1 => t[0].clone(),
@@ -355,7 +363,11 @@ impl SinkTask for FileSinkTask {
                     .append(true)
                     .open(&f)
                     .await
-                    .map_err(|e| ConnectError::Connect(format!("Couldn't find or create file '{f}' for FileStreamSinkTask: {e}")))?,
+                    .map_err(|e| {
+                        ConnectError::Connect(format!(
+                            "Couldn't find or create file '{f}' for FileStreamSinkTask: {e}"
+                        ))
+                    })?,
             ),
             None => Output::Stdout(tokio::io::stdout()),
         });
@@ -364,7 +376,8 @@ impl SinkTask for FileSinkTask {
 
     async fn put(&mut self, records: Vec<SinkRecord>) -> Result<(), ConnectError> {
         for r in &records {
-            self.buffer.extend_from_slice(line_of(&r.record.value).as_bytes());
+            self.buffer
+                .extend_from_slice(line_of(&r.record.value).as_bytes());
             self.buffer.push(b'\n');
         }
         if self.buffer.len() >= CHUNK {
@@ -443,35 +456,65 @@ mod tests {
         std::fs::write(&path, "one\r\ntwo\nthree\npart").expect("write");
 
         let mut task = FileSourceTask::default();
-        let ctx = SourceTaskContext { offsets: Arc::new(Stored(None)) };
+        let ctx = SourceTaskContext {
+            offsets: Arc::new(Stored(None)),
+        };
         task.start(ctx, props(&path)).await.expect("start");
         let first = task.poll().await.expect("poll");
         assert_eq!(first.len(), 2, "batch.size caps a poll");
         let rest = drain(&mut task).await;
-        let values: Vec<_> = first.iter().chain(&rest).map(|r| r.record.value.clone()).collect();
+        let values: Vec<_> = first
+            .iter()
+            .chain(&rest)
+            .map(|r| r.record.value.clone())
+            .collect();
         assert_eq!(
             values,
-            ["one", "two", "three"].map(|s| Value::String(s.into())).to_vec(),
+            ["one", "two", "three"]
+                .map(|s| Value::String(s.into()))
+                .to_vec(),
             "a line without its newline waits"
         );
         let last = rest.last().expect("three");
         assert_eq!(last.source_offset, position_map(15));
-        assert_eq!(last.source_partition.get("filename"), Some(&json!(path.display().to_string())));
+        assert_eq!(
+            last.source_partition.get("filename"),
+            Some(&json!(path.display().to_string()))
+        );
         assert_eq!(last.record.topic, "lines");
 
         // The line is finished later and more come.
-        let mut f = std::fs::OpenOptions::new().append(true).open(&path).expect("open");
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .expect("open");
         std::io::Write::write_all(&mut f, b"ial\nfive\n").expect("append");
         let more = drain(&mut task).await;
         let values: Vec<_> = more.iter().map(|r| r.record.value.clone()).collect();
-        assert_eq!(values, ["partial", "five"].map(|s| Value::String(s.into())).to_vec());
+        assert_eq!(
+            values,
+            ["partial", "five"]
+                .map(|s| Value::String(s.into()))
+                .to_vec()
+        );
 
         // A new task given the stored position reads only what follows it.
         let mut again = FileSourceTask::default();
-        let ctx = SourceTaskContext { offsets: Arc::new(Stored(Some(last.source_offset.clone()))) };
+        let ctx = SourceTaskContext {
+            offsets: Arc::new(Stored(Some(last.source_offset.clone()))),
+        };
         again.start(ctx, props(&path)).await.expect("start");
-        let values: Vec<_> = drain(&mut again).await.iter().map(|r| r.record.value.clone()).collect();
-        assert_eq!(values, ["partial", "five"].map(|s| Value::String(s.into())).to_vec());
+        let values: Vec<_> = drain(&mut again)
+            .await
+            .iter()
+            .map(|r| r.record.value.clone())
+            .collect();
+        assert_eq!(
+            values,
+            ["partial", "five"]
+                .map(|s| Value::String(s.into()))
+                .to_vec()
+        );
     }
 
     #[tokio::test]
@@ -479,7 +522,9 @@ mod tests {
         let dir = tempfile::tempdir().expect("dir");
         let path = dir.path().join("later.txt");
         let mut task = FileSourceTask::default();
-        let ctx = SourceTaskContext { offsets: Arc::new(Stored(None)) };
+        let ctx = SourceTaskContext {
+            offsets: Arc::new(Stored(None)),
+        };
         task.start(ctx.clone(), props(&path)).await.expect("start");
         assert!(task.poll().await.expect("poll").is_empty());
         std::fs::write(&path, "hello\n").expect("write");
@@ -487,7 +532,10 @@ mod tests {
 
         let mut two = props(&path);
         two.insert("topic".into(), "a,b".into());
-        assert!(FileSourceTask::default().start(ctx, two.clone()).await.is_err());
+        assert!(FileSourceTask::default()
+            .start(ctx, two.clone())
+            .await
+            .is_err());
         let values = FileSourceConnector::default().validate(&two);
         let topic = values.iter().find(|v| v.name == "topic").expect("topic");
         assert_eq!(
@@ -502,8 +550,12 @@ mod tests {
         let path = dir.path().join("out.txt");
         std::fs::write(&path, "before\n").expect("write");
         let mut task = FileSinkTask::default();
-        let props: Props = [("file".to_string(), path.display().to_string())].into_iter().collect();
-        task.start(SinkTaskContext::default(), props).await.expect("start");
+        let props: Props = [("file".to_string(), path.display().to_string())]
+            .into_iter()
+            .collect();
+        task.start(SinkTaskContext::default(), props)
+            .await
+            .expect("start");
         let rec = |offset: i64, value: Value| SinkRecord {
             record: Record::new("t").with_value(None, value),
             offset,
@@ -516,6 +568,9 @@ mod tests {
         .await
         .expect("put");
         task.flush(&HashMap::new()).await.expect("flush");
-        assert_eq!(std::fs::read_to_string(&path).expect("read"), "before\na\n7\nnull\n");
+        assert_eq!(
+            std::fs::read_to_string(&path).expect("read"),
+            "before\na\n7\nnull\n"
+        );
     }
 }

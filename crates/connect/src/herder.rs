@@ -166,13 +166,17 @@ fn sink_checks(props: &Props, values: &mut [ConfigValue]) {
             add("topics.regex", m);
         }
         (true, true) => {
-            let m = "topics and topics.regex are mutually exclusive options, but both are set.".to_string();
+            let m = "topics and topics.regex are mutually exclusive options, but both are set."
+                .to_string();
             add("topics", m.clone());
             add("topics.regex", m);
         }
         _ => {}
     }
-    if let (Some(dlq), Some(topics)) = (props.get("errors.deadletterqueue.topic.name"), props.get("topics")) {
+    if let (Some(dlq), Some(topics)) = (
+        props.get("errors.deadletterqueue.topic.name"),
+        props.get("topics"),
+    ) {
         let dlq = dlq.trim();
         if !dlq.is_empty() && topics.split(',').any(|t| t.trim() == dlq) {
             add(
@@ -196,7 +200,10 @@ pub struct Validation {
 impl Validation {
     /// The error messages, in order.
     pub fn errors(&self) -> Vec<String> {
-        self.values.iter().flat_map(|v| v.errors.iter().cloned()).collect()
+        self.values
+            .iter()
+            .flat_map(|v| v.errors.iter().cloned())
+            .collect()
     }
 
     /// Connect's validate JSON.
@@ -241,7 +248,10 @@ impl Herder {
         }
         // The connector's own settings, minus the common ones it may redefine.
         let own = connector.validate(props);
-        values.extend(own.into_iter().filter(|v| !common.keys().iter().any(|k| k.name == v.name)));
+        values.extend(
+            own.into_iter()
+                .filter(|v| !common.keys().iter().any(|k| k.name == v.name)),
+        );
         for (name, message) in crate::transforms::validate(props) {
             match values.iter_mut().find(|v| v.name == name) {
                 Some(v) => v.errors.push(message),
@@ -266,9 +276,16 @@ impl Herder {
 
     /// Creates a connector, or (with `replace`) changes an existing one's configuration.
     /// True when it was created.
-    pub async fn put(&self, name: &str, mut config: Props, replace: bool) -> Result<(bool, ConnectorInfo), HerderError> {
+    pub async fn put(
+        &self,
+        name: &str,
+        mut config: Props,
+        replace: bool,
+    ) -> Result<(bool, ConnectorInfo), HerderError> {
         if name.trim().is_empty() || name.chars().any(char::is_control) {
-            return Err(HerderError::BadRequest("Connector name cannot be empty and may not contain control characters".into()));
+            return Err(HerderError::BadRequest(
+                "Connector name cannot be empty and may not contain control characters".into(),
+            ));
         }
         match config.get("name") {
             Some(n) if n != name => {
@@ -281,10 +298,12 @@ impl Herder {
                 config.insert("name".into(), name.to_string());
             }
         }
-        let class = config
-            .get("connector.class")
-            .cloned()
-            .ok_or_else(|| HerderError::BadRequest("Connector config {} contains no connector type".replace("{}", &format!("{config:?}"))))?;
+        let class = config.get("connector.class").cloned().ok_or_else(|| {
+            HerderError::BadRequest(
+                "Connector config {} contains no connector type"
+                    .replace("{}", &format!("{config:?}")),
+            )
+        })?;
         let validation = self.validate(&class, &config)?;
         let errors = validation.errors();
         if !errors.is_empty() {
@@ -416,7 +435,11 @@ impl Herder {
             (Target::Stopped, _) => self.start_entry(name, entry).await,
             (_, t) => {
                 if !matches!(entry.state, State::Failed(_)) {
-                    entry.state = if t == Target::Paused { State::Paused } else { State::Running };
+                    entry.state = if t == Target::Paused {
+                        State::Paused
+                    } else {
+                        State::Running
+                    };
                 }
                 for task in entry.tasks.iter().flatten() {
                     task.set_target(t);
@@ -429,7 +452,12 @@ impl Herder {
 
     /// Restarts the connector (if `only_failed`, only when it failed) and, with
     /// `include_tasks`, its tasks (the failed ones only, with `only_failed`), as KIP-745.
-    pub async fn restart(&self, name: &str, include_tasks: bool, only_failed: bool) -> Result<(), HerderError> {
+    pub async fn restart(
+        &self,
+        name: &str,
+        include_tasks: bool,
+        only_failed: bool,
+    ) -> Result<(), HerderError> {
         let mut connectors = self.connectors.lock().await;
         let entry = connectors.get_mut(name).ok_or_else(|| not_found(name))?;
         if entry.target == Target::Stopped {
@@ -449,14 +477,20 @@ impl Herder {
             match c.start(entry.config.clone()).await {
                 Ok(()) => {
                     entry.connector = Some(c);
-                    entry.state = if entry.target == Target::Paused { State::Paused } else { State::Running };
+                    entry.state = if entry.target == Target::Paused {
+                        State::Paused
+                    } else {
+                        State::Running
+                    };
                 }
                 Err(e) => entry.state = State::Failed(e.to_string()),
             }
         }
         if include_tasks {
             for i in 0..entry.tasks.len() {
-                let failed = entry.tasks[i].as_ref().is_none_or(|t| matches!(t.state(), State::Failed(_)));
+                let failed = entry.tasks[i]
+                    .as_ref()
+                    .is_none_or(|t| matches!(t.state(), State::Failed(_)));
                 if !only_failed || failed {
                     if let Some(t) = entry.tasks[i].take() {
                         t.stop().await;
@@ -531,7 +565,11 @@ impl Herder {
     }
 
     /// Alters (`Some`) or resets (`None`) a stopped connector's offsets (KIP-875).
-    pub async fn change_offsets(&self, name: &str, offsets: Option<&Json>) -> Result<&'static str, HerderError> {
+    pub async fn change_offsets(
+        &self,
+        name: &str,
+        offsets: Option<&Json>,
+    ) -> Result<&'static str, HerderError> {
         let kind = {
             let connectors = self.connectors.lock().await;
             let entry = connectors.get(name).ok_or_else(|| not_found(name))?;
@@ -545,12 +583,21 @@ impl Herder {
         let bad = |m: &str| HerderError::BadRequest(m.to_string());
         match (kind, offsets) {
             (ConnectorType::Source, None) => {
-                let all = self.worker.offsets.all(name).into_iter().map(|(p, _)| (p, None)).collect();
+                let all = self
+                    .worker
+                    .offsets
+                    .all(name)
+                    .into_iter()
+                    .map(|(p, _)| (p, None))
+                    .collect();
                 self.worker.offsets.put(name, all).await?;
             }
             (ConnectorType::Source, Some(list)) => {
                 let mut entries = Vec::new();
-                for item in list.as_array().ok_or_else(|| bad("Offsets must be specified as a list"))? {
+                for item in list
+                    .as_array()
+                    .ok_or_else(|| bad("Offsets must be specified as a list"))?
+                {
                     let partition: SourceMap = item
                         .get("partition")
                         .and_then(Json::as_object)
@@ -579,28 +626,43 @@ impl Herder {
             (ConnectorType::Sink, Some(list)) => {
                 let mut set = Vec::new();
                 let mut remove = Vec::new();
-                for item in list.as_array().ok_or_else(|| bad("Offsets must be specified as a list"))? {
+                for item in list
+                    .as_array()
+                    .ok_or_else(|| bad("Offsets must be specified as a list"))?
+                {
                     let p = item.get("partition");
                     let topic = p.and_then(|p| p.get("kafka_topic")).and_then(Json::as_str);
-                    let partition = p.and_then(|p| p.get("kafka_partition")).and_then(Json::as_i64);
+                    let partition = p
+                        .and_then(|p| p.get("kafka_partition"))
+                        .and_then(Json::as_i64);
                     let (Some(topic), Some(partition)) = (topic, partition) else {
-                        return Err(bad("Kafka partitions must contain kafka_topic and kafka_partition"));
+                        return Err(bad(
+                            "Kafka partitions must contain kafka_topic and kafka_partition",
+                        ));
                     };
                     let tp = (topic.to_string(), partition as i32);
                     match item.get("offset") {
                         None | Some(Json::Null) => remove.push(tp),
                         Some(o) => match o.get("kafka_offset").and_then(Json::as_i64) {
                             Some(off) if off >= 0 => set.push((tp, off)),
-                            _ => return Err(bad("Kafka offsets must be non-negative integers under kafka_offset")),
+                            _ => return Err(bad(
+                                "Kafka offsets must be non-negative integers under kafka_offset",
+                            )),
                         },
                     }
                 }
                 let admin = self.admin();
                 if !set.is_empty() {
-                    admin.alter_group_offsets(&group_of(name), &set).await.map_err(ConnectError::Kafka)?;
+                    admin
+                        .alter_group_offsets(&group_of(name), &set)
+                        .await
+                        .map_err(ConnectError::Kafka)?;
                 }
                 if !remove.is_empty() {
-                    admin.delete_group_offsets(&group_of(name), &remove).await.map_err(ConnectError::Kafka)?;
+                    admin
+                        .delete_group_offsets(&group_of(name), &remove)
+                        .await
+                        .map_err(ConnectError::Kafka)?;
                 }
             }
         }
@@ -612,7 +674,11 @@ impl Herder {
 
     async fn kind_of(&self, name: &str) -> Result<ConnectorType, HerderError> {
         let connectors = self.connectors.lock().await;
-        Ok(connectors.get(name).ok_or_else(|| not_found(name))?.plugin.kind())
+        Ok(connectors
+            .get(name)
+            .ok_or_else(|| not_found(name))?
+            .plugin
+            .kind())
     }
 
     /// An admin client with the worker's own security settings (and its `admin.` ones).
@@ -625,8 +691,17 @@ impl Herder {
                 tracing::warn!("ignoring {k}: {e}");
             }
         }
-        let bootstrap = config.bootstrap_servers.split(',').map(|s| s.trim().to_string()).collect();
-        strom_client::Admin::secured(bootstrap, "connect-admin", Duration::from_secs(30), &security)
+        let bootstrap = config
+            .bootstrap_servers
+            .split(',')
+            .map(|s| s.trim().to_string())
+            .collect();
+        strom_client::Admin::secured(
+            bootstrap,
+            "connect-admin",
+            Duration::from_secs(30),
+            &security,
+        )
     }
 }
 

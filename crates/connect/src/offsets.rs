@@ -196,15 +196,24 @@ mod tests {
         let store = FileOffsetStore::open(path.clone()).expect("open");
         let file = map("filename", json!("a.txt"));
         store
-            .put("one", vec![(file.clone(), Some(map("position", json!(10))))])
+            .put(
+                "one",
+                vec![(file.clone(), Some(map("position", json!(10))))],
+            )
             .await
             .expect("put");
         store
-            .put("two", vec![(file.clone(), Some(map("position", json!(99))))])
+            .put(
+                "two",
+                vec![(file.clone(), Some(map("position", json!(99))))],
+            )
             .await
             .expect("put");
         store
-            .put("one", vec![(file.clone(), Some(map("position", json!(20))))])
+            .put(
+                "one",
+                vec![(file.clone(), Some(map("position", json!(20))))],
+            )
             .await
             .expect("put");
 
@@ -213,12 +222,18 @@ mod tests {
         assert_eq!(again.get("two", &file), Some(map("position", json!(99))));
         assert_eq!(again.all("one").len(), 1);
 
-        again.put("one", vec![(file.clone(), None)]).await.expect("reset");
+        again
+            .put("one", vec![(file.clone(), None)])
+            .await
+            .expect("reset");
         let third = FileOffsetStore::open(path.clone()).expect("reopen");
         assert_eq!(third.get("one", &file), None);
         assert!(third.get("two", &file).is_some());
 
         std::fs::write(&path, b"not json").expect("corrupt");
-        assert!(FileOffsetStore::open(path).is_err(), "a corrupt file stops the start");
+        assert!(
+            FileOffsetStore::open(path).is_err(),
+            "a corrupt file stops the start"
+        );
     }
 }

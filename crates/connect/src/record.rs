@@ -96,6 +96,9 @@ pub struct SinkRecord {
 impl SinkRecord {
     /// The topic and partition it was read from.
     pub fn topic_partition(&self) -> (String, i32) {
-        (self.record.topic.clone(), self.record.partition.unwrap_or(0))
+        (
+            self.record.topic.clone(),
+            self.record.partition.unwrap_or(0),
+        )
     }
 }

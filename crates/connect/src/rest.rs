@@ -96,7 +96,9 @@ fn flag(q: &Option<String>, name: &str) -> Result<bool, Failure> {
         None => Ok(false),
         Some((_, v)) if v.eq_ignore_ascii_case("true") => Ok(true),
         Some((_, v)) if v.eq_ignore_ascii_case("false") => Ok(false),
-        Some((_, v)) => Err(bad(format!("Invalid value {v} for {name}: must be true or false"))),
+        Some((_, v)) => Err(bad(format!(
+            "Invalid value {v} for {name}: must be true or false"
+        ))),
     }
 }
 
@@ -172,7 +174,11 @@ async fn config(Extract(rest): Shared, Path(name): Path<String>) -> Answer {
 async fn put_config(Extract(rest): Shared, Path(name): Path<String>, body: Bytes) -> Answer {
     let config = props_of(&body_json(&body)?)?;
     let (created, info) = rest.herder.put(&name, config, true).await?;
-    let status = if created { StatusCode::CREATED } else { StatusCode::OK };
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
     ok(status, info.to_json())
 }
 
@@ -192,9 +198,12 @@ async fn tasks(Extract(rest): Shared, Path(name): Path<String>) -> Answer {
 
 async fn task_status(Extract(rest): Shared, Path((name, task)): Path<(String, i32)>) -> Answer {
     let status = rest.herder.status(&name).await?;
-    let one = status
-        .task_json(task)
-        .ok_or_else(|| Failure(StatusCode::NOT_FOUND, format!("No status found for task {name}-{task}")))?;
+    let one = status.task_json(task).ok_or_else(|| {
+        Failure(
+            StatusCode::NOT_FOUND,
+            format!("No status found for task {name}-{task}"),
+        )
+    })?;
     ok(StatusCode::OK, one)
 }
 
@@ -221,10 +230,15 @@ async fn stop(Extract(rest): Shared, Path(name): Path<String>) -> Answer {
 async fn restart(Extract(rest): Shared, Path(name): Path<String>, RawQuery(q): RawQuery) -> Answer {
     let include_tasks = flag(&q, "includeTasks")?;
     let only_failed = flag(&q, "onlyFailed")?;
-    rest.herder.restart(&name, include_tasks, only_failed).await?;
+    rest.herder
+        .restart(&name, include_tasks, only_failed)
+        .await?;
     if include_tasks || only_failed {
         // KIP-745: the extended form answers with the status.
-        ok(StatusCode::ACCEPTED, rest.herder.status(&name).await?.to_json())
+        ok(
+            StatusCode::ACCEPTED,
+            rest.herder.status(&name).await?.to_json(),
+        )
     } else {
         Ok(StatusCode::NO_CONTENT.into_response())
     }
@@ -270,7 +284,9 @@ async fn plugins(Extract(rest): Shared, RawQuery(q): RawQuery) -> Answer {
             "org.apache.kafka.connect.storage.StringConverter",
             "org.apache.kafka.connect.converters.ByteArrayConverter",
         ] {
-            list.push(json!({"class": class, "type": "converter", "version": env!("CARGO_PKG_VERSION")}));
+            list.push(
+                json!({"class": class, "type": "converter", "version": env!("CARGO_PKG_VERSION")}),
+            );
         }
     }
     ok(StatusCode::OK, json!(list))
@@ -302,7 +318,10 @@ pub fn router(herder: Arc<Herder>, cluster_id: Option<String>) -> Router {
         .route("/connectors/{name}/status", get(status))
         .route("/connectors/{name}/tasks", get(tasks))
         .route("/connectors/{name}/tasks/{task}/status", get(task_status))
-        .route("/connectors/{name}/tasks/{task}/restart", post(task_restart))
+        .route(
+            "/connectors/{name}/tasks/{task}/restart",
+            post(task_restart),
+        )
         .route("/connectors/{name}/pause", put(pause))
         .route("/connectors/{name}/resume", put(resume))
         .route("/connectors/{name}/stop", put(stop))

@@ -123,7 +123,12 @@ async fn cluster_id(config: &WorkerConfig) -> Result<String, ConnectError> {
         .split(',')
         .map(|s| s.trim().to_string())
         .collect();
-    let admin = strom_client::Admin::secured(bootstrap, "connect-worker", Duration::from_secs(10), &security);
+    let admin = strom_client::Admin::secured(
+        bootstrap,
+        "connect-worker",
+        Duration::from_secs(10),
+        &security,
+    );
     let described = tokio::time::timeout(Duration::from_secs(60), admin.describe_cluster())
         .await
         .map_err(|_| {
@@ -154,10 +159,18 @@ mod tests {
         )
         .expect("json");
         assert_eq!(j.get("name").map(String::as_str), Some("sink"));
-        assert_eq!(j.get("tasks.max").map(String::as_str), Some("2"), "numbers become text");
+        assert_eq!(
+            j.get("tasks.max").map(String::as_str),
+            Some("2"),
+            "numbers become text"
+        );
 
-        let flat = connector_config(r#"{"name": "x", "connector.class": "FileStreamSink"}"#).expect("flat");
-        assert_eq!(flat.get("connector.class").map(String::as_str), Some("FileStreamSink"));
+        let flat = connector_config(r#"{"name": "x", "connector.class": "FileStreamSink"}"#)
+            .expect("flat");
+        assert_eq!(
+            flat.get("connector.class").map(String::as_str),
+            Some("FileStreamSink")
+        );
         assert!(connector_config("{not json").is_err());
     }
 }

@@ -46,11 +46,15 @@ impl WorkerConfig {
         let ms = |k: &str, default: u64| -> Result<Duration, ConnectError> {
             match props.get(k) {
                 None => Ok(Duration::from_millis(default)),
-                Some(v) => v.trim().parse::<u64>().map(Duration::from_millis).map_err(|_| {
-                    ConnectError::Config(format!(
-                        "Invalid value {v} for configuration {k}: Not a number of type LONG"
-                    ))
-                }),
+                Some(v) => v
+                    .trim()
+                    .parse::<u64>()
+                    .map(Duration::from_millis)
+                    .map_err(|_| {
+                        ConnectError::Config(format!(
+                            "Invalid value {v} for configuration {k}: Not a number of type LONG"
+                        ))
+                    }),
             }
         };
         let listener = match (props.get("listeners"), props.get("rest.port")) {
@@ -83,15 +87,12 @@ impl WorkerConfig {
     /// The address the REST listener binds: `http://host:port`, an empty host meaning
     /// every interface.
     pub fn listen_address(&self) -> Result<String, ConnectError> {
-        let rest = self
-            .listener
-            .strip_prefix("http://")
-            .ok_or_else(|| {
-                ConnectError::Config(format!(
-                    "Invalid value {} for configuration listeners: only http:// listeners are served",
-                    self.listener
-                ))
-            })?;
+        let rest = self.listener.strip_prefix("http://").ok_or_else(|| {
+            ConnectError::Config(format!(
+                "Invalid value {} for configuration listeners: only http:// listeners are served",
+                self.listener
+            ))
+        })?;
         Ok(match rest.strip_prefix(':') {
             Some(port) => format!("0.0.0.0:{port}"),
             None => rest.to_string(),
@@ -101,7 +102,10 @@ impl WorkerConfig {
     /// A client's settings: `bootstrap.servers`, then the worker's `prefix` ones
     /// (`producer.`, `consumer.`, `admin.`), then the connector's `<prefix>override.` ones.
     pub fn client_props(&self, prefix: &str, connector: &Props) -> Vec<(String, String)> {
-        let mut out = vec![("bootstrap.servers".to_string(), self.bootstrap_servers.clone())];
+        let mut out = vec![(
+            "bootstrap.servers".to_string(),
+            self.bootstrap_servers.clone(),
+        )];
         let strip = |props: &Props, p: &str| -> Vec<(String, String)> {
             props
                 .iter()
@@ -185,7 +189,7 @@ fn converter_for(
         .unwrap_or_else(|| "org.apache.kafka.connect.json.JsonConverter".into());
     let schemas = props
         .get(&format!("{name}.schemas.enable"))
-        .map_or(true, |v| !v.trim().eq_ignore_ascii_case("false"));
+        .is_none_or(|v| !v.trim().eq_ignore_ascii_case("false"));
     Ok((converter::by_class(class.trim(), schemas)?, class))
 }
 
@@ -316,8 +320,13 @@ impl TaskHandle {
         self.control.send_replace(Target::Stopped);
         if let Some(join) = self.join.take() {
             let abort = join.abort_handle();
-            if tokio::time::timeout(self.shutdown_timeout, join).await.is_err() {
-                tracing::error!("a task did not stop within task.shutdown.graceful.timeout.ms; abandoned");
+            if tokio::time::timeout(self.shutdown_timeout, join)
+                .await
+                .is_err()
+            {
+                tracing::error!(
+                    "a task did not stop within task.shutdown.graceful.timeout.ms; abandoned"
+                );
                 abort.abort();
             }
         }

@@ -81,9 +81,18 @@ fn consumer_for(run: &TaskRun) -> Result<Consumer, ConnectError> {
     let c = &run.spec.connector_config;
     let topics: Vec<&str> = c
         .get("topics")
-        .map(|t| t.split(',').map(str::trim).filter(|t| !t.is_empty()).collect())
+        .map(|t| {
+            t.split(',')
+                .map(str::trim)
+                .filter(|t| !t.is_empty())
+                .collect()
+        })
         .unwrap_or_default();
-    let subscribed = match c.get("topics.regex").map(|r| r.trim()).filter(|r| !r.is_empty()) {
+    let subscribed = match c
+        .get("topics.regex")
+        .map(|r| r.trim())
+        .filter(|r| !r.is_empty())
+    {
         Some(regex) if topics.is_empty() => consumer.subscribe_pattern(regex),
         _ => consumer.subscribe(&topics),
     };
@@ -120,8 +129,13 @@ impl DeadLetters {
                 Duration::from_secs(30),
                 &config.security,
             );
-            match admin.create_topic(&record.topic, 1, replication_factor, &[]).await {
-                Ok(()) => tracing::info!(topic = %record.topic, "created the dead-letter queue topic"),
+            match admin
+                .create_topic(&record.topic, 1, replication_factor, &[])
+                .await
+            {
+                Ok(()) => {
+                    tracing::info!(topic = %record.topic, "created the dead-letter queue topic")
+                }
                 Err(strom_client::ClientError::Kafka { code: 36, .. }) => {}
                 Err(e) => return Err(ConnectError::Kafka(e)),
             }
@@ -154,7 +168,8 @@ async fn drive(run: &mut TaskRun, task: &mut dyn SinkTask) -> Result<(), Connect
     let moves = Arc::new(Mutex::new(Moves::default()));
     consumer.set_rebalance_listener(Box::new(Listener(moves.clone())));
     let context = SinkTaskContext::default();
-    task.start(context.clone(), run.spec.task_config.clone()).await?;
+    task.start(context.clone(), run.spec.task_config.clone())
+        .await?;
     run.set(State::Running);
     let mut sink = Sink {
         run,
@@ -216,7 +231,10 @@ impl Sink<'_> {
     async fn handle_moves(&mut self) -> Result<(), ConnectError> {
         let (assigned, revoked) = {
             let mut m = self.moves.lock();
-            (std::mem::take(&mut m.assigned), std::mem::take(&mut m.revoked))
+            (
+                std::mem::take(&mut m.assigned),
+                std::mem::take(&mut m.revoked),
+            )
         };
         if !revoked.is_empty() {
             // Their records were given to the task; it flushes them and may no longer
@@ -233,10 +251,14 @@ impl Sink<'_> {
     }
 
     /// Converts and transforms consumed records; the ones that fail follow the policy.
-    async fn convert(&mut self, records: Vec<ConsumerRecord>) -> Result<Vec<SinkRecord>, ConnectError> {
+    async fn convert(
+        &mut self,
+        records: Vec<ConsumerRecord>,
+    ) -> Result<Vec<SinkRecord>, ConnectError> {
         let mut out = Vec::with_capacity(records.len());
         for r in records {
-            self.next.insert((r.topic.clone(), r.partition), r.offset + 1);
+            self.next
+                .insert((r.topic.clone(), r.partition), r.offset + 1);
             let key = self.pipeline.key.decode(&r.topic, r.key.as_deref());
             let value = self.pipeline.value.decode(&r.topic, r.value.as_deref());
             let (key, value) = match (key, value) {
@@ -268,7 +290,10 @@ impl Sink<'_> {
                     offset: r.offset,
                 }),
                 Ok(None) => {}
-                Err(e) => self.failed(&r, Stage::Transformation, "transformation", e).await?,
+                Err(e) => {
+                    self.failed(&r, Stage::Transformation, "transformation", e)
+                        .await?
+                }
             }
         }
         Ok(out)
@@ -304,7 +329,13 @@ impl Sink<'_> {
                 r.offset
             )));
         }
-        let letter = policy.dead_letter(&self.run.spec.connector, self.run.spec.task, stage, &origin, &e);
+        let letter = policy.dead_letter(
+            &self.run.spec.connector,
+            self.run.spec.task,
+            stage,
+            &origin,
+            &e,
+        );
         let replication = policy.dlq_replication_factor;
         if let Some(letter) = letter {
             self.dead.send(self.run, letter, replication).await?;
@@ -347,13 +378,21 @@ impl Sink<'_> {
             let key = self
                 .pipeline
                 .key
-                .encode(&rec.record.topic, rec.record.key_schema.as_deref(), &rec.record.key)
+                .encode(
+                    &rec.record.topic,
+                    rec.record.key_schema.as_deref(),
+                    &rec.record.key,
+                )
                 .ok()
                 .flatten();
             let value = self
                 .pipeline
                 .value
-                .encode(&rec.record.topic, rec.record.value_schema.as_deref(), &rec.record.value)
+                .encode(
+                    &rec.record.topic,
+                    rec.record.value_schema.as_deref(),
+                    &rec.record.value,
+                )
                 .ok()
                 .flatten();
             let consumed = ConsumerRecord {
@@ -361,8 +400,13 @@ impl Sink<'_> {
                 value: value.map(Into::into),
                 ..consumed
             };
-            self.failed(&consumed, Stage::TaskPut, "task", ConnectError::Connect(errant.error))
-                .await?;
+            self.failed(
+                &consumed,
+                Stage::TaskPut,
+                "task",
+                ConnectError::Connect(errant.error),
+            )
+            .await?;
         }
         Ok(())
     }
@@ -384,7 +428,16 @@ impl Sink<'_> {
             Ok(()) => Ok(()),
             // A rebalance took partitions away meanwhile: their new owner goes on from the
             // last commit; the task's records are written, so nothing is lost.
-            Err(e) if e.is_retriable() || matches!(e, strom_client::ClientError::Kafka { code: 22 | 25 | 27, .. }) => {
+            Err(e)
+                if e.is_retriable()
+                    || matches!(
+                        e,
+                        strom_client::ClientError::Kafka {
+                            code: 22 | 25 | 27,
+                            ..
+                        }
+                    ) =>
+            {
                 tracing::warn!(task = %self.run.spec.id(), "offset commit failed: {e}");
                 Ok(())
             }

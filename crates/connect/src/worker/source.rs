@@ -93,9 +93,12 @@ fn settle(
         Ok(()) => Ok(()),
         Err(e) => {
             let e = ConnectError::Kafka(e);
-            pipeline
-                .policy
-                .log_failure(&run.spec.id(), Stage::KafkaProduce, &Origin::default(), &e);
+            pipeline.policy.log_failure(
+                &run.spec.id(),
+                Stage::KafkaProduce,
+                &Origin::default(),
+                &e,
+            );
             if pipeline.policy.tolerate_all {
                 Ok(())
             } else {
