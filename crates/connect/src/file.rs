@@ -168,12 +168,17 @@ pub struct FileSourceTask {
     /// Bytes read that do not end in a newline yet.
     pending: Vec<u8>,
     partition: SourceMap,
+    /// The read buffer, kept between reads.
+    chunk: Vec<u8>,
+    /// The values' schema (a string), shared by every record.
+    schema: Option<Arc<Schema>>,
 }
 
 impl FileSourceTask {
     /// Reads what is there, appending to `pending`; false at the end of the input.
     async fn fill(&mut self) -> Result<bool, ConnectError> {
-        let mut chunk = vec![0u8; CHUNK];
+        let mut chunk = std::mem::take(&mut self.chunk);
+        chunk.resize(CHUNK, 0);
         let n = match &mut self.input {
             Some(Input::File { path, file }) => {
                 if file.is_none() {
@@ -201,6 +206,7 @@ impl FileSourceTask {
             None => return Err(ConnectError::Connect("the task is not started".into())),
         };
         self.pending.extend_from_slice(&chunk[..n]);
+        self.chunk = chunk;
         Ok(n > 0)
     }
 
@@ -208,6 +214,10 @@ impl FileSourceTask {
     fn lines(&mut self) -> Vec<SourceRecord> {
         let mut out = Vec::new();
         let mut start = 0;
+        let schema = self
+            .schema
+            .get_or_insert_with(|| Arc::new(Schema::of(Type::String)))
+            .clone();
         while out.len() < self.batch_size {
             let Some(nl) = self.pending[start..].iter().position(|&b| b == b'\n') else {
                 break;
@@ -222,10 +232,8 @@ impl FileSourceTask {
             let after = self.position + start as u64;
             let stdin = matches!(self.input, Some(Input::Stdin(_)));
             out.push(SourceRecord {
-                record: Record::new(self.topic.clone()).with_value(
-                    Some(Arc::new(Schema::of(Type::String))),
-                    Value::String(text),
-                ),
+                record: Record::new(self.topic.clone())
+                    .with_value(Some(schema.clone()), Value::String(text)),
                 source_partition: if stdin {
                     SourceMap::new()
                 } else {

@@ -5,7 +5,7 @@
 //! delivered before its acknowledgement, so a crash replays from the last stored offsets
 //! (at least once).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -31,21 +31,53 @@ struct Sent {
     delivery: Option<Delivery>,
 }
 
+/// Records handed to the producer whose outcome is not known yet, at most: past this the
+/// loop waits for the oldest before polling again, so memory stays bounded whatever the
+/// flush interval.
+const MAX_OUTSTANDING: usize = 50_000;
+
 /// The offsets waiting for deliveries, in order, and the ones delivered.
 #[derive(Default)]
 struct Offsets {
     outstanding: VecDeque<Sent>,
-    /// The latest delivered offset per partition (keyed by the partition's JSON).
-    delivered: HashMap<String, (SourceMap, SourceMap)>,
+    /// The latest delivered offset per partition. A task has few partitions, so a list
+    /// searched by equality beats hashing each record's partition.
+    delivered: Vec<(SourceMap, SourceMap)>,
 }
 
 impl Offsets {
     fn deliver(&mut self, sent: Sent) {
         // Records from a source with no partition (standard input) have no offset.
-        if !sent.partition.is_empty() {
-            let key = serde_json::Value::Object(sent.partition.clone()).to_string();
-            self.delivered.insert(key, (sent.partition, sent.offset));
+        if sent.partition.is_empty() {
+            return;
         }
+        match self
+            .delivered
+            .iter_mut()
+            .find(|(p, _)| *p == sent.partition)
+        {
+            Some(entry) => entry.1 = sent.offset,
+            None => self.delivered.push((sent.partition, sent.offset)),
+        }
+    }
+
+    /// Waits for the oldest deliveries while too many are outstanding.
+    async fn bound(&mut self, run: &TaskRun, pipeline: &Pipeline) -> Result<(), ConnectError> {
+        while self.outstanding.len() > MAX_OUTSTANDING {
+            let Some(sent) = self.outstanding.pop_front() else {
+                break;
+            };
+            let outcome = match sent.delivery {
+                None => Ok(()),
+                Some(d) => d.await.map(|_| ()),
+            };
+            settle(run, pipeline, outcome)?;
+            self.deliver(Sent {
+                delivery: None,
+                ..sent
+            });
+        }
+        Ok(())
     }
 
     /// Takes the deliveries that are done, in order, up to the first that is not.
@@ -168,6 +200,7 @@ async fn drive(run: &mut TaskRun, task: &mut dyn SourceTask) -> Result<(), Conne
                 send(run, &producer, &pipeline, &mut offsets, r).await?;
             }
             offsets.reap(run, &pipeline)?;
+            offsets.bound(run, &pipeline).await?;
             if Instant::now() >= next_flush {
                 commit(run, task, &producer, &pipeline, &mut offsets).await?;
                 next_flush = Instant::now() + interval;
@@ -265,8 +298,8 @@ async fn commit(
     let drained = offsets.drain(run, pipeline).await;
     let delivered: Vec<_> = offsets
         .delivered
-        .drain()
-        .map(|(_, (p, o))| (p, Some(o)))
+        .drain(..)
+        .map(|(p, o)| (p, Some(o)))
         .collect();
     if !delivered.is_empty() {
         run.worker
