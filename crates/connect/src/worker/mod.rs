@@ -136,6 +136,24 @@ pub(crate) fn apply_client_props(
     Ok(())
 }
 
+/// A producer's settings for a task: `client.id` `<prefix>-<connector>-<task>`, then the
+/// worker's `producer.` settings and the connector's `producer.override.` ones.
+pub(crate) fn producer_config(
+    run: &TaskRun,
+    prefix: &str,
+) -> Result<strom_client::ProducerConfig, ConnectError> {
+    let mut config = strom_client::ProducerConfig {
+        client_id: format!("{prefix}-{}", run.spec.id()),
+        ..strom_client::ProducerConfig::default()
+    };
+    let pairs = run
+        .worker
+        .config
+        .client_props("producer.", &run.spec.connector_config);
+    apply_client_props(&pairs, |k, v| config.set(k, v))?;
+    Ok(config)
+}
+
 /// The converters, transformations and error policy of one connector.
 pub struct Pipeline {
     /// key.converter.

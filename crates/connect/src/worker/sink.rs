@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
-use strom_client::{Consumer, ConsumerConfig, ConsumerRecord, Producer, ProducerConfig, StartAt};
+use strom_client::{Consumer, ConsumerConfig, ConsumerRecord, Producer, StartAt};
 
 use super::{apply_client_props, Pipeline, State, TaskRun};
 use crate::api::{SinkTask, SinkTaskContext, TopicPartition};
@@ -114,15 +114,7 @@ impl DeadLetters {
         replication_factor: i16,
     ) -> Result<(), ConnectError> {
         if self.producer.is_none() {
-            let mut config = ProducerConfig {
-                client_id: format!("connector-dlq-producer-{}", run.spec.id()),
-                ..ProducerConfig::default()
-            };
-            let pairs = run
-                .worker
-                .config
-                .client_props("producer.", &run.spec.connector_config);
-            apply_client_props(&pairs, |k, v| config.set(k, v))?;
+            let config = super::producer_config(run, "connector-dlq-producer")?;
             let admin = strom_client::Admin::secured(
                 config.bootstrap_servers.clone(),
                 &format!("connector-dlq-adminclient-{}", run.spec.id()),

@@ -12,9 +12,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use futures_util::FutureExt as _;
-use strom_client::{Producer, ProducerConfig, ProducerRecord, RecordMetadata};
+use strom_client::{Producer, ProducerRecord, RecordMetadata};
 
-use super::{apply_client_props, Pipeline, State, TaskRun};
+use super::{Pipeline, State, TaskRun};
 use crate::api::{SourceTask, SourceTaskContext};
 use crate::errors::{Origin, Stage};
 use crate::offsets::ConnectorOffsets;
@@ -61,25 +61,6 @@ impl Offsets {
         }
     }
 
-    /// Waits for the oldest deliveries while too many are outstanding.
-    async fn bound(&mut self, run: &TaskRun, pipeline: &Pipeline) -> Result<(), ConnectError> {
-        while self.outstanding.len() > MAX_OUTSTANDING {
-            let Some(sent) = self.outstanding.pop_front() else {
-                break;
-            };
-            let outcome = match sent.delivery {
-                None => Ok(()),
-                Some(d) => d.await.map(|_| ()),
-            };
-            settle(run, pipeline, outcome)?;
-            self.deliver(Sent {
-                delivery: None,
-                ..sent
-            });
-        }
-        Ok(())
-    }
-
     /// Takes the deliveries that are done, in order, up to the first that is not.
     fn reap(&mut self, run: &TaskRun, pipeline: &Pipeline) -> Result<(), ConnectError> {
         while let Some(front) = self.outstanding.front_mut() {
@@ -97,9 +78,17 @@ impl Offsets {
         Ok(())
     }
 
-    /// Waits for every outstanding delivery.
-    async fn drain(&mut self, run: &TaskRun, pipeline: &Pipeline) -> Result<(), ConnectError> {
-        while let Some(sent) = self.outstanding.pop_front() {
+    /// Waits for the oldest deliveries until at most `keep` are outstanding.
+    async fn wait_down_to(
+        &mut self,
+        keep: usize,
+        run: &TaskRun,
+        pipeline: &Pipeline,
+    ) -> Result<(), ConnectError> {
+        while self.outstanding.len() > keep {
+            let Some(sent) = self.outstanding.pop_front() else {
+                break;
+            };
             let outcome = match sent.delivery {
                 None => Ok(()),
                 Some(d) => d.await.map(|_| ()),
@@ -151,22 +140,9 @@ pub(crate) async fn run(mut run: TaskRun, mut task: Box<dyn SourceTask>) {
     }
 }
 
-fn producer_for(run: &TaskRun) -> Result<Producer, ConnectError> {
-    let mut config = ProducerConfig {
-        client_id: format!("connector-producer-{}", run.spec.id()),
-        ..ProducerConfig::default()
-    };
-    let pairs = run
-        .worker
-        .config
-        .client_props("producer.", &run.spec.connector_config);
-    apply_client_props(&pairs, |k, v| config.set(k, v))?;
-    Ok(Producer::new(config))
-}
-
 async fn drive(run: &mut TaskRun, task: &mut dyn SourceTask) -> Result<(), ConnectError> {
     let pipeline = Pipeline::new(&run.worker.config, &run.spec.connector_config)?;
-    let producer = producer_for(run)?;
+    let producer = Producer::new(super::producer_config(run, "connector-producer")?);
     let context = SourceTaskContext {
         offsets: Arc::new(ConnectorOffsets {
             store: run.worker.offsets.clone(),
@@ -200,7 +176,9 @@ async fn drive(run: &mut TaskRun, task: &mut dyn SourceTask) -> Result<(), Conne
                 send(run, &producer, &pipeline, &mut offsets, r).await?;
             }
             offsets.reap(run, &pipeline)?;
-            offsets.bound(run, &pipeline).await?;
+            offsets
+                .wait_down_to(MAX_OUTSTANDING, run, &pipeline)
+                .await?;
             if Instant::now() >= next_flush {
                 commit(run, task, &producer, &pipeline, &mut offsets).await?;
                 next_flush = Instant::now() + interval;
@@ -295,7 +273,7 @@ async fn commit(
         return Ok(());
     }
     producer.flush().await;
-    let drained = offsets.drain(run, pipeline).await;
+    let drained = offsets.wait_down_to(0, run, pipeline).await;
     let delivered: Vec<_> = offsets
         .delivered
         .drain(..)
