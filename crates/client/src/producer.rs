@@ -236,6 +236,45 @@ struct Queue {
     retry_at: Option<Instant>,
     /// The next batch's base sequence (idempotence).
     next_sequence: i32,
+    /// The partition's window (idempotence): the base sequences numbered under the current
+    /// producer id, from the oldest not yet resolved on, each with whether it has been.
+    /// The broker recognises a retried batch as a duplicate only among the last five it
+    /// wrote, so a batch is numbered only while fewer than max.in.flight are in the window:
+    /// however many of them the broker wrote, the oldest unresolved one is still among
+    /// its last five.
+    numbered: VecDeque<(i32, bool)>,
+}
+
+impl Queue {
+    /// Numbers the next batch from 0 (a new producer id or epoch).
+    pub(crate) fn restart_sequences(&mut self) {
+        self.next_sequence = 0;
+        self.numbered.clear();
+    }
+
+    /// Marks a numbered batch resolved and slides the window past the resolved ones.
+    fn resolve(&mut self, sequence: i32) {
+        if let Some(entry) = self.numbered.iter_mut().find(|(s, _)| *s == sequence) {
+            entry.1 = true;
+        }
+        while self.numbered.front().is_some_and(|(_, done)| *done) {
+            self.numbered.pop_front();
+        }
+    }
+
+    /// Whether the batch at the head of the queue may go now (idempotence). A batch
+    /// already numbered goes again only as the oldest unresolved one, so that after a
+    /// failure the partition's batches reach the broker strictly in order, one at a time,
+    /// until the retries are through (as Kafka's producer does); a new batch is numbered
+    /// only while the window has room.
+    fn head_may_go(&self, producer: (i64, i16), max_in_flight: usize) -> bool {
+        match self.ready.front() {
+            Some(b) if b.sequence.is_some() && b.producer == Some(producer) => {
+                self.numbered.front().map(|(seq, _)| *seq) == b.sequence
+            }
+            _ => self.numbered.len() < max_in_flight,
+        }
+    }
 }
 
 #[derive(Default)]
@@ -515,6 +554,11 @@ fn take_ready(inner: &Inner) -> (Taken, Option<Instant>) {
                 None => {}
             }
         }
+        if let (Some(pid), true) = (producer, idempotent) {
+            if !q.head_may_go(pid, max_in_flight) {
+                continue;
+            }
+        }
         if let Some(mut b) = q.ready.pop_front() {
             if let (Some((id, epoch)), true) = (producer, idempotent) {
                 // A batch numbered under a producer id since replaced is numbered again.
@@ -525,6 +569,7 @@ fn take_ready(inner: &Inner) -> (Taken, Option<Instant>) {
                     q.next_sequence = (next % (i64::from(i32::MAX) + 1)) as i32;
                     b.sequence = Some(seq);
                     b.producer = Some((id, epoch));
+                    q.numbered.push_back((seq, false));
                     let builder =
                         std::mem::replace(&mut b.builder, BatchBuilder::new(Compression::None));
                     b.builder = builder
@@ -592,7 +637,7 @@ async fn init_producer_id(inner: &Inner) {
 fn reset_producer_id(inner: &Arc<Inner>) {
     *inner.producer_id.lock() = None;
     for q in inner.state.lock().queues.values_mut() {
-        q.next_sequence = 0;
+        q.restart_sequences();
     }
     let inner = inner.clone();
     tokio::spawn(async move {
@@ -635,7 +680,11 @@ async fn sender(inner: Arc<Inner>) {
                     .entry(conn.addr().to_string())
                     .or_default()
                     .push((tp, b)),
-                Err(e) => finish(&inner, tp, b, Err(e)),
+                // A numbered batch dropped here would leave a gap in its sequence.
+                Err(e) => {
+                    let retriable = e.is_retriable();
+                    retry_or_fail(&inner, tp, b, retriable, e.to_string())
+                }
             }
         }
         // Written here, in the order taken, so a partition's batches reach the broker in
@@ -774,6 +823,9 @@ fn complete(
             let mut results: HashMap<(String, i32), (i16, i64, i64)> = HashMap::new();
             for t in &response.responses {
                 for p in &t.partition_responses {
+                    if p.error_code != 0 {
+                        tracing::debug!(topic = %t.name.0, partition = p.index, code = p.error_code, message = ?p.error_message, "produce refused");
+                    }
                     results.insert(
                         (t.name.0.to_string(), p.index),
                         (p.error_code, p.base_offset, p.log_append_time_ms),
@@ -818,7 +870,7 @@ fn retry_or_fail(
 ) {
     batch.attempts += 1;
     if retriable && batch.created.elapsed() < inner.config.delivery_timeout {
-        tracing::debug!(topic = %tp.0, partition = tp.1, attempts = batch.attempts, %why, "retrying a batch");
+        tracing::debug!(topic = %tp.0, partition = tp.1, attempts = batch.attempts, sequence = ?batch.sequence, records = batch.builder.len(), %why, "retrying a batch");
         let mut state = inner.state.lock();
         let q = state.queues.entry(tp).or_default();
         // In sequence order among the batches waiting (idempotence); first otherwise.
@@ -873,9 +925,16 @@ fn finish_with_time(
 ) {
     let partition = tp.1;
     {
+        let current = *inner.producer_id.lock();
         let mut state = inner.state.lock();
         if let Some(q) = state.queues.get_mut(&tp) {
             q.in_flight = q.in_flight.saturating_sub(1);
+            if let (Some(seq), true) = (
+                batch.sequence,
+                batch.producer.is_some() && batch.producer == current,
+            ) {
+                q.resolve(seq);
+            }
         }
     }
     match outcome {
@@ -900,4 +959,72 @@ fn finish_with_time(
         }
     }
     inner.wake.notify_one();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batch(sequence: Option<i32>, producer: Option<(i64, i16)>) -> Batch {
+        Batch {
+            builder: BatchBuilder::new(Compression::None),
+            waiters: Vec::new(),
+            created: Instant::now(),
+            bytes: 0,
+            _memory: None,
+            attempts: 0,
+            keyless: false,
+            sequence,
+            producer,
+        }
+    }
+
+    const PID: (i64, i16) = (7, 0);
+
+    #[test]
+    fn the_window_spans_from_the_oldest_unresolved_batch_whatever_resolved_after_it() {
+        let mut q = Queue::default();
+        for seq in [0, 10, 20, 30, 40] {
+            q.numbered.push_back((seq, false));
+        }
+        q.ready.push_back(batch(None, None));
+        assert!(!q.head_may_go(PID, 5), "five numbered: the window is full");
+        // Every batch after the first is answered; the first is not (its answer was lost).
+        for seq in [10, 20, 30, 40] {
+            q.resolve(seq);
+        }
+        assert_eq!(
+            q.numbered.len(),
+            5,
+            "the window holds until its oldest resolves"
+        );
+        assert!(
+            !q.head_may_go(PID, 5),
+            "a sixth would push 0 out of the broker's cache"
+        );
+        q.resolve(0);
+        assert!(
+            q.numbered.is_empty(),
+            "the window slides past everything resolved"
+        );
+        assert!(q.head_may_go(PID, 5));
+    }
+
+    #[test]
+    fn a_retried_batch_goes_only_as_the_oldest_unresolved_one() {
+        let mut q = Queue::default();
+        for seq in [0, 10, 20] {
+            q.numbered.push_back((seq, false));
+        }
+        // 0 is out on the wire again; 10 waits to be retried behind it.
+        q.ready.push_back(batch(Some(10), Some(PID)));
+        assert!(!q.head_may_go(PID, 5));
+        q.resolve(0);
+        assert!(q.head_may_go(PID, 5));
+        // Numbered under a producer id since replaced: numbered again, as a new batch.
+        q.ready[0].producer = Some((6, 0));
+        q.restart_sequences();
+        assert!(q.head_may_go(PID, 5));
+        assert_eq!(q.next_sequence, 0);
+    }
 }

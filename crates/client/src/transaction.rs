@@ -269,7 +269,7 @@ impl Inner {
             // producer id), its sequences from 0.
             *self.producer_id.lock() = Some((pid, epoch));
             for q in self.state.lock().queues.values_mut() {
-                q.next_sequence = 0;
+                q.restart_sequences();
             }
         }
         Ok(())
@@ -314,7 +314,7 @@ impl Producer {
         tracing::debug!(producer_id = pid.0, epoch = pid.1, transactional_id = %id, tv2, "transactional producer");
         *inner.producer_id.lock() = Some(pid);
         for q in inner.state.lock().queues.values_mut() {
-            q.next_sequence = 0;
+            q.restart_sequences();
         }
         inner.txn.lock().phase = Phase::Ready;
         inner.wake.notify_one();
