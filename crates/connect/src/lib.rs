@@ -15,6 +15,7 @@
 //! - [`herder`]: what runs, and the answers of [`rest`], Kafka Connect's REST API.
 //! - [`standalone`]: a single worker with its offsets in a file.
 //! - [`file`]: the FileStreamSource and FileStreamSink connectors.
+//! - [`postgres`]: the PostgreSQL sink connector (Confluent's JDBC sink settings).
 
 pub mod api;
 pub mod config;
@@ -24,6 +25,7 @@ pub mod errors;
 pub mod file;
 pub mod herder;
 pub mod offsets;
+pub mod postgres;
 pub mod record;
 pub mod rest;
 pub mod standalone;

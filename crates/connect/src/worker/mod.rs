@@ -220,7 +220,11 @@ pub struct Plugins {
 impl Default for Plugins {
     fn default() -> Self {
         Plugins {
-            list: vec![crate::file::SINK, crate::file::SOURCE],
+            list: vec![
+                crate::file::SINK,
+                crate::file::SOURCE,
+                crate::postgres::sink::SINK,
+            ],
         }
     }
 }
