@@ -28,6 +28,18 @@ pub enum ConnectCmd {
         /// Connector configurations: properties files or Connect's JSON.
         connectors: Vec<PathBuf>,
     },
+    /// Run a distributed worker: workers with the same group.id share the connectors and
+    /// tasks, kept in the config, offset and status topics; connectors are managed over
+    /// the REST API of any worker.
+    ///
+    /// Example:
+    ///   strom connect distributed connect-distributed.properties
+    #[command(verbatim_doc_comment)]
+    Distributed {
+        /// The worker's properties (Kafka's names: bootstrap.servers, group.id, listeners,
+        /// config.storage.topic, offset.storage.topic, status.storage.topic ...).
+        worker: PathBuf,
+    },
     /// List the connectors with their states.
     List(Url),
     /// Create a connector (or, with --update, change its configuration).
@@ -189,7 +201,9 @@ fn print_status(output: Output, status: &Value) {
 /// Runs one `strom connect` command.
 pub async fn connect(output: Output, cmd: ConnectCmd) -> anyhow::Result<()> {
     match cmd {
-        ConnectCmd::Standalone { .. } => bail!("standalone runs outside this dispatcher"),
+        ConnectCmd::Standalone { .. } | ConnectCmd::Distributed { .. } => {
+            bail!("workers run outside this dispatcher")
+        }
         ConnectCmd::List(url) => {
             let (_, all) = call(&url, "GET", "/connectors?expand=status", None).await?;
             if output == Output::Json {
@@ -361,13 +375,18 @@ pub async fn connect(output: Output, cmd: ConnectCmd) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A worker's properties file.
+fn worker_props(path: &std::path::Path) -> anyhow::Result<strom_connect::api::Props> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    Ok(strom_types::properties::parse(&text).into_iter().collect())
+}
+
 /// `strom connect standalone`: runs until SIGTERM or Ctrl-C, then stops the tasks (their
 /// offsets stored) and exits.
 pub async fn standalone(worker: PathBuf, connectors: Vec<PathBuf>) -> anyhow::Result<()> {
     let stop = crate::Stop::install();
-    let text = std::fs::read_to_string(&worker)
-        .with_context(|| format!("reading {}", worker.display()))?;
-    let worker_props = strom_types::properties::parse(&text).into_iter().collect();
+    let worker_props = worker_props(&worker)?;
     let mut configs = Vec::new();
     for c in &connectors {
         let text =
@@ -380,6 +399,22 @@ pub async fn standalone(worker: PathBuf, connectors: Vec<PathBuf>) -> anyhow::Re
     strom_connect::standalone::run(
         worker_props,
         configs,
+        strom_connect::worker::Plugins::default(),
+        |addr| crate::say(&format!("strom connect listening on {addr}")),
+        async move { stop.wait().await },
+    )
+    .await?;
+    tracing::info!("the worker stopped");
+    Ok(())
+}
+
+/// `strom connect distributed`: runs until SIGTERM or Ctrl-C, then stops its tasks and
+/// leaves the group, so the others take over at once.
+pub async fn distributed(worker: PathBuf) -> anyhow::Result<()> {
+    let stop = crate::Stop::install();
+    let worker_props = worker_props(&worker)?;
+    strom_connect::distributed::run(
+        worker_props,
         strom_connect::worker::Plugins::default(),
         |addr| crate::say(&format!("strom connect listening on {addr}")),
         async move { stop.wait().await },

@@ -181,6 +181,9 @@ fn main() -> anyhow::Result<()> {
         Command::Connect {
             cmd: connect_cmd::ConnectCmd::Standalone { worker, connectors },
         } => client(Box::pin(connect_cmd::standalone(worker, connectors))),
+        Command::Connect {
+            cmd: connect_cmd::ConnectCmd::Distributed { worker },
+        } => client(Box::pin(connect_cmd::distributed(worker))),
         Command::Connect { cmd } => client(Box::pin(connect_cmd::connect(conn.output, cmd))),
     };
     // Client commands: one clear line and exit status 1, which scripts can trust.

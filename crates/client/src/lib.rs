@@ -15,6 +15,7 @@
 //! - [`group`]: group membership under the classic protocol or KIP-848, and committed
 //!   offsets; [`assignor`]: the classic protocol's range, roundrobin and cooperative-sticky
 //!   assignors.
+//! - [`member`]: a member of a classic group of any protocol type (Connect's workers).
 //! - [`acl_admin`]: ACLs (CreateAcls, DescribeAcls, DeleteAcls).
 //! - [`quota_admin`]: client quotas (AlterClientQuotas, DescribeClientQuotas).
 //! - [`user_admin`]: SCRAM users (AlterUserScramCredentials, DescribeUserScramCredentials).
@@ -32,6 +33,7 @@ pub mod error;
 pub mod group;
 pub mod group_admin;
 pub mod jaas;
+pub mod member;
 pub mod partitioner;
 pub mod producer;
 pub mod quota_admin;
@@ -48,6 +50,7 @@ pub use group::{GroupMetadata, GroupProtocol, TopicPartition};
 pub use group_admin::{
     CommittedOffset, GroupDescription, GroupListing, ListedOffset, MemberDescription, OffsetSpec,
 };
+pub use member::{GroupMember, Joined, MemberSettings};
 pub use partitioner::{murmur2, partition_for_key, StickyPartitioner};
 pub use producer::{Partitioner, Producer, ProducerConfig, ProducerRecord, RecordMetadata};
 pub use security::{Connector, SecurityConfig};

@@ -66,6 +66,9 @@ pub struct ProducerConfig {
     pub transactional_id: Option<String>,
     /// transaction.timeout.ms (60 s): how long the coordinator lets a transaction stay open.
     pub transaction_timeout: Duration,
+    /// max.block.ms (60 s): how long `send` waits for a topic that is not in the metadata
+    /// yet (being auto-created, or just created).
+    pub max_block: Duration,
 }
 
 impl Default for ProducerConfig {
@@ -86,6 +89,7 @@ impl Default for ProducerConfig {
             max_in_flight: 5,
             transactional_id: None,
             transaction_timeout: Duration::from_secs(60),
+            max_block: Duration::from_secs(60),
         }
     }
 }
@@ -144,6 +148,7 @@ impl ProducerConfig {
                 self.transactional_id = Some(value.to_string()).filter(|v| !v.is_empty())
             }
             "transaction.timeout.ms" => self.transaction_timeout = ms()?,
+            "max.block.ms" => self.max_block = ms()?,
             "max.in.flight.requests.per.connection" => {
                 self.max_in_flight = value.parse().map_err(|_| bad())?;
                 if self.max_in_flight == 0 {
@@ -377,6 +382,27 @@ impl Producer {
         Producer { inner }
     }
 
+    /// The topic's partition count; while the metadata does not have the topic (it is being
+    /// auto-created, or was just created elsewhere), asks again for up to max.block.ms, as
+    /// Kafka's producer does, then fails with the last error.
+    async fn partition_count(&self, topic: &str) -> Result<i32> {
+        let inner = &self.inner;
+        let deadline = Instant::now() + inner.config.max_block;
+        let mut backoff = inner.config.retry_backoff;
+        loop {
+            match inner.cluster.partition_count(topic).await {
+                // UNKNOWN_TOPIC_OR_PARTITION, LEADER_NOT_AVAILABLE.
+                Err(ClientError::Kafka { code: 3 | 5, .. })
+                    if Instant::now() + backoff < deadline =>
+                {
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                }
+                outcome => return outcome,
+            }
+        }
+    }
+
     /// Queues `record`; the returned future resolves once the broker has it (per acks). Waits
     /// for room when buffer.memory is full.
     pub async fn send(
@@ -384,7 +410,7 @@ impl Producer {
         record: ProducerRecord,
     ) -> Result<impl Future<Output = Result<RecordMetadata>>> {
         let inner = &self.inner;
-        let count = inner.cluster.partition_count(&record.topic).await?;
+        let count = self.partition_count(&record.topic).await?;
         let partition = match (record.partition, &record.key, &inner.custom) {
             (Some(p), _, _) => p,
             (None, key, Some(custom)) => custom.partition(

@@ -8,12 +8,13 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use async_trait::async_trait;
 use serde_json::{json, Value as Json};
 
 use crate::api::{Connector, ConnectorType, Plugin, Props};
 use crate::config::{ConfigDef, ConfigValue, Importance, Kind, Validator};
 use crate::record::SourceMap;
-use crate::worker::{sink::group_of, State, Target, TaskHandle, TaskSpec, Worker};
+use crate::worker::{sink::group_of, Plugins, State, Target, TaskHandle, TaskSpec, Worker};
 use crate::ConnectError;
 
 /// What the herder refuses, as the REST API answers it.
@@ -212,6 +213,81 @@ impl Validation {
     }
 }
 
+/// Where a request that changes something must be served.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    /// By this worker.
+    Here,
+    /// By the group's leader, at this REST URL.
+    Leader(String),
+    /// Nowhere yet: the group is rebalancing (409).
+    Rebalancing,
+}
+
+/// What the REST API asks of a herder, standalone or distributed.
+#[async_trait]
+pub trait Herding: Send + Sync {
+    /// The worker.
+    fn worker(&self) -> &Arc<Worker>;
+
+    /// Where changes are served; standalone: always here.
+    fn route(&self) -> Route {
+        Route::Here
+    }
+
+    /// Validates a configuration for `plugin` (a class name or alias).
+    fn validate(&self, plugin: &str, props: &Props) -> Result<Validation, HerderError>;
+
+    /// The connectors' names, sorted.
+    async fn connectors(&self) -> Vec<String>;
+
+    /// Creates a connector, or (with `replace`) changes an existing one's configuration.
+    /// True when it was created.
+    async fn put(
+        &self,
+        name: &str,
+        config: Props,
+        replace: bool,
+    ) -> Result<(bool, ConnectorInfo), HerderError>;
+
+    /// A connector's configuration and tasks.
+    async fn info(&self, name: &str) -> Result<ConnectorInfo, HerderError>;
+
+    /// Its tasks' configurations.
+    async fn task_configs(&self, name: &str) -> Result<Vec<Props>, HerderError>;
+
+    /// Its state and its tasks'.
+    async fn status(&self, name: &str) -> Result<ConnectorStatus, HerderError>;
+
+    /// Pauses (`Target::Paused`), resumes (`Started`) or stops (`Stopped`) a connector.
+    async fn set_target(&self, name: &str, target: Target) -> Result<(), HerderError>;
+
+    /// Restarts the connector (if `only_failed`, only when it failed) and, with
+    /// `include_tasks`, its tasks (the failed ones only, with `only_failed`), as KIP-745.
+    async fn restart(
+        &self,
+        name: &str,
+        include_tasks: bool,
+        only_failed: bool,
+    ) -> Result<(), HerderError>;
+
+    /// Restarts one task.
+    async fn restart_task(&self, name: &str, task: i32) -> Result<(), HerderError>;
+
+    /// Stops and removes a connector (its offsets stay, as in Kafka).
+    async fn delete(&self, name: &str) -> Result<(), HerderError>;
+
+    /// A connector's offsets, as `GET /connectors/{name}/offsets` shows them (KIP-875).
+    async fn offsets(&self, name: &str) -> Result<Json, HerderError>;
+
+    /// Alters (`Some`) or resets (`None`) a stopped connector's offsets (KIP-875).
+    async fn change_offsets(
+        &self,
+        name: &str,
+        offsets: Option<&Json>,
+    ) -> Result<&'static str, HerderError>;
+}
+
 impl Herder {
     /// A herder over this worker.
     pub fn new(worker: Arc<Worker>) -> Herder {
@@ -219,124 +295,6 @@ impl Herder {
             worker,
             connectors: tokio::sync::Mutex::new(BTreeMap::new()),
         }
-    }
-
-    /// The worker.
-    pub fn worker(&self) -> &Arc<Worker> {
-        &self.worker
-    }
-
-    /// The plugin `connector.class` names, or Kafka's message.
-    fn plugin_of(&self, class: &str) -> Result<Plugin, HerderError> {
-        self.worker.plugins.find(class).ok_or_else(|| {
-            let known: Vec<_> = self.worker.plugins.all().iter().map(|p| p.class).collect();
-            HerderError::BadRequest(format!(
-                "Failed to find any class that implements Connector and which name matches {class}, available connectors are: {}",
-                known.join(", ")
-            ))
-        })
-    }
-
-    /// Validates a configuration for `plugin` (a class name or alias).
-    pub fn validate(&self, plugin: &str, props: &Props) -> Result<Validation, HerderError> {
-        let plugin = self.plugin_of(plugin)?;
-        let connector = (plugin.connector)();
-        let common = common_def(plugin.kind());
-        let mut values = common.validate(props);
-        if plugin.kind() == ConnectorType::Sink {
-            sink_checks(props, &mut values);
-        }
-        // The connector's own settings, minus the common ones it may redefine.
-        let own = connector.validate(props);
-        values.extend(
-            own.into_iter()
-                .filter(|v| !common.keys().iter().any(|k| k.name == v.name)),
-        );
-        for (name, message) in crate::transforms::validate(props) {
-            match values.iter_mut().find(|v| v.name == name) {
-                Some(v) => v.errors.push(message),
-                None => values.push(ConfigValue {
-                    value: props.get(&name).cloned(),
-                    name,
-                    errors: vec![message],
-                }),
-            }
-        }
-        Ok(Validation {
-            class: plugin.class.to_string(),
-            def: common.merged(connector.config_def()),
-            values,
-        })
-    }
-
-    /// The connectors' names, sorted.
-    pub async fn connectors(&self) -> Vec<String> {
-        self.connectors.lock().await.keys().cloned().collect()
-    }
-
-    /// Creates a connector, or (with `replace`) changes an existing one's configuration.
-    /// True when it was created.
-    pub async fn put(
-        &self,
-        name: &str,
-        mut config: Props,
-        replace: bool,
-    ) -> Result<(bool, ConnectorInfo), HerderError> {
-        if name.trim().is_empty() || name.chars().any(char::is_control) {
-            return Err(HerderError::BadRequest(
-                "Connector name cannot be empty and may not contain control characters".into(),
-            ));
-        }
-        match config.get("name") {
-            Some(n) if n != name => {
-                return Err(HerderError::BadRequest(format!(
-                    "Connector name configuration ({n}) doesn't match connector name in the URL ({name})"
-                )))
-            }
-            Some(_) => {}
-            None => {
-                config.insert("name".into(), name.to_string());
-            }
-        }
-        let class = config.get("connector.class").cloned().ok_or_else(|| {
-            HerderError::BadRequest(
-                "Connector config {} contains no connector type"
-                    .replace("{}", &format!("{config:?}")),
-            )
-        })?;
-        let validation = self.validate(&class, &config)?;
-        let errors = validation.errors();
-        if !errors.is_empty() {
-            return Err(HerderError::BadRequest(format!(
-                "Connector configuration is invalid and contains the following {} error(s):\n{}\nYou can also find the above list of errors at the endpoint `/connector-plugins/{{connectorType}}/config/validate`",
-                errors.len(),
-                errors.join("\n")
-            )));
-        }
-        let plugin = self.plugin_of(&class)?;
-        let mut connectors = self.connectors.lock().await;
-        let created = match connectors.remove(name) {
-            Some(old) if !replace => {
-                connectors.insert(name.to_string(), old);
-                return Err(HerderError::AlreadyExists(name.to_string()));
-            }
-            Some(mut old) => {
-                stop_entry(&mut old).await;
-                let mut entry = new_entry(config, plugin, old.target);
-                self.start_entry(name, &mut entry).await;
-                connectors.insert(name.to_string(), entry);
-                false
-            }
-            None => {
-                let mut entry = new_entry(config, plugin, Target::Started);
-                self.start_entry(name, &mut entry).await;
-                connectors.insert(name.to_string(), entry);
-                true
-            }
-        };
-        tracing::info!(connector = name, created, "connector configuration stored");
-        let info = info_of(name, &connectors[name]);
-        Ok((created, info))
     }
 
     /// Starts the connector (unless stopped) and its tasks.
@@ -384,22 +342,83 @@ impl Herder {
         )
     }
 
-    /// A connector's configuration and tasks.
-    pub async fn info(&self, name: &str) -> Result<ConnectorInfo, HerderError> {
+    /// Stops everything (the worker is shutting down).
+    pub async fn shutdown(&self) {
+        let mut connectors = self.connectors.lock().await;
+        for entry in connectors.values_mut() {
+            stop_entry(entry).await;
+        }
+    }
+
+    async fn kind_of(&self, name: &str) -> Result<ConnectorType, HerderError> {
+        let connectors = self.connectors.lock().await;
+        Ok(connectors
+            .get(name)
+            .ok_or_else(|| not_found(name))?
+            .plugin
+            .kind())
+    }
+}
+
+#[async_trait]
+impl Herding for Herder {
+    fn worker(&self) -> &Arc<Worker> {
+        &self.worker
+    }
+
+    fn validate(&self, plugin: &str, props: &Props) -> Result<Validation, HerderError> {
+        validate(&self.worker.plugins, plugin, props)
+    }
+
+    async fn connectors(&self) -> Vec<String> {
+        self.connectors.lock().await.keys().cloned().collect()
+    }
+
+    async fn put(
+        &self,
+        name: &str,
+        config: Props,
+        replace: bool,
+    ) -> Result<(bool, ConnectorInfo), HerderError> {
+        let (config, plugin) = checked_config(&self.worker.plugins, name, config)?;
+        let mut connectors = self.connectors.lock().await;
+        let created = match connectors.remove(name) {
+            Some(old) if !replace => {
+                connectors.insert(name.to_string(), old);
+                return Err(HerderError::AlreadyExists(name.to_string()));
+            }
+            Some(mut old) => {
+                stop_entry(&mut old).await;
+                let mut entry = new_entry(config, plugin, old.target);
+                self.start_entry(name, &mut entry).await;
+                connectors.insert(name.to_string(), entry);
+                false
+            }
+            None => {
+                let mut entry = new_entry(config, plugin, Target::Started);
+                self.start_entry(name, &mut entry).await;
+                connectors.insert(name.to_string(), entry);
+                true
+            }
+        };
+        tracing::info!(connector = name, created, "connector configuration stored");
+        let info = info_of(name, &connectors[name]);
+        Ok((created, info))
+    }
+
+    async fn info(&self, name: &str) -> Result<ConnectorInfo, HerderError> {
         let connectors = self.connectors.lock().await;
         let entry = connectors.get(name).ok_or_else(|| not_found(name))?;
         Ok(info_of(name, entry))
     }
 
-    /// Its tasks' configurations.
-    pub async fn task_configs(&self, name: &str) -> Result<Vec<Props>, HerderError> {
+    async fn task_configs(&self, name: &str) -> Result<Vec<Props>, HerderError> {
         let connectors = self.connectors.lock().await;
         let entry = connectors.get(name).ok_or_else(|| not_found(name))?;
         Ok(entry.task_configs.clone())
     }
 
-    /// Its state and its tasks'.
-    pub async fn status(&self, name: &str) -> Result<ConnectorStatus, HerderError> {
+    async fn status(&self, name: &str) -> Result<ConnectorStatus, HerderError> {
         let connectors = self.connectors.lock().await;
         let entry = connectors.get(name).ok_or_else(|| not_found(name))?;
         let worker = self.worker.id.clone();
@@ -420,8 +439,7 @@ impl Herder {
         })
     }
 
-    /// Pauses (`Target::Paused`), resumes (`Started`) or stops (`Stopped`) a connector.
-    pub async fn set_target(&self, name: &str, target: Target) -> Result<(), HerderError> {
+    async fn set_target(&self, name: &str, target: Target) -> Result<(), HerderError> {
         let mut connectors = self.connectors.lock().await;
         let entry = connectors.get_mut(name).ok_or_else(|| not_found(name))?;
         let was = entry.target;
@@ -450,9 +468,7 @@ impl Herder {
         Ok(())
     }
 
-    /// Restarts the connector (if `only_failed`, only when it failed) and, with
-    /// `include_tasks`, its tasks (the failed ones only, with `only_failed`), as KIP-745.
-    pub async fn restart(
+    async fn restart(
         &self,
         name: &str,
         include_tasks: bool,
@@ -503,8 +519,7 @@ impl Herder {
         Ok(())
     }
 
-    /// Restarts one task.
-    pub async fn restart_task(&self, name: &str, task: i32) -> Result<(), HerderError> {
+    async fn restart_task(&self, name: &str, task: i32) -> Result<(), HerderError> {
         let mut connectors = self.connectors.lock().await;
         let entry = connectors.get_mut(name).ok_or_else(|| not_found(name))?;
         let i = usize::try_from(task)
@@ -519,8 +534,7 @@ impl Herder {
         Ok(())
     }
 
-    /// Stops and removes a connector (its offsets stay, as in Kafka).
-    pub async fn delete(&self, name: &str) -> Result<(), HerderError> {
+    async fn delete(&self, name: &str) -> Result<(), HerderError> {
         let mut connectors = self.connectors.lock().await;
         let mut entry = connectors.remove(name).ok_or_else(|| not_found(name))?;
         stop_entry(&mut entry).await;
@@ -528,44 +542,12 @@ impl Herder {
         Ok(())
     }
 
-    /// Stops everything (the worker is shutting down).
-    pub async fn shutdown(&self) {
-        let mut connectors = self.connectors.lock().await;
-        for entry in connectors.values_mut() {
-            stop_entry(entry).await;
-        }
-    }
-
-    /// A connector's offsets, as `GET /connectors/{name}/offsets` shows them (KIP-875).
-    pub async fn offsets(&self, name: &str) -> Result<Json, HerderError> {
+    async fn offsets(&self, name: &str) -> Result<Json, HerderError> {
         let kind = self.kind_of(name).await?;
-        let offsets: Vec<Json> = match kind {
-            ConnectorType::Source => self
-                .worker
-                .offsets
-                .all(name)
-                .into_iter()
-                .map(|(p, o)| json!({"partition": p, "offset": o}))
-                .collect(),
-            ConnectorType::Sink => self
-                .admin()
-                .list_group_offsets(&group_of(name))
-                .await
-                .map_err(ConnectError::Kafka)?
-                .into_iter()
-                .map(|c| {
-                    json!({
-                        "partition": {"kafka_topic": c.topic, "kafka_partition": c.partition},
-                        "offset": {"kafka_offset": c.offset},
-                    })
-                })
-                .collect(),
-        };
-        Ok(json!({ "offsets": offsets }))
+        offsets_of(&self.worker, name, kind).await
     }
 
-    /// Alters (`Some`) or resets (`None`) a stopped connector's offsets (KIP-875).
-    pub async fn change_offsets(
+    async fn change_offsets(
         &self,
         name: &str,
         offsets: Option<&Json>,
@@ -574,135 +556,255 @@ impl Herder {
             let connectors = self.connectors.lock().await;
             let entry = connectors.get(name).ok_or_else(|| not_found(name))?;
             if entry.target != Target::Stopped {
-                return Err(HerderError::BadRequest(format!(
-                    "Connectors must be in the STOPPED state before their offsets can be modified. This can be done for the specified connector by issuing a 'PUT' request to the '/connectors/{name}/stop' endpoint"
-                )));
+                return Err(not_stopped(name));
             }
             entry.plugin.kind()
         };
-        let bad = |m: &str| HerderError::BadRequest(m.to_string());
-        match (kind, offsets) {
-            (ConnectorType::Source, None) => {
-                let all = self
-                    .worker
-                    .offsets
-                    .all(name)
-                    .into_iter()
-                    .map(|(p, _)| (p, None))
-                    .collect();
-                self.worker.offsets.put(name, all).await?;
+        change_offsets_of(&self.worker, name, kind, offsets).await
+    }
+}
+
+/// The plugin `connector.class` names, or Kafka's message.
+fn plugin_of(plugins: &Plugins, class: &str) -> Result<Plugin, HerderError> {
+    plugins.find(class).ok_or_else(|| {
+        let known: Vec<_> = plugins.all().iter().map(|p| p.class).collect();
+        HerderError::BadRequest(format!(
+            "Failed to find any class that implements Connector and which name matches {class}, available connectors are: {}",
+            known.join(", ")
+        ))
+    })
+}
+
+/// Validates a configuration for `plugin` (a class name or alias).
+pub fn validate(plugins: &Plugins, plugin: &str, props: &Props) -> Result<Validation, HerderError> {
+    let plugin = plugin_of(plugins, plugin)?;
+    let connector = (plugin.connector)();
+    let common = common_def(plugin.kind());
+    let mut values = common.validate(props);
+    if plugin.kind() == ConnectorType::Sink {
+        sink_checks(props, &mut values);
+    }
+    // The connector's own settings, minus the common ones it may redefine.
+    let own = connector.validate(props);
+    values.extend(
+        own.into_iter()
+            .filter(|v| !common.keys().iter().any(|k| k.name == v.name)),
+    );
+    for (name, message) in crate::transforms::validate(props) {
+        match values.iter_mut().find(|v| v.name == name) {
+            Some(v) => v.errors.push(message),
+            None => values.push(ConfigValue {
+                value: props.get(&name).cloned(),
+                name,
+                errors: vec![message],
+            }),
+        }
+    }
+    Ok(Validation {
+        class: plugin.class.to_string(),
+        def: common.merged(connector.config_def()),
+        values,
+    })
+}
+
+/// Checks a connector configuration as a create or update does: the name, the class,
+/// and every setting; the configuration (with its name) and plugin, or the 400 to answer.
+pub fn checked_config(
+    plugins: &Plugins,
+    name: &str,
+    mut config: Props,
+) -> Result<(Props, Plugin), HerderError> {
+    if name.trim().is_empty() || name.chars().any(char::is_control) {
+        return Err(HerderError::BadRequest(
+            "Connector name cannot be empty and may not contain control characters".into(),
+        ));
+    }
+    match config.get("name") {
+        Some(n) if n != name => {
+            return Err(HerderError::BadRequest(format!(
+            "Connector name configuration ({n}) doesn't match connector name in the URL ({name})"
+        )))
+        }
+        Some(_) => {}
+        None => {
+            config.insert("name".into(), name.to_string());
+        }
+    }
+    let class = config.get("connector.class").cloned().ok_or_else(|| {
+        HerderError::BadRequest(
+            "Connector config {} contains no connector type".replace("{}", &format!("{config:?}")),
+        )
+    })?;
+    let validation = validate(plugins, &class, &config)?;
+    let errors = validation.errors();
+    if !errors.is_empty() {
+        return Err(HerderError::BadRequest(format!(
+            "Connector configuration is invalid and contains the following {} error(s):\n{}\nYou can also find the above list of errors at the endpoint `/connector-plugins/{{connectorType}}/config/validate`",
+            errors.len(),
+            errors.join("\n")
+        )));
+    }
+    let plugin = plugin_of(plugins, &class)?;
+    Ok((config, plugin))
+}
+
+/// A connector's offsets, as `GET /connectors/{name}/offsets` shows them (KIP-875).
+pub async fn offsets_of(
+    worker: &Worker,
+    name: &str,
+    kind: ConnectorType,
+) -> Result<Json, HerderError> {
+    let offsets: Vec<Json> = match kind {
+        ConnectorType::Source => worker
+            .offsets
+            .all(name)
+            .into_iter()
+            .map(|(p, o)| json!({"partition": p, "offset": o}))
+            .collect(),
+        ConnectorType::Sink => admin(worker)
+            .list_group_offsets(&group_of(name))
+            .await
+            .map_err(ConnectError::Kafka)?
+            .into_iter()
+            .map(|c| {
+                json!({
+                    "partition": {"kafka_topic": c.topic, "kafka_partition": c.partition},
+                    "offset": {"kafka_offset": c.offset},
+                })
+            })
+            .collect(),
+    };
+    Ok(json!({ "offsets": offsets }))
+}
+
+/// Alters (`Some`) or resets (`None`) a stopped connector's offsets (KIP-875).
+pub async fn change_offsets_of(
+    worker: &Worker,
+    name: &str,
+    kind: ConnectorType,
+    offsets: Option<&Json>,
+) -> Result<&'static str, HerderError> {
+    let bad = |m: &str| HerderError::BadRequest(m.to_string());
+    match (kind, offsets) {
+        (ConnectorType::Source, None) => {
+            let all = worker
+                .offsets
+                .all(name)
+                .into_iter()
+                .map(|(p, _)| (p, None))
+                .collect();
+            worker.offsets.put(name, all).await?;
+        }
+        (ConnectorType::Source, Some(list)) => {
+            let mut entries = Vec::new();
+            for item in list
+                .as_array()
+                .ok_or_else(|| bad("Offsets must be specified as a list"))?
+            {
+                let partition: SourceMap = item
+                    .get("partition")
+                    .and_then(Json::as_object)
+                    .cloned()
+                    .ok_or_else(|| bad("Source partitions may not be null"))?;
+                let offset = match item.get("offset") {
+                    None | Some(Json::Null) => None,
+                    Some(Json::Object(o)) => Some(o.clone()),
+                    Some(_) => return Err(bad("Source offsets must be JSON objects")),
+                };
+                entries.push((partition, offset));
             }
-            (ConnectorType::Source, Some(list)) => {
-                let mut entries = Vec::new();
-                for item in list
-                    .as_array()
-                    .ok_or_else(|| bad("Offsets must be specified as a list"))?
-                {
-                    let partition: SourceMap = item
-                        .get("partition")
-                        .and_then(Json::as_object)
-                        .cloned()
-                        .ok_or_else(|| bad("Source partitions may not be null"))?;
-                    let offset = match item.get("offset") {
-                        None | Some(Json::Null) => None,
-                        Some(Json::Object(o)) => Some(o.clone()),
-                        Some(_) => return Err(bad("Source offsets must be JSON objects")),
-                    };
-                    entries.push((partition, offset));
-                }
-                self.worker.offsets.put(name, entries).await?;
-            }
-            (ConnectorType::Sink, None) => {
-                self.admin()
-                    .delete_groups(&[group_of(name)])
-                    .await
-                    .or_else(|e| match e {
-                        // GROUP_ID_NOT_FOUND: nothing was committed.
-                        strom_client::ClientError::Kafka { code: 69, .. } => Ok(()),
-                        e => Err(e),
-                    })
-                    .map_err(ConnectError::Kafka)?;
-            }
-            (ConnectorType::Sink, Some(list)) => {
-                let mut set = Vec::new();
-                let mut remove = Vec::new();
-                for item in list
-                    .as_array()
-                    .ok_or_else(|| bad("Offsets must be specified as a list"))?
-                {
-                    let p = item.get("partition");
-                    let topic = p.and_then(|p| p.get("kafka_topic")).and_then(Json::as_str);
-                    let partition = p
-                        .and_then(|p| p.get("kafka_partition"))
-                        .and_then(Json::as_i64);
-                    let (Some(topic), Some(partition)) = (topic, partition) else {
-                        return Err(bad(
-                            "Kafka partitions must contain kafka_topic and kafka_partition",
-                        ));
-                    };
-                    let tp = (topic.to_string(), partition as i32);
-                    match item.get("offset") {
-                        None | Some(Json::Null) => remove.push(tp),
-                        Some(o) => match o.get("kafka_offset").and_then(Json::as_i64) {
+            worker.offsets.put(name, entries).await?;
+        }
+        (ConnectorType::Sink, None) => {
+            admin(worker)
+                .delete_groups(&[group_of(name)])
+                .await
+                .or_else(|e| match e {
+                    // GROUP_ID_NOT_FOUND: nothing was committed.
+                    strom_client::ClientError::Kafka { code: 69, .. } => Ok(()),
+                    e => Err(e),
+                })
+                .map_err(ConnectError::Kafka)?;
+        }
+        (ConnectorType::Sink, Some(list)) => {
+            let mut set = Vec::new();
+            let mut remove = Vec::new();
+            for item in list
+                .as_array()
+                .ok_or_else(|| bad("Offsets must be specified as a list"))?
+            {
+                let p = item.get("partition");
+                let topic = p.and_then(|p| p.get("kafka_topic")).and_then(Json::as_str);
+                let partition = p
+                    .and_then(|p| p.get("kafka_partition"))
+                    .and_then(Json::as_i64);
+                let (Some(topic), Some(partition)) = (topic, partition) else {
+                    return Err(bad(
+                        "Kafka partitions must contain kafka_topic and kafka_partition",
+                    ));
+                };
+                let tp = (topic.to_string(), partition as i32);
+                match item.get("offset") {
+                    None | Some(Json::Null) => remove.push(tp),
+                    Some(o) => {
+                        match o.get("kafka_offset").and_then(Json::as_i64) {
                             Some(off) if off >= 0 => set.push((tp, off)),
                             _ => return Err(bad(
                                 "Kafka offsets must be non-negative integers under kafka_offset",
                             )),
-                        },
+                        }
                     }
                 }
-                let admin = self.admin();
-                if !set.is_empty() {
-                    admin
-                        .alter_group_offsets(&group_of(name), &set)
-                        .await
-                        .map_err(ConnectError::Kafka)?;
-                }
-                if !remove.is_empty() {
-                    admin
-                        .delete_group_offsets(&group_of(name), &remove)
-                        .await
-                        .map_err(ConnectError::Kafka)?;
-                }
+            }
+            let admin = admin(worker);
+            if !set.is_empty() {
+                admin
+                    .alter_group_offsets(&group_of(name), &set)
+                    .await
+                    .map_err(ConnectError::Kafka)?;
+            }
+            if !remove.is_empty() {
+                admin
+                    .delete_group_offsets(&group_of(name), &remove)
+                    .await
+                    .map_err(ConnectError::Kafka)?;
             }
         }
-        Ok(match offsets {
-            Some(_) => "The offsets for this connector have been altered successfully",
-            None => "The offsets for this connector have been reset successfully",
-        })
     }
+    Ok(match offsets {
+        Some(_) => "The offsets for this connector have been altered successfully",
+        None => "The offsets for this connector have been reset successfully",
+    })
+}
 
-    async fn kind_of(&self, name: &str) -> Result<ConnectorType, HerderError> {
-        let connectors = self.connectors.lock().await;
-        Ok(connectors
-            .get(name)
-            .ok_or_else(|| not_found(name))?
-            .plugin
-            .kind())
-    }
+/// The 400 for changing the offsets of a connector that is not stopped.
+pub fn not_stopped(name: &str) -> HerderError {
+    HerderError::BadRequest(format!(
+        "Connectors must be in the STOPPED state before their offsets can be modified. This can be done for the specified connector by issuing a 'PUT' request to the '/connectors/{name}/stop' endpoint"
+    ))
+}
 
-    /// An admin client with the worker's own security settings (and its `admin.` ones).
-    fn admin(&self) -> strom_client::Admin {
-        let config = &self.worker.config;
-        let mut security = strom_client::SecurityConfig::default();
-        let admin = config.client_props("admin.", &Props::new());
-        for (k, v) in config.props.iter().chain(admin.iter().map(|(k, v)| (k, v))) {
-            if let Err(e) = security.set(k, v) {
-                tracing::warn!("ignoring {k}: {e}");
-            }
+/// An admin client with the worker's own security settings (and its `admin.` ones).
+fn admin(worker: &Worker) -> strom_client::Admin {
+    let config = &worker.config;
+    let mut security = strom_client::SecurityConfig::default();
+    let admin = config.client_props("admin.", &Props::new());
+    for (k, v) in config.props.iter().chain(admin.iter().map(|(k, v)| (k, v))) {
+        if let Err(e) = security.set(k, v) {
+            tracing::warn!("ignoring {k}: {e}");
         }
-        let bootstrap = config
-            .bootstrap_servers
-            .split(',')
-            .map(|s| s.trim().to_string())
-            .collect();
-        strom_client::Admin::secured(
-            bootstrap,
-            "connect-admin",
-            Duration::from_secs(30),
-            &security,
-        )
     }
+    let bootstrap = config
+        .bootstrap_servers
+        .split(',')
+        .map(|s| s.trim().to_string())
+        .collect();
+    strom_client::Admin::secured(
+        bootstrap,
+        "connect-admin",
+        Duration::from_secs(30),
+        &security,
+    )
 }
 
 fn not_found(name: &str) -> HerderError {

@@ -14,13 +14,17 @@
 //!   commit); [`offsets`]: where source offsets are kept.
 //! - [`herder`]: what runs, and the answers of [`rest`], Kafka Connect's REST API.
 //! - [`standalone`]: a single worker with its offsets in a file.
+//! - [`distributed`]: workers sharing connectors and tasks through a group, with their
+//!   state in three compacted topics.
 //! - [`file`]: the FileStreamSource and FileStreamSink connectors.
-//! - [`postgres`]: the PostgreSQL sink connector (Confluent's JDBC sink settings).
+//! - [`postgres`]: the PostgreSQL connectors: the sink (Confluent's JDBC sink settings), the
+//!   query source (the JDBC source's) and the change-data-capture source (pgoutput).
 
 pub mod api;
 pub mod config;
 pub mod converter;
 pub mod data;
+pub mod distributed;
 pub mod errors;
 pub mod file;
 pub mod herder;
@@ -29,6 +33,7 @@ pub mod postgres;
 pub mod record;
 pub mod rest;
 pub mod standalone;
+pub mod tools;
 pub mod transforms;
 pub mod worker;
 

@@ -37,14 +37,59 @@ pub trait OffsetStore: Send + Sync {
 
 /// The key offsets are kept under: the connector and its partition as JSON (Kafka's
 /// offsets-topic key, `["connector", {partition}]`).
-fn key(connector: &str, partition: &SourceMap) -> String {
+pub(crate) fn key(connector: &str, partition: &SourceMap) -> String {
     json!([connector, partition]).to_string()
+}
+
+/// Offsets in memory, by [`key`]: what every store reads from.
+#[derive(Debug, Default)]
+pub(crate) struct OffsetMap {
+    entries: RwLock<BTreeMap<String, (String, SourceMap, SourceMap)>>,
+}
+
+impl OffsetMap {
+    /// The offset of one source partition of `connector`.
+    pub(crate) fn get(&self, connector: &str, partition: &SourceMap) -> Option<SourceMap> {
+        self.entries
+            .read()
+            .get(&key(connector, partition))
+            .map(|(_, _, o)| o.clone())
+    }
+
+    /// Every (partition, offset) of `connector`.
+    pub(crate) fn all(&self, connector: &str) -> Vec<(SourceMap, SourceMap)> {
+        self.entries
+            .read()
+            .values()
+            .filter(|(c, _, _)| c == connector)
+            .map(|(_, p, o)| (p.clone(), o.clone()))
+            .collect()
+    }
+
+    /// Sets (`Some`) or removes (`None`) one partition's offset.
+    pub(crate) fn set(&self, connector: &str, partition: SourceMap, offset: Option<SourceMap>) {
+        let k = key(connector, &partition);
+        let mut map = self.entries.write();
+        match offset {
+            Some(o) => {
+                map.insert(k, (connector.to_string(), partition, o));
+            }
+            None => {
+                map.remove(&k);
+            }
+        }
+    }
+
+    /// Every entry, as (connector, partition, offset).
+    fn each(&self) -> Vec<(String, SourceMap, SourceMap)> {
+        self.entries.read().values().cloned().collect()
+    }
 }
 
 /// Offsets in a local file.
 pub struct FileOffsetStore {
     path: PathBuf,
-    entries: RwLock<BTreeMap<String, (String, SourceMap, SourceMap)>>,
+    entries: OffsetMap,
     /// Serializes writers so the file is always the latest whole map.
     write: tokio::sync::Mutex<()>,
 }
@@ -52,7 +97,7 @@ pub struct FileOffsetStore {
 impl FileOffsetStore {
     /// Opens the file (missing: no offsets yet).
     pub fn open(path: PathBuf) -> Result<FileOffsetStore, ConnectError> {
-        let mut entries = BTreeMap::new();
+        let entries = OffsetMap::default();
         match std::fs::read(&path) {
             Ok(bytes) => {
                 let parsed: Json = serde_json::from_slice(&bytes).map_err(|e| {
@@ -72,7 +117,7 @@ impl FileOffsetStore {
                             path.display()
                         )));
                     };
-                    entries.insert(key(c, p), (c.to_string(), p.clone(), o.clone()));
+                    entries.set(c, p.clone(), Some(o.clone()));
                 }
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -85,7 +130,7 @@ impl FileOffsetStore {
         }
         Ok(FileOffsetStore {
             path,
-            entries: RwLock::new(entries),
+            entries,
             write: tokio::sync::Mutex::new(()),
         })
     }
@@ -93,8 +138,8 @@ impl FileOffsetStore {
     fn snapshot(&self) -> Vec<u8> {
         let list: Vec<Json> = self
             .entries
-            .read()
-            .values()
+            .each()
+            .into_iter()
             .map(|(c, p, o)| json!({"connector": c, "partition": p, "offset": o}))
             .collect();
         serde_json::to_vec_pretty(&list).unwrap_or_default()
@@ -104,19 +149,11 @@ impl FileOffsetStore {
 #[async_trait]
 impl OffsetStore for FileOffsetStore {
     fn get(&self, connector: &str, partition: &SourceMap) -> Option<SourceMap> {
-        self.entries
-            .read()
-            .get(&key(connector, partition))
-            .map(|(_, _, o)| o.clone())
+        self.entries.get(connector, partition)
     }
 
     fn all(&self, connector: &str) -> Vec<(SourceMap, SourceMap)> {
-        self.entries
-            .read()
-            .values()
-            .filter(|(c, _, _)| c == connector)
-            .map(|(_, p, o)| (p.clone(), o.clone()))
-            .collect()
+        self.entries.all(connector)
     }
 
     async fn put(
@@ -125,19 +162,8 @@ impl OffsetStore for FileOffsetStore {
         entries: Vec<(SourceMap, Option<SourceMap>)>,
     ) -> Result<(), ConnectError> {
         let _writer = self.write.lock().await;
-        {
-            let mut map = self.entries.write();
-            for (p, o) in entries {
-                let k = key(connector, &p);
-                match o {
-                    Some(o) => {
-                        map.insert(k, (connector.to_string(), p, o));
-                    }
-                    None => {
-                        map.remove(&k);
-                    }
-                }
-            }
+        for (p, o) in entries {
+            self.entries.set(connector, p, o);
         }
         let bytes = self.snapshot();
         let path = self.path.clone();

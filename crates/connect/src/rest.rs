@@ -16,11 +16,11 @@ use axum::{Json, Router};
 use serde_json::{json, Value};
 
 use crate::api::Props;
-use crate::herder::{Herder, HerderError};
+use crate::herder::{HerderError, Herding, Route};
 use crate::worker::Target;
 
 struct Rest {
-    herder: Arc<Herder>,
+    herder: Arc<dyn Herding>,
     cluster_id: Option<String>,
 }
 
@@ -307,8 +307,97 @@ async fn validate(Extract(rest): Shared, Path(plugin): Path<String>, body: Bytes
     ok(StatusCode::OK, validation.to_json())
 }
 
+/// Marks a request one worker forwarded to the leader, so it is never forwarded twice.
+const FORWARDED: &str = "x-strom-forwarded";
+
+/// Kafka's answer while the group rebalances.
+const REBALANCING: &str =
+    "Cannot complete request because of a conflicting operation (e.g. worker rebalance)";
+
+/// Serves a change here, forwards it to the group's leader, or answers 409 while the
+/// group rebalances. Reads and validation are served by every worker.
+async fn route_changes(
+    Extract(rest): Shared,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let read = request.method() == axum::http::Method::GET
+        || request.uri().path().starts_with("/connector-plugins");
+    if read {
+        return next.run(request).await;
+    }
+    match rest.herder.route() {
+        Route::Here => next.run(request).await,
+        Route::Rebalancing => Failure(StatusCode::CONFLICT, REBALANCING.into()).into_response(),
+        Route::Leader(_) if request.headers().contains_key(FORWARDED) => {
+            // The leadership moved while the request was on its way.
+            Failure(StatusCode::CONFLICT, REBALANCING.into()).into_response()
+        }
+        Route::Leader(url) => match forward(&url, request).await {
+            Ok(answer) => answer,
+            Err(e) => Failure(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("Error trying to forward REST request to the leader at {url}: {e}"),
+            )
+            .into_response(),
+        },
+    }
+}
+
+/// Sends `request` as it came to the worker at `url` and answers with its answer.
+async fn forward(url: &str, request: axum::extract::Request) -> Result<Response, String> {
+    use http_body_util::{BodyExt, Full};
+    let authority = url
+        .trim_end_matches('/')
+        .strip_prefix("http://")
+        .ok_or_else(|| format!("{url} is not an http:// URL"))?
+        .to_string();
+    let (parts, body) = request.into_parts();
+    let body = axum::body::to_bytes(body, 16 << 20)
+        .await
+        .map_err(|e| e.to_string())?;
+    let path = parts
+        .uri
+        .path_and_query()
+        .map_or("/", |p| p.as_str())
+        .to_string();
+    let stream = tokio::net::TcpStream::connect(&authority)
+        .await
+        .map_err(|e| e.to_string())?;
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .map_err(|e| e.to_string())?;
+    tokio::spawn(connection);
+    let mut out = hyper::Request::builder()
+        .method(parts.method)
+        .uri(path)
+        .header(hyper::header::HOST, &authority)
+        .header(FORWARDED, "1");
+    if let Some(t) = parts.headers.get(hyper::header::CONTENT_TYPE) {
+        out = out.header(hyper::header::CONTENT_TYPE, t);
+    }
+    let out = out.body(Full::new(body)).map_err(|e| e.to_string())?;
+    let answer = sender.send_request(out).await.map_err(|e| e.to_string())?;
+    let status = answer.status();
+    let kind = answer.headers().get(hyper::header::CONTENT_TYPE).cloned();
+    let bytes = answer
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?
+        .to_bytes();
+    let mut response = (status, bytes).into_response();
+    if let Some(kind) = kind {
+        response
+            .headers_mut()
+            .insert(hyper::header::CONTENT_TYPE, kind);
+    }
+    Ok(response)
+}
+
 /// The routes, over this herder.
-pub fn router(herder: Arc<Herder>, cluster_id: Option<String>) -> Router {
+pub fn router(herder: Arc<dyn Herding>, cluster_id: Option<String>) -> Router {
     let rest = Arc::new(Rest { herder, cluster_id });
     Router::new()
         .route("/", get(root))
@@ -333,13 +422,17 @@ pub fn router(herder: Arc<Herder>, cluster_id: Option<String>) -> Router {
         .route("/connector-plugins", get(plugins))
         .route("/connector-plugins/{plugin}/config/validate", put(validate))
         .fallback(|| async { Failure(StatusCode::NOT_FOUND, "HTTP 404 Not Found".into()) })
+        .layer(axum::middleware::from_fn_with_state(
+            rest.clone(),
+            route_changes,
+        ))
         .with_state(rest)
 }
 
 /// Serves the API on `listener` until `shutdown` resolves.
 pub async fn serve(
     listener: tokio::net::TcpListener,
-    herder: Arc<Herder>,
+    herder: Arc<dyn Herding>,
     cluster_id: Option<String>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {

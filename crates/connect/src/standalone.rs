@@ -12,7 +12,7 @@ use std::time::Duration;
 use serde_json::Value as Json;
 
 use crate::api::Props;
-use crate::herder::Herder;
+use crate::herder::{Herder, Herding};
 use crate::offsets::FileOffsetStore;
 use crate::worker::{Plugins, Worker, WorkerConfig};
 use crate::ConnectError;
@@ -65,13 +65,7 @@ pub async fn run(
         )
     })?;
     let offsets = Arc::new(FileOffsetStore::open(PathBuf::from(offsets_file))?);
-    let address = config.listen_address()?;
-    let listener = tokio::net::TcpListener::bind(&address)
-        .await
-        .map_err(|e| ConnectError::Config(format!("cannot listen on {address}: {e}")))?;
-    let bound = listener
-        .local_addr()
-        .map_err(|e| ConnectError::Connect(format!("listener: {e}")))?;
+    let (listener, bound) = bind(&config).await?;
     let id = worker_id(&config, bound);
     let cluster_id = cluster_id(&config).await?;
     tracing::info!(worker = %id, cluster = %cluster_id, "standalone worker started");
@@ -95,9 +89,23 @@ pub async fn run(
     served.map_err(|e| ConnectError::Connect(format!("REST API: {e}")))
 }
 
+/// Binds the REST API's listener (`listeners`): the listener and the address it got.
+pub(crate) async fn bind(
+    config: &WorkerConfig,
+) -> Result<(tokio::net::TcpListener, SocketAddr), ConnectError> {
+    let address = config.listen_address()?;
+    let listener = tokio::net::TcpListener::bind(&address)
+        .await
+        .map_err(|e| ConnectError::Config(format!("cannot listen on {address}: {e}")))?;
+    let bound = listener
+        .local_addr()
+        .map_err(|e| ConnectError::Connect(format!("listener: {e}")))?;
+    Ok((listener, bound))
+}
+
 /// The worker's id: the advertised REST host and port (`rest.advertised.host.name`,
 /// `rest.advertised.port`), else the bound address.
-fn worker_id(config: &WorkerConfig, bound: SocketAddr) -> String {
+pub(crate) fn worker_id(config: &WorkerConfig, bound: SocketAddr) -> String {
     let host = config
         .props
         .get("rest.advertised.host.name")
@@ -113,7 +121,7 @@ fn worker_id(config: &WorkerConfig, bound: SocketAddr) -> String {
 
 /// The Kafka cluster's id; a worker that cannot reach its cluster does not start, as in
 /// Kafka.
-async fn cluster_id(config: &WorkerConfig) -> Result<String, ConnectError> {
+pub(crate) async fn cluster_id(config: &WorkerConfig) -> Result<String, ConnectError> {
     let mut security = strom_client::SecurityConfig::default();
     for (k, v) in &config.props {
         security.set(k, v).map_err(ConnectError::Kafka)?;

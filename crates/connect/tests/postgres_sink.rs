@@ -13,6 +13,7 @@ use bytes::Bytes;
 use pg::{Broker, Postgres};
 use strom_connect::api::{Connector, Props, SinkTask, SinkTaskContext};
 use strom_connect::data::{logical, Schema, Struct, Type, Value};
+use strom_connect::herder::Herding;
 use strom_connect::postgres::sink::{PostgresSinkConnector, PostgresSinkTask};
 use strom_connect::record::{Record, SinkRecord};
 use strom_connect::ConnectError;

@@ -3,9 +3,15 @@
 //! session, and how server errors map to Connect's (what is worth trying again, what is
 //! the data's fault). [`sql`] owns the SQL text and the binary COPY encoding; [`sink`] is
 //! the sink connector (Confluent's JDBC sink settings), whose write path (rows planned,
-//! staged by COPY, applied in one transaction) is in `write`.
+//! staged by COPY, applied in one transaction) is in `write`. [`source`] is the query
+//! source connector (Confluent's JDBC source settings) and owns the column types as
+//! Connect schemas; [`cdc`] is the change data capture source on logical replication
+//! (`pgoutput`, decoded by `pgoutput`).
 
+pub mod cdc;
+mod pgoutput;
 pub mod sink;
+pub mod source;
 pub mod sql;
 mod write;
 
@@ -162,6 +168,49 @@ pub fn db_error(what: &str, e: tokio_postgres::Error) -> ConnectError {
         Failure::Transient => ConnectError::Retriable(text),
         _ => ConnectError::Connect(text),
     }
+}
+
+/// The connection settings every PostgreSQL connector has: `connection.url`,
+/// `connection.user`, `connection.password`.
+pub(crate) fn connection_def() -> crate::config::ConfigDef {
+    use crate::config::{ConfigDef, Importance, Kind};
+    ConfigDef::new()
+        .define(
+            "connection.url",
+            Kind::String,
+            None,
+            Importance::High,
+            "JDBC connection URL, e.g. jdbc:postgresql://localhost:5432/db (a libpq URL or key=value string also works).",
+        )
+        .define("connection.user", Kind::String, None, Importance::High, "JDBC connection user.")
+        .nullable()
+        .define(
+            "connection.password",
+            Kind::Password,
+            None,
+            Importance::High,
+            "JDBC connection password.",
+        )
+        .nullable()
+}
+
+/// A connector's validation: the definitions first, then, when they all pass, what only
+/// the parsed settings can tell (`problems`: each message under the setting at fault).
+pub(crate) fn validate_with(
+    def: crate::config::ConfigDef,
+    props: &crate::api::Props,
+    problems: impl FnOnce() -> Vec<(&'static str, String)>,
+) -> Vec<crate::config::ConfigValue> {
+    let mut values = def.validate(props);
+    if values.iter().any(|v| !v.errors.is_empty()) {
+        return values;
+    }
+    for (setting, why) in problems() {
+        if let Some(v) = values.iter_mut().find(|v| v.name == setting) {
+            v.errors.push(why);
+        }
+    }
+    values
 }
 
 #[cfg(test)]

@@ -58,24 +58,7 @@ pub const SINK: Plugin = Plugin {
 const KAFKA_PK: [&str; 3] = ["__connect_topic", "__connect_partition", "__connect_offset"];
 
 fn def() -> ConfigDef {
-    ConfigDef::new()
-        .define(
-            "connection.url",
-            Kind::String,
-            None,
-            Importance::High,
-            "JDBC connection URL, e.g. jdbc:postgresql://localhost:5432/db (a libpq URL or key=value string also works).",
-        )
-        .define("connection.user", Kind::String, None, Importance::High, "JDBC connection user.")
-        .nullable()
-        .define(
-            "connection.password",
-            Kind::Password,
-            None,
-            Importance::High,
-            "JDBC connection password.",
-        )
-        .nullable()
+    super::connection_def()
         .define(
             "table.name.format",
             Kind::String,
@@ -296,21 +279,11 @@ impl Connector for PostgresSinkConnector {
     }
 
     fn validate(&self, props: &Props) -> Vec<ConfigValue> {
-        let mut values = def().validate(props);
-        if values.iter().any(|v| !v.errors.is_empty()) {
-            return values;
-        }
-        let problems = match Settings::read(props) {
+        super::validate_with(def(), props, || match Settings::read(props) {
             Ok(s) => s.conflicts(),
             // What the definitions pass and the settings refuse: the URL.
             Err(e) => vec![("connection.url", e.to_string())],
-        };
-        for (setting, why) in problems {
-            if let Some(v) = values.iter_mut().find(|v| v.name == setting) {
-                v.errors.push(why);
-            }
-        }
-        values
+        })
     }
 
     async fn start(&mut self, props: Props) -> Result<(), ConnectError> {

@@ -11,7 +11,6 @@ pub mod source;
 use std::sync::Arc;
 use std::time::Duration;
 
-use parking_lot::Mutex;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -224,6 +223,9 @@ impl Default for Plugins {
                 crate::file::SINK,
                 crate::file::SOURCE,
                 crate::postgres::sink::SINK,
+                crate::postgres::source::SOURCE,
+                crate::postgres::cdc::SOURCE,
+                crate::tools::VERIFIABLE_SOURCE,
             ],
         }
     }
@@ -321,7 +323,7 @@ impl TaskSpec {
 /// A running task, as the herder holds it.
 pub struct TaskHandle {
     control: watch::Sender<Target>,
-    state: Arc<Mutex<State>>,
+    state: Arc<watch::Sender<State>>,
     join: Option<JoinHandle<()>>,
     shutdown_timeout: Duration,
 }
@@ -329,7 +331,12 @@ pub struct TaskHandle {
 impl TaskHandle {
     /// Its state now.
     pub fn state(&self) -> State {
-        self.state.lock().clone()
+        self.state.borrow().clone()
+    }
+
+    /// Its state, followed: changes as the task runs, pauses or fails.
+    pub fn watch(&self) -> watch::Receiver<State> {
+        self.state.subscribe()
     }
 
     /// Pauses or resumes it.
@@ -372,7 +379,7 @@ pub(crate) struct TaskRun {
     pub spec: TaskSpec,
     pub worker: Arc<Worker>,
     pub control: watch::Receiver<Target>,
-    pub state: Arc<Mutex<State>>,
+    pub state: Arc<watch::Sender<State>>,
 }
 
 impl TaskRun {
@@ -380,7 +387,7 @@ impl TaskRun {
         if let State::Failed(why) = &state {
             tracing::error!(task = %self.spec.id(), "task failed: {why}");
         }
-        *self.state.lock() = state;
+        self.state.send_replace(state);
     }
 
     /// The target now.
@@ -412,7 +419,7 @@ impl Worker {
     /// Starts a task.
     pub fn start_task(self: &Arc<Self>, spec: TaskSpec, target: Target) -> TaskHandle {
         let (control, rx) = watch::channel(target);
-        let state = Arc::new(Mutex::new(State::Unassigned));
+        let state = Arc::new(watch::channel(State::Unassigned).0);
         let run = TaskRun {
             spec: spec.clone(),
             worker: self.clone(),
