@@ -20,6 +20,7 @@ pub mod authz;
 pub mod broker;
 pub mod config;
 pub mod dynamic_config;
+pub mod embedded;
 pub mod errors;
 pub mod fetch_codec;
 pub mod handlers;

@@ -13,7 +13,6 @@
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// How long a server may take to accept connections.
@@ -361,7 +360,7 @@ impl Drop for Postgres {
 pub struct Broker {
     /// host:port.
     pub addr: String,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    _node: strom_broker::embedded::Embedded,
     _dir: tempfile::TempDir,
 }
 
@@ -369,57 +368,13 @@ impl Broker {
     /// Starts one, waiting until it answers metadata requests.
     pub async fn start() -> Broker {
         let dir = tempfile::tempdir().unwrap();
-        let socket = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = socket.local_addr().unwrap().port();
-        let addr = format!("127.0.0.1:{port}");
-        let pairs: Vec<(String, String)> = [
-            ("listeners", format!("PLAINTEXT://{addr}")),
-            ("log.dirs", dir.path().display().to_string()),
-            ("http.listeners", String::new()),
-            ("offsets.topic.num.partitions", "3".into()),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect();
-        let config = strom_broker::BrokerConfig::from_pairs(&pairs).unwrap();
-        let metadata = strom_broker::broker::start_metadata(&config, &addr)
+        let node = strom_broker::embedded::Embedded::start(dir.path(), &[])
             .await
             .unwrap();
-        let advertised = vec![strom_metadata::records::Endpoint {
-            name: "PLAINTEXT".into(),
-            host: "127.0.0.1".into(),
-            port,
-        }];
-        let broker = strom_broker::Broker::start(config, metadata, advertised)
-            .await
-            .unwrap();
-        let listeners = vec![strom_broker::server::BoundListener {
-            socket,
-            name: Arc::from("PLAINTEXT"),
-            tls: None,
-        }];
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(strom_broker::server::run(listeners, broker, async move {
-            let _ = stopped.await;
-        }));
-        let admin = strom_client::Admin::new(vec![addr.clone()], "test", Duration::from_secs(5));
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while admin.describe_cluster().await.is_err() {
-            assert!(Instant::now() < deadline, "the broker did not start");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
         Broker {
-            addr,
-            stop: Some(stop),
+            addr: node.addr.clone(),
+            _node: node,
             _dir: dir,
-        }
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
         }
     }
 }

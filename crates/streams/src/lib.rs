@@ -1,0 +1,57 @@
+//! Strom Streams: stream processing with Kafka Streams' model, as a Rust library on the
+//! native client only (it runs against any Kafka-compatible cluster).
+//!
+//! A [`StreamsBuilder`] makes typed [`KStream`]s from topics; operations (`filter`, `map`,
+//! `split`, `to`, ...) add nodes named as Kafka names them, and `build()` gives a
+//! [`Topology`], which [`Topology::describe`] prints as Kafka's `TopologyDescription`.
+//! [`KafkaStreams`] runs it in the consumer group `application.id` with at-least-once
+//! processing.
+//!
+//! ```no_run
+//! use strom_streams::{Consumed, KafkaStreams, Produced, StreamsBuilder, StringSerde};
+//! # async fn run() -> Result<(), strom_streams::StreamsError> {
+//! let builder = StreamsBuilder::new();
+//! builder
+//!     .stream("in", Consumed::with(StringSerde, StringSerde))
+//!     .filter(|_, v| !v.is_empty())
+//!     .map_values(|v| v.to_uppercase())
+//!     .to("out", Produced::with(StringSerde, StringSerde));
+//! let mut streams = KafkaStreams::new(
+//!     builder.build(),
+//!     [("application.id", "upper"), ("bootstrap.servers", "localhost:9092")],
+//! )?;
+//! streams.start()?;
+//! // ...
+//! streams.close().await;
+//! # Ok(()) }
+//! ```
+//!
+//! Modules:
+//! - [`kstream`]: the typed DSL ([`StreamsBuilder`], [`KStream`], [`BranchedKStream`],
+//!   [`Consumed`], [`Produced`], [`Branched`]).
+//! - [`topology`]: the processor graph, its description, and its compiled form.
+//! - [`serdes`]: the [`Serde`] trait and the built-in serdes.
+//! - [`config`]: Streams properties under Kafka's names.
+//! - [`kafka_streams`]: the running instance, its states and its at-least-once loop.
+//! - [`error`]: the crate's error type, [`StreamsError`].
+//!
+//! Not built yet (phase 1): state stores, KTable and aggregations, windows, joins,
+//! repartition topics, exactly-once, more than one stream thread.
+
+pub mod config;
+pub mod error;
+pub mod kafka_streams;
+pub mod kstream;
+pub mod serdes;
+pub mod topology;
+
+pub use config::{DeserializationHandler, ProcessingGuarantee, StreamsConfig};
+pub use error::StreamsError;
+pub use kafka_streams::{KafkaStreams, State};
+pub use kstream::{Branched, BranchedKStream, Consumed, KStream, Produced, StreamsBuilder};
+pub use serdes::{
+    BytesSerde, I32Serde, I64Serde, Json, Nullable, Serde, SerdeError, StringSerde, VoidSerde,
+};
+pub use topology::{
+    NodeDescription, NodeKind, RecordContext, SubtopologyDescription, Topology, TopologyDescription,
+};
