@@ -29,9 +29,9 @@ use async_trait::async_trait;
 use serde_json::json;
 
 use super::pgoutput::{self, Datum, Message, RelationColumn};
-use super::source::{conv_of, schema_of, text_value, Conv};
+use super::source::{conv_of, reading_session, schema_of, text_value, Conv};
 use super::sql::{ident, table_ident};
-use super::{connect, connection_config, db_error};
+use super::{connection_config, db_error};
 use crate::api::{Connector, Plugin, Props, SourceTask, SourceTaskContext, TaskFactory};
 use crate::config::{ConfigDef, ConfigValue, Importance, Kind, Setting, Validator};
 use crate::data::{Schema, Struct, Type, Value};
@@ -283,15 +283,7 @@ pub struct PostgresCdcTask {
 impl PostgresCdcTask {
     async fn ensure_client(&mut self) -> Result<(), ConnectError> {
         let settings = self.settings.as_ref().ok_or_else(started)?;
-        if self.client.as_ref().is_none_or(|c| c.is_closed()) {
-            let client = connect(&settings.connection).await?;
-            client
-                .batch_execute("SET bytea_output = 'hex'; SET DateStyle = 'ISO, YMD'")
-                .await
-                .map_err(|e| db_error("setting up the session", e))?;
-            self.client = Some(client);
-        }
-        Ok(())
+        reading_session(&mut self.client, &settings.connection).await
     }
 
     /// Creates the publication and the slot if missing; the slot's confirmed position.

@@ -616,6 +616,23 @@ pub struct PostgresSourceTask {
     next: usize,
 }
 
+/// Opens the reading session if there is none (or it was lost): bytea as hex and ISO
+/// dates, the text forms the sources parse.
+pub(super) async fn reading_session(
+    client: &mut Option<tokio_postgres::Client>,
+    config: &tokio_postgres::Config,
+) -> Result<(), ConnectError> {
+    if client.as_ref().is_none_or(|c| c.is_closed()) {
+        let opened = connect(config).await?;
+        opened
+            .batch_execute("SET bytea_output = 'hex'; SET DateStyle = 'ISO, YMD'")
+            .await
+            .map_err(|e| db_error("setting up the session", e))?;
+        *client = Some(opened);
+    }
+    Ok(())
+}
+
 fn started() -> ConnectError {
     ConnectError::Connect("the task is not started".into())
 }
@@ -624,15 +641,7 @@ impl PostgresSourceTask {
     /// Opens the session if there is none (or it was lost).
     async fn ensure_client(&mut self) -> Result<(), ConnectError> {
         let settings = self.settings.as_ref().ok_or_else(started)?;
-        if self.client.as_ref().is_none_or(|c| c.is_closed()) {
-            let client = connect(&settings.connection).await?;
-            client
-                .batch_execute("SET bytea_output = 'hex'; SET DateStyle = 'ISO, YMD'")
-                .await
-                .map_err(|e| db_error("setting up the session", e))?;
-            self.client = Some(client);
-        }
-        Ok(())
+        reading_session(&mut self.client, &settings.connection).await
     }
 
     /// Looks up a table of the configuration and builds its query.
