@@ -1,7 +1,8 @@
 //! The `strom` command. `strom server` runs a broker: with no arguments a single node
 //! (broker and controller) on 127.0.0.1:9092 with its data in ./strom-data. `strom topic`,
-//! `produce`, `consume`, `group`, `txn`, `user`, `acl`, `quota`, `perf` and `cluster` are
-//! clients of any Kafka-compatible cluster (`--bootstrap-server`, or `STROM_BROKERS`).
+//! `produce`, `consume`, `group`, `streams`, `txn`, `user`, `acl`, `quota`, `perf` and
+//! `cluster` are clients of any Kafka-compatible cluster (`--bootstrap-server`, or
+//! `STROM_BROKERS`).
 //! `strom connect` runs a Connect worker and manages connectors over Connect's REST API.
 
 mod acl_cmd;
@@ -11,6 +12,7 @@ mod group_cmd;
 mod health_cmd;
 mod quota_cmd;
 mod reassign_cmd;
+mod streams_cmd;
 mod tools;
 mod top_cmd;
 mod txn_cmd;
@@ -80,6 +82,11 @@ enum Command {
     Group {
         #[command(subcommand)]
         cmd: group_cmd::GroupCmd,
+    },
+    /// Kafka Streams applications: reset one to reprocess its input, describe one.
+    Streams {
+        #[command(subcommand)]
+        cmd: streams_cmd::StreamsCmd,
     },
     /// Load generators: producer throughput and latency, consumer throughput.
     Perf {
@@ -170,6 +177,7 @@ fn main() -> anyhow::Result<()> {
         Command::Perf { cmd } => client(Box::pin(tools::perf(conn, cmd))),
         Command::Top(args) => client(Box::pin(top_cmd::top(conn, args))),
         Command::Group { cmd } => client(Box::pin(group_cmd::group(conn, cmd))),
+        Command::Streams { cmd } => client(Box::pin(streams_cmd::streams(conn, cmd))),
         Command::Txn { cmd } => client(Box::pin(txn_cmd::txn(conn, cmd))),
         Command::User { cmd } => client(Box::pin(user_cmd::user(conn, cmd))),
         Command::Acl { cmd } => client(Box::pin(acl_cmd::acl(conn, cmd))),
