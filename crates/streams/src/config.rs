@@ -7,9 +7,10 @@
 //! client settings itself (`group.id`, `enable.auto.commit`, the client ids) and ignores
 //! attempts to set those, with a warning, as Kafka does.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
-use strom_client::{ConsumerConfig, ProducerConfig, StartAt};
+use strom_client::{Assignor, ConsumerConfig, ProducerConfig, StartAt};
 
 use crate::error::StreamsError;
 
@@ -42,6 +43,11 @@ pub struct StreamsConfig {
     pub processing_guarantee: ProcessingGuarantee,
     /// `default.deserialization.exception.handler`.
     pub deserialization_handler: DeserializationHandler,
+    /// `state.dir`: where persistent stores and checkpoints live
+    /// (`<tmp>/kafka-streams` by default, as Kafka's `${java.io.tmpdir}/kafka-streams`).
+    pub state_dir: PathBuf,
+    /// `replication.factor` of the internal topics (-1: the broker's default).
+    pub replication_factor: i16,
     /// The consumer's settings.
     pub consumer: ConsumerConfig,
     /// The producer's settings.
@@ -54,8 +60,6 @@ const OWNED_BY_STREAMS: &[&str] = &["group.id", "enable.auto.commit", "auto.comm
 /// Kafka Streams properties for what is not built yet (state stores, standbys, the
 /// optimizer, interactive queries): accepted and ignored, so existing configurations load.
 const NOT_USED_YET: &[&str] = &[
-    "state.dir",
-    "replication.factor",
     "num.standby.replicas",
     "cache.max.bytes.buffering",
     "statestore.cache.max.bytes",
@@ -138,6 +142,18 @@ impl StreamsConfig {
                 }
             },
         };
+        let state_dir = get("state.dir")
+            .filter(|d| !d.is_empty())
+            .map(PathBuf::from)
+            .unwrap_or_else(|| std::env::temp_dir().join("kafka-streams"));
+        let replication_factor = match get("replication.factor") {
+            None => -1,
+            Some(v) => v
+                .parse::<i16>()
+                .ok()
+                .filter(|r| *r == -1 || *r > 0)
+                .ok_or_else(|| invalid("replication.factor", &v, "-1 or a positive number"))?,
+        };
         let client_id = get("client.id")
             .filter(|c| !c.is_empty())
             .unwrap_or_else(|| format!("{application_id}-{}", uuid::Uuid::new_v4()));
@@ -208,6 +224,9 @@ impl StreamsConfig {
             }
         }
         consumer.group_id = Some(application_id.clone());
+        // The range assignor gives one member the same partition number of every topic it
+        // subscribes to: a task's partitions stay together.
+        consumer.partition_assignment_strategy = vec![Assignor::Range];
         // The consumer commits by itself only when partitions are revoked or it closes;
         // both happen inside poll/close, when every processed record has been flushed.
         // The periodic commit is Streams' own, after a flush.
@@ -221,6 +240,8 @@ impl StreamsConfig {
             commit_interval,
             processing_guarantee,
             deserialization_handler,
+            state_dir,
+            replication_factor,
             consumer,
             producer,
         })
@@ -245,6 +266,8 @@ fn is_streams_property(key: &str) -> bool {
             | "default.deserialization.exception.handler"
             | "deserialization.exception.handler"
             | "num.stream.threads"
+            | "state.dir"
+            | "replication.factor"
     )
 }
 

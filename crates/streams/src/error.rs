@@ -99,6 +99,39 @@ pub enum StreamsError {
         #[source]
         source: ClientError,
     },
+    /// A state store failed.
+    #[error("state store {store} failed")]
+    Store {
+        /// The store.
+        store: String,
+        /// The cause.
+        #[source]
+        source: crate::state::StoreError,
+    },
+    /// A store key or value could not be written or read.
+    #[error("the serde of store {store} failed")]
+    StoreSerde {
+        /// The store.
+        store: String,
+        /// The serde's failure.
+        #[source]
+        source: SerdeError,
+    },
+    /// A source topic does not exist (Kafka's MissingSourceTopicException).
+    #[error("source topic {0} is missing")]
+    MissingSourceTopic(String),
+    /// Topics that must have as many partitions do not (Kafka's co-partitioning check).
+    #[error("topics not co-partitioned: {0}")]
+    NotCopartitioned(String),
+    /// Creating or describing the application's internal topics failed.
+    #[error("setting up internal topic {topic}")]
+    InternalTopic {
+        /// The topic.
+        topic: String,
+        /// The admin client's failure.
+        #[source]
+        source: ClientError,
+    },
     /// The processing task ended abnormally (a panic in user code).
     #[error("the stream thread died")]
     ThreadDied(#[source] tokio::task::JoinError),

@@ -22,14 +22,16 @@ use std::time::Instant;
 
 use parking_lot::Mutex;
 use strom_client::{
-    ClientError, Consumer, ConsumerRecord, Producer, RebalanceListener, RecordMetadata,
+    Admin, ClientError, Consumer, ConsumerRecord, Producer, RebalanceListener, RecordMetadata,
     TopicPartition,
 };
 use tokio::sync::watch;
 
 use crate::config::{DeserializationHandler, StreamsConfig};
 use crate::error::StreamsError;
-use crate::topology::{Compiled, Ctx, Topology};
+use crate::internal_topics;
+use crate::task::{self, Offsets, StateDir, Task, TaskId};
+use crate::topology::{Compiled, RecordError, Topology};
 
 /// The life of a [`KafkaStreams`] (Kafka's `KafkaStreams.State`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -140,7 +142,7 @@ impl Shared {
 pub struct KafkaStreams {
     config: StreamsConfig,
     compiled: Option<Compiled>,
-    topics: Vec<String>,
+    copartition: Vec<Vec<String>>,
     shared: Arc<Shared>,
     stop: watch::Sender<bool>,
     thread: Option<tokio::task::AbortHandle>,
@@ -166,12 +168,12 @@ impl KafkaStreams {
         V: AsRef<str>,
     {
         let config = StreamsConfig::from_props(props)?;
-        let topics = topology.source_topics();
-        let compiled = topology.compile()?;
+        let copartition = topology.copartition_groups(&config.application_id);
+        let compiled = topology.compile(&config.application_id)?;
         Ok(KafkaStreams {
             config,
             compiled: Some(compiled),
-            topics,
+            copartition,
             shared: Arc::new(Shared {
                 inner: Mutex::new(Inner {
                     state: State::Created,
@@ -231,11 +233,14 @@ impl KafkaStreams {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| StreamsError::NoRuntime)?;
         self.shared.become_state(State::Rebalancing);
         let thread = StreamThread {
+            state: StateDir::new(&self.config.state_dir, &self.config.application_id),
             config: self.config.clone(),
-            topics: self.topics.clone(),
+            copartition: self.copartition.clone(),
             compiled,
             shared: self.shared.clone(),
             stop: self.stop.subscribe(),
+            tasks: HashMap::new(),
+            written: Offsets::new(),
         };
         let task = runtime.spawn(thread.run());
         self.thread = Some(task.abort_handle());
@@ -314,10 +319,16 @@ type Delivery = Pin<Box<dyn Future<Output = strom_client::Result<RecordMetadata>
 /// The one stream thread.
 struct StreamThread {
     config: StreamsConfig,
-    topics: Vec<String>,
+    copartition: Vec<Vec<String>>,
     compiled: Compiled,
     shared: Arc<Shared>,
     stop: watch::Receiver<bool>,
+    state: StateDir,
+    /// The tasks this thread runs now.
+    tasks: HashMap<TaskId, Task>,
+    /// Per changelog partition, the offset after the last record known written (restored
+    /// or acknowledged): what a checkpoint records.
+    written: Offsets,
 }
 
 /// Outputs sent and not yet known to be written, with their topics.
@@ -328,14 +339,25 @@ struct Pending {
 
 impl Pending {
     /// Flushes the producer and waits for every delivery; the first failure is returned.
-    async fn flush(&mut self, producer: &Producer) -> Result<(), StreamsError> {
+    /// Each acknowledged offset is recorded in `written`.
+    async fn flush(
+        &mut self,
+        producer: &Producer,
+        written: &mut Offsets,
+    ) -> Result<(), StreamsError> {
         if self.deliveries.is_empty() {
             return Ok(());
         }
         producer.flush().await;
         for (topic, d) in self.deliveries.drain(..) {
-            d.await
-                .map_err(|source| StreamsError::Produce { topic, source })?;
+            let m = d.await.map_err(|source| StreamsError::Produce {
+                topic: topic.clone(),
+                source,
+            })?;
+            if m.offset >= 0 {
+                let next = written.entry((topic, m.partition)).or_insert(0);
+                *next = (*next).max(m.offset + 1);
+            }
         }
         Ok(())
     }
@@ -343,23 +365,48 @@ impl Pending {
 
 impl StreamThread {
     async fn run(mut self) -> Result<(), StreamsError> {
+        let consumer_config = &self.config.consumer;
+        let admin = Admin::secured(
+            consumer_config.bootstrap_servers.clone(),
+            &format!("{}-admin", self.config.client_id),
+            consumer_config.request_timeout,
+            &consumer_config.security,
+        );
+        internal_topics::prepare(
+            &admin,
+            &self.compiled,
+            &self.copartition,
+            self.config.replication_factor,
+        )
+        .await?;
         let producer = Producer::new(self.config.producer.clone());
         let mut consumer = Consumer::new(self.config.consumer.clone());
+        let mut restore_config = self.config.consumer.clone();
+        restore_config.group_id = None;
+        restore_config.client_id = restore_config
+            .client_id
+            .replace("-consumer", "-restore-consumer");
+        let mut restorer = Consumer::new(restore_config);
         consumer.set_rebalance_listener(Box::new(Listener {
             shared: self.shared.clone(),
         }));
-        let topics: Vec<&str> = self.topics.iter().map(|t| t.as_str()).collect();
+        let topics = self.compiled.source_topics();
+        let topics: Vec<&str> = topics.iter().map(|t| t.as_str()).collect();
         consumer
             .subscribe(&topics)
             .map_err(|source| StreamsError::Consumer {
                 doing: "subscribing",
                 source,
             })?;
-        let outcome = self.process(&producer, &mut consumer).await;
+        let outcome = self.process(&producer, &mut consumer, &mut restorer).await;
         if outcome.is_ok() {
             // Commits the positions (all processed and flushed) and leaves the group.
             if let Err(e) = consumer.close().await {
                 tracing::warn!(error = %e, "closing the consumer");
+            }
+            let ids: Vec<TaskId> = self.tasks.keys().copied().collect();
+            for id in ids {
+                self.close_task(id);
             }
         } else {
             // Dropped without close: its positions may be past records whose outputs were
@@ -376,6 +423,7 @@ impl StreamThread {
         &mut self,
         producer: &Producer,
         consumer: &mut Consumer,
+        restorer: &mut Consumer,
     ) -> Result<(), StreamsError> {
         let mut pending = Pending::default();
         // Per partition, the offset after the last processed record, not yet committed.
@@ -383,14 +431,14 @@ impl StreamThread {
         let mut last_commit = Instant::now();
         loop {
             // Whatever the consumer commits inside poll (a revocation) must be written.
-            pending.flush(producer).await?;
-            self.forget_revoked(&mut processed);
+            pending.flush(producer, &mut self.written).await?;
+            self.close_revoked(&mut processed);
             if last_commit.elapsed() >= self.config.commit_interval {
-                commit(consumer, &mut processed).await;
+                self.commit(consumer, &mut processed).await?;
                 last_commit = Instant::now();
             }
             if *self.stop.borrow() {
-                commit(consumer, &mut processed).await;
+                self.commit(consumer, &mut processed).await?;
                 return Ok(());
             }
             // The poll is not raced against the stop signal: a poll cut short may have
@@ -409,16 +457,16 @@ impl StreamThread {
                     })
                 }
             };
-            self.forget_revoked(&mut processed);
+            self.close_revoked(&mut processed);
             if self.shared.state() == State::Rebalancing {
                 self.shared.become_state(State::Running);
             }
             for r in &records {
-                if let Err(e) = self.process_one(r, producer, &mut pending).await {
+                if let Err(e) = self.process_one(r, producer, &mut pending, restorer).await {
                     // What was processed before this record is flushed and committed, so
                     // a successor starts at this record.
-                    if pending.flush(producer).await.is_ok() {
-                        commit(consumer, &mut processed).await;
+                    if pending.flush(producer, &mut self.written).await.is_ok() {
+                        let _ = self.commit(consumer, &mut processed).await;
                     }
                     return Err(e);
                 }
@@ -426,41 +474,72 @@ impl StreamThread {
                 // A large poll does not hold the commit back: flush, then commit what was
                 // processed so far (the consumer's positions may be further on).
                 if last_commit.elapsed() >= self.config.commit_interval {
-                    pending.flush(producer).await?;
-                    commit(consumer, &mut processed).await;
+                    pending.flush(producer, &mut self.written).await?;
+                    self.commit(consumer, &mut processed).await?;
                     last_commit = Instant::now();
                 }
             }
         }
     }
 
+    /// The task a record of `topic`-`partition` belongs to, created (and its stores
+    /// restored) if new.
+    async fn task_for(
+        &mut self,
+        subtopology: usize,
+        partition: i32,
+        restorer: &mut Consumer,
+    ) -> Result<Task, StreamsError> {
+        let id = TaskId {
+            subtopology,
+            partition,
+        };
+        if let Some(t) = self.tasks.remove(&id) {
+            return Ok(t);
+        }
+        let specs = self
+            .compiled
+            .subtopologies
+            .get(subtopology)
+            .map(|p| p.stores.clone())
+            .unwrap_or_default();
+        let store_err = |source| StreamsError::Store {
+            store: format!("(task {id})"),
+            source,
+        };
+        let task = self.state.open_task(id, &specs).map_err(store_err)?;
+        if !specs.is_empty() {
+            let checkpoint = self.state.read_checkpoint(id);
+            let started = Instant::now();
+            let (offsets, stats) = task::restore(&task, &checkpoint, restorer).await?;
+            tracing::info!(task = %id, records = stats.records, bytes = stats.bytes, elapsed = ?started.elapsed(), "task restored");
+            self.written.extend(offsets);
+        }
+        Ok(task)
+    }
+
     /// One record through the topology; its outputs handed to the producer.
     async fn process_one(
-        &self,
+        &mut self,
         r: &ConsumerRecord,
         producer: &Producer,
         pending: &mut Pending,
+        restorer: &mut Consumer,
     ) -> Result<(), StreamsError> {
-        let Some(source) = self.compiled.sources.get(&r.topic) else {
+        let Some((source, subtopology)) = self.compiled.sources.get(&r.topic).cloned() else {
             return Ok(());
         };
-        let mut ctx = Ctx::new(r);
-        if let Err(e) = source(&mut ctx, r) {
-            return match self.config.deserialization_handler {
-                DeserializationHandler::LogAndContinue => {
-                    tracing::warn!(error = %e, cause = %std::error::Error::source(&e).map(|s| s.to_string()).unwrap_or_default(), "skipping a record that cannot be deserialized (LogAndContinueExceptionHandler)");
-                    Ok(())
-                }
-                DeserializationHandler::LogAndFail => {
-                    tracing::error!(error = %e, "a record cannot be deserialized (LogAndFailExceptionHandler)");
-                    Err(e)
-                }
-            };
-        }
-        if let Some(e) = ctx.failure.take() {
-            return Err(e);
-        }
-        for out in ctx.out {
+        let task = self.task_for(subtopology, r.partition, restorer).await?;
+        let (task, outcome) = Compiled::run(&source, task, r);
+        self.tasks.insert(task.id, task);
+        let out = match outcome {
+            Ok(out) => out,
+            Err(RecordError::Fatal(e)) => return Err(e),
+            Err(RecordError::Deserialization(e)) => {
+                return on_deserialization_error(self.config.deserialization_handler, e)
+            }
+        };
+        for out in out {
             let topic = out.topic.clone();
             match producer.send(out).await {
                 Ok(d) => {
@@ -473,30 +552,102 @@ impl StreamThread {
         Ok(())
     }
 
-    /// Drops the uncommitted offsets of partitions revoked meanwhile (the consumer committed
-    /// them when it gave them up).
-    fn forget_revoked(&self, processed: &mut HashMap<TopicPartition, i64>) {
+    /// Commits `processed` (everything it covers is flushed), then checkpoints the tasks'
+    /// persistent stores. A failed commit is only logged: the offsets stay to be committed
+    /// next time, and nothing is lost meanwhile, only replayed.
+    async fn commit(
+        &mut self,
+        consumer: &mut Consumer,
+        processed: &mut HashMap<TopicPartition, i64>,
+    ) -> Result<(), StreamsError> {
+        if processed.is_empty() {
+            return Ok(());
+        }
+        let offsets: Vec<(TopicPartition, i64)> =
+            processed.iter().map(|(tp, o)| (tp.clone(), *o)).collect();
+        match consumer.commit_offsets(&offsets).await {
+            Ok(()) => {
+                tracing::debug!(?offsets, "committed");
+                processed.clear();
+            }
+            Err(e) => log_commit_failure(&e),
+        }
+        for task in self.tasks.values() {
+            self.checkpoint(task)?;
+        }
+        Ok(())
+    }
+
+    /// Flushes `task`'s persistent stores and records the changelog offsets they hold.
+    fn checkpoint(&self, task: &Task) -> Result<(), StreamsError> {
+        let mut offsets = Offsets::new();
+        let mut persistent = false;
+        for store in task.stores.values() {
+            persistent |= store.raw.persistent();
+            if let (Some(topic), true) = (&store.changelog, store.raw.persistent()) {
+                let key = (topic.clone(), task.id.partition);
+                if let Some(&o) = self.written.get(&key) {
+                    offsets.insert(key, o);
+                }
+            }
+        }
+        if !persistent {
+            return Ok(());
+        }
+        task::flush(task)?;
+        self.state
+            .write_checkpoint(task.id, &offsets)
+            .map_err(|source| StreamsError::Store {
+                store: format!("(task {} checkpoint)", task.id),
+                source,
+            })
+    }
+
+    /// Closes task `id`: flushes and checkpoints its stores (everything it processed is
+    /// flushed and committed when this is called).
+    fn close_task(&mut self, id: TaskId) {
+        if let Some(task) = self.tasks.remove(&id) {
+            if let Err(e) = self.checkpoint(&task) {
+                tracing::warn!(task = %id, error = %e, "closing a task");
+            }
+            tracing::debug!(task = %id, "task closed");
+        }
+    }
+
+    /// Closes the tasks of partitions revoked meanwhile, and drops their uncommitted offsets
+    /// (the consumer committed them when it gave them up).
+    fn close_revoked(&mut self, processed: &mut HashMap<TopicPartition, i64>) {
         let revoked = std::mem::take(&mut self.shared.inner.lock().revoked);
         for p in revoked {
             processed.remove(&p);
+            if let Some((_, sub)) = self.compiled.sources.get(&p.0) {
+                let id = TaskId {
+                    subtopology: *sub,
+                    partition: p.1,
+                };
+                self.close_task(id);
+            }
         }
     }
 }
 
-/// Commits `processed` (and clears it on success). A failed commit is only logged: the
-/// offsets stay to be committed next time, and nothing is lost meanwhile, only replayed.
-async fn commit(consumer: &mut Consumer, processed: &mut HashMap<TopicPartition, i64>) {
-    if processed.is_empty() {
-        return;
-    }
-    let offsets: Vec<(TopicPartition, i64)> =
-        processed.iter().map(|(tp, o)| (tp.clone(), *o)).collect();
-    match consumer.commit_offsets(&offsets).await {
-        Ok(()) => {
-            tracing::debug!(?offsets, "committed");
-            processed.clear();
+/// What the deserialization exception handler makes of `e`: skip the record, or fail.
+pub(crate) fn on_deserialization_error(
+    handler: DeserializationHandler,
+    e: StreamsError,
+) -> Result<(), StreamsError> {
+    match handler {
+        DeserializationHandler::LogAndContinue => {
+            let cause = std::error::Error::source(&e)
+                .map(|s| s.to_string())
+                .unwrap_or_default();
+            tracing::warn!(error = %e, %cause, "skipping a record that cannot be deserialized (LogAndContinueExceptionHandler)");
+            Ok(())
         }
-        Err(e) => log_commit_failure(&e),
+        DeserializationHandler::LogAndFail => {
+            tracing::error!(error = %e, "a record cannot be deserialized (LogAndFailExceptionHandler)");
+            Err(e)
+        }
     }
 }
 

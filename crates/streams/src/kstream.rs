@@ -22,8 +22,8 @@ use crate::topology::{
 
 /// The serdes a source reads its topic with (Kafka's `Consumed`).
 pub struct Consumed<K, V> {
-    key: Arc<dyn Serde<K>>,
-    value: Arc<dyn Serde<V>>,
+    pub(crate) key: Arc<dyn Serde<K>>,
+    pub(crate) value: Arc<dyn Serde<V>>,
 }
 
 impl<K, V> Consumed<K, V> {
@@ -38,8 +38,8 @@ impl<K, V> Consumed<K, V> {
 
 /// The serdes a sink writes with (Kafka's `Produced`).
 pub struct Produced<K, V> {
-    key: Arc<dyn Serde<K>>,
-    value: Arc<dyn Serde<V>>,
+    pub(crate) key: Arc<dyn Serde<K>>,
+    pub(crate) value: Arc<dyn Serde<V>>,
 }
 
 impl<K, V> Produced<K, V> {
@@ -55,7 +55,7 @@ impl<K, V> Produced<K, V> {
 /// Builds a topology (Kafka's `StreamsBuilder`).
 #[derive(Clone, Default)]
 pub struct StreamsBuilder {
-    graph: Arc<Mutex<Graph>>,
+    pub(crate) graph: Arc<Mutex<Graph>>,
 }
 
 impl std::fmt::Debug for StreamsBuilder {
@@ -103,50 +103,25 @@ impl StreamsBuilder {
             g.errors.push("a source needs at least one topic".into());
         }
         let name = g.next_name("KSTREAM-SOURCE-");
-        let Consumed { key, value } = consumed;
-        let build = build_fn(move |children| {
-            let down = fan_out(typed::<K, V>(children));
-            let source = source_fn(move |ctx, r| {
-                let fail = |part, source| StreamsError::Deserialization {
-                    part,
-                    topic: r.topic.clone(),
-                    partition: r.partition,
-                    offset: r.offset,
-                    source,
-                };
-                let k = key
-                    .deserialize(&r.topic, r.key.as_deref())
-                    .map_err(|e| fail("key", e))?;
-                let v = value
-                    .deserialize(&r.topic, r.value.as_deref())
-                    .map_err(|e| fail("value", e))?;
-                down(ctx, k, v);
-                Ok(())
-            });
-            Box::new(source)
-        });
-        let kind = NodeKind::Source {
-            topics: topics.iter().map(|t| t.to_string()).collect(),
-        };
-        let node = g.add(name, kind, &[], build);
+        let topics: Vec<String> = topics.iter().map(|t| t.to_string()).collect();
+        let node = source_node(&mut g, name, topics, consumed);
         KStream::at(self.graph.clone(), node)
     }
 
     /// The topology built so far. The builder is left empty.
     pub fn build(&self) -> Topology {
-        let g = std::mem::take(&mut *self.graph.lock());
-        Topology {
-            nodes: g.nodes,
-            errors: g.errors,
-        }
+        Topology::from(std::mem::take(&mut *self.graph.lock()))
     }
 }
 
 /// A stream of keyed records (Kafka's `KStream<K, V>`): a node of the topology that further
 /// operations attach to. Cloning gives another handle on the same node.
 pub struct KStream<K, V> {
-    graph: Arc<Mutex<Graph>>,
-    node: usize,
+    pub(crate) graph: Arc<Mutex<Graph>>,
+    pub(crate) node: usize,
+    /// A key-changing operation (map, select_key, flat_map) came before: grouping or
+    /// joining this stream needs a repartition topic first.
+    pub(crate) key_changed: bool,
     _types: PhantomData<fn() -> (K, V)>,
 }
 
@@ -155,6 +130,7 @@ impl<K, V> Clone for KStream<K, V> {
         KStream {
             graph: self.graph.clone(),
             node: self.node,
+            key_changed: self.key_changed,
             _types: PhantomData,
         }
     }
@@ -173,12 +149,19 @@ where
     K: Clone + 'static,
     V: Clone + 'static,
 {
-    fn at(graph: Arc<Mutex<Graph>>, node: usize) -> KStream<K, V> {
+    pub(crate) fn at(graph: Arc<Mutex<Graph>>, node: usize) -> KStream<K, V> {
         KStream {
             graph,
             node,
+            key_changed: false,
             _types: PhantomData,
         }
+    }
+
+    /// This handle, marked as having had its key changed (or not).
+    pub(crate) fn key_changed(mut self, changed: bool) -> Self {
+        self.key_changed = changed;
+        self
     }
 
     /// Adds a processor named `<prefix><counter>` below this stream.
@@ -194,7 +177,20 @@ where
         let mut g = self.graph.lock();
         let name = g.next_name(prefix);
         let node = g.add(name, processor(), &[self.node], build_with(make));
-        KStream::at(self.graph.clone(), node)
+        KStream::at(self.graph.clone(), node).key_changed(self.key_changed)
+    }
+
+    /// [`then`](Self::then) for an operation that changes keys.
+    fn then_rekeyed<K2, V2>(
+        &self,
+        prefix: &str,
+        make: impl FnOnce(Forward<K2, V2>) -> Forward<K, V> + Send + 'static,
+    ) -> KStream<K2, V2>
+    where
+        K2: Clone + 'static,
+        V2: Clone + 'static,
+    {
+        self.then(prefix, make).key_changed(true)
     }
 
     /// The records for which `predicate` holds (`KSTREAM-FILTER-`).
@@ -222,7 +218,7 @@ where
         K2: Clone + 'static,
         V2: Clone + 'static,
     {
-        self.then("KSTREAM-MAP-", move |down: Forward<K2, V2>| {
+        self.then_rekeyed("KSTREAM-MAP-", move |down: Forward<K2, V2>| {
             forward(move |ctx, k, v| {
                 let (k2, v2) = mapper(k, v);
                 down(ctx, k2, v2)
@@ -250,7 +246,7 @@ where
         V2: Clone + 'static,
         I: IntoIterator<Item = (K2, V2)>,
     {
-        self.then("KSTREAM-FLATMAP-", move |down: Forward<K2, V2>| {
+        self.then_rekeyed("KSTREAM-FLATMAP-", move |down: Forward<K2, V2>| {
             forward(move |ctx, k, v| {
                 for (k2, v2) in mapper(k, v) {
                     down(ctx, k2, v2)
@@ -286,7 +282,7 @@ where
     where
         K2: Clone + 'static,
     {
-        self.then("KSTREAM-KEY-SELECT-", move |down: Forward<K2, V>| {
+        self.then_rekeyed("KSTREAM-KEY-SELECT-", move |down: Forward<K2, V>| {
             forward(move |ctx, k, v| {
                 let k2 = mapper(&k, &v);
                 down(ctx, k2, v)
@@ -323,7 +319,7 @@ where
         let parents = [self.node, other.node];
         let build = build_with(|down: Forward<K, V>| down);
         let node = g.add(name, processor(), &parents, build);
-        KStream::at(self.graph.clone(), node)
+        KStream::at(self.graph.clone(), node).key_changed(self.key_changed || other.key_changed)
     }
 
     /// Splits the stream by predicates (Kafka's `split()`, a `KSTREAM-BRANCH-` node): each
@@ -342,7 +338,7 @@ where
     fn split_as(&self, name: String) -> BranchedKStream<K, V> {
         let predicates: Predicates<K, V> = Arc::new(Mutex::new(Vec::new()));
         let routes = predicates.clone();
-        let build = build_fn(move |children| {
+        let build = build_fn(move |_env, children| {
             let children = typed::<K, V>(children);
             let routes: Vec<Route<K, V>> = routes.lock().iter().cloned().zip(children).collect();
             let route: Forward<K, V> = forward(move |ctx, k, v| {
@@ -360,7 +356,7 @@ where
             .lock()
             .add(name.clone(), processor(), &[self.node], build);
         BranchedKStream {
-            splitter: KStream::at(self.graph.clone(), node),
+            splitter: KStream::at(self.graph.clone(), node).key_changed(self.key_changed),
             name,
             predicates,
             branches: HashMap::new(),
@@ -371,11 +367,8 @@ where
     /// Writes each record to `topic` (`KSTREAM-SINK-`), with the input record's timestamp and
     /// headers.
     pub fn to(&self, topic: &str, produced: Produced<K, V>) {
-        let topic = topic.to_string();
-        let kind = NodeKind::Sink {
-            topic: topic.clone(),
-        };
-        self.sink(kind, move |_, _, _| topic.clone(), produced)
+        let name = self.graph.lock().next_name("KSTREAM-SINK-");
+        self.sink(name, SinkTo::Topic(topic.to_string()), produced, false)
     }
 
     /// Writes each record to the topic `extractor` picks for it (Kafka's `to` with a
@@ -384,20 +377,42 @@ where
     where
         F: Fn(&K, &V, &RecordContext<'_>) -> String + Send + Sync + 'static,
     {
-        let kind = NodeKind::DynamicSink {
-            extractor: std::any::type_name::<F>().to_string(),
-        };
-        self.sink(kind, extractor, produced)
+        let name = self.graph.lock().next_name("KSTREAM-SINK-");
+        let type_name = std::any::type_name::<F>().to_string();
+        self.sink(
+            name,
+            SinkTo::Extractor(type_name, Box::new(extractor)),
+            produced,
+            false,
+        )
     }
 
-    fn sink(
+    /// Adds sink node `name`. A repartition sink drops records whose key is null (Kafka
+    /// filters them before a repartition topic).
+    pub(crate) fn sink(
         &self,
-        kind: NodeKind,
-        topic: impl Fn(&K, &V, &RecordContext<'_>) -> String + Send + Sync + 'static,
+        name: String,
+        to: SinkTo<K, V>,
         produced: Produced<K, V>,
+        repartition: bool,
     ) {
         let Produced { key, value } = produced;
-        let build = build_fn(move |_children| {
+        let kind = match &to {
+            SinkTo::Topic(topic) => NodeKind::Sink {
+                topic: topic.clone(),
+            },
+            SinkTo::Extractor(type_name, _) => NodeKind::DynamicSink {
+                extractor: type_name.clone(),
+            },
+        };
+        let build = build_fn(move |env, _children| {
+            let topic: TopicFn<K, V> = match to {
+                SinkTo::Topic(t) => {
+                    let real = env.topic(&t);
+                    Box::new(move |_, _, _| real.clone())
+                }
+                SinkTo::Extractor(_, f) => f,
+            };
             let write: Forward<K, V> = forward(move |ctx: &mut Ctx, k: K, v: V| {
                 if ctx.failure.is_some() {
                     return;
@@ -414,14 +429,19 @@ where
                 let key = match key.serialize(&topic, &k) {
                     Ok(b) => b,
                     Err(e) => {
-                        ctx.failure = Some(fail(ctx, "key", e));
+                        let e = fail(ctx, "key", e);
+                        ctx.fail(e);
                         return;
                     }
                 };
+                if repartition && key.is_none() {
+                    return;
+                }
                 let value = match value.serialize(&topic, &v) {
                     Ok(b) => b,
                     Err(e) => {
-                        ctx.failure = Some(fail(ctx, "value", e));
+                        let e = fail(ctx, "value", e);
+                        ctx.fail(e);
                         return;
                     }
                 };
@@ -437,13 +457,57 @@ where
             });
             Box::new(write)
         });
-        let mut g = self.graph.lock();
-        let name = g.next_name("KSTREAM-SINK-");
-        g.add(name, kind, &[self.node], build);
+        self.graph.lock().add(name, kind, &[self.node], build);
     }
 }
 
-fn processor() -> NodeKind {
+type TopicFn<K, V> = Box<dyn Fn(&K, &V, &RecordContext<'_>) -> String + Send + Sync>;
+
+/// Where a sink writes.
+pub(crate) enum SinkTo<K, V> {
+    /// One topic (internal topics by their unprefixed names).
+    Topic(String),
+    /// The topic a function picks, and the function's type name for the description.
+    Extractor(String, TopicFn<K, V>),
+}
+
+/// Adds a source node reading `topics` with `consumed`'s serdes.
+pub(crate) fn source_node<K, V>(
+    g: &mut Graph,
+    name: String,
+    topics: Vec<String>,
+    consumed: Consumed<K, V>,
+) -> usize
+where
+    K: Clone + 'static,
+    V: Clone + 'static,
+{
+    let Consumed { key, value } = consumed;
+    let build = build_fn(move |_env, children| {
+        let down = fan_out(typed::<K, V>(children));
+        let source = source_fn(move |ctx, r| {
+            let fail = |part, source| StreamsError::Deserialization {
+                part,
+                topic: r.topic.clone(),
+                partition: r.partition,
+                offset: r.offset,
+                source,
+            };
+            let k = key
+                .deserialize(&r.topic, r.key.as_deref())
+                .map_err(|e| fail("key", e))?;
+            let v = value
+                .deserialize(&r.topic, r.value.as_deref())
+                .map_err(|e| fail("value", e))?;
+            down(ctx, k, v);
+            Ok(())
+        });
+        Box::new(source)
+    });
+    g.add(name, NodeKind::Source { topics }, &[], build)
+}
+
+pub(crate) fn processor() -> NodeKind {
     NodeKind::Processor { stores: Vec::new() }
 }
 
@@ -575,7 +639,8 @@ where
             let build = build_with(|down: Forward<K, V>| down);
             g.add(child.clone(), processor(), &[self.splitter.node], build)
         };
-        let stream = KStream::at(self.splitter.graph.clone(), node);
+        let stream =
+            KStream::at(self.splitter.graph.clone(), node).key_changed(self.splitter.key_changed);
         match branched.chain {
             Some(chain) => {
                 if let Some(s) = chain(stream) {
@@ -596,10 +661,11 @@ mod tests {
 
     use super::*;
     use crate::serdes::{I64Serde, Nullable, StringSerde};
+    use crate::task::{Task, TaskId};
 
     /// Runs one record through the compiled topology and returns what the sinks produced.
     fn run(topology: Topology, records: &[(&str, Option<&str>, &str)]) -> Vec<ProducerRecord> {
-        let compiled = topology.compile().unwrap();
+        let compiled = topology.compile("app").unwrap();
         let mut out = Vec::new();
         for (i, (topic, key, value)) in records.iter().enumerate() {
             let r = ConsumerRecord {
@@ -611,8 +677,12 @@ mod tests {
                 value: Some(Bytes::from(value.to_string())),
                 headers: Vec::new(),
             };
-            let mut ctx = Ctx::new(&r);
-            compiled.sources[*topic](&mut ctx, &r).unwrap();
+            let task = Task::stateless(TaskId {
+                subtopology: 0,
+                partition: 0,
+            });
+            let mut ctx = Ctx::new(&r, task);
+            compiled.sources[*topic].0(&mut ctx, &r).unwrap();
             assert!(ctx.failure.is_none());
             out.extend(ctx.out);
         }
@@ -705,7 +775,7 @@ mod tests {
         let b = StreamsBuilder::new();
         b.stream("in", Consumed::with(StringSerde, I64Serde))
             .to("out", Produced::with(StringSerde, I64Serde));
-        let compiled = b.build().compile().unwrap();
+        let compiled = b.build().compile("app").unwrap();
         let r = ConsumerRecord {
             topic: "in".into(),
             partition: 3,
@@ -715,8 +785,12 @@ mod tests {
             value: Some(Bytes::from_static(&[0; 8])),
             headers: Vec::new(),
         };
-        let mut ctx = Ctx::new(&r);
-        let e = compiled.sources["in"](&mut ctx, &r).unwrap_err();
+        let task = Task::stateless(TaskId {
+            subtopology: 0,
+            partition: 3,
+        });
+        let mut ctx = Ctx::new(&r, task);
+        let e = compiled.sources["in"].0(&mut ctx, &r).unwrap_err();
         assert!(
             matches!(
                 e,

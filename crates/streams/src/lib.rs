@@ -40,18 +40,32 @@
 
 pub mod config;
 pub mod error;
+mod internal_topics;
 pub mod kafka_streams;
+pub mod kgrouped;
 pub mod kstream;
+pub mod ktable;
+pub mod materialized;
+pub mod query;
 pub mod serdes;
+pub mod state;
+pub mod task;
+pub mod test_driver;
 pub mod topology;
 
 pub use config::{DeserializationHandler, ProcessingGuarantee, StreamsConfig};
 pub use error::StreamsError;
 pub use kafka_streams::{KafkaStreams, State};
+pub use kgrouped::KGroupedStream;
 pub use kstream::{Branched, BranchedKStream, Consumed, KStream, Produced, StreamsBuilder};
+pub use ktable::KTable;
+pub use materialized::{Grouped, Materialized};
+pub use query::{ReadOnlyKeyValueStore, ReadOnlyWindowStore};
 pub use serdes::{
     BytesSerde, I32Serde, I64Serde, Json, Nullable, Serde, SerdeError, StringSerde, VoidSerde,
 };
+pub use task::TaskId;
+pub use test_driver::{TestInputTopic, TestOutputTopic, TestRecord, TopologyTestDriver};
 pub use topology::{
     NodeDescription, NodeKind, RecordContext, SubtopologyDescription, Topology, TopologyDescription,
 };

@@ -17,8 +17,10 @@ use bytes::Bytes;
 use strom_client::{ConsumerRecord, ProducerRecord};
 
 use crate::error::StreamsError;
+use crate::state::{stamp, unstamp, RawStore, StoreError, StoreSpec};
+use crate::task::{Store, Task};
 
-/// The record being processed, and what processing it produced.
+/// The record being processed, its task, and what processing it produced.
 pub(crate) struct Ctx {
     pub topic: String,
     pub partition: i32,
@@ -26,14 +28,16 @@ pub(crate) struct Ctx {
     /// The input record's timestamp, which output records carry (stateless operations).
     pub timestamp: i64,
     pub headers: Vec<(String, Option<Bytes>)>,
-    /// Records for the producer.
+    /// Records for the producer (outputs, repartition and changelog records).
     pub out: Vec<ProducerRecord>,
     /// The first fatal failure (a serialization error in a sink); later sinks skip.
     pub failure: Option<StreamsError>,
+    /// The task the record belongs to (moved in for the record, and back out).
+    pub task: Task,
 }
 
 impl Ctx {
-    pub fn new(r: &ConsumerRecord) -> Ctx {
+    pub fn new(r: &ConsumerRecord, task: Task) -> Ctx {
         Ctx {
             topic: r.topic.clone(),
             partition: r.partition,
@@ -42,6 +46,7 @@ impl Ctx {
             headers: r.headers.clone(),
             out: Vec::new(),
             failure: None,
+            task,
         }
     }
 
@@ -52,6 +57,90 @@ impl Ctx {
             offset: self.offset,
             timestamp: self.timestamp,
             headers: &self.headers,
+        }
+    }
+
+    /// Records the first failure; the record's processing stops being useful.
+    pub fn fail(&mut self, e: StreamsError) {
+        if self.failure.is_none() {
+            self.failure = Some(e);
+        }
+    }
+
+    /// The task's store `name`, or a failure (a store a processor was not connected to).
+    fn store(&mut self, name: &str) -> Option<Store> {
+        match self.task.stores.get(name) {
+            Some(s) => Some(s.clone()),
+            None => {
+                self.fail(StreamsError::InvalidTopology(format!(
+                    "store {name} is not connected to task {}",
+                    self.task.id
+                )));
+                None
+            }
+        }
+    }
+
+    /// Runs `f` on store `name`'s bytes; a failure is recorded and gives `None`.
+    pub fn with_store<T>(
+        &mut self,
+        name: &str,
+        f: impl FnOnce(&dyn RawStore) -> Result<T, StoreError>,
+    ) -> Option<T> {
+        let store = self.store(name)?;
+        match f(store.raw.as_ref()) {
+            Ok(t) => Some(t),
+            Err(source) => {
+                self.fail(StreamsError::Store {
+                    store: name.to_string(),
+                    source,
+                });
+                None
+            }
+        }
+    }
+
+    /// The value under `key` in store `name`, with its timestamp.
+    pub fn get(&mut self, name: &str, key: &[u8]) -> Option<(i64, Bytes)> {
+        let stored = self.with_store(name, |s| s.get(key))??;
+        match unstamp(name, &stored) {
+            Ok(v) => Some(v),
+            Err(source) => {
+                self.fail(StreamsError::Store {
+                    store: name.to_string(),
+                    source,
+                });
+                None
+            }
+        }
+    }
+
+    /// Sets (or with `None` removes) `key` in store `name`, and logs the change to the
+    /// store's changelog partition with `timestamp`.
+    pub fn put(&mut self, name: &str, key: Bytes, value: Option<Bytes>, timestamp: i64) {
+        let Some(store) = self.store(name) else {
+            return;
+        };
+        let written = match &value {
+            Some(v) => store.raw.put(key.clone(), stamp(timestamp, v)),
+            None => store.raw.delete(&key),
+        };
+        if let Err(source) = written {
+            self.fail(StreamsError::Store {
+                store: name.to_string(),
+                source,
+            });
+            return;
+        }
+        if let Some(topic) = store.changelog {
+            self.out.push(ProducerRecord {
+                topic,
+                partition: Some(self.task.id.partition),
+                key: Some(key),
+                value,
+                headers: Vec::new(),
+                timestamp: Some(timestamp),
+            });
         }
     }
 }
@@ -83,7 +172,24 @@ pub(crate) type SourceFn =
 pub(crate) type Erased = Box<dyn Any + Send + Sync>;
 
 /// Makes a node's compiled form from its children's, in child order.
-pub(crate) type BuildFn = Box<dyn FnOnce(Vec<&Erased>) -> Erased + Send>;
+pub(crate) type BuildFn = Box<dyn FnOnce(&BuildEnv, Vec<&Erased>) -> Erased + Send>;
+
+/// What compiling knows that building did not: the application, for internal topic names.
+pub(crate) struct BuildEnv {
+    pub application_id: String,
+    internal: BTreeSet<String>,
+}
+
+impl BuildEnv {
+    /// The real name of topic `name`: internal topics get the `<application.id>-` prefix.
+    pub fn topic(&self, name: &str) -> String {
+        if self.internal.contains(name) {
+            format!("{}-{name}", self.application_id)
+        } else {
+            name.to_string()
+        }
+    }
+}
 
 /// A forward from a closure (which gets the higher-ranked signature this way).
 pub(crate) fn forward<K, V>(f: impl Fn(&mut Ctx, K, V) + Send + Sync + 'static) -> Forward<K, V> {
@@ -98,7 +204,9 @@ pub(crate) fn source_fn(
 }
 
 /// A build function from a closure.
-pub(crate) fn build_fn(f: impl FnOnce(Vec<&Erased>) -> Erased + Send + 'static) -> BuildFn {
+pub(crate) fn build_fn(
+    f: impl FnOnce(&BuildEnv, Vec<&Erased>) -> Erased + Send + 'static,
+) -> BuildFn {
     Box::new(f)
 }
 
@@ -145,7 +253,7 @@ where
     K2: Clone + 'static,
     V2: Clone + 'static,
 {
-    build_fn(move |children| Box::new(make(fan_out(typed::<K2, V2>(children)))))
+    build_fn(move |_, children| Box::new(make(fan_out(typed::<K2, V2>(children)))))
 }
 
 /// What a node is, as described.
@@ -158,7 +266,7 @@ pub enum NodeKind {
     },
     /// Processes records.
     Processor {
-        /// The state stores it uses (none in phase 1).
+        /// The state stores it uses.
         stores: Vec<String>,
     },
     /// Writes to one topic.
@@ -190,9 +298,24 @@ pub(crate) struct Graph {
     /// Mistakes found while building (Kafka throws TopologyException at once; they are
     /// reported by `KafkaStreams::new`).
     pub errors: Vec<String>,
+    /// The state stores, as processors declared them.
+    pub stores: Vec<Arc<StoreSpec>>,
+    /// Topics the application owns (repartition topics), by their unprefixed names.
+    pub internal_topics: BTreeSet<String>,
+    /// Groups of source topics that must have as many partitions (joined inputs).
+    pub copartition: Vec<Vec<String>>,
 }
 
 impl Graph {
+    /// Declares store `spec`; a second store of the same name is a mistake.
+    pub fn add_store(&mut self, spec: StoreSpec) {
+        if self.stores.iter().any(|s| s.name == spec.name) {
+            self.errors
+                .push(format!("the store name {} is already used", spec.name));
+        }
+        self.stores.push(Arc::new(spec));
+    }
+
     /// `prefix` followed by the next counter value in ten digits (`KSTREAM-FILTER-0000000001`).
     pub fn next_name(&mut self, prefix: &str) -> String {
         let name = format!("{prefix}{:010}", self.counter);
@@ -234,6 +357,21 @@ impl Graph {
 pub struct Topology {
     pub(crate) nodes: Vec<Node>,
     pub(crate) errors: Vec<String>,
+    pub(crate) stores: Vec<Arc<StoreSpec>>,
+    pub(crate) internal_topics: BTreeSet<String>,
+    pub(crate) copartition: Vec<Vec<String>>,
+}
+
+impl From<Graph> for Topology {
+    fn from(g: Graph) -> Topology {
+        Topology {
+            nodes: g.nodes,
+            errors: g.errors,
+            stores: g.stores,
+            internal_topics: g.internal_topics,
+            copartition: g.copartition,
+        }
+    }
 }
 
 impl fmt::Debug for Topology {
@@ -242,9 +380,73 @@ impl fmt::Debug for Topology {
     }
 }
 
-/// A topology compiled for running: per source topic, the function to call.
+/// A topology compiled for running: per source topic (real names), the function to call
+/// and its sub-topology; per sub-topology, what its tasks need.
 pub(crate) struct Compiled {
-    pub sources: HashMap<String, SourceFn>,
+    pub sources: HashMap<String, (SourceFn, usize)>,
+    pub subtopologies: Vec<SubtopologyPlan>,
+    pub application_id: String,
+}
+
+/// What the tasks of one sub-topology read, write and keep.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct SubtopologyPlan {
+    /// Its source topics (real names).
+    pub sources: Vec<String>,
+    /// The repartition topics its sinks write (real names).
+    pub repartition_sinks: Vec<String>,
+    /// Its stores.
+    pub stores: Vec<Arc<StoreSpec>>,
+}
+
+/// Why a record could not be processed.
+pub(crate) enum RecordError {
+    /// Its key or value could not be read: the deserialization handler decides.
+    Deserialization(StreamsError),
+    /// Processing failed (a sink's serde, a store): the task cannot go on.
+    Fatal(StreamsError),
+}
+
+impl Compiled {
+    /// Runs `r` through `source` in `task` (updating its stream time); gives the task back
+    /// with the records to produce.
+    pub fn run(
+        source: &SourceFn,
+        mut task: Task,
+        r: &ConsumerRecord,
+    ) -> (Task, Result<Vec<ProducerRecord>, RecordError>) {
+        task.stream_time = task.stream_time.max(r.timestamp);
+        let mut ctx = Ctx::new(r, task);
+        let outcome = source(&mut ctx, r);
+        let Ctx {
+            task, out, failure, ..
+        } = ctx;
+        let result = match (outcome, failure) {
+            (Err(e), _) => Err(RecordError::Deserialization(e)),
+            (Ok(()), Some(e)) => Err(RecordError::Fatal(e)),
+            (Ok(()), None) => Ok(out),
+        };
+        (task, result)
+    }
+
+    /// The repartition topics (real names), each with the sub-topologies that write it.
+    pub fn repartition_topics(&self) -> Vec<String> {
+        let mut t: Vec<String> = self
+            .subtopologies
+            .iter()
+            .flat_map(|s| s.repartition_sinks.clone())
+            .collect();
+        t.sort();
+        t.dedup();
+        t
+    }
+
+    /// All source topics (real names), sorted.
+    pub fn source_topics(&self) -> Vec<String> {
+        let mut t: Vec<String> = self.sources.keys().cloned().collect();
+        t.sort();
+        t
+    }
 }
 
 impl Topology {
@@ -263,10 +465,11 @@ impl Topology {
         topics
     }
 
-    /// The graph as Kafka's `TopologyDescription` has it; its `Display` is Kafka's text.
-    pub fn describe(&self) -> TopologyDescription {
+    /// The sub-topologies: the connected parts of the graph (nodes joined by an edge or by
+    /// a shared store), numbered as Kafka numbers them (in the order of their first source
+    /// node's name). Each is its nodes' indices.
+    fn groups(&self) -> Vec<Vec<usize>> {
         let n = self.nodes.len();
-        // Sub-topologies are the connected parts of the graph.
         let mut root: Vec<usize> = (0..n).collect();
         fn find(root: &mut [usize], mut i: usize) -> usize {
             while root[i] != i {
@@ -275,6 +478,7 @@ impl Topology {
             }
             i
         }
+        let mut by_store: HashMap<&str, usize> = HashMap::new();
         for (i, node) in self.nodes.iter().enumerate() {
             for &p in &node.parents {
                 if p < n {
@@ -282,8 +486,17 @@ impl Topology {
                     root[a] = b;
                 }
             }
+            if let NodeKind::Processor { stores } = &node.kind {
+                for st in stores {
+                    if let Some(&other) = by_store.get(st.as_str()) {
+                        let (a, b) = (find(&mut root, i), find(&mut root, other));
+                        root[a] = b;
+                    } else {
+                        by_store.insert(st, i);
+                    }
+                }
+            }
         }
-        // Kafka numbers them in the order of their source nodes' names.
         let mut sources: Vec<(&str, usize)> = self
             .nodes
             .iter()
@@ -292,15 +505,24 @@ impl Topology {
             .map(|(i, node)| (node.name.as_str(), i))
             .collect();
         sources.sort();
-        let mut seen: BTreeSet<usize> = BTreeSet::new();
-        let mut order = Vec::new();
+        let mut order: Vec<usize> = Vec::new();
         for (_, i) in sources {
             let r = find(&mut root, i);
-            if seen.insert(r) {
+            if !order.contains(&r) {
                 order.push(r);
             }
         }
         let roots: Vec<usize> = (0..n).map(|i| find(&mut root, i)).collect();
+        order
+            .iter()
+            .map(|&r| (0..n).filter(|&i| roots[i] == r).collect())
+            .collect()
+    }
+
+    /// The graph as Kafka's `TopologyDescription` has it; its `Display` is Kafka's text.
+    pub fn describe(&self) -> TopologyDescription {
+        let n = self.nodes.len();
+        let groups = self.groups();
         // The size of the graph below each node, itself included (Kafka's ordering key).
         let mut size = vec![1usize; n];
         for i in (0..n).rev() {
@@ -321,11 +543,10 @@ impl Topology {
                 .map(|i| self.nodes[i].name.clone())
                 .collect()
         };
-        let subtopologies = order
-            .iter()
+        let subtopologies = groups
+            .into_iter()
             .enumerate()
-            .map(|(id, &r)| {
-                let members: Vec<usize> = (0..n).filter(|&i| roots[i] == r).collect();
+            .map(|(id, members)| {
                 let nodes = sorted(members)
                     .into_iter()
                     .filter_map(|name| {
@@ -344,8 +565,9 @@ impl Topology {
         TopologyDescription { subtopologies }
     }
 
-    /// Compiles the graph (consuming the build functions), or says why it cannot run.
-    pub(crate) fn compile(mut self) -> Result<Compiled, StreamsError> {
+    /// Compiles the graph (consuming the build functions) for `application_id`, or says why
+    /// it cannot run.
+    pub(crate) fn compile(mut self, application_id: &str) -> Result<Compiled, StreamsError> {
         if !self.errors.is_empty() {
             return Err(StreamsError::InvalidTopology(self.errors.join("; ")));
         }
@@ -353,6 +575,46 @@ impl Topology {
             return Err(StreamsError::InvalidTopology(
                 "the topology has no source".into(),
             ));
+        }
+        let env = BuildEnv {
+            application_id: application_id.to_string(),
+            internal: std::mem::take(&mut self.internal_topics),
+        };
+        let groups = self.groups();
+        let mut group_of = vec![0usize; self.nodes.len()];
+        let mut subtopologies = Vec::with_capacity(groups.len());
+        for (id, members) in groups.iter().enumerate() {
+            let mut plan = SubtopologyPlan::default();
+            for &i in members {
+                group_of[i] = id;
+                match &self.nodes[i].kind {
+                    NodeKind::Source { topics } => {
+                        plan.sources.extend(topics.iter().map(|t| env.topic(t)))
+                    }
+                    NodeKind::Sink { topic } if env.internal.contains(topic) => {
+                        plan.repartition_sinks.push(env.topic(topic))
+                    }
+                    NodeKind::Processor { stores } => {
+                        for st in stores {
+                            let spec = self.stores.iter().find(|s| &s.name == st);
+                            match spec {
+                                Some(spec) if !plan.stores.contains(spec) => {
+                                    plan.stores.push(spec.clone())
+                                }
+                                Some(_) => {}
+                                None => {
+                                    return Err(StreamsError::InvalidTopology(format!(
+                                        "processor {} uses the unknown store {st}",
+                                        self.nodes[i].name
+                                    )))
+                                }
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            subtopologies.push(plan);
         }
         let mut built: Vec<Option<Erased>> = (0..self.nodes.len()).map(|_| None).collect();
         let mut sources = HashMap::new();
@@ -366,7 +628,7 @@ impl Topology {
                 .iter()
                 .filter_map(|&c| built.get(c).and_then(|b| b.as_ref()))
                 .collect();
-            let compiled = build(children);
+            let compiled = build(&env, children);
             if let NodeKind::Source { topics } = &node.kind {
                 let Some(f) = compiled.downcast_ref::<SourceFn>() else {
                     return Err(StreamsError::InvalidTopology(format!(
@@ -375,12 +637,35 @@ impl Topology {
                     )));
                 };
                 for t in topics {
-                    sources.insert(t.clone(), f.clone());
+                    sources.insert(env.topic(t), (f.clone(), group_of[i]));
                 }
             }
             built[i] = Some(compiled);
         }
-        Ok(Compiled { sources })
+        Ok(Compiled {
+            sources,
+            subtopologies,
+            application_id: application_id.to_string(),
+        })
+    }
+
+    /// Groups of source topics (real names for `application_id`) that must have as many
+    /// partitions.
+    pub(crate) fn copartition_groups(&self, application_id: &str) -> Vec<Vec<String>> {
+        self.copartition
+            .iter()
+            .map(|g| {
+                g.iter()
+                    .map(|t| {
+                        if self.internal_topics.contains(t) {
+                            format!("{application_id}-{t}")
+                        } else {
+                            t.clone()
+                        }
+                    })
+                    .collect()
+            })
+            .collect()
     }
 }
 
