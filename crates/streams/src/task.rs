@@ -57,6 +57,9 @@ pub(crate) struct Task {
     /// The largest record timestamp the task has processed (Kafka's stream time); `-1`
     /// before the first record, as Kafka has it.
     pub stream_time: i64,
+    /// Records dropped by its processors (late for their window, null keys): Kafka's
+    /// `dropped-records-total` task metric.
+    pub dropped_records: u64,
 }
 
 impl Task {
@@ -67,6 +70,7 @@ impl Task {
             id,
             stores: HashMap::new(),
             stream_time: -1,
+            dropped_records: 0,
         }
     }
 }
@@ -134,6 +138,7 @@ impl StateDir {
             id,
             stores,
             stream_time: -1,
+            dropped_records: 0,
         })
     }
 

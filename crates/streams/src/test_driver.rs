@@ -247,6 +247,17 @@ impl TopologyTestDriver {
             .unwrap_or_default()
     }
 
+    /// Records the tasks' processors dropped so far (late records, null keys): Kafka's
+    /// `dropped-records-total`.
+    pub fn dropped_records(&self) -> u64 {
+        self.inner
+            .borrow()
+            .tasks
+            .values()
+            .map(|t| t.dropped_records)
+            .sum()
+    }
+
     fn instances(&self, name: &str) -> StoreInstances {
         let inner = self.inner.borrow();
         StoreInstances {
