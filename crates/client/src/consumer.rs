@@ -480,6 +480,16 @@ impl Consumer {
         self.group.as_ref().map(|g| g.metadata())
     }
 
+    /// Whether the group wants this member to rejoin (a rebalance is under way or about to
+    /// be): the next poll will revoke or assign partitions. Lets a transactional
+    /// consume-transform-produce loop commit before that poll (classic protocol; always
+    /// false with KIP-848, whose assignments change between polls without a join).
+    pub fn rebalance_pending(&self) -> bool {
+        self.group
+            .as_ref()
+            .is_some_and(|g| g.protocol() == GroupProtocol::Classic && g.needs_join())
+    }
+
     /// Commits the position of every partition this consumer reads, and waits.
     pub async fn commit_sync(&mut self) -> Result<()> {
         let offsets = self.all_consumed();

@@ -19,6 +19,9 @@ use crate::error::StreamsError;
 pub enum ProcessingGuarantee {
     /// `at_least_once`: outputs are flushed before the inputs' offsets are committed.
     AtLeastOnce,
+    /// `exactly_once_v2`: outputs, changelog writes and input offsets are committed in one
+    /// transaction per commit; inputs and changelogs are read committed.
+    ExactlyOnceV2,
 }
 
 /// `default.deserialization.exception.handler`: what a record that cannot be read does.
@@ -104,8 +107,13 @@ impl StreamsConfig {
             .ok_or(StreamsError::MissingConfig("bootstrap.servers"))?;
         let processing_guarantee = match get("processing.guarantee").as_deref() {
             None | Some("at_least_once") => ProcessingGuarantee::AtLeastOnce,
-            Some(v @ ("exactly_once_v2" | "exactly_once" | "exactly_once_beta")) => {
-                return Err(StreamsError::ExactlyOnceNotBuilt(v.to_string()))
+            Some("exactly_once_v2") => ProcessingGuarantee::ExactlyOnceV2,
+            Some(v @ ("exactly_once" | "exactly_once_beta")) => {
+                return Err(invalid(
+                    "processing.guarantee",
+                    v,
+                    "removed in Kafka 4.0; use exactly_once_v2",
+                ))
             }
             Some(v) => {
                 return Err(invalid(
@@ -115,7 +123,10 @@ impl StreamsConfig {
                 ))
             }
         };
+        let eos = processing_guarantee == ProcessingGuarantee::ExactlyOnceV2;
         let commit_interval = match get("commit.interval.ms") {
+            // Kafka's defaults: 100 ms under exactly-once, 30 s otherwise.
+            None if eos => Duration::from_millis(100),
             None => Duration::from_secs(30),
             Some(v) => Duration::from_millis(
                 v.parse::<u64>()
@@ -232,6 +243,17 @@ impl StreamsConfig {
         // The periodic commit is Streams' own, after a flush.
         consumer.enable_auto_commit = true;
         consumer.auto_commit_interval = Duration::from_secs(u32::MAX as u64);
+        if eos {
+            // Offsets go in the transaction, never by the consumer itself; inputs (other
+            // applications' transactions) and changelogs are read committed.
+            consumer.enable_auto_commit = false;
+            consumer.read_committed = true;
+            // Kafka's transactional.id for a stream thread: <application.id>-<process id>-<n>.
+            producer.transactional_id =
+                Some(format!("{application_id}-{}-1", uuid::Uuid::new_v4()));
+            producer.enable_idempotence = true;
+            producer.transaction_timeout = Duration::from_secs(10);
+        }
         consumer.client_id = format!("{client_id}-StreamThread-1-consumer");
         producer.client_id = format!("{client_id}-StreamThread-1-producer");
         Ok(StreamsConfig {
@@ -304,10 +326,16 @@ mod tests {
             Err(StreamsError::MissingConfig("application.id"))
         ));
         let mut p = base();
-        p.push(("processing.guarantee", "exactly_once_v2"));
+        p.push(("processing.guarantee", "exactly_once"));
         let e = StreamsConfig::from_props(p).unwrap_err();
-        assert!(matches!(e, StreamsError::ExactlyOnceNotBuilt(_)));
-        assert!(e.to_string().contains("not built yet"), "{e}");
+        assert!(e.to_string().contains("use exactly_once_v2"), "{e}");
+        let mut p = base();
+        p.push(("processing.guarantee", "exactly_once_v2"));
+        let c = StreamsConfig::from_props(p).unwrap();
+        assert_eq!(c.commit_interval, Duration::from_millis(100));
+        assert!(c.consumer.read_committed && !c.consumer.enable_auto_commit);
+        let id = c.producer.transactional_id.unwrap();
+        assert!(id.starts_with("app-") && id.ends_with("-1"), "{id}");
     }
 
     #[test]

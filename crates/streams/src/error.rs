@@ -31,9 +31,6 @@ pub enum StreamsError {
         #[source]
         source: ClientError,
     },
-    /// processing.guarantee=exactly_once_v2 (or a deprecated exactly_once value).
-    #[error("processing.guarantee={0} is not built yet: only at_least_once is supported")]
-    ExactlyOnceNotBuilt(String),
     /// The topology cannot run (Kafka's TopologyException).
     #[error("invalid topology: {0}")]
     InvalidTopology(String),

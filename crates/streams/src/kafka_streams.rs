@@ -23,11 +23,11 @@ use std::time::Instant;
 use parking_lot::Mutex;
 use strom_client::{
     Admin, ClientError, Consumer, ConsumerRecord, Producer, RebalanceListener, RecordMetadata,
-    TopicPartition,
+    StartAt, TopicPartition,
 };
 use tokio::sync::watch;
 
-use crate::config::{DeserializationHandler, StreamsConfig};
+use crate::config::{DeserializationHandler, ProcessingGuarantee, StreamsConfig};
 use crate::error::StreamsError;
 use crate::internal_topics;
 use crate::task::{self, Offsets, StateDir, Task, TaskId};
@@ -105,6 +105,8 @@ struct Inner {
     /// Partitions revoked since the thread last looked: their offsets were committed by the
     /// consumer, and are no longer this instance's to commit.
     revoked: Vec<TopicPartition>,
+    /// Changelog records applied to restore stores, since start.
+    restored_records: u64,
 }
 
 impl Shared {
@@ -180,6 +182,7 @@ impl KafkaStreams {
                     error: None,
                     assignment: BTreeSet::new(),
                     revoked: Vec::new(),
+                    restored_records: 0,
                 }),
                 listener: Mutex::new(None),
             }),
@@ -219,6 +222,12 @@ impl KafkaStreams {
             .iter()
             .cloned()
             .collect()
+    }
+
+    /// How many changelog records this instance applied to restore its stores so far (a
+    /// restart from a checkpoint applies only what came after it).
+    pub fn restored_records(&self) -> u64 {
+        self.shared.inner.lock().restored_records
     }
 
     /// Starts the stream thread on the current tokio runtime; only from CREATED.
@@ -425,6 +434,11 @@ impl StreamThread {
         consumer: &mut Consumer,
         restorer: &mut Consumer,
     ) -> Result<(), StreamsError> {
+        if self.eos() {
+            return self
+                .process_exactly_once(producer, consumer, restorer)
+                .await;
+        }
         let mut pending = Pending::default();
         // Per partition, the offset after the last processed record, not yet committed.
         let mut processed: HashMap<TopicPartition, i64> = HashMap::new();
@@ -441,26 +455,10 @@ impl StreamThread {
                 self.commit(consumer, &mut processed).await?;
                 return Ok(());
             }
-            // The poll is not raced against the stop signal: a poll cut short may have
-            // advanced positions past records it never returned, which close would commit.
-            let records = match consumer.poll().await {
-                Ok(r) => r,
-                Err(e) if e.is_retriable() => {
-                    tracing::warn!(error = %e, "poll failed; retrying");
-                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                    continue;
-                }
-                Err(source) => {
-                    return Err(StreamsError::Consumer {
-                        doing: "polling",
-                        source,
-                    })
-                }
+            let Some(records) = self.poll(consumer).await? else {
+                continue;
             };
             self.close_revoked(&mut processed);
-            if self.shared.state() == State::Rebalancing {
-                self.shared.become_state(State::Running);
-            }
             for r in &records {
                 if let Err(e) = self.process_one(r, producer, &mut pending, restorer).await {
                     // What was processed before this record is flushed and committed, so
@@ -480,6 +478,175 @@ impl StreamThread {
                 }
             }
         }
+    }
+
+    fn eos(&self) -> bool {
+        self.config.processing_guarantee == ProcessingGuarantee::ExactlyOnceV2
+    }
+
+    /// One poll; `None` after a retriable failure (already waited for).
+    async fn poll(
+        &self,
+        consumer: &mut Consumer,
+    ) -> Result<Option<Vec<ConsumerRecord>>, StreamsError> {
+        // The poll is not raced against the stop signal: a poll cut short may have
+        // advanced positions past records it never returned, which close would commit.
+        let records = match consumer.poll().await {
+            Ok(r) => r,
+            Err(e) if e.is_retriable() => {
+                tracing::warn!(error = %e, "poll failed; retrying");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                return Ok(None);
+            }
+            Err(source) => {
+                return Err(StreamsError::Consumer {
+                    doing: "polling",
+                    source,
+                })
+            }
+        };
+        if self.shared.state() == State::Rebalancing {
+            self.shared.become_state(State::Running);
+        }
+        Ok(Some(records))
+    }
+
+    /// exactly_once_v2: records are processed inside a transaction of the thread's
+    /// producer; at each commit the input offsets join it (the group's generation fences a
+    /// member that lost its partitions) and it commits, so outputs, changelog writes and
+    /// offsets become visible together or not at all. No transaction stays open across a
+    /// rebalance: the thread commits before a poll that will rebalance; if a rebalance
+    /// comes anyway with a transaction open, it is aborted and every task is rebuilt from
+    /// its changelog (Kafka's "task corrupted" path).
+    async fn process_exactly_once(
+        &mut self,
+        producer: &Producer,
+        consumer: &mut Consumer,
+        restorer: &mut Consumer,
+    ) -> Result<(), StreamsError> {
+        let fatal = |source| StreamsError::Produce {
+            topic: "(transaction)".into(),
+            source,
+        };
+        producer.init_transactions().await.map_err(fatal)?;
+        let mut pending = Pending::default();
+        let mut processed: HashMap<TopicPartition, i64> = HashMap::new();
+        let mut open = false;
+        let mut last_commit = Instant::now();
+        loop {
+            let stopping = *self.stop.borrow();
+            if open
+                && (stopping
+                    || consumer.rebalance_pending()
+                    || last_commit.elapsed() >= self.config.commit_interval)
+            {
+                self.commit_transaction(producer, consumer, &mut pending, &mut processed)
+                    .await?;
+                open = false;
+                last_commit = Instant::now();
+            }
+            if stopping {
+                return Ok(());
+            }
+            let Some(records) = self.poll(consumer).await? else {
+                continue;
+            };
+            let revoked = !self.shared.inner.lock().revoked.is_empty();
+            if revoked && open {
+                tracing::warn!("partitions were revoked with a transaction open; aborting it and restoring every task");
+                producer.abort_transaction().await.map_err(fatal)?;
+                pending.deliveries.clear();
+                open = false;
+                // Dropped before close_revoked could checkpoint stores holding aborted writes.
+                self.tasks.clear();
+                self.close_revoked(&mut processed);
+                self.corrupted(consumer, &mut processed).await?;
+                continue;
+            }
+            self.close_revoked(&mut processed);
+            let owned: BTreeSet<TopicPartition> = self.shared.inner.lock().assignment.clone();
+            for r in &records {
+                if !owned.contains(&(r.topic.clone(), r.partition)) {
+                    continue;
+                }
+                if !open {
+                    producer.begin_transaction().map_err(fatal)?;
+                    open = true;
+                }
+                if let Err(e) = self.process_one(r, producer, &mut pending, restorer).await {
+                    // Nothing of the open transaction is kept: a successor redoes it all.
+                    let _ = producer.abort_transaction().await;
+                    return Err(e);
+                }
+                processed.insert((r.topic.clone(), r.partition), r.offset + 1);
+            }
+        }
+    }
+
+    /// Commits the open transaction with the processed offsets.
+    async fn commit_transaction(
+        &mut self,
+        producer: &Producer,
+        consumer: &mut Consumer,
+        pending: &mut Pending,
+        processed: &mut HashMap<TopicPartition, i64>,
+    ) -> Result<(), StreamsError> {
+        let fatal = |source| StreamsError::Produce {
+            topic: "(transaction)".into(),
+            source,
+        };
+        if !processed.is_empty() {
+            let group = consumer.group_metadata().ok_or(StreamsError::Consumer {
+                doing: "committing a transaction",
+                source: ClientError::Protocol("the consumer is not in its group".into()),
+            })?;
+            let offsets: Vec<(TopicPartition, i64)> =
+                processed.iter().map(|(tp, o)| (tp.clone(), *o)).collect();
+            producer
+                .send_offsets_to_transaction(&offsets, &group)
+                .await
+                .map_err(fatal)?;
+        }
+        producer.commit_transaction().await.map_err(fatal)?;
+        pending.flush(producer, &mut self.written).await?;
+        tracing::debug!(offsets = processed.len(), "transaction committed");
+        processed.clear();
+        Ok(())
+    }
+
+    /// After an aborted transaction: every task is dropped without a checkpoint (its stores
+    /// hold aborted writes, so the next open wipes and restores them) and every partition
+    /// goes back to its committed offset.
+    async fn corrupted(
+        &mut self,
+        consumer: &mut Consumer,
+        processed: &mut HashMap<TopicPartition, i64>,
+    ) -> Result<(), StreamsError> {
+        processed.clear();
+        let owned: Vec<TopicPartition> = self
+            .shared
+            .inner
+            .lock()
+            .assignment
+            .iter()
+            .cloned()
+            .collect();
+        let consumer_err = |source| StreamsError::Consumer {
+            doing: "rewinding after an aborted transaction",
+            source,
+        };
+        let committed = consumer.committed(&owned).await.map_err(consumer_err)?;
+        for tp in owned {
+            let start = match committed.get(&tp) {
+                Some(&o) => StartAt::Offset(o),
+                None => self.config.consumer.auto_offset_reset,
+            };
+            consumer
+                .seek(&tp.0, tp.1, start)
+                .await
+                .map_err(consumer_err)?;
+        }
+        Ok(())
     }
 
     /// The task a record of `topic`-`partition` belongs to, created (and its stores
@@ -514,6 +681,16 @@ impl StreamThread {
             let (offsets, stats) = task::restore(&task, &checkpoint, restorer).await?;
             tracing::info!(task = %id, records = stats.records, bytes = stats.bytes, elapsed = ?started.elapsed(), "task restored");
             self.written.extend(offsets);
+            self.shared.inner.lock().restored_records += stats.records;
+            if self.eos() {
+                // Until a clean close, the stores may hold writes of an open transaction.
+                self.state
+                    .delete_checkpoint(id)
+                    .map_err(|source| StreamsError::Store {
+                        store: format!("(task {id} checkpoint)"),
+                        source,
+                    })?;
+            }
         }
         Ok(task)
     }

@@ -175,7 +175,6 @@ impl StateDir {
     }
 
     /// Removes task `id`'s checkpoint (its stores may now run ahead of any offset).
-    #[allow(dead_code)] // used by exactly-once, next
     pub fn delete_checkpoint(&self, id: TaskId) -> Result<(), StoreError> {
         let path = self.task_dir(id).join(".checkpoint");
         match std::fs::remove_file(&path) {

@@ -10,14 +10,20 @@ use strom_streams::{
 
 fn word_count(builder: &StreamsBuilder, store: Materialized<String, i64>) {
     builder
-        .stream("streams-plaintext-input", Consumed::with(StringSerde, StringSerde))
+        .stream(
+            "streams-plaintext-input",
+            Consumed::with(StringSerde, StringSerde),
+        )
         .flat_map_values(|line: String| {
             line.to_lowercase()
                 .split_whitespace()
                 .map(str::to_string)
                 .collect::<Vec<_>>()
         })
-        .group_by(|_, word| word.clone(), Grouped::with(StringSerde, StringSerde))
+        .group_by(
+            |_, word| word.clone(),
+            Grouped::with(StringSerde, StringSerde),
+        )
         .count(store)
         .to_stream()
         .to(
@@ -91,11 +97,7 @@ fn word_count_counts_each_word_through_the_repartition_topic() {
     input
         .pipe(&"k".into(), &"hello streams hello".into(), 20)
         .unwrap();
-    let out = driver.output_topic(
-        "streams-wordcount-output",
-        StringSerde,
-        Nullable(I64Serde),
-    );
+    let out = driver.output_topic("streams-wordcount-output", StringSerde, Nullable(I64Serde));
     let got = out.read_records().unwrap();
     let expected: Vec<(String, Option<i64>, i64)> = vec![
         ("hello".into(), Some(1), 10),
@@ -134,7 +136,10 @@ fn an_aggregate_keeps_the_largest_timestamp_of_its_records() {
             Materialized::named("seen").with_value_serde(Json::<Vec<i64>>::new()),
         )
         .to_stream()
-        .to("out", Produced::with(StringSerde, Nullable(Json::<Vec<i64>>::new())));
+        .to(
+            "out",
+            Produced::with(StringSerde, Nullable(Json::<Vec<i64>>::new())),
+        );
     let driver = TopologyTestDriver::new(b.build(), [("application.id", "agg")]).unwrap();
     let input = driver.input_topic("in", StringSerde, I64Serde);
     input.pipe(&"a".into(), &1, 100).unwrap();
@@ -165,7 +170,10 @@ fn reduce_starts_from_the_first_value_and_needs_no_repartition_without_a_key_cha
     let topology = b.build();
     let text = topology.describe().to_string();
     assert!(!text.contains("repartition"), "{text}");
-    assert!(text.contains("Processor: KSTREAM-REDUCE-0000000002 (stores: [max])"), "{text}");
+    assert!(
+        text.contains("Processor: KSTREAM-REDUCE-0000000002 (stores: [max])"),
+        "{text}"
+    );
     let driver = TopologyTestDriver::new(topology, [("application.id", "max")]).unwrap();
     let input = driver.input_topic("in", StringSerde, I64Serde);
     for (k, v) in [("a", 5), ("a", 3), ("a", -1), ("a", 9), ("b", 1)] {
@@ -196,7 +204,10 @@ fn a_table_reads_nulls_as_deletes_and_filter_turns_rows_into_deletes() {
         .filter(|_, age| *age >= 18)
         .map_values(|age| age * 12)
         .to_stream()
-        .to("adults-months", Produced::with(StringSerde, Nullable(I64Serde)));
+        .to(
+            "adults-months",
+            Produced::with(StringSerde, Nullable(I64Serde)),
+        );
     let topology = b.build();
     let text = topology.describe().to_string();
     assert!(
@@ -234,5 +245,8 @@ fn a_topology_error_names_the_problem() {
     g.count(Materialized::named("same"));
     let e = TopologyTestDriver::new(b.build(), [("application.id", "x")]).unwrap_err();
     assert!(matches!(e, StreamsError::InvalidTopology(_)), "{e}");
-    assert!(e.to_string().contains("store name same is already used"), "{e}");
+    assert!(
+        e.to_string().contains("store name same is already used"),
+        "{e}"
+    );
 }

@@ -121,21 +121,21 @@ async fn log_and_fail_stops_in_error_with_the_cause() {
 }
 
 #[test]
-fn exactly_once_and_missing_ids_are_refused() {
+fn removed_guarantees_and_missing_ids_are_refused() {
     let topology = || doubling("a", "b");
     let e = KafkaStreams::new(
         topology(),
         [
             ("application.id", "x"),
             ("bootstrap.servers", "127.0.0.1:1"),
-            ("processing.guarantee", "exactly_once_v2"),
+            ("processing.guarantee", "exactly_once_beta"),
         ],
     )
     .unwrap_err();
-    assert!(matches!(e, StreamsError::ExactlyOnceNotBuilt(_)), "{e}");
+    assert!(matches!(e, StreamsError::InvalidConfig { .. }), "{e}");
     assert_eq!(
         e.to_string(),
-        "processing.guarantee=exactly_once_v2 is not built yet: only at_least_once is supported"
+        "invalid value 'exactly_once_beta' for processing.guarantee: removed in Kafka 4.0; use exactly_once_v2"
     );
     let e = KafkaStreams::new(topology(), [("bootstrap.servers", "127.0.0.1:1")]).unwrap_err();
     assert!(matches!(e, StreamsError::MissingConfig("application.id")));
