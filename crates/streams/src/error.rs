@@ -114,6 +114,14 @@ pub enum StreamsError {
         #[source]
         source: SerdeError,
     },
+    /// A store cannot be queried now (Kafka's InvalidStateStoreException).
+    #[error("store {store} cannot be queried: {reason}")]
+    StoreUnavailable {
+        /// The store.
+        store: String,
+        /// Why.
+        reason: String,
+    },
     /// A source topic does not exist (Kafka's MissingSourceTopicException).
     #[error("source topic {0} is missing")]
     MissingSourceTopic(String),

@@ -30,6 +30,9 @@ use tokio::sync::watch;
 use crate::config::{DeserializationHandler, ProcessingGuarantee, StreamsConfig};
 use crate::error::StreamsError;
 use crate::internal_topics;
+use crate::query::{ReadOnlyKeyValueStore, ReadOnlyWindowStore, StoreInstances};
+use crate::serdes::Serde;
+use crate::state::RawStore;
 use crate::task::{self, Offsets, StateDir, Task, TaskId};
 use crate::topology::{Compiled, RecordError, Topology};
 
@@ -107,6 +110,8 @@ struct Inner {
     revoked: Vec<TopicPartition>,
     /// Changelog records applied to restore stores, since start.
     restored_records: u64,
+    /// The stores of the tasks running now, by store name (for interactive queries).
+    stores: HashMap<String, Vec<Arc<dyn RawStore>>>,
 }
 
 impl Shared {
@@ -183,6 +188,7 @@ impl KafkaStreams {
                     assignment: BTreeSet::new(),
                     revoked: Vec::new(),
                     restored_records: 0,
+                    stores: HashMap::new(),
                 }),
                 listener: Mutex::new(None),
             }),
@@ -230,6 +236,56 @@ impl KafkaStreams {
         self.shared.inner.lock().restored_records
     }
 
+    fn instances(&self, name: &str) -> Result<StoreInstances, StreamsError> {
+        let inner = self.shared.inner.lock();
+        if inner.state != State::Running {
+            return Err(StreamsError::StoreUnavailable {
+                store: name.to_string(),
+                reason: format!("the instance is {}", inner.state),
+            });
+        }
+        match inner.stores.get(name) {
+            Some(parts) => Ok(StoreInstances {
+                name: name.to_string(),
+                parts: parts.clone(),
+            }),
+            None => Err(StreamsError::StoreUnavailable {
+                store: name.to_string(),
+                reason: "no task of this instance holds it".into(),
+            }),
+        }
+    }
+
+    /// Key-value store `name` of this instance's tasks, read with these serdes (Kafka's
+    /// `store(StoreQueryParameters.fromNameAndType(name, keyValueStore()))`): only while
+    /// RUNNING, and only the keys of the partitions this instance processes.
+    pub fn store<K, V>(
+        &self,
+        name: &str,
+        key: impl Serde<K>,
+        value: impl Serde<V>,
+    ) -> Result<ReadOnlyKeyValueStore<K, V>, StreamsError> {
+        Ok(ReadOnlyKeyValueStore {
+            store: self.instances(name)?,
+            key: Arc::new(key),
+            value: Arc::new(value),
+        })
+    }
+
+    /// Window store `name` of this instance's tasks (see [`store`](Self::store)).
+    pub fn window_store<K, V>(
+        &self,
+        name: &str,
+        key: impl Serde<K>,
+        value: impl Serde<V>,
+    ) -> Result<ReadOnlyWindowStore<K, V>, StreamsError> {
+        Ok(ReadOnlyWindowStore {
+            store: self.instances(name)?,
+            key: Arc::new(key),
+            value: Arc::new(value),
+        })
+    }
+
     /// Starts the stream thread on the current tokio runtime; only from CREATED.
     pub fn start(&mut self) -> Result<(), StreamsError> {
         let state = self.state();
@@ -250,6 +306,7 @@ impl KafkaStreams {
             stop: self.stop.subscribe(),
             tasks: HashMap::new(),
             written: Offsets::new(),
+            stores_changed: false,
         };
         let task = runtime.spawn(thread.run());
         self.thread = Some(task.abort_handle());
@@ -338,6 +395,8 @@ struct StreamThread {
     /// Per changelog partition, the offset after the last record known written (restored
     /// or acknowledged): what a checkpoint records.
     written: Offsets,
+    /// A task with stores was opened: the handle's view of the stores is out of date.
+    stores_changed: bool,
 }
 
 /// Outputs sent and not yet known to be written, with their topics.
@@ -559,6 +618,7 @@ impl StreamThread {
                 open = false;
                 // Dropped before close_revoked could checkpoint stores holding aborted writes.
                 self.tasks.clear();
+                self.publish_stores();
                 self.close_revoked(&mut processed);
                 self.corrupted(consumer, &mut processed).await?;
                 continue;
@@ -682,6 +742,7 @@ impl StreamThread {
             tracing::info!(task = %id, records = stats.records, bytes = stats.bytes, elapsed = ?started.elapsed(), "task restored");
             self.written.extend(offsets);
             self.shared.inner.lock().restored_records += stats.records;
+            self.stores_changed = true;
             if self.eos() {
                 // Until a clean close, the stores may hold writes of an open transaction.
                 self.state
@@ -709,6 +770,9 @@ impl StreamThread {
         let task = self.task_for(subtopology, r.partition, restorer).await?;
         let (task, outcome) = Compiled::run(&source, task, r);
         self.tasks.insert(task.id, task);
+        if std::mem::take(&mut self.stores_changed) {
+            self.publish_stores();
+        }
         let out = match outcome {
             Ok(out) => out,
             Err(RecordError::Fatal(e)) => return Err(e),
@@ -784,11 +848,23 @@ impl StreamThread {
     /// flushed and committed when this is called).
     fn close_task(&mut self, id: TaskId) {
         if let Some(task) = self.tasks.remove(&id) {
+            self.publish_stores();
             if let Err(e) = self.checkpoint(&task) {
                 tracing::warn!(task = %id, error = %e, "closing a task");
             }
             tracing::debug!(task = %id, "task closed");
         }
+    }
+
+    /// Tells the handle which stores the running tasks hold.
+    fn publish_stores(&self) {
+        let mut stores: HashMap<String, Vec<Arc<dyn RawStore>>> = HashMap::new();
+        for task in self.tasks.values() {
+            for (name, s) in &task.stores {
+                stores.entry(name.clone()).or_default().push(s.raw.clone());
+            }
+        }
+        self.shared.inner.lock().stores = stores;
     }
 
     /// Closes the tasks of partitions revoked meanwhile, and drops their uncommitted offsets

@@ -46,7 +46,9 @@ fn text(seed: u64, lines: usize, words_per_line: usize, vocabulary: u64) -> Vec<
         .map(|_| {
             (0..words_per_line)
                 .map(|_| {
-                    x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                    x = x
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
                     format!("w{}", (x >> 33) % vocabulary)
                 })
                 .collect::<Vec<_>>()
@@ -119,9 +121,11 @@ async fn read_counts(
 
 fn reached(expected: &HashMap<String, i64>) -> impl Fn(&HashMap<String, Vec<i64>>) -> bool + '_ {
     move |seen| {
-        expected
-            .iter()
-            .all(|(w, n)| seen.get(w).and_then(|c| c.iter().max()).is_some_and(|m| m >= n))
+        expected.iter().all(|(w, n)| {
+            seen.get(w)
+                .and_then(|c| c.iter().max())
+                .is_some_and(|m| m >= n)
+        })
     }
 }
 
@@ -141,7 +145,14 @@ async fn word_count_over_a_million_records_equals_a_direct_count() {
     let mut streams = KafkaStreams::new(word_count(), p).unwrap();
     let started = Instant::now();
     streams.start().unwrap();
-    let seen = read_counts(&broker, 4, false, Duration::from_secs(300), reached(&expected)).await;
+    let seen = read_counts(
+        &broker,
+        4,
+        false,
+        Duration::from_secs(300),
+        reached(&expected),
+    )
+    .await;
     eprintln!("counted 1M words in {:?}", started.elapsed());
     streams.close().await;
     assert_eq!(streams.state(), State::NotRunning);
@@ -156,8 +167,14 @@ async fn word_count_over_a_million_records_equals_a_direct_count() {
     let admin = strom_client::Admin::new(vec![broker.addr.clone()], "t", Duration::from_secs(5));
     let topics = admin.describe_topics(&[]).await.unwrap();
     let names: Vec<&str> = topics.iter().map(|t| t.name.as_str()).collect();
-    assert!(names.contains(&"wc-million-counts-store-changelog"), "{names:?}");
-    assert!(names.contains(&"wc-million-counts-store-repartition"), "{names:?}");
+    assert!(
+        names.contains(&"wc-million-counts-store-changelog"),
+        "{names:?}"
+    );
+    assert!(
+        names.contains(&"wc-million-counts-store-repartition"),
+        "{names:?}"
+    );
     let changelog = topics
         .iter()
         .find(|t| t.name == "wc-million-counts-store-changelog")
@@ -187,16 +204,48 @@ async fn a_clean_restart_restores_from_the_checkpoint_and_a_lost_state_dir_from_
     produce_lines(&broker, &first).await;
     let mut streams = KafkaStreams::new(word_count(), p.clone()).unwrap();
     streams.start().unwrap();
-    read_counts(&broker, 2, false, Duration::from_secs(60), reached(&expected)).await;
+    read_counts(
+        &broker,
+        2,
+        false,
+        Duration::from_secs(60),
+        reached(&expected),
+    )
+    .await;
+    // Interactive queries: the running instance's store answers for every key.
+    let store = streams
+        .store("counts-store", StringSerde, I64Serde)
+        .unwrap();
+    for (w, n) in &expected {
+        assert_eq!(store.get(w).unwrap(), Some(*n), "word {w}");
+    }
+    assert_eq!(store.all().unwrap().len(), expected.len());
+    assert!(matches!(
+        streams.store("no-such-store", StringSerde, I64Serde),
+        Err(strom_streams::StreamsError::StoreUnavailable { .. })
+    ));
+    // A store handle keeps its database open; the next instance reopens it.
+    drop(store);
     streams.close().await;
-    assert_eq!(streams.restored_records(), 0, "nothing to restore the first time");
+    assert_eq!(
+        streams.restored_records(),
+        0,
+        "nothing to restore the first time"
+    );
+    assert!(matches!(
+        streams.store("counts-store", StringSerde, I64Serde),
+        Err(strom_streams::StreamsError::StoreUnavailable { .. })
+    ));
     let checkpoints: Vec<PathBuf> = ["1_0", "1_1"]
         .iter()
         .map(|t| state.path().join("wc-restart").join(t).join(".checkpoint"))
         .collect();
     for c in &checkpoints {
         let text = std::fs::read_to_string(c).unwrap();
-        assert!(text.starts_with("0\n1\nwc-restart-counts-store-changelog "), "{text}");
+        assert!(
+            text.starts_with("0\n1\nwc-restart-counts-store-changelog "),
+            "{text}"
+        );
     }
 
     // The same state directory: the stores are current, nothing is replayed.
@@ -204,9 +253,20 @@ async fn a_clean_restart_restores_from_the_checkpoint_and_a_lost_state_dir_from_
     produce_lines(&broker, &second).await;
     let mut streams = KafkaStreams::new(word_count(), p.clone()).unwrap();
     streams.start().unwrap();
-    let seen = read_counts(&broker, 2, false, Duration::from_secs(60), reached(&expected)).await;
+    let seen = read_counts(
+        &broker,
+        2,
+        false,
+        Duration::from_secs(60),
+        reached(&expected),
+    )
+    .await;
     streams.close().await;
-    assert_eq!(streams.restored_records(), 0, "restored from the checkpoint alone");
+    assert_eq!(
+        streams.restored_records(),
+        0,
+        "restored from the checkpoint alone"
+    );
     for (w, n) in &expected {
         assert_eq!(seen[w].iter().max(), Some(n), "word {w}");
     }
@@ -220,7 +280,14 @@ async fn a_clean_restart_restores_from_the_checkpoint_and_a_lost_state_dir_from_
     produce_lines(&broker, &third).await;
     let mut streams = KafkaStreams::new(word_count(), p2).unwrap();
     streams.start().unwrap();
-    let seen = read_counts(&broker, 2, false, Duration::from_secs(60), reached(&expected)).await;
+    let seen = read_counts(
+        &broker,
+        2,
+        false,
+        Duration::from_secs(60),
+        reached(&expected),
+    )
+    .await;
     streams.close().await;
     assert!(
         streams.restored_records() >= 300,
@@ -301,16 +368,37 @@ async fn failover(guarantee: &str) {
         produce_lines(&broker, batch).await;
         if i == 2 {
             // Both instances hold tasks and state by now; one dies mid-stream.
-            read_counts(&broker, 4, guarantee != "at_least_once", Duration::from_secs(90), reached(&expected)).await;
+            read_counts(
+                &broker,
+                4,
+                guarantee != "at_least_once",
+                Duration::from_secs(90),
+                reached(&expected),
+            )
+            .await;
             tokio::time::sleep(Duration::from_millis(300)).await;
             a.kill9();
         }
     }
     let committed = guarantee == "exactly_once_v2";
-    let seen = read_counts(&broker, 4, committed, Duration::from_secs(120), reached(&expected)).await;
+    let seen = read_counts(
+        &broker,
+        4,
+        committed,
+        Duration::from_secs(120),
+        reached(&expected),
+    )
+    .await;
     // Let anything that should not be there show up.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let seen_later = read_counts(&broker, 4, committed, Duration::from_secs(60), reached(&expected)).await;
+    let seen_later = read_counts(
+        &broker,
+        4,
+        committed,
+        Duration::from_secs(60),
+        reached(&expected),
+    )
+    .await;
     assert!(seen_later.len() >= seen.len());
     for (w, n) in &expected {
         let counts = &seen_later[w];
