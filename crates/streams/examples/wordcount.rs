@@ -20,15 +20,17 @@ use strom_streams::{
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "warn".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
         )
         .with_writer(std::io::stderr)
         .init();
     let mut args = std::env::args().skip(1);
     let bootstrap = args.next().unwrap_or_else(|| "localhost:9092".into());
     let mut props = vec![
-        ("application.id".to_string(), "streams-wordcount".to_string()),
+        (
+            "application.id".to_string(),
+            "streams-wordcount".to_string(),
+        ),
         ("bootstrap.servers".to_string(), bootstrap),
     ];
     for arg in args {
@@ -51,7 +53,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .map(str::to_string)
                 .collect::<Vec<_>>()
         })
-        .group_by(|_, word| word.clone(), Grouped::with(StringSerde, StringSerde))
+        .group_by(
+            |_, word| word.clone(),
+            Grouped::with(StringSerde, StringSerde),
+        )
         .count(Materialized::named("counts-store"))
         .to_stream()
         .to(

@@ -3,7 +3,8 @@
 //! `<application.id>-<name>-repartition` get as many partitions as the largest source
 //! topic of the sub-topology writing them; changelog topics
 //! `<application.id>-<store>-changelog` get one partition per task of their sub-topology;
-//! joined topics must have as many partitions (co-partitioning).
+//! joined topics must have as many partitions (co-partitioning), and a repartition topic
+//! joined with source topics gets their number.
 //!
 //! Existing internal topics are kept as they are; two instances creating one at once is
 //! fine (the loser's TOPIC_ALREADY_EXISTS is ignored).
@@ -76,6 +77,27 @@ pub(crate) async fn prepare(
         }
         if !changed {
             break;
+        }
+    }
+    // Kafka's CopartitionedTopicsEnforcer: a repartition topic joined with other topics
+    // takes their partition count (joined with repartition topics only, the largest).
+    for group in copartition {
+        let fixed = group
+            .iter()
+            .filter(|t| !repartition.contains(t))
+            .find_map(|t| partitions.get(t).copied());
+        let n = fixed.or_else(|| {
+            group
+                .iter()
+                .filter_map(|t| partitions.get(t).or_else(|| sized.get(t)))
+                .copied()
+                .max()
+        });
+        let Some(n) = n else { continue };
+        for t in group {
+            if repartition.contains(t) && !partitions.contains_key(t) {
+                sized.insert(t.clone(), n);
+            }
         }
     }
     for t in &repartition {

@@ -518,6 +518,7 @@ impl StreamThread {
                 continue;
             };
             self.close_revoked(&mut processed);
+            self.punctuate_wall_clock(producer, &mut pending).await?;
             for r in &records {
                 if let Err(e) = self.process_one(r, producer, &mut pending, restorer).await {
                     // What was processed before this record is flushed and committed, so
@@ -624,6 +625,13 @@ impl StreamThread {
                 continue;
             }
             self.close_revoked(&mut processed);
+            if self.tasks.values().any(|t| !t.schedules.is_empty()) {
+                if !open {
+                    producer.begin_transaction().map_err(fatal)?;
+                    open = true;
+                }
+                self.punctuate_wall_clock(producer, &mut pending).await?;
+            }
             let owned: BTreeSet<TopicPartition> = self.shared.inner.lock().assignment.clone();
             for r in &records {
                 if !owned.contains(&(r.topic.clone(), r.partition)) {
@@ -734,7 +742,8 @@ impl StreamThread {
             store: format!("(task {id})"),
             source,
         };
-        let task = self.state.open_task(id, &specs).map_err(store_err)?;
+        let mut task = self.state.open_task(id, &specs).map_err(store_err)?;
+        task.wall_clock = task::now_ms();
         if !specs.is_empty() {
             let checkpoint = self.state.read_checkpoint(id);
             let started = Instant::now();
@@ -769,17 +778,58 @@ impl StreamThread {
         };
         let task = self.task_for(subtopology, r.partition, restorer).await?;
         let (task, outcome) = Compiled::run(&source, task, r);
+        let (task, punctuated) = if task.schedules.is_empty() || outcome.is_err() {
+            (task, Ok(Vec::new()))
+        } else {
+            self.compiled.punctuate(task, None)
+        };
         self.tasks.insert(task.id, task);
         if std::mem::take(&mut self.stores_changed) {
             self.publish_stores();
         }
-        let out = match outcome {
+        let mut out = match outcome {
             Ok(out) => out,
             Err(RecordError::Fatal(e)) => return Err(e),
             Err(RecordError::Deserialization(e)) => {
                 return on_deserialization_error(self.config.deserialization_handler, e)
             }
         };
+        out.extend(punctuated?);
+        self.send(out, producer, pending).await
+    }
+
+    /// Fires the wall-clock punctuations that are due, in every task.
+    async fn punctuate_wall_clock(
+        &mut self,
+        producer: &Producer,
+        pending: &mut Pending,
+    ) -> Result<(), StreamsError> {
+        let now = task::now_ms();
+        let ids: Vec<TaskId> = self
+            .tasks
+            .iter()
+            .filter(|(_, t)| !t.schedules.is_empty())
+            .map(|(id, _)| *id)
+            .collect();
+        for id in ids {
+            let Some(mut t) = self.tasks.remove(&id) else {
+                continue;
+            };
+            t.wall_clock = now;
+            let (t, out) = self.compiled.punctuate(t, Some(now));
+            self.tasks.insert(id, t);
+            self.send(out?, producer, pending).await?;
+        }
+        Ok(())
+    }
+
+    /// Hands `out` to the producer.
+    async fn send(
+        &mut self,
+        out: Vec<strom_client::ProducerRecord>,
+        producer: &Producer,
+        pending: &mut Pending,
+    ) -> Result<(), StreamsError> {
         for out in out {
             let topic = out.topic.clone();
             match producer.send(out).await {

@@ -124,7 +124,16 @@ where
     V: Clone + 'static,
 {
     /// The number of records per key (`KSTREAM-AGGREGATE-`), as a table of `i64`.
+    /// `Materialized::default()` stands for Kafka's `count()`; any other `Materialized`
+    /// without a name for `count(Materialized)`, which takes one more name from the counter
+    /// (Kafka keeps doing so for compatibility).
     pub fn count(&self, materialized: Materialized<K, i64>) -> KTable<K, i64> {
+        if materialized.name.is_none() && !materialized.is_default() {
+            self.stream
+                .graph
+                .lock()
+                .next_name("KSTREAM-AGGREGATE-STATE-STORE-");
+        }
         let materialized = Materialized {
             value: materialized.value.or_else(|| Some(Arc::new(I64Serde))),
             ..materialized

@@ -7,6 +7,10 @@
 //! made it (for aggregations, the largest timestamp of the records aggregated, as Kafka's
 //! timestamped stores give).
 //!
+//! A windowed aggregation's table (`KTable<Windowed<K>, V>`, from [`crate::kwindowed`])
+//! also knows its serdes and when its windows close, which [`KTable::suppress`] needs;
+//! `filter` and `map_values` pass on what still applies.
+//!
 //! Updates are forwarded as they happen (Kafka's behaviour with
 //! `statestore.cache.max.bytes=0`); there is no record cache that would collapse several
 //! updates of a key between commits.
@@ -36,7 +40,24 @@ pub struct KTable<K, V> {
     pub(crate) node: usize,
     /// The store holding the table, when it is materialized.
     pub(crate) store: Option<KvAccess<K, V>>,
+    /// The key and value serdes when known without a key-value store (windowed tables and
+    /// tables derived from them keep what they can), for processors that buffer rows.
+    pub(crate) key_serde: Option<Arc<dyn Serde<K>>>,
+    pub(crate) value_serde: Option<Arc<dyn Serde<V>>>,
+    /// For a windowed table: its window or session store, and how long after a window's
+    /// end its row may still change (the grace period, plus the inactivity gap for
+    /// sessions: what Kafka's `GraphGraceSearchUtil` finds upstream).
+    pub(crate) windowed: Option<WindowedTable>,
     _types: PhantomData<fn() -> (K, V)>,
+}
+
+/// What a windowed table knows of its windows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct WindowedTable {
+    /// The window or session store holding the table (none for a table derived from it).
+    pub store: Option<String>,
+    /// Stream time at which a window is final: its end plus this (ms).
+    pub close_after_ms: i64,
 }
 
 impl<K, V> Clone for KTable<K, V> {
@@ -45,6 +66,9 @@ impl<K, V> Clone for KTable<K, V> {
             graph: self.graph.clone(),
             node: self.node,
             store: self.store.clone(),
+            key_serde: self.key_serde.clone(),
+            value_serde: self.value_serde.clone(),
+            windowed: self.windowed.clone(),
             _types: PhantomData,
         }
     }
@@ -153,14 +177,43 @@ where
             graph,
             node,
             store,
+            key_serde: None,
+            value_serde: None,
+            windowed: None,
             _types: PhantomData,
         }
+    }
+
+    /// The serde of the table's keys, if known.
+    pub(crate) fn known_key_serde(&self) -> Option<Arc<dyn Serde<K>>> {
+        self.key_serde
+            .clone()
+            .or_else(|| self.store.as_ref().map(|s| s.key.clone()))
+    }
+
+    /// The window information a table derived from this one keeps (not the store).
+    pub(crate) fn derived_window(&self) -> Option<WindowedTable> {
+        self.windowed.as_ref().map(|w| WindowedTable {
+            store: None,
+            close_after_ms: w.close_after_ms,
+        })
+    }
+
+    /// The serde of the table's values, if known.
+    pub(crate) fn known_value_serde(&self) -> Option<Arc<dyn Serde<V>>> {
+        self.value_serde
+            .clone()
+            .or_else(|| self.store.as_ref().map(|s| s.value.clone()))
     }
 
     /// The name of the store holding this table, if it is materialized (for interactive
     /// queries; Kafka's `queryableStoreName`).
     pub fn queryable_store_name(&self) -> Option<String> {
-        self.store.as_ref().map(|s| s.name.clone())
+        match (&self.store, &self.windowed) {
+            (Some(s), _) => Some(s.name.clone()),
+            (None, Some(w)) => w.store.clone(),
+            (None, None) => None,
+        }
     }
 
     /// Adds a table processor `<prefix><n>` below this table.
@@ -182,7 +235,7 @@ where
     /// The rows for which `predicate` holds (`KTABLE-FILTER-`): a row that stops matching
     /// is deleted downstream.
     pub fn filter(&self, predicate: impl Fn(&K, &V) -> bool + Send + Sync + 'static) -> Self {
-        self.then("KTABLE-FILTER-", move |down: Forward<K, Change<V>>| {
+        let mut table = self.then("KTABLE-FILTER-", move |down: Forward<K, Change<V>>| {
             forward(move |ctx, k: K, c: Change<V>| {
                 let keep = |v: Option<V>| v.filter(|v| predicate(&k, v));
                 let new = keep(c.new);
@@ -191,7 +244,11 @@ where
                     down(ctx, k, Change { new, old })
                 }
             })
-        })
+        });
+        table.key_serde = self.known_key_serde();
+        table.value_serde = self.known_value_serde();
+        table.windowed = self.derived_window();
+        table
     }
 
     /// The rows for which `predicate` does not hold (`KTABLE-FILTER-`).
@@ -204,7 +261,7 @@ where
     where
         V2: Clone + 'static,
     {
-        self.then("KTABLE-MAPVALUES-", move |down: Forward<K, Change<V2>>| {
+        let mut table = self.then("KTABLE-MAPVALUES-", move |down: Forward<K, Change<V2>>| {
             forward(move |ctx, k, c: Change<V>| {
                 let change = Change {
                     new: c.new.as_ref().map(&mapper),
@@ -212,7 +269,10 @@ where
                 };
                 down(ctx, k, change)
             })
-        })
+        });
+        table.key_serde = self.known_key_serde();
+        table.windowed = self.derived_window();
+        table
     }
 
     /// The table's updates as a stream (`KTABLE-TOSTREAM-`): each update's new value,

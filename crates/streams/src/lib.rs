@@ -34,38 +34,55 @@
 //! - [`config`]: Streams properties under Kafka's names.
 //! - [`kafka_streams`]: the running instance, its states and its at-least-once loop.
 //! - [`error`]: the crate's error type, [`StreamsError`].
+//! - [`joins`]: stream-stream, stream-table and table-table joins ([`JoinWindows`],
+//!   [`StreamJoined`], [`Joined`]).
 //!
-//! Not built yet (phase 1): state stores, KTable and aggregations, windows, joins,
+//! Not built yet (phase 1): state stores, KTable and aggregations, windows,
 //! repartition topics, exactly-once, more than one stream thread.
 
 pub mod config;
 pub mod error;
 mod internal_topics;
+pub mod joins;
 pub mod kafka_streams;
 pub mod kgrouped;
 pub mod kstream;
 pub mod ktable;
+pub mod kwindowed;
 pub mod materialized;
+pub mod processor;
 pub mod query;
 pub mod serdes;
 pub mod state;
+pub mod suppress;
 pub mod task;
 pub mod test_driver;
 pub mod topology;
+pub mod windows;
 
 pub use config::{DeserializationHandler, ProcessingGuarantee, StreamsConfig};
 pub use error::StreamsError;
+pub use joins::{JoinWindows, Joined, StreamJoined};
 pub use kafka_streams::{KafkaStreams, State};
 pub use kgrouped::KGroupedStream;
 pub use kstream::{Branched, BranchedKStream, Consumed, KStream, Produced, StreamsBuilder};
 pub use ktable::KTable;
+pub use kwindowed::{SessionWindowedKStream, TimeWindowedKStream};
 pub use materialized::{Grouped, Materialized};
-pub use query::{ReadOnlyKeyValueStore, ReadOnlyWindowStore};
+pub use processor::{
+    KeyValueStore, Processor, ProcessorContext, Punctuation, PunctuationType, Record, StoreBuilder,
+};
+pub use query::{ReadOnlyKeyValueStore, ReadOnlySessionStore, ReadOnlyWindowStore};
 pub use serdes::{
     BytesSerde, I32Serde, I64Serde, Json, Nullable, Serde, SerdeError, StringSerde, VoidSerde,
 };
+pub use suppress::{BufferConfig, StrictBufferConfig, Suppressed};
 pub use task::TaskId;
 pub use test_driver::{TestInputTopic, TestOutputTopic, TestRecord, TopologyTestDriver};
 pub use topology::{
     NodeDescription, NodeKind, RecordContext, SubtopologyDescription, Topology, TopologyDescription,
+};
+pub use windows::{
+    SessionWindowedSerde, SessionWindows, SlidingWindows, TimeWindowedSerde, TimeWindows, Window,
+    Windowed,
 };

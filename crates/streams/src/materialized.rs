@@ -118,6 +118,17 @@ impl<K, V> Materialized<K, V> {
         self
     }
 
+    /// Whether this is `Materialized::default()` (nothing set), which stands for Kafka's
+    /// operations without a `Materialized` argument.
+    pub(crate) fn is_default(&self) -> bool {
+        self.name.is_none()
+            && self.key.is_none()
+            && self.value.is_none()
+            && self.persistent
+            && self.logged
+            && self.retention_ms.is_none()
+    }
+
     /// The spec of the store under `name` holding `kind`.
     pub(crate) fn spec(&self, name: &str, kind: StoreKind) -> StoreSpec {
         StoreSpec {

@@ -136,3 +136,57 @@ impl<K: 'static, V: 'static> ReadOnlyWindowStore<K, V> {
         Ok(out)
     }
 }
+
+/// A session store, read-only (Kafka's `ReadOnlySessionStore<K, V>`): sessions by key,
+/// each with its window (start and end, both inclusive).
+pub struct ReadOnlySessionStore<K, V> {
+    pub(crate) store: StoreInstances,
+    pub(crate) key: Arc<dyn Serde<K>>,
+    pub(crate) value: Arc<dyn Serde<V>>,
+}
+
+impl<K: 'static, V: 'static> ReadOnlySessionStore<K, V> {
+    /// Every session of `key`, by end then start (Kafka's `fetch(key)`).
+    pub fn fetch(&self, key: &K) -> Result<Vec<(crate::windows::Window, V)>, StreamsError> {
+        self.find_sessions(key, i64::MIN, i64::MAX)
+    }
+
+    /// The sessions of `key` ending at or after `earliest_end` and starting at or before
+    /// `latest_start` (Kafka's `findSessions`).
+    pub fn find_sessions(
+        &self,
+        key: &K,
+        earliest_end: i64,
+        latest_start: i64,
+    ) -> Result<Vec<(crate::windows::Window, V)>, StreamsError> {
+        let name = &self.store.name;
+        let Some(kb) = self.key.serialize(name, key).map_err(serde_err(name))? else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::new();
+        for part in &self.store.parts {
+            let found = crate::state::find_sessions(part.as_ref(), &kb, earliest_end, latest_start)
+                .map_err(store_err(name))?;
+            for (start, end, stored) in found {
+                let (_, v) = unstamp(name, &stored).map_err(store_err(name))?;
+                out.push((
+                    crate::windows::Window::new(start, end),
+                    self.value
+                        .deserialize(name, Some(&v))
+                        .map_err(serde_err(name))?,
+                ));
+            }
+        }
+        out.sort_by_key(|(w, _)| (w.end, w.start));
+        Ok(out)
+    }
+
+    /// The value of `key`'s session from `start` to `end` (Kafka's `fetchSession`).
+    pub fn fetch_session(&self, key: &K, start: i64, end: i64) -> Result<Option<V>, StreamsError> {
+        Ok(self
+            .find_sessions(key, end, start)?
+            .into_iter()
+            .find(|(w, _)| w.start == start && w.end == end)
+            .map(|(_, v)| v))
+    }
+}

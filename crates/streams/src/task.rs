@@ -20,9 +20,11 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use parking_lot::Mutex;
 use strom_client::{Consumer, StartAt};
 
 use crate::error::StreamsError;
+use crate::processor::{Punctuation, PunctuationType};
 use crate::state::fjall_store::FjallDb;
 use crate::state::{stamp, MemoryStore, RawStore, StoreError, StoreSpec};
 
@@ -60,6 +62,57 @@ pub(crate) struct Task {
     /// Records dropped by its processors (late for their window, null keys): Kafka's
     /// `dropped-records-total` task metric.
     pub dropped_records: u64,
+    /// Processor API instances of this task, by node name (made on first use).
+    pub processors: HashMap<String, Mutex<Box<dyn std::any::Any + Send>>>,
+    /// Punctuations scheduled by the task's processors.
+    pub schedules: Vec<Schedule>,
+    /// The wall-clock time (ms) the stream thread last gave the task.
+    pub wall_clock: i64,
+}
+
+/// A punctuation a processor scheduled.
+#[derive(Debug, Clone)]
+pub(crate) struct Schedule {
+    pub node: String,
+    pub id: u64,
+    pub kind: PunctuationType,
+    pub interval: i64,
+    /// When it fires next (stream time or wall-clock ms); `None` until the first record
+    /// sets the start (stream time), or right away (wall clock).
+    pub next: Option<i64>,
+    pub cancelled: bool,
+}
+
+impl Task {
+    /// The punctuations due now, each with its time; their next times are moved on (a
+    /// punctuation fires once however far time jumped, as Kafka's do).
+    pub fn due_punctuations(&mut self, now: Option<i64>) -> Vec<Punctuation> {
+        self.schedules.retain(|s| !s.cancelled);
+        let stream_time = self.stream_time;
+        let mut due = Vec::new();
+        for s in &mut self.schedules {
+            let t = match s.kind {
+                PunctuationType::StreamTime if stream_time >= 0 => stream_time,
+                PunctuationType::WallClockTime => match now {
+                    Some(n) => n,
+                    None => continue,
+                },
+                PunctuationType::StreamTime => continue,
+            };
+            let next = *s.next.get_or_insert(t);
+            if t >= next {
+                due.push(Punctuation {
+                    node: s.node.clone(),
+                    id: s.id,
+                    kind: s.kind,
+                    timestamp: t,
+                });
+                let interval = s.interval.max(1);
+                s.next = Some(t - (t - next) % interval + interval);
+            }
+        }
+        due
+    }
 }
 
 impl Task {
@@ -71,8 +124,19 @@ impl Task {
             stores: HashMap::new(),
             stream_time: -1,
             dropped_records: 0,
+            processors: HashMap::new(),
+            schedules: Vec::new(),
+            wall_clock: 0,
         }
     }
+}
+
+/// The wall clock in ms since the epoch.
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 /// Changelog offsets per `(topic, partition)`.
@@ -139,6 +203,9 @@ impl StateDir {
             stores,
             stream_time: -1,
             dropped_records: 0,
+            processors: HashMap::new(),
+            schedules: Vec::new(),
+            wall_clock: 0,
         })
     }
 

@@ -58,6 +58,8 @@ struct Inner {
     offsets: HashMap<String, i64>,
     handler: DeserializationHandler,
     repartition: Vec<String>,
+    /// The simulated wall clock (ms).
+    wall_clock: i64,
 }
 
 /// Runs a [`Topology`] without a broker.
@@ -116,6 +118,7 @@ impl TopologyTestDriver {
                 offsets: HashMap::new(),
                 handler: config.deserialization_handler,
                 repartition,
+                wall_clock: 0,
             }),
         })
     }
@@ -168,9 +171,15 @@ impl TopologyTestDriver {
                         })?
                 }
             };
+            let mut task = task;
+            task.wall_clock = inner.wall_clock;
             let (task, outcome) = Compiled::run(&source, task, &r);
+            let (task, punctuated) = match &outcome {
+                Ok(_) if !task.schedules.is_empty() => inner.compiled.punctuate(task, None),
+                _ => (task, Ok(Vec::new())),
+            };
             inner.tasks.insert(id, task);
-            let out = match outcome {
+            let mut out = match outcome {
                 Ok(out) => out,
                 Err(RecordError::Fatal(e)) => return Err(e),
                 Err(RecordError::Deserialization(e)) => {
@@ -178,6 +187,7 @@ impl TopologyTestDriver {
                     continue;
                 }
             };
+            out.extend(punctuated?);
             for ProducerRecord {
                 topic,
                 key,
@@ -202,6 +212,47 @@ impl TopologyTestDriver {
                             headers,
                         });
                 }
+            }
+        }
+        Ok(())
+    }
+
+    /// Moves the simulated wall clock on by `by` and fires the wall-clock punctuations now
+    /// due (Kafka's `advanceWallClockTime`); what they forward is written like any output.
+    pub fn advance_wall_clock_time(&self, by: std::time::Duration) -> Result<(), StreamsError> {
+        let mut inner = self.inner.borrow_mut();
+        inner.wall_clock = inner
+            .wall_clock
+            .saturating_add(by.as_millis().min(i64::MAX as u128) as i64);
+        let now = inner.wall_clock;
+        let ids: Vec<TaskId> = inner.tasks.keys().copied().collect();
+        let mut produced = Vec::new();
+        for id in ids {
+            let Some(mut task) = inner.tasks.remove(&id) else {
+                continue;
+            };
+            task.wall_clock = now;
+            let (task, out) = inner.compiled.punctuate(task, Some(now));
+            inner.tasks.insert(id, task);
+            produced.extend(out?);
+        }
+        let repartition = inner.repartition.clone();
+        drop(inner);
+        for r in produced {
+            if repartition.contains(&r.topic) {
+                self.pipe_raw(&r.topic, r.key, r.value, r.timestamp.unwrap_or(now))?;
+            } else if !r.topic.ends_with("-changelog") {
+                self.inner
+                    .borrow_mut()
+                    .outputs
+                    .entry(r.topic)
+                    .or_default()
+                    .push_back(TestRecord {
+                        key: r.key,
+                        value: r.value,
+                        timestamp: r.timestamp.unwrap_or(now),
+                        headers: r.headers,
+                    });
             }
         }
         Ok(())
@@ -292,6 +343,22 @@ impl TopologyTestDriver {
         value: impl Serde<V>,
     ) -> ReadOnlyWindowStore<K, V> {
         ReadOnlyWindowStore {
+            store: self.instances(name),
+            key: Arc::new(key),
+            value: Arc::new(value),
+        }
+    }
+}
+
+impl TopologyTestDriver {
+    /// Session store `name`, read with these serdes (Kafka's `getSessionStore`).
+    pub fn session_store<K, V>(
+        &self,
+        name: &str,
+        key: impl Serde<K>,
+        value: impl Serde<V>,
+    ) -> crate::query::ReadOnlySessionStore<K, V> {
+        crate::query::ReadOnlySessionStore {
             store: self.instances(name),
             key: Arc::new(key),
             value: Arc::new(value),

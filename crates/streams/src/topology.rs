@@ -50,6 +50,21 @@ impl Ctx {
         }
     }
 
+    /// A context with no input record (a punctuation at `timestamp`, which output records
+    /// carry).
+    pub fn without_record(task: Task, timestamp: i64) -> Ctx {
+        Ctx {
+            topic: String::new(),
+            partition: task.id.partition,
+            offset: -1,
+            timestamp,
+            headers: Vec::new(),
+            out: Vec::new(),
+            failure: None,
+            task,
+        }
+    }
+
     pub fn record_context(&self) -> RecordContext<'_> {
         RecordContext {
             topic: &self.topic,
@@ -178,7 +193,12 @@ pub(crate) type BuildFn = Box<dyn FnOnce(&BuildEnv, Vec<&Erased>) -> Erased + Se
 pub(crate) struct BuildEnv {
     pub application_id: String,
     internal: BTreeSet<String>,
+    /// Punctuation entry points of Processor API nodes, by node name.
+    pub punctuators: parking_lot::Mutex<HashMap<String, PunctuateFn>>,
 }
+
+/// Calls a processor node's `punctuate` in the task held by the context.
+pub(crate) type PunctuateFn = Arc<dyn Fn(&mut Ctx, crate::processor::Punctuation) + Send + Sync>;
 
 impl BuildEnv {
     /// The real name of topic `name`: internal topics get the `<application.id>-` prefix.
@@ -386,6 +406,8 @@ pub(crate) struct Compiled {
     pub sources: HashMap<String, (SourceFn, usize)>,
     pub subtopologies: Vec<SubtopologyPlan>,
     pub application_id: String,
+    /// Punctuation entry points of Processor API nodes, by node name.
+    pub punctuators: HashMap<String, PunctuateFn>,
 }
 
 /// What the tasks of one sub-topology read, write and keep.
@@ -427,6 +449,35 @@ impl Compiled {
             (Ok(()), None) => Ok(out),
         };
         (task, result)
+    }
+
+    /// Fires what is due in `task`: stream-time punctuations when its stream time reached
+    /// them, wall-clock ones when `now` (ms) did. Gives the task back with the records to
+    /// produce.
+    pub fn punctuate(
+        &self,
+        task: Task,
+        now: Option<i64>,
+    ) -> (Task, Result<Vec<ProducerRecord>, StreamsError>) {
+        let mut ctx = Ctx::without_record(task, 0);
+        let due = ctx.task.due_punctuations(now);
+        for p in due {
+            let Some(f) = self.punctuators.get(&p.node) else {
+                continue;
+            };
+            ctx.timestamp = p.timestamp;
+            f(&mut ctx, p);
+            if ctx.failure.is_some() {
+                break;
+            }
+        }
+        let Ctx {
+            task, out, failure, ..
+        } = ctx;
+        match failure {
+            Some(e) => (task, Err(e)),
+            None => (task, Ok(out)),
+        }
     }
 
     /// The repartition topics (real names), each with the sub-topologies that write it.
@@ -579,6 +630,7 @@ impl Topology {
         let env = BuildEnv {
             application_id: application_id.to_string(),
             internal: std::mem::take(&mut self.internal_topics),
+            punctuators: Default::default(),
         };
         let groups = self.groups();
         let mut group_of = vec![0usize; self.nodes.len()];
@@ -646,6 +698,7 @@ impl Topology {
             sources,
             subtopologies,
             application_id: application_id.to_string(),
+            punctuators: env.punctuators.into_inner(),
         })
     }
 

@@ -85,6 +85,14 @@ fn an_unnamed_count_takes_generated_names() {
     ] {
         assert!(text.contains(line), "missing {line:?} in\n{text}");
     }
+    // Kafka's count(Materialized) without a name takes one more counter value first.
+    let b = StreamsBuilder::new();
+    word_count(&b, Materialized::with(StringSerde, I64Serde));
+    let text = b.build().describe().to_string();
+    assert!(
+        text.contains("Processor: KSTREAM-AGGREGATE-0000000005 (stores: [KSTREAM-AGGREGATE-STATE-STORE-0000000004])"),
+        "{text}"
+    );
 }
 
 #[test]
