@@ -51,6 +51,9 @@ pub struct StreamsConfig {
     pub state_dir: PathBuf,
     /// `replication.factor` of the internal topics (-1: the broker's default).
     pub replication_factor: i16,
+    /// `repartition.purge.interval.ms` (30 s): how often consumed repartition records are
+    /// deleted.
+    pub repartition_purge_interval: Duration,
     /// The consumer's settings.
     pub consumer: ConsumerConfig,
     /// The producer's settings.
@@ -165,6 +168,13 @@ impl StreamsConfig {
                 .filter(|r| *r == -1 || *r > 0)
                 .ok_or_else(|| invalid("replication.factor", &v, "-1 or a positive number"))?,
         };
+        let repartition_purge_interval =
+            match get("repartition.purge.interval.ms") {
+                None => Duration::from_secs(30),
+                Some(v) => Duration::from_millis(v.parse::<u64>().map_err(|_| {
+                    invalid("repartition.purge.interval.ms", &v, "not a number of ms")
+                })?),
+            };
         let client_id = get("client.id")
             .filter(|c| !c.is_empty())
             .unwrap_or_else(|| format!("{application_id}-{}", uuid::Uuid::new_v4()));
@@ -264,6 +274,7 @@ impl StreamsConfig {
             deserialization_handler,
             state_dir,
             replication_factor,
+            repartition_purge_interval,
             consumer,
             producer,
         })
@@ -290,6 +301,7 @@ fn is_streams_property(key: &str) -> bool {
             | "num.stream.threads"
             | "state.dir"
             | "replication.factor"
+            | "repartition.purge.interval.ms"
     )
 }
 

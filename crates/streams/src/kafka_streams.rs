@@ -307,6 +307,8 @@ impl KafkaStreams {
             tasks: HashMap::new(),
             written: Offsets::new(),
             stores_changed: false,
+            admin: None,
+            purge: (HashMap::new(), Instant::now()),
         };
         let task = runtime.spawn(thread.run());
         self.thread = Some(task.abort_handle());
@@ -397,6 +399,10 @@ struct StreamThread {
     written: Offsets,
     /// A task with stores was opened: the handle's view of the stores is out of date.
     stores_changed: bool,
+    /// Deletes consumed repartition records (set once the thread runs).
+    admin: Option<Admin>,
+    /// Committed offsets of repartition topics not purged yet, and the last purge.
+    purge: (HashMap<TopicPartition, i64>, Instant),
 }
 
 /// Outputs sent and not yet known to be written, with their topics.
@@ -447,6 +453,7 @@ impl StreamThread {
             self.config.replication_factor,
         )
         .await?;
+        self.admin = Some(admin);
         let producer = Producer::new(self.config.producer.clone());
         let mut consumer = Consumer::new(self.config.consumer.clone());
         let mut restore_config = self.config.consumer.clone();
@@ -678,8 +685,31 @@ impl StreamThread {
         producer.commit_transaction().await.map_err(fatal)?;
         pending.flush(producer, &mut self.written).await?;
         tracing::debug!(offsets = processed.len(), "transaction committed");
-        processed.clear();
+        self.committed(std::mem::take(processed)).await;
         Ok(())
+    }
+
+    /// After a commit of `offsets`: every `repartition.purge.interval.ms`, the repartition
+    /// records before the committed offsets are deleted (Kafka's purge: nobody reads them
+    /// again). A failed purge is only logged; the next one covers it.
+    async fn committed(&mut self, offsets: HashMap<TopicPartition, i64>) {
+        let repartition = self.compiled.repartition_topics();
+        let (pending, last) = &mut self.purge;
+        for (tp, o) in offsets {
+            if repartition.contains(&tp.0) {
+                pending.insert(tp, o);
+            }
+        }
+        if pending.is_empty() || last.elapsed() < self.config.repartition_purge_interval {
+            return;
+        }
+        *last = Instant::now();
+        let Some(admin) = &self.admin else { return };
+        for ((topic, partition), offset) in std::mem::take(pending) {
+            if let Err(e) = admin.delete_records(&topic, partition, offset).await {
+                tracing::debug!(%topic, partition, error = %e, "purging a repartition topic");
+            }
+        }
     }
 
     /// After an aborted transaction: every task is dropped without a checkpoint (its stores
@@ -859,7 +889,7 @@ impl StreamThread {
         match consumer.commit_offsets(&offsets).await {
             Ok(()) => {
                 tracing::debug!(?offsets, "committed");
-                processed.clear();
+                self.committed(std::mem::take(processed)).await;
             }
             Err(e) => log_commit_failure(&e),
         }

@@ -200,6 +200,7 @@ async fn a_clean_restart_restores_from_the_checkpoint_and_a_lost_state_dir_from_
     let state = tempfile::tempdir().unwrap();
     let mut p = props(&broker, "wc-restart");
     p.push(("state.dir".into(), state.path().display().to_string()));
+    p.push(("repartition.purge.interval.ms".into(), "0".into()));
 
     produce_lines(&broker, &first).await;
     let mut streams = KafkaStreams::new(word_count(), p.clone()).unwrap();
