@@ -29,6 +29,7 @@ use tokio::sync::watch;
 
 use crate::config::{DeserializationHandler, ProcessingGuarantee, StreamsConfig};
 use crate::error::StreamsError;
+use crate::global::GlobalStores;
 use crate::internal_topics;
 use crate::query::{ReadOnlyKeyValueStore, ReadOnlyWindowStore, StoreInstances};
 use crate::serdes::Serde;
@@ -308,6 +309,7 @@ impl KafkaStreams {
             written: Offsets::new(),
             stores_changed: false,
             admin: None,
+            globals: GlobalStores::none(),
             purge: (HashMap::new(), Instant::now()),
         };
         let task = runtime.spawn(thread.run());
@@ -401,6 +403,8 @@ struct StreamThread {
     stores_changed: bool,
     /// Deletes consumed repartition records (set once the thread runs).
     admin: Option<Admin>,
+    /// The global tables' stores, kept current in the background.
+    globals: GlobalStores,
     /// Committed offsets of repartition topics not purged yet, and the last purge.
     purge: (HashMap<TopicPartition, i64>, Instant),
 }
@@ -453,6 +457,27 @@ impl StreamThread {
             self.config.replication_factor,
         )
         .await?;
+        let db = match self.compiled.globals.iter().any(|g| g.store.persistent) {
+            true => Some(
+                self.state
+                    .db()
+                    .map_err(|source| StreamsError::Store {
+                        store: "(global)".into(),
+                        source,
+                    })?
+                    .clone(),
+            ),
+            false => None,
+        };
+        self.globals = GlobalStores::start(
+            &self.compiled.globals,
+            &self.state,
+            db.as_ref(),
+            &admin,
+            self.config.consumer.clone(),
+        )
+        .await?;
+        self.publish_stores();
         self.admin = Some(admin);
         let producer = Producer::new(self.config.producer.clone());
         let mut consumer = Consumer::new(self.config.consumer.clone());
@@ -483,6 +508,10 @@ impl StreamThread {
             for id in ids {
                 self.close_task(id);
             }
+            let globals = std::mem::replace(&mut self.globals, GlobalStores::none());
+            if let Err(e) = globals.close(&self.state).await {
+                tracing::warn!(error = %e, "closing the global stores");
+            }
         } else {
             // Dropped without close: its positions may be past records whose outputs were
             // not written, and close would commit them. The group notices the member gone
@@ -490,6 +519,8 @@ impl StreamThread {
             drop(consumer);
         }
         producer.close().await;
+        // Nothing is left to query; the handles' stores (fjall databases) are let go.
+        self.shared.inner.lock().stores.clear();
         outcome
     }
 
@@ -553,9 +584,16 @@ impl StreamThread {
 
     /// One poll; `None` after a retriable failure (already waited for).
     async fn poll(
-        &self,
+        &mut self,
         consumer: &mut Consumer,
     ) -> Result<Option<Vec<ConsumerRecord>>, StreamsError> {
+        if self.globals.failed() {
+            let globals = std::mem::replace(&mut self.globals, GlobalStores::none());
+            globals.close(&self.state).await?;
+            return Err(StreamsError::InvalidTopology(
+                "the global stores stopped being updated".into(),
+            ));
+        }
         // The poll is not raced against the stop signal: a poll cut short may have
         // advanced positions past records it never returned, which close would commit.
         let records = match consumer.poll().await {
@@ -774,6 +812,9 @@ impl StreamThread {
         };
         let mut task = self.state.open_task(id, &specs).map_err(store_err)?;
         task.wall_clock = task::now_ms();
+        for (name, store) in &self.globals.stores {
+            task.stores.insert(name.clone(), store.clone());
+        }
         if !specs.is_empty() {
             let checkpoint = self.state.read_checkpoint(id);
             let started = Instant::now();
@@ -941,8 +982,13 @@ impl StreamThread {
         let mut stores: HashMap<String, Vec<Arc<dyn RawStore>>> = HashMap::new();
         for task in self.tasks.values() {
             for (name, s) in &task.stores {
-                stores.entry(name.clone()).or_default().push(s.raw.clone());
+                if !self.globals.stores.contains_key(name) {
+                    stores.entry(name.clone()).or_default().push(s.raw.clone());
+                }
             }
+        }
+        for (name, s) in &self.globals.stores {
+            stores.insert(name.clone(), vec![s.raw.clone()]);
         }
         self.shared.inner.lock().stores = stores;
     }

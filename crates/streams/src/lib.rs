@@ -4,8 +4,9 @@
 //! A [`StreamsBuilder`] makes typed [`KStream`]s from topics; operations (`filter`, `map`,
 //! `split`, `to`, ...) add nodes named as Kafka names them, and `build()` gives a
 //! [`Topology`], which [`Topology::describe`] prints as Kafka's `TopologyDescription`.
-//! [`KafkaStreams`] runs it in the consumer group `application.id` with at-least-once
-//! processing.
+//! [`KafkaStreams`] runs it in the consumer group `application.id`, at least once or
+//! exactly once (`processing.guarantee=exactly_once_v2`), with its state in stores backed
+//! by changelog topics; the [`TopologyTestDriver`] runs it with no broker.
 //!
 //! ```no_run
 //! use strom_streams::{Consumed, KafkaStreams, Produced, StreamsBuilder, StringSerde};
@@ -29,19 +30,23 @@
 //! Modules:
 //! - [`kstream`]: the typed DSL ([`StreamsBuilder`], [`KStream`], [`BranchedKStream`],
 //!   [`Consumed`], [`Produced`], [`Branched`]).
+//! - [`kgrouped`], [`kwindowed`], [`windows`], [`ktable`], [`suppress`], [`materialized`]:
+//!   grouping, aggregations (windowed or not), tables, and how their state is stored.
+//! - [`joins`], [`global`]: stream-stream, stream-table, table-table and
+//!   stream-globaltable joins.
+//! - [`processor`]: the Processor API (processors, punctuations, stores).
 //! - [`topology`]: the processor graph, its description, and its compiled form.
-//! - [`serdes`]: the [`Serde`] trait and the built-in serdes.
-//! - [`config`]: Streams properties under Kafka's names.
-//! - [`kafka_streams`]: the running instance, its states and its at-least-once loop.
-//! - [`error`]: the crate's error type, [`StreamsError`].
-//! - [`joins`]: stream-stream, stream-table and table-table joins ([`JoinWindows`],
-//!   [`StreamJoined`], [`Joined`]).
+//! - [`state`], [`task`]: stores (memory, fjall), changelogs, restore and checkpoints.
+//! - [`kafka_streams`]: the running instance, its states and its processing loops.
+//! - [`query`]: interactive queries of stores; [`test_driver`]: the test driver.
+//! - [`serdes`], [`config`], [`error`]: serdes, properties, the error type.
 //!
-//! Not built yet (phase 1): state stores, KTable and aggregations, windows,
-//! repartition topics, exactly-once, more than one stream thread.
+//! Not built yet: standby replicas and a state-aware task assignor, more than one stream
+//! thread, the foreign-key join, record caches, KIP-1071.
 
 pub mod config;
 pub mod error;
+pub mod global;
 mod internal_topics;
 pub mod joins;
 pub mod kafka_streams;
@@ -62,6 +67,7 @@ pub mod windows;
 
 pub use config::{DeserializationHandler, ProcessingGuarantee, StreamsConfig};
 pub use error::StreamsError;
+pub use global::GlobalKTable;
 pub use joins::{JoinWindows, Joined, StreamJoined};
 pub use kafka_streams::{KafkaStreams, State};
 pub use kgrouped::KGroupedStream;

@@ -170,7 +170,8 @@ impl StateDir {
         self.app_dir.join(id.to_string())
     }
 
-    fn db(&mut self) -> Result<&FjallDb, StoreError> {
+    /// The instance's fjall database (opened on first use).
+    pub fn db(&mut self) -> Result<&FjallDb, StoreError> {
         if self.db.is_none() {
             self.db = Some(FjallDb::open(&self.app_dir.join("fjall"))?);
         }
@@ -227,18 +228,20 @@ impl StateDir {
 
     /// Writes task `id`'s checkpoint.
     pub fn write_checkpoint(&self, id: TaskId, offsets: &Offsets) -> Result<(), StoreError> {
-        let dir = self.task_dir(id);
-        std::fs::create_dir_all(&dir).map_err(dir_err(&dir))?;
-        let mut text = format!("0\n{}\n", offsets.len());
-        for ((topic, partition), offset) in offsets {
-            text.push_str(&format!("{topic} {partition} {offset}\n"));
-        }
-        let tmp = dir.join(".checkpoint.tmp");
-        let mut f = std::fs::File::create(&tmp).map_err(dir_err(&tmp))?;
-        f.write_all(text.as_bytes()).map_err(dir_err(&tmp))?;
-        f.sync_all().map_err(dir_err(&tmp))?;
-        let path = dir.join(".checkpoint");
-        std::fs::rename(&tmp, &path).map_err(dir_err(&path))
+        write_checkpoint_file(&self.task_dir(id), offsets)
+    }
+
+    /// The global stores' checkpointed offsets (`<app dir>/global/.checkpoint`).
+    pub fn read_global_checkpoint(&self) -> Offsets {
+        let text = std::fs::read_to_string(self.app_dir.join("global").join(".checkpoint"));
+        text.ok()
+            .and_then(|t| parse_checkpoint(&t))
+            .unwrap_or_default()
+    }
+
+    /// Writes the global stores' checkpoint.
+    pub fn write_global_checkpoint(&self, offsets: &Offsets) -> Result<(), StoreError> {
+        write_checkpoint_file(&self.app_dir.join("global"), offsets)
     }
 
     /// Removes task `id`'s checkpoint (its stores may now run ahead of any offset).
@@ -249,6 +252,21 @@ impl StateDir {
             _ => Ok(()),
         }
     }
+}
+
+/// Writes `<dir>/.checkpoint` through a temporary file and a rename.
+fn write_checkpoint_file(dir: &Path, offsets: &Offsets) -> Result<(), StoreError> {
+    std::fs::create_dir_all(dir).map_err(dir_err(dir))?;
+    let mut text = format!("0\n{}\n", offsets.len());
+    for ((topic, partition), offset) in offsets {
+        text.push_str(&format!("{topic} {partition} {offset}\n"));
+    }
+    let tmp = dir.join(".checkpoint.tmp");
+    let mut f = std::fs::File::create(&tmp).map_err(dir_err(&tmp))?;
+    f.write_all(text.as_bytes()).map_err(dir_err(&tmp))?;
+    f.sync_all().map_err(dir_err(&tmp))?;
+    let path = dir.join(".checkpoint");
+    std::fs::rename(&tmp, &path).map_err(dir_err(&path))
 }
 
 fn parse_checkpoint(text: &str) -> Option<Offsets> {

@@ -31,10 +31,12 @@ use strom_client::{ConsumerRecord, ProducerRecord};
 
 use crate::config::DeserializationHandler;
 use crate::error::StreamsError;
+use crate::global::apply_to;
 use crate::kafka_streams::on_deserialization_error;
 use crate::query::{ReadOnlyKeyValueStore, ReadOnlyWindowStore, StoreInstances};
 use crate::serdes::{Serde, SerdeError};
-use crate::task::{StateDir, Task, TaskId};
+use crate::state::{MemoryStore, RawStore};
+use crate::task::{StateDir, Store, Task, TaskId};
 use crate::topology::{Compiled, RecordError, Topology};
 
 /// A record read from an output topic: bytes, as a sink wrote them.
@@ -60,6 +62,8 @@ struct Inner {
     repartition: Vec<String>,
     /// The simulated wall clock (ms).
     wall_clock: i64,
+    /// Global tables' stores (in memory), by topic.
+    globals: HashMap<String, Store>,
 }
 
 /// Runs a [`Topology`] without a broker.
@@ -109,6 +113,18 @@ impl TopologyTestDriver {
             }
         }
         let repartition = compiled.repartition_topics();
+        let globals = compiled
+            .globals
+            .iter()
+            .map(|g| {
+                let store = Store {
+                    spec: g.store.clone(),
+                    raw: Arc::new(MemoryStore::default()) as Arc<dyn RawStore>,
+                    changelog: None,
+                };
+                (g.topic.clone(), store)
+            })
+            .collect();
         Ok(TopologyTestDriver {
             inner: RefCell::new(Inner {
                 compiled,
@@ -119,6 +135,7 @@ impl TopologyTestDriver {
                 handler: config.deserialization_handler,
                 repartition,
                 wall_clock: 0,
+                globals,
             }),
         })
     }
@@ -140,6 +157,19 @@ impl TopologyTestDriver {
                 *o += 1;
                 *o - 1
             };
+            if let Some(g) = inner.globals.get(&topic) {
+                let r = ConsumerRecord {
+                    topic: topic.clone(),
+                    partition: 0,
+                    offset,
+                    timestamp,
+                    key,
+                    value,
+                    headers,
+                };
+                apply_to(g.raw.as_ref(), &r, &g.spec.name)?;
+                continue;
+            }
             let Some((source, sub)) = inner.compiled.sources.get(&topic).cloned() else {
                 return Err(StreamsError::InvalidTopology(format!(
                     "{topic} is not a source topic of the topology"
@@ -162,13 +192,16 @@ impl TopologyTestDriver {
                 Some(t) => t,
                 None => {
                     let specs = inner.compiled.subtopologies[sub].stores.clone();
-                    inner
-                        .state
-                        .open_task(id, &specs)
-                        .map_err(|source| StreamsError::Store {
+                    let mut task = inner.state.open_task(id, &specs).map_err(|source| {
+                        StreamsError::Store {
                             store: format!("(task {id})"),
                             source,
-                        })?
+                        }
+                    })?;
+                    for g in inner.globals.values() {
+                        task.stores.insert(g.spec.name.clone(), g.clone());
+                    }
+                    task
                 }
             };
             let mut task = task;
@@ -311,6 +344,12 @@ impl TopologyTestDriver {
 
     fn instances(&self, name: &str) -> StoreInstances {
         let inner = self.inner.borrow();
+        if let Some(g) = inner.globals.values().find(|g| g.spec.name == name) {
+            return StoreInstances {
+                name: name.to_string(),
+                parts: vec![g.raw.clone()],
+            };
+        }
         StoreInstances {
             name: name.to_string(),
             parts: inner

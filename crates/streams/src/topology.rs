@@ -324,6 +324,8 @@ pub(crate) struct Graph {
     pub internal_topics: BTreeSet<String>,
     /// Groups of source topics that must have as many partitions (joined inputs).
     pub copartition: Vec<Vec<String>>,
+    /// Global tables.
+    pub globals: Vec<crate::global::GlobalSpec>,
 }
 
 impl Graph {
@@ -380,6 +382,7 @@ pub struct Topology {
     pub(crate) stores: Vec<Arc<StoreSpec>>,
     pub(crate) internal_topics: BTreeSet<String>,
     pub(crate) copartition: Vec<Vec<String>>,
+    pub(crate) globals: Vec<crate::global::GlobalSpec>,
 }
 
 impl From<Graph> for Topology {
@@ -390,6 +393,7 @@ impl From<Graph> for Topology {
             stores: g.stores,
             internal_topics: g.internal_topics,
             copartition: g.copartition,
+            globals: g.globals,
         }
     }
 }
@@ -408,6 +412,8 @@ pub(crate) struct Compiled {
     pub application_id: String,
     /// Punctuation entry points of Processor API nodes, by node name.
     pub punctuators: HashMap<String, PunctuateFn>,
+    /// Global tables (their sub-topologies make no tasks).
+    pub globals: Vec<crate::global::GlobalSpec>,
 }
 
 /// What the tasks of one sub-topology read, write and keep.
@@ -571,46 +577,76 @@ impl Topology {
     }
 
     /// The graph as Kafka's `TopologyDescription` has it; its `Display` is Kafka's text.
+    ///
+    /// The order follows Kafka's `InternalTopologyBuilder.describeSubtopology` step by step:
+    /// the nodes of a sub-topology are connected in Java `HashMap` order, each edge adding
+    /// the child's current sub-graph size to its ancestors, and a node's predecessors and
+    /// successors are `TreeSet`s ordered by those sizes *at insertion*, so later growth
+    /// leaves them in the order the red-black tree was built in. A sub-topology's own node
+    /// list is sorted by the final sizes, then by name.
     pub fn describe(&self) -> TopologyDescription {
         let n = self.nodes.len();
         let groups = self.groups();
-        // The size of the graph below each node, itself included (Kafka's ordering key).
-        let mut size = vec![1usize; n];
-        for i in (0..n).rev() {
-            size[i] = 1 + self.nodes[i]
-                .children
-                .iter()
-                .map(|&c| size[c])
-                .sum::<usize>();
-        }
-        let sorted = |mut list: Vec<usize>| -> Vec<String> {
-            list.sort_by(|&a, &b| {
-                size[b]
-                    .cmp(&size[a])
-                    .then_with(|| self.nodes[a].name.cmp(&self.nodes[b].name))
-            });
-            list.dedup();
-            list.into_iter()
-                .map(|i| self.nodes[i].name.clone())
-                .collect()
+        // Kafka's `AbstractNode.size`: the number of paths starting at the node, itself
+        // included, over the edges connected so far.
+        let mut size = vec![1i64; n];
+        let mut preds: Vec<JavaTreeSet> = (0..n).map(|_| JavaTreeSet::default()).collect();
+        let mut succs: Vec<JavaTreeSet> = (0..n).map(|_| JavaTreeSet::default()).collect();
+        // Kafka's `NODE_COMPARATOR`: larger sub-graphs first, then by name.
+        let compare = |size: &[i64], a: usize, b: usize| -> std::cmp::Ordering {
+            if a == b {
+                return std::cmp::Ordering::Equal;
+            }
+            size[b].cmp(&size[a]).then_with(|| {
+                let (x, y) = (&self.nodes[a].name, &self.nodes[b].name);
+                x.encode_utf16().cmp(y.encode_utf16())
+            })
         };
-        let subtopologies = groups
+        fn update_size(node: usize, delta: i64, size: &mut [i64], preds: &[JavaTreeSet]) {
+            size[node] += delta;
+            for p in preds[node].iter() {
+                update_size(p, delta, size, preds);
+            }
+        }
+        let mut described = Vec::new();
+        for (id, members) in groups.into_iter().enumerate() {
+            // `members` is in the builder's order, as Kafka fills the group's `HashSet`
+            // (whose iteration order then fills `nodesByName`).
+            for node in java_hash_order(members.iter().map(|&i| (i, self.nodes[i].name.as_str()))) {
+                for &p in &self.nodes[node].parents {
+                    if p >= n {
+                        continue;
+                    }
+                    preds[node].add(p, |a, b| compare(&size, a, b));
+                    succs[p].add(node, |a, b| compare(&size, a, b));
+                    update_size(p, size[node], &mut size, &preds);
+                }
+            }
+            described.push((id, members));
+        }
+        let names = |set: &JavaTreeSet| -> Vec<String> {
+            set.iter().map(|i| self.nodes[i].name.clone()).collect()
+        };
+        let subtopologies = described
             .into_iter()
-            .enumerate()
-            .map(|(id, members)| {
-                let nodes = sorted(members)
+            .map(|(id, mut members)| {
+                let global = self.globals.iter().any(|g| members.contains(&g.source));
+                // The sub-topology's `TreeSet`, filled once the sizes are final.
+                members.sort_by(|&a, &b| compare(&size, a, b));
+                members.dedup_by(|a, b| compare(&size, *a, *b).is_eq());
+                let nodes = members
                     .into_iter()
-                    .filter_map(|name| {
-                        let node = self.nodes.iter().find(|x| x.name == name)?;
-                        Some(NodeDescription {
-                            name,
+                    .map(|i| {
+                        let node = &self.nodes[i];
+                        NodeDescription {
+                            name: node.name.clone(),
                             kind: node.kind.clone(),
-                            predecessors: sorted(node.parents.clone()),
-                            successors: sorted(node.children.clone()),
-                        })
+                            predecessors: names(&preds[i]),
+                            successors: names(&succs[i]),
+                        }
                     })
                     .collect();
-                SubtopologyDescription { id, nodes }
+                SubtopologyDescription { id, nodes, global }
             })
             .collect();
         TopologyDescription { subtopologies }
@@ -633,6 +669,13 @@ impl Topology {
             punctuators: Default::default(),
         };
         let groups = self.groups();
+        // The sub-topologies of global tables: described, never run as tasks.
+        let global: Vec<usize> = groups
+            .iter()
+            .enumerate()
+            .filter(|(_, m)| self.globals.iter().any(|g| m.contains(&g.source)))
+            .map(|(id, _)| id)
+            .collect();
         let mut group_of = vec![0usize; self.nodes.len()];
         let mut subtopologies = Vec::with_capacity(groups.len());
         for (id, members) in groups.iter().enumerate() {
@@ -640,12 +683,14 @@ impl Topology {
             for &i in members {
                 group_of[i] = id;
                 match &self.nodes[i].kind {
+                    NodeKind::Source { .. } if global.contains(&id) => {}
                     NodeKind::Source { topics } => {
                         plan.sources.extend(topics.iter().map(|t| env.topic(t)))
                     }
                     NodeKind::Sink { topic } if env.internal.contains(topic) => {
                         plan.repartition_sinks.push(env.topic(topic))
                     }
+                    NodeKind::Processor { .. } if global.contains(&id) => {}
                     NodeKind::Processor { stores } => {
                         for st in stores {
                             let spec = self.stores.iter().find(|s| &s.name == st);
@@ -681,7 +726,8 @@ impl Topology {
                 .filter_map(|&c| built.get(c).and_then(|b| b.as_ref()))
                 .collect();
             let compiled = build(&env, children);
-            if let NodeKind::Source { topics } = &node.kind {
+            let in_global = global.contains(&group_of[i]);
+            if let (NodeKind::Source { topics }, false) = (&node.kind, in_global) {
                 let Some(f) = compiled.downcast_ref::<SourceFn>() else {
                     return Err(StreamsError::InvalidTopology(format!(
                         "source {} did not compile to a source",
@@ -699,6 +745,7 @@ impl Topology {
             subtopologies,
             application_id: application_id.to_string(),
             punctuators: env.punctuators.into_inner(),
+            globals: std::mem::take(&mut self.globals),
         })
     }
 
@@ -722,6 +769,213 @@ impl Topology {
     }
 }
 
+/// The order in which a Java `HashMap` or `HashSet<String>` of default capacity, filled
+/// with `entries` in the order given, iterates: by bucket (the spread `String.hashCode`
+/// masked by the table size), then in insertion order within a bucket. (Java turns a bucket
+/// of eight or more entries in a table of 64 or more into a tree; that is not modelled.)
+fn java_hash_order<'a>(entries: impl Iterator<Item = (usize, &'a str)>) -> Vec<usize> {
+    let entries: Vec<(usize, &str)> = entries.collect();
+    let mut capacity = 16usize;
+    while entries.len() > capacity / 4 * 3 {
+        capacity *= 2;
+    }
+    let bucket = |name: &str| -> usize {
+        let h = name
+            .encode_utf16()
+            .fold(0u32, |h, c| h.wrapping_mul(31).wrapping_add(u32::from(c)));
+        ((h ^ (h >> 16)) as usize) & (capacity - 1)
+    };
+    let mut order: Vec<(usize, usize)> = entries.iter().map(|&(i, s)| (bucket(s), i)).collect();
+    // Stable: entries of one bucket keep their insertion order.
+    order.sort_by_key(|&(b, _)| b);
+    order.into_iter().map(|(_, i)| i).collect()
+}
+
+/// Java's `TreeSet` (a `TreeMap` red-black tree) of node indices, whose comparator is
+/// given at each insertion: Kafka's comparator reads sizes that change after insertion,
+/// so the iteration order is the shape the tree was built in, not a sort by the final keys.
+#[derive(Default)]
+struct JavaTreeSet {
+    root: Option<usize>,
+    entries: Vec<TreeEntry>,
+}
+
+struct TreeEntry {
+    key: usize,
+    left: Option<usize>,
+    right: Option<usize>,
+    parent: Option<usize>,
+    red: bool,
+}
+
+impl JavaTreeSet {
+    /// `TreeMap.put`: walks down by `compare(key, entry)`; an entry comparing equal means
+    /// the key is already there.
+    fn add(&mut self, key: usize, compare: impl Fn(usize, usize) -> std::cmp::Ordering) {
+        use std::cmp::Ordering;
+        let mut at = self.root;
+        let mut parent = None;
+        let mut went_left = false;
+        while let Some(e) = at {
+            parent = Some(e);
+            match compare(key, self.entries[e].key) {
+                Ordering::Less => {
+                    went_left = true;
+                    at = self.entries[e].left;
+                }
+                Ordering::Greater => {
+                    went_left = false;
+                    at = self.entries[e].right;
+                }
+                Ordering::Equal => return,
+            }
+        }
+        let id = self.entries.len();
+        self.entries.push(TreeEntry {
+            key,
+            left: None,
+            right: None,
+            parent,
+            red: false,
+        });
+        match parent {
+            None => self.root = Some(id),
+            Some(p) if went_left => self.entries[p].left = Some(id),
+            Some(p) => self.entries[p].right = Some(id),
+        }
+        if parent.is_some() {
+            self.fix_after_insertion(id);
+        }
+    }
+
+    fn parent_of(&self, e: Option<usize>) -> Option<usize> {
+        e.and_then(|e| self.entries[e].parent)
+    }
+
+    fn left_of(&self, e: Option<usize>) -> Option<usize> {
+        e.and_then(|e| self.entries[e].left)
+    }
+
+    fn right_of(&self, e: Option<usize>) -> Option<usize> {
+        e.and_then(|e| self.entries[e].right)
+    }
+
+    /// A missing entry is black.
+    fn is_red(&self, e: Option<usize>) -> bool {
+        e.is_some_and(|e| self.entries[e].red)
+    }
+
+    fn set_red(&mut self, e: Option<usize>, red: bool) {
+        if let Some(e) = e {
+            self.entries[e].red = red;
+        }
+    }
+
+    fn rotate_left(&mut self, p: Option<usize>) {
+        let Some(p) = p else { return };
+        let Some(r) = self.entries[p].right else {
+            return;
+        };
+        self.entries[p].right = self.entries[r].left;
+        if let Some(rl) = self.entries[r].left {
+            self.entries[rl].parent = Some(p);
+        }
+        let pp = self.entries[p].parent;
+        self.entries[r].parent = pp;
+        match pp {
+            None => self.root = Some(r),
+            Some(g) if self.entries[g].left == Some(p) => self.entries[g].left = Some(r),
+            Some(g) => self.entries[g].right = Some(r),
+        }
+        self.entries[r].left = Some(p);
+        self.entries[p].parent = Some(r);
+    }
+
+    fn rotate_right(&mut self, p: Option<usize>) {
+        let Some(p) = p else { return };
+        let Some(l) = self.entries[p].left else {
+            return;
+        };
+        self.entries[p].left = self.entries[l].right;
+        if let Some(lr) = self.entries[l].right {
+            self.entries[lr].parent = Some(p);
+        }
+        let pp = self.entries[p].parent;
+        self.entries[l].parent = pp;
+        match pp {
+            None => self.root = Some(l),
+            Some(g) if self.entries[g].right == Some(p) => self.entries[g].right = Some(l),
+            Some(g) => self.entries[g].left = Some(l),
+        }
+        self.entries[l].right = Some(p);
+        self.entries[p].parent = Some(l);
+    }
+
+    /// `TreeMap.fixAfterInsertion` (CLR's rebalancing).
+    fn fix_after_insertion(&mut self, new: usize) {
+        let mut x = Some(new);
+        self.set_red(x, true);
+        while x.is_some() && x != self.root && self.is_red(self.parent_of(x)) {
+            let grand = self.parent_of(self.parent_of(x));
+            if self.parent_of(x) == self.left_of(grand) {
+                let y = self.right_of(grand);
+                if self.is_red(y) {
+                    self.set_red(self.parent_of(x), false);
+                    self.set_red(y, false);
+                    self.set_red(grand, true);
+                    x = grand;
+                } else {
+                    if x == self.right_of(self.parent_of(x)) {
+                        x = self.parent_of(x);
+                        self.rotate_left(x);
+                    }
+                    self.set_red(self.parent_of(x), false);
+                    let grand = self.parent_of(self.parent_of(x));
+                    self.set_red(grand, true);
+                    self.rotate_right(grand);
+                }
+            } else {
+                let y = self.left_of(grand);
+                if self.is_red(y) {
+                    self.set_red(self.parent_of(x), false);
+                    self.set_red(y, false);
+                    self.set_red(grand, true);
+                    x = grand;
+                } else {
+                    if x == self.left_of(self.parent_of(x)) {
+                        x = self.parent_of(x);
+                        self.rotate_right(x);
+                    }
+                    self.set_red(self.parent_of(x), false);
+                    let grand = self.parent_of(self.parent_of(x));
+                    self.set_red(grand, true);
+                    self.rotate_left(grand);
+                }
+            }
+        }
+        let root = self.root;
+        self.set_red(root, false);
+    }
+
+    /// The keys in the tree's order (an in-order walk).
+    fn iter(&self) -> impl Iterator<Item = usize> + '_ {
+        let mut out = Vec::with_capacity(self.entries.len());
+        let mut stack = Vec::new();
+        let mut at = self.root;
+        while at.is_some() || !stack.is_empty() {
+            while let Some(e) = at {
+                stack.push(e);
+                at = self.entries[e].left;
+            }
+            if let Some(e) = stack.pop() {
+                out.push(self.entries[e].key);
+                at = self.entries[e].right;
+            }
+        }
+        out.into_iter()
+    }
+}
+
 /// A topology as Kafka describes it: its sub-topologies in id order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TopologyDescription {
@@ -734,6 +988,8 @@ pub struct TopologyDescription {
 pub struct SubtopologyDescription {
     /// Its number.
     pub id: usize,
+    /// A global table's (Kafka's `GlobalStore`: it makes no tasks).
+    pub global: bool,
     /// Its nodes in Kafka's order: larger sub-graphs first, then by name.
     pub nodes: Vec<NodeDescription>,
 }
@@ -790,6 +1046,18 @@ impl fmt::Display for NodeDescription {
 
 impl fmt::Display for SubtopologyDescription {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.global {
+            // Kafka's GlobalStore text: no blank line after it.
+            writeln!(
+                f,
+                "Sub-topology: {} for global store (will not generate tasks)",
+                self.id
+            )?;
+            for node in &self.nodes {
+                writeln!(f, "    {node}")?;
+            }
+            return Ok(());
+        }
         writeln!(f, "Sub-topology: {}", self.id)?;
         for node in &self.nodes {
             writeln!(f, "    {node}")?;

@@ -99,7 +99,7 @@ fn merge_and_the_other_operation_names() {
     for node in [
         "Source: KSTREAM-SOURCE-0000000000 (topics: [a])\n      --> KSTREAM-MERGE-0000000003",
         "Processor: KSTREAM-KEY-SELECT-0000000002 (stores: [])\n      --> KSTREAM-MERGE-0000000003\n      <-- KSTREAM-SOURCE-0000000001",
-        "Processor: KSTREAM-MERGE-0000000003 (stores: [])\n      --> KSTREAM-FLATMAPVALUES-0000000004\n      <-- KSTREAM-KEY-SELECT-0000000002, KSTREAM-SOURCE-0000000000",
+        "Processor: KSTREAM-MERGE-0000000003 (stores: [])\n      --> KSTREAM-FLATMAPVALUES-0000000004\n      <-- KSTREAM-SOURCE-0000000000, KSTREAM-KEY-SELECT-0000000002",
         "Processor: KSTREAM-MAP-0000000005 (stores: [])",
         "Processor: KSTREAM-FLATMAP-0000000006 (stores: [])",
         "Processor: KSTREAM-FILTER-0000000007 (stores: [])",
